@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run` prints the tables. Never part of the test suite."""

@@ -1,0 +1,1 @@
+"""Shared types and plumbing. Imports nothing else of robolearn."""

@@ -1,0 +1,59 @@
+"""Video files for people to watch: upscaled frames with a caption, written as H.264 MP4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+
+VIDEO_SIZE = 256
+
+
+def caption_frame(
+    image: np.ndarray, lines: list[str], size: int = VIDEO_SIZE, highlight: bool = False
+) -> np.ndarray:
+    """Upscale a uint8 [H, W, 3] frame to [size, size, 3] (nearest) and write `lines` on it.
+
+    `highlight` draws a green border (used for success steps).
+    """
+    frame = cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
+    for i, text in enumerate(lines):
+        org = (4, 14 + 14 * i)
+        cv2.putText(frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(
+            frame, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA
+        )
+    if highlight:
+        cv2.rectangle(frame, (0, 0), (size - 1, size - 1), (0, 200, 0), 4)
+    return frame
+
+
+class VideoWriter:
+    """Appends uint8 [H, W, 3] frames to an MP4 file (ffmpeg from the imageio-ffmpeg wheel)."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self._writer = imageio.get_writer(
+            self.path,
+            fps=fps,
+            codec="libx264",
+            quality=8,
+            macro_block_size=16,
+            ffmpeg_log_level="error",
+        )
+        self.frames = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        self._writer.append_data(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

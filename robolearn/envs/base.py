@@ -1,0 +1,215 @@
+"""The one task interface every simulator sits behind.
+
+Contract (Gymnasium-compatible):
+
+    reset(seed=None) -> obs, info
+    step(action[7]) -> obs, reward, terminated, truncated, info
+    render() -> uint8 [H, W, 3]
+    close()
+
+    obs = {"image": uint8 [H, W, 3], "proprio": float32 [7], "state": float64 [S]}
+    info = {"success": bool, "instruction": str, "task": str, "step": int}
+
+`proprio` is the end-effector pose and gripper in the task's base frame: xyz (m),
+roll/pitch/yaw (rad), gripper opening in [0, 1] (1 = open). `state` is the simulator's full
+physics state (qpos, qvel).
+The action is float32 in [-1, 1]^7 in the BridgeData convention: delta xyz, delta roll/pitch/yaw,
+gripper (+1 open, -1 closed); each task's `TaskInfo.action_meaning` says what that maps to in
+physical units for its simulator. The reward is the sparse success signal (1.0 on success steps).
+Episodes never terminate early; they are truncated after `max_steps`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robolearn.core.errors import ActionError, ConfigError
+from robolearn.envs.render import check_image_size
+
+ACTION_DIM = 7
+PROPRIO_DIM = 7
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """Per-run settings shared by every task.
+
+    image_size: side of the square camera image in pixels (16..256).
+    visual_randomization: randomize light, colours and camera pose per episode (sim-to-real);
+        tasks whose simulator does not support it ignore it and say so in their TaskInfo.
+    max_steps: episode length in control steps; None takes the task's default.
+    """
+
+    image_size: int = 64
+    visual_randomization: bool = False
+    max_steps: int | None = None
+
+    def __post_init__(self):
+        check_image_size(self.image_size)
+        if self.max_steps is not None and (
+            not isinstance(self.max_steps, int) or self.max_steps < 1
+        ):
+            raise ConfigError(
+                f"max_steps must be a positive integer or None, got {self.max_steps!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """What a task is, for listings and for the episode store."""
+
+    name: str
+    suite: str  # "widowx", "metaworld" or "robosuite"
+    instruction: str
+    control_hz: float
+    max_steps: int
+    action_meaning: str  # the physical meaning of the normalized 7-D action in this simulator
+
+
+class Task(gym.Env, abc.ABC):
+    """Base class: validates actions, counts steps, assembles observations and info.
+
+    Subclasses implement the simulator-specific `_reset`, `_apply_action`, `_success`, `_image`,
+    `_proprio`, `_sim_state` and `expert_action`.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+    render_mode = "rgb_array"
+
+    def __init__(self, info: TaskInfo, config: TaskConfig, state_dim: int):
+        self.task_info = info
+        self.config = config
+        self.max_steps = config.max_steps or info.max_steps
+        size = config.image_size
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
+                "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32),
+                "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float64),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self._t = 0
+        self._last_image: np.ndarray | None = None
+
+    # -- Gymnasium API -------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a new episode; object placement (and visuals, if enabled) drawn from `seed`."""
+        super().reset(seed=seed)
+        self._t = 0
+        self._reset(self.np_random)
+        return self._observe(), self._info()
+
+    def step(self, action):
+        """Apply one normalized 7-D action; returns obs, reward, terminated, truncated, info."""
+        act = self.check_action(action)
+        self._apply_action(act)
+        self._t += 1
+        obs = self._observe()
+        info = self._info()
+        reward = 1.0 if info["success"] else 0.0
+        return obs, reward, False, self._t >= self.max_steps, info
+
+    def render(self) -> np.ndarray:
+        """The camera image of the current state, uint8 [H, W, 3]."""
+        if self._last_image is None:
+            self._last_image = self._image()
+        return self._last_image
+
+    def check_action(self, action: Any) -> np.ndarray:
+        """The action as float64 [7] clipped to [-1, 1]; wrong shapes and NaN/inf are errors."""
+        try:
+            act = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ActionError(
+                f"task {self.task_info.name!r}: action must be numbers of shape ({ACTION_DIM},), "
+                f"got {action!r}"
+            ) from exc
+        if act.shape != (ACTION_DIM,):
+            raise ActionError(
+                f"task {self.task_info.name!r}: action must have shape ({ACTION_DIM},) "
+                f"({', '.join(ACTION_NAMES)}), got shape {act.shape}"
+            )
+        if not np.all(np.isfinite(act)):
+            bad = [ACTION_NAMES[i] for i in np.flatnonzero(~np.isfinite(act))]
+            raise ActionError(
+                f"task {self.task_info.name!r}: action has NaN/inf in {', '.join(bad)}: "
+                f"{act.tolist()}"
+            )
+        return np.clip(act, -1.0, 1.0)
+
+    # -- assembly ------------------------------------------------------------------------------
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        self._last_image = self._image()
+        return {
+            "image": self._last_image,
+            "proprio": np.asarray(self._proprio(), dtype=np.float32),
+            "state": np.asarray(self._sim_state(), dtype=np.float64),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "success": bool(self._success()),
+            "instruction": self.task_info.instruction,
+            "task": self.task_info.name,
+            "step": self._t,
+        }
+
+    # -- simulator-specific --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _reset(self, rng: np.random.Generator) -> None:
+        """Reset the simulator; randomize object placement (and visuals if configured)."""
+
+    @abc.abstractmethod
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Run one control step for a validated action in [-1, 1]^7."""
+
+    @abc.abstractmethod
+    def _success(self) -> bool:
+        """Task success, computed from simulator state."""
+
+    @abc.abstractmethod
+    def _image(self) -> np.ndarray:
+        """Render the fixed task camera, uint8 [H, W, 3]."""
+
+    @abc.abstractmethod
+    def _proprio(self) -> np.ndarray:
+        """End-effector xyz (m), roll/pitch/yaw (rad) and gripper opening in [0, 1], [7]."""
+
+    @abc.abstractmethod
+    def _sim_state(self) -> np.ndarray:
+        """The simulator's physics state (qpos, qvel), float64 [S]."""
+
+    @abc.abstractmethod
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action for the current state, float [7] in [-1, 1].
+
+        Experts read privileged simulator state and may keep a phase; `_reset` resets it.
+        """
+
+
+def quat_to_rpy(quat_wxyz: np.ndarray) -> np.ndarray:
+    """Roll, pitch, yaw (rad, extrinsic XYZ = intrinsic ZYX) of a unit quaternion [w, x, y, z]."""
+    w, x, y, z = quat_wxyz
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.array([roll, pitch, yaw])
+
+
+def mat_to_rpy(mat: np.ndarray) -> np.ndarray:
+    """Roll, pitch, yaw (rad, same convention as quat_to_rpy) of a rotation matrix [3, 3]."""
+    m = np.asarray(mat, dtype=np.float64).reshape(3, 3)
+    roll = np.arctan2(m[2, 1], m[2, 2])
+    pitch = np.arcsin(np.clip(-m[2, 0], -1.0, 1.0))
+    yaw = np.arctan2(m[1, 0], m[0, 0])
+    return np.array([roll, pitch, yaw])

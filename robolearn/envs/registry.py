@@ -1,0 +1,79 @@
+"""Task registry: names to factories, with listings and helpful errors for unknown names.
+
+Factories import their simulator only when called, so `robolearn tasks` and importing
+robolearn.envs never pull in Meta-World or robosuite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from collections.abc import Callable
+
+from robolearn.core.errors import UnknownTaskError
+from robolearn.envs.base import Task, TaskConfig, TaskInfo
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    info: TaskInfo
+    factory: str  # "module:callable", called as factory(info, config) -> Task
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(info: TaskInfo, factory: str) -> None:
+    """Register a task under `info.name`; `factory` is "module:callable"."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"task {info.name!r} is registered twice")
+    _REGISTRY[info.name] = _Entry(info, factory)
+
+
+def task_names() -> list[str]:
+    """All registered task names, sorted."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def task_info(name: str) -> TaskInfo:
+    """Static description of a task; unknown names raise UnknownTaskError with close matches."""
+    return _entry(name).info
+
+
+def make(name: str, config: TaskConfig | None = None, **overrides) -> Task:
+    """Build task `name`. Keyword overrides set TaskConfig fields (e.g. image_size=128)."""
+    entry = _entry(name)
+    config = dataclasses.replace(config or TaskConfig(), **overrides)
+    module, _, attr = entry.factory.partition(":")
+    factory: Callable[[TaskInfo, TaskConfig], Task] = getattr(importlib.import_module(module), attr)
+    return factory(entry.info, config)
+
+
+def _entry(name: str) -> _Entry:
+    _load_builtin()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
+    close += [n for n in _REGISTRY if name and name in n and n not in close]
+    hint = (
+        f"did you mean: {', '.join(close[:5])}?" if close else "run `robolearn tasks` to list tasks"
+    )
+    raise UnknownTaskError(f"unknown task {name!r}; {hint}")
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in (
+        "robolearn.envs.widowx.tasks",
+        "robolearn.envs.metaworld",
+        "robolearn.envs.robosuite",
+    ):
+        importlib.import_module(module).register_all(register)

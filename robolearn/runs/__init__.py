@@ -1,0 +1,1 @@
+"""Thin outer loops behind each CLI command."""

@@ -1,0 +1,155 @@
+"""`robolearn eval`: run a policy in a task's simulator; success rate with an interval; a video."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robolearn.core.config import save_yaml
+from robolearn.core.errors import ConfigError
+from robolearn.core.stats import wilson_interval
+from robolearn.core.video import VideoWriter, caption_frame
+
+SCRIPTED = ("expert", "noisy", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What `robolearn eval` runs.
+
+    policy: "expert", "noisy" or "random" (the task's scripted sources); trained checkpoints
+        arrive with `robolearn train bc`.
+    seed: base seed; episode i resets the task with a seed derived from (seed, i), so two runs
+        with different base seeds never share an initial state by construction.
+    """
+
+    task: str
+    policy: str = "expert"
+    episodes: int = 50
+    seed: int = 0
+    image_size: int = 64
+    max_steps: int | None = None
+    video_episodes: int = 3
+    noise_std: float = 0.3
+
+    def __post_init__(self):
+        if self.policy not in SCRIPTED:
+            raise ConfigError(
+                f"unknown policy {self.policy!r}: use one of {', '.join(SCRIPTED)} "
+                "(trained checkpoints arrive with `robolearn train bc`)"
+            )
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if self.video_episodes < 0:
+            raise ConfigError(f"video_episodes must be >= 0, got {self.video_episodes}")
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of episode `episode` of a run with base seed `seed`."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+def make_policy(task, cfg: EvalConfig):
+    """The policy named by `cfg.policy` for `task`."""
+    from robolearn.envs.experts import ScriptedPolicy
+
+    return ScriptedPolicy(task, cfg.policy, noise_std=cfg.noise_std, seed=cfg.seed)
+
+
+def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label: str = "") -> dict:
+    """One episode; returns success, first success step, return and length."""
+    obs, info = task.reset(seed=seed)
+    policy.reset(seed)
+    first_success, ret, steps = None, 0.0, 0
+    if video is not None:
+        video.append(caption_frame(obs["image"], [label, "step 0"]))
+    truncated = False
+    while not truncated:
+        obs, reward, _, truncated, info = task.step(policy(obs))
+        steps += 1
+        ret += reward
+        if info["success"] and first_success is None:
+            first_success = steps
+        if video is not None:
+            status = "SUCCESS" if info["success"] else ""
+            video.append(
+                caption_frame(
+                    obs["image"], [label, f"step {steps} {status}"], highlight=info["success"]
+                )
+            )
+    return {
+        "seed": seed,
+        "success": bool(info["success"] or first_success is not None),
+        "first_success_step": first_success,
+        "return": ret,
+        "steps": steps,
+    }
+
+
+def run_eval(cfg: EvalConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Evaluate; writes results.json, config.yaml and video.mp4 (first `video_episodes`) to out_dir.
+
+    Success of an episode: the task reported success at any step of it.
+    """
+    from robolearn import envs
+
+    task = envs.make(cfg.task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+    policy = make_policy(task, cfg)
+    save_yaml(cfg, out_dir / "config.yaml")
+    video = None
+    if cfg.video_episodes:
+        video = VideoWriter(out_dir / "video.mp4", fps=max(5.0, task.task_info.control_hz))
+    episodes, start = [], time.perf_counter()
+    try:
+        for i in range(cfg.episodes):
+            filming = video if i < cfg.video_episodes else None
+            label = f"{cfg.task} {cfg.policy} ep {i}"
+            episodes.append(run_episode(task, policy, episode_seed(cfg.seed, i), filming, label))
+            if progress:
+                _progress(i + 1, cfg.episodes, episodes, time.perf_counter() - start)
+    finally:
+        task.close()
+        if video is not None:
+            video.close()
+    result = summarize(cfg, episodes, time.perf_counter() - start)
+    if video is not None:
+        result["video"] = str(out_dir / "video.mp4")
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summarize(cfg: EvalConfig, episodes: list[dict], seconds: float) -> dict:
+    """Success rate with its 95 % Wilson interval, and the per-episode records."""
+    wins = sum(e["success"] for e in episodes)
+    low, high = wilson_interval(wins, len(episodes))
+    steps = sum(e["steps"] for e in episodes)
+    return {
+        "task": cfg.task,
+        "policy": cfg.policy,
+        "seed": cfg.seed,
+        "episodes": len(episodes),
+        "successes": wins,
+        "success_rate": wins / len(episodes),
+        "ci95": [low, high],
+        "env_steps": steps,
+        "seconds": seconds,
+        "steps_per_second": steps / max(seconds, 1e-9),
+        "per_episode": episodes,
+    }
+
+
+def _progress(done: int, total: int, episodes: list[dict], elapsed: float) -> None:
+    wins = sum(e["success"] for e in episodes)
+    eta = elapsed / done * (total - done)
+    sys.stderr.write(
+        f"\r  episode {done}/{total}  success {wins}/{done}  "
+        f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s "
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
