@@ -1,0 +1,259 @@
+"""WidowX tasks in MuJoCo: `drawer`, `drawer-close` and `push`, all at 5 Hz with 64x64 images.
+
+A task owns one compiled MjModel/MjData and one Camera. Per episode it places objects from the
+reset rng (and, with `visual_randomization`, jitters light, colours and camera pose), puts the arm
+in its start pose, and runs the end-effector control of control.py. Observations:
+image from camera `scene`, proprio = tip xyz (m) + rpy (rad) + gripper opening [0, 1],
+state = concat(qpos, qvel). Static placements (cabinet pose, push target) are model parameters, not
+physics state: `layout()` returns them.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import mujoco
+import numpy as np
+
+from robolearn.core import widowx as wx
+from robolearn.envs.base import Task, TaskConfig, TaskInfo, mat_to_rpy
+from robolearn.envs.render import Camera
+from robolearn.envs.widowx import control, experts, scenes
+from robolearn.envs.widowx.arm import FINGER_ACTUATORS, FINGER_JOINTS, TIP_SITE
+from robolearn.envs.widowx.visuals import VisualRandomizer
+
+ARM = "wx250s/"
+DRAWER_OPEN_SUCCESS_M = 0.08
+DRAWER_CLOSED_SUCCESS_M = 0.015
+PUSH_SUCCESS_M = 0.03
+
+
+class WidowXTask(Task):
+    """Base of the WidowX tasks: arm control, observations, visual randomization.
+
+    Subclasses build the scene (`_build`), place objects (`_place`), and define `_success` and
+    the expert (`_make_expert`).
+    """
+
+    def __init__(self, info: TaskInfo, config: TaskConfig):
+        self.model = mujoco.MjModel.from_xml_string(self._build().to_xml_string())
+        self.data = mujoco.MjData(self.model)
+        super().__init__(info, config, state_dim=self.model.nq + self.model.nv)
+        m = self.model
+        self._arm_qadr = np.array([m.joint(ARM + n).qposadr[0] for n in wx.JOINT_NAMES])
+        self._arm_act = np.array([m.actuator(ARM + n).id for n in wx.JOINT_NAMES])
+        self._finger_qadr = np.array([m.joint(ARM + n).qposadr[0] for n in FINGER_JOINTS])
+        self._finger_act = np.array([m.actuator(ARM + n).id for n in FINGER_ACTUATORS])
+        self._tip = m.site(ARM + TIP_SITE).id
+        self._start = control.start_target()
+        self.target = self._start
+        self._camera = Camera(m, config.image_size, scenes.CAMERA)
+        self._visuals = VisualRandomizer(m) if config.visual_randomization else None
+        self.expert = self._make_expert()
+
+    # -- to implement per scene ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _build(self):
+        """The scene's MJCF root (dm_control.mjcf) with the arm attached."""
+
+    @abc.abstractmethod
+    def _place(self, rng: np.random.Generator) -> None:
+        """Randomize object placement for a new episode."""
+
+    @abc.abstractmethod
+    def _make_expert(self) -> experts.Expert:
+        """The task's scripted expert."""
+
+    @abc.abstractmethod
+    def layout(self) -> np.ndarray:
+        """The episode's placement of static scene parts (not in qpos), float64 [K]."""
+
+    # -- Task ----------------------------------------------------------------------------------
+
+    def _reset(self, rng: np.random.Generator) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        self._place(rng)
+        if self._visuals is not None:
+            self._visuals.apply(rng)
+        self.target = control.EETarget(
+            self._start.pos_m.copy(), self._start.rpy_rad.copy(), self._start.q_rad.copy()
+        )
+        self.data.qpos[self._arm_qadr] = self.target.q_rad
+        self.data.qpos[self._finger_qadr] = wx.FINGER_UPPER_M
+        self.data.ctrl[self._arm_act] = self.target.q_rad
+        self.data.ctrl[self._finger_act] = wx.FINGER_UPPER_M
+        mujoco.mj_forward(self.model, self.data)
+        self.expert.reset()
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        q_prev = self.target.q_rad
+        self.target, _ = control.step_target(self.target, action)
+        self.data.ctrl[self._finger_act] = control.gripper_target_m(action[6])
+        per_chunk = control.SUBSTEPS // control.INTERP_CHUNKS
+        for k in range(1, control.INTERP_CHUNKS + 1):
+            frac = min(1.0, k / control.RAMP_CHUNKS)
+            self.data.ctrl[self._arm_act] = q_prev + frac * (self.target.q_rad - q_prev)
+            mujoco.mj_step(self.model, self.data, nstep=per_chunk)
+
+    def _image(self) -> np.ndarray:
+        return self._camera.render(self.data)
+
+    def _proprio(self) -> np.ndarray:
+        opening = (self.data.qpos[self._finger_qadr].mean() - wx.FINGER_LOWER_M) / (
+            wx.FINGER_UPPER_M - wx.FINGER_LOWER_M
+        )
+        return np.concatenate(
+            [self.tip_pos(), mat_to_rpy(self.tip_mat()), [np.clip(opening, 0.0, 1.0)]]
+        )
+
+    def _sim_state(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's normalized action [7] for the current state."""
+        return self.expert.act(self)
+
+    def close(self) -> None:
+        """Release the renderer."""
+        self._camera.close()
+
+    # -- privileged state for experts and tests ------------------------------------------------
+
+    def tip_pos(self) -> np.ndarray:
+        """Measured gripper-tip position in the base frame (m) [3]."""
+        return self.data.site_xpos[self._tip].copy()
+
+    def tip_mat(self) -> np.ndarray:
+        """Measured gripper-tip orientation in the base frame [3, 3]."""
+        return self.data.site_xmat[self._tip].reshape(3, 3).copy()
+
+    def finger_q(self) -> np.ndarray:
+        """Measured finger joint positions (m from the centre), [2]."""
+        return self.data.qpos[self._finger_qadr].copy()
+
+    def arm_q(self) -> np.ndarray:
+        """Measured arm joint angles (rad) [6]."""
+        return self.data.qpos[self._arm_qadr].copy()
+
+
+class DrawerTask(WidowXTask):
+    """A cabinet in front of the arm; open (or, with `closing`, close) its drawer."""
+
+    closing = False
+
+    def _build(self):
+        return scenes.build_drawer_scene()
+
+    def __init__(self, info: TaskInfo, config: TaskConfig):
+        super().__init__(info, config)
+        self._cabinet = self.model.body("cabinet").id
+        self._slide_qadr = self.model.joint("drawer").qposadr[0]
+        self._handle = self.model.site("handle").id
+
+    def _place(self, rng: np.random.Generator) -> None:
+        dist = rng.uniform(0.40, 0.45)
+        bearing = rng.uniform(-0.25, 0.25)
+        yaw = bearing + rng.uniform(-0.2, 0.2)
+        self.model.body_pos[self._cabinet] = [dist * np.cos(bearing), dist * np.sin(bearing), 0]
+        self.model.body_quat[self._cabinet] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self.data.qpos[self._slide_qadr] = rng.uniform(0.09, 0.13) if self.closing else 0.0
+
+    def _success(self) -> bool:
+        if self.closing:
+            return self.drawer_opening_m() <= DRAWER_CLOSED_SUCCESS_M
+        return self.drawer_opening_m() >= DRAWER_OPEN_SUCCESS_M
+
+    def _make_expert(self) -> experts.Expert:
+        return experts.DrawerCloseExpert() if self.closing else experts.DrawerOpenExpert()
+
+    def layout(self) -> np.ndarray:
+        """Cabinet x, y (m) and yaw (rad) in the base frame, [3]."""
+        return np.array([*self.model.body_pos[self._cabinet, :2], self.cabinet_yaw()])
+
+    def drawer_opening_m(self) -> float:
+        """How far the drawer is pulled out (m)."""
+        return float(self.data.qpos[self._slide_qadr])
+
+    def handle_pos(self) -> np.ndarray:
+        """Centre of the handle bar, base frame (m) [3]."""
+        return self.data.site_xpos[self._handle].copy()
+
+    def cabinet_yaw(self) -> float:
+        """Yaw of the cabinet's inward axis (rad); the drawer opens along -that axis."""
+        mat = self.data.xmat[self._cabinet].reshape(3, 3)
+        return float(np.arctan2(mat[1, 0], mat[0, 0]))
+
+
+class DrawerCloseTask(DrawerTask):
+    """The drawer starts 9-13 cm open; close it."""
+
+    closing = True
+
+
+class PushTask(WidowXTask):
+    """Push a block onto a target disc on the table."""
+
+    def _build(self):
+        return scenes.build_push_scene()
+
+    def __init__(self, info: TaskInfo, config: TaskConfig):
+        super().__init__(info, config)
+        self._block_qadr = self.model.joint("block").qposadr[0]
+        self._block = self.model.body("block").id
+        self._target = self.model.body("target").id
+
+    def _place(self, rng: np.random.Generator) -> None:
+        block_xy = np.array([rng.uniform(0.22, 0.32), rng.uniform(-0.12, 0.12)])
+        angle = rng.uniform(-1.2, 1.2)
+        target_xy = block_xy + rng.uniform(0.10, 0.14) * np.array([np.cos(angle), np.sin(angle)])
+        yaw = rng.uniform(-np.pi, np.pi)
+        qa = self._block_qadr
+        self.data.qpos[qa : qa + 3] = [*block_xy, scenes.BLOCK_HALF_M]
+        self.data.qpos[qa + 3 : qa + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self.model.body_pos[self._target] = [*target_xy, 0.0]
+
+    def _success(self) -> bool:
+        return bool(np.linalg.norm(self.block_pos()[:2] - self.target_pos()[:2]) < PUSH_SUCCESS_M)
+
+    def _make_expert(self) -> experts.Expert:
+        return experts.PushExpert()
+
+    def layout(self) -> np.ndarray:
+        """Target disc centre x, y (m) in the base frame, [2]; the block is in qpos."""
+        return self.model.body_pos[self._target, :2].copy()
+
+    def block_pos(self) -> np.ndarray:
+        """Block centre, base frame (m) [3]."""
+        return self.data.xpos[self._block].copy()
+
+    def target_pos(self) -> np.ndarray:
+        """Target disc centre on the table, base frame (m) [3]."""
+        return self.model.body_pos[self._target].copy()
+
+
+_TASKS = {
+    "drawer": ("open the drawer", DrawerTask),
+    "drawer-close": ("close the drawer", DrawerCloseTask),
+    "push": ("push the block to the target", PushTask),
+}
+MAX_STEPS = 50
+
+
+def task_infos() -> list[TaskInfo]:
+    """The TaskInfo of every WidowX task."""
+    return [
+        TaskInfo(name, "widowx", instruction, control.CONTROL_HZ, MAX_STEPS, control.ACTION_MEANING)
+        for name, (instruction, _) in _TASKS.items()
+    ]
+
+
+def make_task(info: TaskInfo, config: TaskConfig) -> WidowXTask:
+    """Registry factory: build the WidowX task named by `info`."""
+    return _TASKS[info.name][1](info, config)
+
+
+def register_all(register) -> None:
+    """Register every WidowX task with the task registry."""
+    for info in task_infos():
+        register(info, f"{__name__}:make_task")

@@ -1,0 +1,162 @@
+"""WidowX MuJoCo tasks: registration, observations, control, experts, randomization."""
+
+import numpy as np
+import pytest
+
+import robolearn.envs  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
+from robolearn.core import widowx as wx
+from robolearn.envs.base import TaskConfig, TaskInfo
+from robolearn.envs.widowx import control
+from robolearn.envs.widowx.tasks import make_task, register_all, task_infos
+
+NAMES = [info.name for info in task_infos()]
+
+
+def _make(name, **config):
+    info = next(i for i in task_infos() if i.name == name)
+    return make_task(info, TaskConfig(**config))
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def task(request):
+    task = _make(request.param)
+    yield task
+    task.close()
+
+
+def test_register_all_registers_the_widowx_tasks():
+    got: dict[str, tuple[TaskInfo, str]] = {}
+    register_all(lambda info, factory: got.__setitem__(info.name, (info, factory)))
+    assert {"drawer", "drawer-close", "push"} <= set(got)
+    for info, factory in got.values():
+        assert info.suite == "widowx" and info.control_hz == 5.0 and info.max_steps >= 40
+        assert info.instruction and "0.05 m" in info.action_meaning
+        assert factory == "robolearn.envs.widowx.tasks:make_task"
+    assert got["drawer"][0].instruction == "open the drawer"
+    assert got["drawer-close"][0].instruction == "close the drawer"
+
+
+def test_reset_step_and_render(task):
+    obs, info = task.reset(seed=0)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["image"].std() > 5.0, "image is (nearly) one colour"
+    assert obs["proprio"].shape == (7,) and obs["proprio"].dtype == np.float32
+    assert obs["state"].shape == (task.model.nq + task.model.nv,)
+    assert task.observation_space.contains(obs)
+    assert not info["success"]
+    obs2, reward, terminated, truncated, info = task.step(np.zeros(7))
+    assert reward == 0.0 and not terminated and not truncated and info["step"] == 1
+    assert np.array_equal(task.render(), obs2["image"])
+
+
+def test_proprio_is_tip_pose_and_gripper_opening(task):
+    obs, _ = task.reset(seed=1)
+    pose = wx.fk(task.arm_q())
+    np.testing.assert_allclose(obs["proprio"][:3], pose[:3, 3], atol=1e-6)
+    np.testing.assert_allclose(obs["proprio"][3:6], control.START_RPY_RAD, atol=1e-3)
+    assert obs["proprio"][6] == pytest.approx(1.0, abs=1e-3)  # starts open
+    for _ in range(2):
+        obs, *_ = task.step(np.array([0, 0, 0, 0, 0, 0, -1.0]))
+    assert obs["proprio"][6] < 0.2
+
+
+def test_arm_tracks_the_commanded_ee_target(task):
+    task.reset(seed=2)
+    action = np.array([0.6, 0.4, 0.5, 0.0, -0.4, 0.0, 1.0])
+    for _ in range(3):
+        task.step(action)
+    np.testing.assert_allclose(
+        task.target.pos_m, control.START_POS_M + 3 * 0.05 * action[:3], atol=1e-4
+    )
+    task.step(np.zeros(7))
+    assert np.linalg.norm(task.tip_pos() - task.target.pos_m) < 3e-3
+    assert np.allclose(wx.fk(task.target.q_rad)[:3, 3], task.target.pos_m, atol=1e-9)
+
+
+def test_target_is_clipped_to_the_workspace_box(task):
+    task.reset(seed=0)
+    for _ in range(8):
+        task.step(np.array([0, 0, 1.0, 0, 0, 0, 1.0]))
+    assert task.target.pos_m[2] <= control.WORKSPACE_BOX_M[1, 2] + 1e-9
+    q = task.target.q_rad
+    assert np.all(q >= wx.Q_LOWER_RAD) and np.all(q <= wx.Q_UPPER_RAD)
+
+
+def test_placement_is_seeded(task):
+    def placed(seed):
+        obs, _ = task.reset(seed=seed)
+        return obs, task.layout()
+
+    (obs_a, lay_a), (obs_b, lay_b), (obs_c, lay_c) = placed(7), placed(7), placed(8)
+    np.testing.assert_array_equal(obs_a["state"], obs_b["state"])
+    np.testing.assert_array_equal(obs_a["image"], obs_b["image"])
+    np.testing.assert_array_equal(lay_a, lay_b)
+    assert np.abs(lay_a - lay_c).max() > 1e-3
+    assert not np.array_equal(obs_a["image"], obs_c["image"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_expert_succeeds_on_a_fixed_seed(name):
+    task = _make(name, image_size=16)
+    try:
+        task.reset(seed=4)
+        for _ in range(task.max_steps):
+            *_, info = task.step(task.expert_action())
+        assert info["success"]
+    finally:
+        task.close()
+
+
+def test_visual_randomization_changes_the_image():
+    plain, varied = _make("push"), _make("push", visual_randomization=True)
+    try:
+        img = plain.reset(seed=3)[0]["image"]
+        img_a = varied.reset(seed=3)[0]["image"]
+        img_b = varied.reset(seed=4)[0]["image"]
+        assert np.abs(img.astype(int) - img_a).mean() > 2.0
+        assert np.abs(img_a.astype(int) - img_b).mean() > 2.0
+        # physics and placement are the same as without randomization
+        np.testing.assert_array_equal(
+            plain.reset(seed=3)[0]["state"], varied.reset(seed=3)[0]["state"]
+        )
+    finally:
+        plain.close()
+        varied.close()
+
+
+def test_control_keeps_targets_in_box_and_limits_under_random_actions():
+    rng = np.random.default_rng(0)
+    lo, hi = control.WORKSPACE_BOX_M
+    target, skipped = control.start_target(), 0
+    for _ in range(300):
+        prev = target
+        target, ok = control.step_target(target, rng.uniform(-1, 1, 7))
+        skipped += not ok
+        if not ok:
+            assert target is prev  # a skipped step keeps the previous targets
+        assert np.all(target.pos_m >= lo - 1e-3) and np.all(target.pos_m <= hi + 1e-3)
+        assert np.all(target.q_rad >= wx.Q_LOWER_RAD) and np.all(target.q_rad <= wx.Q_UPPER_RAD)
+        assert np.all(np.abs(target.q_rad - prev.q_rad) <= control.MAX_JOINT_STEP_RAD + 1e-12)
+        np.testing.assert_allclose(wx.fk(target.q_rad)[:3, 3], target.pos_m, atol=1e-12)
+    assert skipped < 60
+
+
+def test_gripper_command_is_absolute():
+    assert control.gripper_target_m(1.0) == pytest.approx(wx.FINGER_UPPER_M)
+    assert control.gripper_target_m(-1.0) == pytest.approx(wx.FINGER_LOWER_M)
+    assert control.gripper_target_m(0.0) == pytest.approx(0.026)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_noisy_expert_still_succeeds_sometimes(name):
+    task, rng, wins = _make(name, image_size=16), np.random.default_rng(0), 0
+    try:
+        for seed in range(3):
+            task.reset(seed=seed)
+            for _ in range(task.max_steps):
+                noisy = task.expert_action() + rng.normal(0.0, 0.3, 7)
+                *_, info = task.step(np.clip(noisy, -1.0, 1.0))
+            wins += info["success"]
+    finally:
+        task.close()
+    assert wins >= 1
