@@ -76,7 +76,7 @@ class Task(gym.Env, abc.ABC):
     """Base class: validates actions, counts steps, assembles observations and info.
 
     Subclasses implement the simulator-specific `_reset`, `_apply_action`, `_success`, `_image`,
-    `_proprio`, `_sim_state` and `expert_action`.
+    `_proprio`, `_sim_state`, `layout` and `expert_action`.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -188,6 +188,14 @@ class Task(gym.Env, abc.ABC):
     @abc.abstractmethod
     def _sim_state(self) -> np.ndarray:
         """The simulator's physics state (qpos, qvel), float64 [S]."""
+
+    @abc.abstractmethod
+    def layout(self) -> np.ndarray:
+        """This episode's placement of scene parts that `state` does not hold, float64 [K].
+
+        Several scenes place fixed bodies (a cabinet, a door, a goal) by moving them in the model,
+        so qpos/qvel alone do not identify the initial scene; `state` plus `layout` do.
+        """
 
     @abc.abstractmethod
     def expert_action(self) -> np.ndarray:

@@ -11,10 +11,16 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from robolearn.core.errors import ConfigError, RenderBackendError  # noqa: E402
+
+try:
+    import mujoco  # noqa: E402
+except RuntimeError as exc:  # mujoco rejects an unknown MUJOCO_GL at import time
+    raise RenderBackendError(
+        f"{exc}; use MUJOCO_GL=egl (the default) or MUJOCO_GL=osmesa for headless rendering"
+    ) from exc
 
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 256

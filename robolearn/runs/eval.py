@@ -62,7 +62,7 @@ def make_policy(task, cfg: EvalConfig):
 
 
 def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label: str = "") -> dict:
-    """One episode; returns success, first success step, return and length."""
+    """One episode: success (at any step), success at the end, first success step, return."""
     obs, info = task.reset(seed=seed)
     policy.reset(seed)
     first_success, ret, steps = None, 0.0, 0
@@ -84,7 +84,8 @@ def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label
             )
     return {
         "seed": seed,
-        "success": bool(info["success"] or first_success is not None),
+        "success": first_success is not None,
+        "success_at_end": bool(info["success"]),
         "first_success_step": first_success,
         "return": ret,
         "steps": steps,

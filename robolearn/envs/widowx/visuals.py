@@ -9,6 +9,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from robolearn.envs.visuals import shift_colour_groups
 from robolearn.envs.widowx import scenes
 
 CAMERA_POS_JITTER_M = 0.03
@@ -31,13 +32,7 @@ class VisualRandomizer:
     def apply(self, rng: np.random.Generator) -> None:
         """Draw new visuals from `rng` (uses it after the task has placed its objects)."""
         m = self._model
-        rgba = self._rgba.copy()
-        visible = rgba[:, 3] > 0
-        # One shift per geom colour group (same rgba = same part), so parts stay uniformly coloured.
-        _, group = np.unique(self._rgba.round(4), axis=0, return_inverse=True)
-        shift = rng.uniform(-RGB_JITTER, RGB_JITTER, (group.max() + 1, 3))
-        rgba[visible, :3] = np.clip(rgba[visible, :3] + shift[group.ravel()][visible], 0.0, 1.0)
-        m.geom_rgba[:] = rgba
+        m.geom_rgba[:] = shift_colour_groups(self._rgba, rng, RGB_JITTER)
         light_dir = self._light_dir + rng.uniform(
             -LIGHT_DIR_JITTER, LIGHT_DIR_JITTER, self._light_dir.shape
         )

@@ -1,0 +1,122 @@
+"""Meta-World adapter: registration, observations, action mapping, experts, seeded placement."""
+
+import numpy as np
+import pytest
+
+import robolearn.envs  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
+from robolearn.envs.base import TaskConfig, TaskInfo
+from robolearn.envs.metaworld import TASKS, make_task, register_all, task_infos
+
+pytest.importorskip("metaworld")
+pytestmark = pytest.mark.metaworld
+
+NAMES = [info.name for info in task_infos()]
+
+
+def _make(name, **config):
+    info = next(i for i in task_infos() if i.name == name)
+    return make_task(info, TaskConfig(**config))
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def task(request):
+    task = _make(request.param)
+    yield task
+    task.close()
+
+
+def test_register_all_registers_world4rl_tasks_and_drawers():
+    got: dict[str, tuple[TaskInfo, str]] = {}
+    register_all(lambda info, factory: got.__setitem__(info.name, (info, factory)))
+    world4rl = ["coffee-pull", "soccer", "hammer", "door-lock", "lever-pull", "handle-pull"]
+    assert set(got) == {f"metaworld/{t}" for t in world4rl + ["drawer-open", "drawer-close"]}
+    for info, factory in got.values():
+        assert info.suite == "metaworld" and info.control_hz == 80.0
+        assert 50 <= info.max_steps <= 500 and info.instruction
+        assert "ignored" in info.action_meaning and "1 cm" in info.action_meaning
+        assert factory == "robolearn.envs.metaworld:make_task"
+
+
+def test_reset_step_render_and_proprio(task):
+    obs, info = task.reset(seed=0)
+    assert task.observation_space.contains(obs)
+    image = obs["image"]
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.std() > 5.0
+    assert obs["proprio"].shape == (7,) and obs["proprio"].dtype == np.float32
+    np.testing.assert_allclose(obs["proprio"][3:6], 0.0, atol=0.15)  # gripper down = nominal
+    assert 0.0 <= obs["proprio"][6] <= 1.0
+    assert not info["success"] and info["instruction"] == task.task_info.instruction
+    obs2, reward, terminated, truncated, info = task.step(np.array([0, 0, 1.0, 0, 0, 0, 1.0]))
+    assert reward in (0.0, 1.0) and not terminated and not truncated and info["step"] == 1
+    assert obs2["proprio"][2] > obs["proprio"][2]  # +dz moves the hand up
+    assert np.array_equal(task.render(), obs2["image"])
+
+
+def test_gripper_sign_is_bridge_convention():
+    task = _make("metaworld/drawer-open", image_size=16)
+    try:
+        obs, _ = task.reset(seed=0)
+        assert obs["proprio"][6] > 0.9  # Meta-World resets with the gripper open
+        for _ in range(20):  # the fingers take ~15 steps to close
+            obs, *_ = task.step(np.array([0, 0, 0, 0, 0, 0, -1.0]))
+        assert obs["proprio"][6] < 0.4
+        for _ in range(20):
+            obs, *_ = task.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
+        assert obs["proprio"][6] > 0.9
+    finally:
+        task.close()
+
+
+def test_equal_seeds_equal_placement_different_seeds_different(task):
+    a, _ = task.reset(seed=7)
+    placement_a = task.layout()
+    b, _ = task.reset(seed=7)
+    np.testing.assert_array_equal(placement_a, task.layout())
+    np.testing.assert_array_equal(a["state"], b["state"])
+    np.testing.assert_array_equal(a["image"], b["image"])
+    task.reset(seed=8)
+    assert not np.allclose(placement_a, task.layout())
+
+
+def test_visual_randomization_changes_the_image_not_the_placement():
+    task = _make("metaworld/soccer", visual_randomization=True)
+    try:
+        a, _ = task.reset(seed=1)
+        b, _ = task.reset(seed=1)
+        np.testing.assert_array_equal(a["image"], b["image"])
+        placement = task.layout()
+        c, _ = task.reset(seed=2)
+        assert not np.array_equal(a["image"], c["image"])
+        assert not np.allclose(placement, task.layout())
+    finally:
+        task.close()
+
+
+def test_expert_action_is_in_our_convention(task):
+    task.reset(seed=0)
+    action = task.expert_action()
+    assert action.shape == (7,) and action.dtype == np.float32
+    assert np.all(np.abs(action) <= 1.0) and np.all(action[3:6] == 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_expert_succeeds_within_max_steps(name):
+    task = _make(name, image_size=16)
+    try:
+        task.reset(seed=0)
+        for _ in range(task.max_steps):
+            *_, info = task.step(task.expert_action())
+            if info["success"]:
+                break
+        assert info["success"], f"{name}: expert failed on seed 0 within {task.max_steps} steps"
+    finally:
+        task.close()
+
+
+def test_tasks_table_matches_metaworld():
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+    from metaworld.policies import ENV_POLICY_MAP
+
+    for env_name, *_ in TASKS.values():
+        assert env_name in ALL_V3_ENVIRONMENTS and env_name in ENV_POLICY_MAP

@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+
+import imageio.v2 as imageio
+import pytest
+
+from robolearn.cli import main, make_parser
+from robolearn.runs.eval import EvalConfig, episode_seed, run_eval
+
+
+def test_eval_of_the_expert_writes_results_config_and_video(tmp_path):
+    cfg = EvalConfig(task="drawer", policy="expert", episodes=2, seed=0, video_episodes=1)
+    result = run_eval(cfg, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["episodes"] == 2 and saved["successes"] == result["successes"]
+    assert result["successes"] >= 1  # the expert succeeds on these seeds (>= 90 % over 50)
+    low, high = saved["ci95"]
+    assert 0.0 <= low <= saved["success_rate"] <= high <= 1.0
+    assert [e["seed"] for e in saved["per_episode"]] == [episode_seed(0, 0), episode_seed(0, 1)]
+    assert "task: drawer" in (tmp_path / "config.yaml").read_text()
+    frames = imageio.mimread(tmp_path / "video.mp4", memtest=False)
+    steps = saved["per_episode"][0]["steps"]
+    assert len(frames) == steps + 1 and frames[0].shape == (256, 256, 3)
+
+
+def test_episode_seeds_differ_across_base_seeds():
+    seeds = {episode_seed(s, i) for s in range(3) for i in range(50)}
+    assert len(seeds) == 150
+
+
+def test_cli_eval_prints_the_summary(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "eval",
+            "--task",
+            "drawer",
+            "--episodes",
+            "1",
+            "--video-episodes",
+            "0",
+            "--max-steps",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "drawer / expert: success" in text and str(out / "results.json") in text
+    assert not (out / "video.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["eval", "--task", "drawr"], "unknown task 'drawr'; did you mean: drawer"),
+        (["eval", "--task", "drawer", "--policy", "nope"], "unknown policy 'nope'"),
+        (["eval", "--task", "drawer", "--episodes", "0"], "episodes must be >= 1"),
+        (["eval", "--task", "drawer", "--image-size", "1000"], "image_size must be an integer"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_every_command_has_help(capsys):
+    parser = make_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "--" in capsys.readouterr().out
+
+
+def test_tasks_command_through_the_console_script():
+    out = subprocess.run(
+        [sys.executable, "-m", "robolearn.cli", "tasks"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "drawer" in out and "metaworld/hammer" in out and "robosuite/lift" in out
+    assert "open the drawer" in out
