@@ -13,7 +13,11 @@ from robolearn.core.errors import RobolearnError
 def _cmd_tasks(args: argparse.Namespace) -> None:
     from robolearn import envs
 
-    infos = [envs.task_info(n) for n in envs.task_names()]
+    suites = ["widowx", "metaworld", "robosuite"]
+    infos = sorted(
+        (envs.task_info(n) for n in envs.task_names()),
+        key=lambda i: (suites.index(i.suite) if i.suite in suites else 9, i.name),
+    )
     if args.suite:
         infos = [i for i in infos if i.suite == args.suite]
     if args.json:
