@@ -7,7 +7,9 @@ about 2 ms instead of 35 ms (shared DEPENDENCIES.md), which is what makes data c
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -62,6 +64,7 @@ class Camera:
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         self._camera = camera
         self.size = size
+        _track(self)
 
     def render(self, data: mujoco.MjData) -> np.ndarray:
         """The current frame of `data` as uint8 [H, W, 3]."""
@@ -74,6 +77,25 @@ class Camera:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+# Cameras still open at exit are closed before MuJoCo terminates its EGL display: a context freed
+# after that prints tracebacks, which scripts that forget `task.close()` would show. MuJoCo
+# registers its exit hook when the first context is made, so ours is registered after it (exit
+# hooks run last-registered first).
+_OPEN: weakref.WeakSet[Camera] = weakref.WeakSet()
+
+
+def _track(camera: Camera) -> None:
+    if not _OPEN:
+        atexit.unregister(_close_open_cameras)
+        atexit.register(_close_open_cameras)
+    _OPEN.add(camera)
+
+
+def _close_open_cameras() -> None:
+    for camera in list(_OPEN):
+        camera.close()
 
 
 def check_image_size(size: int) -> None:

@@ -49,3 +49,9 @@ def test_an_invalid_backend_is_a_one_line_cli_error():
     assert proc.returncode == 2
     assert "MUJOCO_GL=egl (the default) or MUJOCO_GL=osmesa" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_task_left_open_exits_without_gl_errors():
+    code = "import robolearn.envs as e; t = e.make('drawer'); t.reset(seed=0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "EGLError" not in proc.stderr, proc.stderr
