@@ -1,0 +1,1 @@
+"""Recorded episodes: the crash-safe store, loaders for training, converters from other formats."""
