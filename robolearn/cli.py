@@ -71,6 +71,73 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         print(f"video:   {result['video']}")
 
 
+def _cmd_collect(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from robolearn import envs
+    from robolearn.runs.collect import CollectConfig, run_collect
+
+    cfg = CollectConfig(
+        task=args.task,
+        policy=args.policy,
+        episodes=args.episodes,
+        seed=args.seed,
+        image_size=args.image_size,
+        max_steps=args.max_steps,
+        noise_std=args.noise_std,
+        visual_randomization=args.visual_randomization,
+    )
+    envs.task_info(cfg.task)
+    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
+    result = run_collect(cfg, Path(args.out), progress=not args.quiet)
+    print(
+        f"{cfg.task} / {cfg.policy}: wrote {result['episodes']} episodes "
+        f"({result['steps']} steps, {result['successes']} successful, "
+        f"{result['steps_per_second']:.0f} steps/s) to {args.out}"
+    )
+
+
+def _cmd_data_info(args: argparse.Namespace) -> None:
+    from robolearn.data.inspect import store_size, summarize_store
+
+    groups, problems = summarize_store(args.dir)
+    episodes = sum(g.episodes for g in groups)
+    steps = sum(g.steps for g in groups)
+    print(
+        f"{args.dir}: {episodes} episodes, {steps} steps, "
+        f"{store_size(args.dir) / 1e6:.1f} MB on disk"
+    )
+    if groups:
+        width = max(len(g.task) for g in groups)
+        print(
+            f"  {'task':<{width}}  {'source':<8}  {'episodes':>8}  {'steps':>7}  "
+            f"{'success':>7}  {'MB':>6}"
+        )
+        for g in groups:
+            print(
+                f"  {g.task:<{width}}  {g.source:<8}  {g.episodes:>8}  {g.steps:>7}  "
+                f"{g.success_rate:>7.0%}  {g.bytes / 1e6:>6.1f}"
+            )
+    for line in problems:
+        print(f"  problem: {line}")
+
+
+def _cmd_data_validate(args: argparse.Namespace) -> int:
+    from robolearn.data.inspect import validate_store
+
+    report = validate_store(args.dir)
+    for line in report.bad:
+        print(f"bad: {line}")
+    for path in report.torn:
+        print(f"torn: {path}: its writer stopped mid-episode; readers ignore it (delete it)")
+    verdict = "ok" if report.ok else "problems"
+    print(
+        f"{verdict}: {report.episodes} readable episodes ({report.steps} steps), "
+        f"{len(report.bad)} bad, {len(report.torn)} torn"
+    )
+    return 0 if report.ok else 1
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used to test that --help works)."""
     parser = argparse.ArgumentParser(
@@ -125,6 +192,55 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("collect", help="record episodes of a policy in a task into a store")
+    p.add_argument("--task", required=True, help="task name (see `robolearn tasks`)")
+    p.add_argument(
+        "--policy",
+        default="expert",
+        help="expert | noisy | random | a policy checkpoint (default: expert)",
+    )
+    p.add_argument("--episodes", type=int, default=10, help="episodes to add (default: 10)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="episode store directory; created if new, appended to if it exists",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="base seed; episode k of the store resets with a seed derived from "
+        "(seed, k), so appending never repeats an initial state (default: 0)",
+    )
+    p.add_argument("--image-size", type=int, default=64, help="camera image side (default: 64)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="episode length in control steps (default: the task's)",
+    )
+    p.add_argument(
+        "--noise-std",
+        type=float,
+        default=0.3,
+        help="action noise std of the noisy expert (default: 0.3)",
+    )
+    p.add_argument(
+        "--visual-randomization",
+        action="store_true",
+        help="randomize light, colours and camera pose per episode",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("data", help="inspect, validate and import episode stores")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="<subcommand>")
+    q = data_sub.add_parser("info", help="episodes, steps, success rate per task and source, size")
+    q.add_argument("dir", help="episode store directory")
+    q.set_defaults(func=_cmd_data_info)
+    q = data_sub.add_parser("validate", help="read every episode; name the torn or malformed ones")
+    q.add_argument("dir", help="episode store directory")
+    q.set_defaults(func=_cmd_data_validate)
     return parser
 
 
@@ -132,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `robolearn` console script."""
     args = make_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except RobolearnError as exc:
         print(f"robolearn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robolearn {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

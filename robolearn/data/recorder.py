@@ -25,6 +25,7 @@ class EpisodeRecorder:
     def __init__(self, root: str | Path, meta: EpisodeMeta):
         self.meta = meta
         self.slot = claim_slot(root)
+        self.index = int(self.slot.stem.split("-")[1])
         self._obs: dict[str, list[np.ndarray]] = {"image": [], "proprio": [], "state": []}
         self._action: list[np.ndarray] = []
         self._reward: list[float] = []

@@ -136,6 +136,19 @@ def read_meta(path: str | Path) -> EpisodeMeta:
         return _parse_meta(path, npz)
 
 
+def read_outline(path: str | Path) -> tuple[EpisodeMeta, int, bool]:
+    """(meta, number of steps, succeeded at any step) without decompressing the images."""
+    path = Path(path)
+    with _open_npz(path) as npz:
+        meta = _parse_meta(path, npz)
+        if "success" not in npz.files or "reward" not in npz.files:
+            raise EpisodeError(f"{path}: malformed episode, missing key 'success' or 'reward'")
+        try:
+            return meta, int(npz["reward"].shape[0]), bool(np.any(npz["success"]))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise EpisodeError(f"{path}: torn or corrupt episode file ({exc})") from exc
+
+
 def read_episode(path: str | Path) -> Episode:
     """Read and validate one episode file; errors name the file and the key at fault."""
     path = Path(path)
