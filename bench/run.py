@@ -21,6 +21,7 @@ os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 BENCHMARKS = {
     "env_speed": "env steps/s with and without rendering, per suite and image size",
     "expert_success": "scripted expert success over seeds 0..49 (0..9 with --quick)",
+    "collect_speed": "episode collection into the store: steps/s and bytes per step",
 }
 
 
