@@ -50,8 +50,9 @@ def summarize_store(root: str | Path) -> tuple[list[GroupSummary], list[str]]:
         group.steps += steps
         group.successes += succeeded
         group.bytes += path.stat().st_size
-    problems += [f"{p}: torn episode (its writer stopped before finishing it)"
-                 for p in list_partial(root)]
+    problems += [
+        f"{p}: torn episode (its writer stopped before finishing it)" for p in list_partial(root)
+    ]
     return sorted(groups.values(), key=lambda g: (g.task, g.source)), problems
 
 
@@ -86,4 +87,3 @@ def validate_store(root: str | Path) -> ValidationReport:
 def store_size(root: str | Path) -> int:
     """Bytes on disk of everything under the store directory."""
     return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
-

@@ -11,7 +11,8 @@ An Example is a protobuf message decoded here straight from the wire format:
 
     Example  { Features features = 1; }
     Features { map<string, Feature> feature = 1; }   (map entry: key = 1, value = 2)
-    Feature  { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    Feature  { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2;
+                            Int64List int64_list = 3; } }
     BytesList { repeated bytes value = 1; }   FloatList { repeated float value = 1 [packed]; }
     Int64List { repeated int64 value = 1 [packed]; }
 
@@ -38,7 +39,7 @@ _FOOTER = struct.Struct("<I")
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
 Value = list[bytes] | np.ndarray
-"""A decoded Feature: list of bytes (BytesList), float32 [N] (FloatList) or int64 [N] (Int64List)."""
+"""A decoded Feature: list of bytes (BytesList), float32 [N] (FloatList), int64 [N] (Int64List)."""
 
 
 class TFRecordError(RobolearnError, ValueError):

@@ -29,11 +29,10 @@ import gymnasium as gym
 import numpy as np
 
 from robolearn.core.errors import ActionError, ConfigError
+from robolearn.core.spec import ACTION_DIM, ACTION_NAMES, PROPRIO_DIM
 from robolearn.envs.render import check_image_size
 
-ACTION_DIM = 7
-PROPRIO_DIM = 7
-ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+__all__ = ["ACTION_DIM", "ACTION_NAMES", "PROPRIO_DIM", "Task", "TaskConfig", "TaskInfo"]
 
 
 @dataclasses.dataclass(frozen=True)
