@@ -21,6 +21,8 @@ os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 BENCHMARKS = {
     "env_speed": "env steps/s with and without rendering, per suite and image size",
     "expert_success": "scripted expert success over seeds 0..49 (0..9 with --quick)",
+    "loader_speed": "training loader samples/s, transitions and T=4 windows, batch 32/256",
+    "bc_speed": "BC train steps/s, tiny and base presets at 64x64",
     "collect_speed": "episode collection into the store: steps/s and bytes per step",
 }
 

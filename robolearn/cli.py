@@ -43,7 +43,7 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from robolearn import envs
     from robolearn.core.rundir import make_run_dir
-    from robolearn.runs.eval import EvalConfig, run_eval
+    from robolearn.runs.eval import EvalConfig, check_policy, run_eval
 
     cfg = EvalConfig(
         task=args.task,
@@ -58,7 +58,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     # Bad task names and sizes fail here, before a run directory is created.
     envs.task_info(cfg.task)
     envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
-    out = make_run_dir(args.out, "eval", f"{cfg.task}-{cfg.policy}")
+    check_policy(cfg, cfg.task, envs.ACTION_DIM)
+    out = make_run_dir(args.out, "eval", f"{cfg.task}-{cfg.policy.rstrip('/').split('/')[-1]}")
     result = run_eval(cfg, out, progress=not args.quiet)
     low, high = result["ci95"]
     print(
@@ -138,6 +139,122 @@ def _cmd_data_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_data_import_rlds(args: argparse.Namespace) -> None:
+    from robolearn.data.rlds import RldsConfig
+    from robolearn.runs.import_data import import_rlds
+
+    cfg = RldsConfig(image_key=args.image_key, image_size=args.image_size, task=args.task)
+    result = import_rlds(args.paths, args.out, cfg, progress=not args.quiet)
+    print(
+        f"imported {result['episodes']} episodes, {result['steps']} steps "
+        f"({result['episodes_per_second']:.1f} episodes/s; {result['skipped']} skipped, "
+        f"{result['clipped_action_values']} action values clipped to [-1, 1])"
+    )
+    print(f"store: {result['out']}")
+
+
+def _add_data_import_parser(data_sub) -> None:
+    """`robolearn data import <format>`: add under the `data` command's subparsers."""
+    imp = data_sub.add_parser("import", help="convert recorded episodes into an episode store")
+    formats = imp.add_subparsers(dest="format", required=True, metavar="<format>")
+    p = formats.add_parser(
+        "rlds",
+        help="RLDS / Open X-Embodiment TFRecord files (BridgeData V2 layout)",
+        description="Convert RLDS TFRecord episodes (one tf.train.Example per episode, "
+        "steps/<key> features) into an episode store. Actions are normalized to [-1, 1] "
+        "in the BridgeData convention (xyz/0.05 m, rpy/0.25 rad, gripper +1 open); the final "
+        "step's action, which has no next observation, is dropped.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="TFRecord file(s) to import")
+    p.add_argument(
+        "--out", default=None, help="store directory (default: a new directory under ./runs/)"
+    )
+    p.add_argument(
+        "--image-key",
+        default="observation/image_0",
+        help="camera key without the steps/ prefix (default: observation/image_0)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize frames to N x N pixels (default: keep the source size)",
+    )
+    p.add_argument(
+        "--task", default="bridge", help="task name written into each episode (default: bridge)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_cmd_data_import_rlds)
+
+
+def _cmd_train_bc(args: argparse.Namespace) -> None:
+    from robolearn.core.errors import ConfigError
+    from robolearn.core.rundir import make_run_dir
+    from robolearn.runs.train_bc import TrainBCConfig, run_train_bc
+
+    cfg = TrainBCConfig(
+        data=tuple(args.data),
+        preset=args.preset,
+        task=args.task,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        save_every=args.save_every,
+        log_every=args.log_every,
+    )
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out DIR, the run to continue")
+    out = make_run_dir(args.out, "train", f"bc-{args.task or args.preset}")
+    result = run_train_bc(cfg, out, resume=args.resume, progress=not args.quiet)
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    print(
+        f"bc: step {result['step']} ({result['trained_steps']} this run, "
+        f"{result['steps_per_second']:.1f} steps/s)  {metrics}"
+    )
+    print(f"checkpoint: {out}")
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model from episode stores")
+    train_sub = p.add_subparsers(dest="train_command", required=True, metavar="<model>")
+    p = train_sub.add_parser("bc", help="behaviour cloning: Gaussian actor, NLL on demonstrations")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="episode store directory (repeat for several)",
+    )
+    p.add_argument(
+        "--task", default=None, help="train on this task's episodes (default: the data's only task)"
+    )
+    p.add_argument(
+        "--preset",
+        default="base",
+        choices=["tiny", "base"],
+        help="model size: tiny (tests, seconds) or base (default)",
+    )
+    p.add_argument("--steps", type=int, default=5000, help="total optimizer steps (default: 5000)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="init and data-order seed (default: 0)")
+    p.add_argument(
+        "--save-every", type=int, default=1000, help="checkpoint interval in steps (default: 1000)"
+    )
+    p.add_argument("--log-every", type=int, default=50, help="metrics interval (default: 50)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run = checkpoint directory (default: a new directory under ./runs/)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last complete checkpoint",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_cmd_train_bc)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used to test that --help works)."""
     parser = argparse.ArgumentParser(
@@ -159,7 +276,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--policy",
         default="expert",
         help="expert | noisy | random: the task's scripted expert, the expert with "
-        "Gaussian action noise, or uniform random actions (default: expert)",
+        "Gaussian action noise, or uniform random actions; or a checkpoint directory from "
+        "`robolearn train bc` (default: expert)",
     )
     p.add_argument("--episodes", type=int, default=50, help="number of episodes (default: 50)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the episodes (default: 0)")
@@ -241,6 +359,8 @@ def make_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("validate", help="read every episode; name the torn or malformed ones")
     q.add_argument("dir", help="episode store directory")
     q.set_defaults(func=_cmd_data_validate)
+    _add_data_import_parser(data_sub)
+    _add_train_parser(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ Batches (B = batch size, T = window length in actions, H/W image side, P proprio
     success  bool    [B]  (next obs)   success  bool    [B, T+1]
     episode  int32   [B]               episode  int32   [B]         index into loader.episodes
     step     int32   [B]               step     int32   [B]         first frame's step
-    next_image, next_proprio  (only with next=True)
+    next_image, next_proprio  (only with with_next=True)
 
 Sampling: every epoch draws a fresh permutation of all samples from (seed, epoch); a batch never
 spans two epochs and the last partial batch is dropped; epochs repeat forever. The same seed gives
@@ -190,13 +190,21 @@ class _Loader:
     def __iter__(self):
         return self
 
-    def __next__(self) -> dict[str, np.ndarray]:
+    def skip(self, batches: int) -> None:
+        """Advance by `batches` without gathering them (resuming a run where it stopped)."""
+        for _ in range(batches):
+            self._advance()
+
+    def _advance(self) -> np.ndarray:
         if self._pos + self.batch_size > len(self._order):
             self.epoch += 1
             self._order = self.epoch_order(self.epoch)
             self._pos = 0
-        chosen = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
+        return self._order[self._pos - self.batch_size : self._pos]
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        chosen = self._advance()
         episode, step = self._samples[0][chosen], self._samples[1][chosen]
         batch = self._gather(episode, step)
         batch["episode"] = episode.astype(np.int32)
@@ -221,11 +229,11 @@ class _Loader:
 class TransitionLoader(_Loader):
     """Batches of single transitions (obs_t, action_t, reward_t, success_{t+1}); see module doc.
 
-    next=True adds next_image [B, H, W, 3] and next_proprio [B, P] (obs_{t+1}).
+    with_next=True adds next_image [B, H, W, 3] and next_proprio [B, P] (obs_{t+1}).
     """
 
-    def __init__(self, roots, batch_size: int, seed: int = 0, *, next: bool = False, **kwargs):
-        self.next = next
+    def __init__(self, roots, batch_size: int, seed: int = 0, *, with_next: bool = False, **kwargs):
+        self.with_next = with_next
         super().__init__(roots, batch_size, seed, **kwargs)
 
     def _span(self) -> int:
@@ -242,7 +250,7 @@ class TransitionLoader(_Loader):
             "reward": a["reward"][act],
             "success": a["success"][frame + 1],
         }
-        if self.next:
+        if self.with_next:
             batch["next_image"] = a["image"][frame + 1]
             batch["next_proprio"] = a["proprio"][frame + 1]
         return batch

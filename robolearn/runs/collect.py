@@ -9,10 +9,10 @@ from pathlib import Path
 
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.spec import ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 from robolearn.data.recorder import EpisodeRecorder
 from robolearn.data.store import create_store
-from robolearn.envs.base import ACTION_NAMES
 from robolearn.runs.eval import SCRIPTED, episode_seed, make_policy
 
 
@@ -21,8 +21,9 @@ class CollectConfig:
     """What `robolearn collect` records.
 
     policy: expert | noisy | random (the task's scripted sources) or a policy checkpoint.
-    Episode k of the store (its file index) resets with episode_seed(seed, k), so reruns that
-    append to a store continue with fresh initial states instead of repeating earlier ones.
+    Episode k of the store (its file index) resets with episode_seed(seed, k, "collect"), so reruns
+    that append to a store continue with fresh initial states instead of repeating earlier ones,
+    and no collected initial state is ever one that `robolearn eval` tests on.
     """
 
     task: str
@@ -49,8 +50,12 @@ def run_collect(cfg: CollectConfig, out: Path, progress: bool = True) -> dict:
     from robolearn import envs
 
     create_store(out)
-    task = envs.make(cfg.task, image_size=cfg.image_size, max_steps=cfg.max_steps,
-                     visual_randomization=cfg.visual_randomization)
+    task = envs.make(
+        cfg.task,
+        image_size=cfg.image_size,
+        max_steps=cfg.max_steps,
+        visual_randomization=cfg.visual_randomization,
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / "logs").mkdir(exist_ok=True)
     save_yaml(cfg, out / "logs" / f"collect-{stamp}.yaml")
@@ -69,23 +74,38 @@ def run_collect(cfg: CollectConfig, out: Path, progress: bool = True) -> dict:
     finally:
         task.close()
     seconds = time.perf_counter() - start
-    return {"episodes": len(paths), "successes": wins, "steps": steps, "seconds": seconds,
-            "steps_per_second": steps / max(seconds, 1e-9), "first": str(paths[0]),
-            "last": str(paths[-1])}
+    return {
+        "episodes": len(paths),
+        "successes": wins,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_second": steps / max(seconds, 1e-9),
+        "first": str(paths[0]),
+        "last": str(paths[-1]),
+    }
 
 
 def record_episode(task, policy, out: Path, cfg: CollectConfig) -> tuple[Path, bool, int]:
     """One episode into the store; returns (path, succeeded at any step, steps)."""
     info = task.task_info
-    recorder = EpisodeRecorder(out, EpisodeMeta(
-        task=info.name, instruction=info.instruction, source=source_of(cfg.policy),
-        fps=info.control_hz, action_meaning=info.action_meaning, action_names=ACTION_NAMES,
-        policy=cfg.policy if cfg.policy != "noisy" else f"noisy({cfg.noise_std})"))
+    recorder = EpisodeRecorder(
+        out,
+        EpisodeMeta(
+            task=info.name,
+            instruction=info.instruction,
+            source=source_of(cfg.policy),
+            fps=info.control_hz,
+            action_meaning=info.action_meaning,
+            action_names=ACTION_NAMES,
+            policy=cfg.policy if cfg.policy != "noisy" else f"noisy({cfg.noise_std})",
+        ),
+    )
     try:
-        seed = episode_seed(cfg.seed, recorder.index)
+        seed = episode_seed(cfg.seed, recorder.index, stream="collect")
         obs, step_info = task.reset(seed=seed)
-        recorder.meta = dataclasses.replace(recorder.meta, seed=seed,
-                                            layout=tuple(float(x) for x in task.layout()))
+        recorder.meta = dataclasses.replace(
+            recorder.meta, seed=seed, layout=tuple(float(x) for x in task.layout())
+        )
         policy.reset(seed)
         recorder.add_first(obs, step_info["success"])
         success, truncated, steps = step_info["success"], False, 0
@@ -103,8 +123,10 @@ def record_episode(task, policy, out: Path, cfg: CollectConfig) -> tuple[Path, b
 
 def _progress(done: int, total: int, wins: int, steps: int, elapsed: float) -> None:
     eta = elapsed / done * (total - done)
-    sys.stderr.write(f"\r  episode {done}/{total}  success {wins}/{done}  "
-                     f"{steps / max(elapsed, 1e-9):.0f} steps/s  ETA {eta:.0f}s ")
+    sys.stderr.write(
+        f"\r  episode {done}/{total}  success {wins}/{done}  "
+        f"{steps / max(elapsed, 1e-9):.0f} steps/s  ETA {eta:.0f}s "
+    )
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()

@@ -22,8 +22,8 @@ SCRIPTED = ("expert", "noisy", "random")
 class EvalConfig:
     """What `robolearn eval` runs.
 
-    policy: "expert", "noisy" or "random" (the task's scripted sources); trained checkpoints
-        arrive with `robolearn train bc`.
+    policy: "expert", "noisy" or "random" (the task's scripted sources), or a checkpoint
+        directory written by `robolearn train bc` (its mean action is used).
     seed: base seed; episode i resets the task with a seed derived from (seed, i), so two runs
         with different base seeds never share an initial state by construction.
     """
@@ -38,24 +38,58 @@ class EvalConfig:
     noise_std: float = 0.3
 
     def __post_init__(self):
-        if self.policy not in SCRIPTED:
-            raise ConfigError(
-                f"unknown policy {self.policy!r}: use one of {', '.join(SCRIPTED)} "
-                "(trained checkpoints arrive with `robolearn train bc`)"
-            )
+        check_policy_name(self.policy)
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.video_episodes < 0:
             raise ConfigError(f"video_episodes must be >= 0, got {self.video_episodes}")
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    """The reset seed of episode `episode` of a run with base seed `seed`."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+def check_policy_name(policy: str) -> None:
+    """A scripted name or an existing path; anything else is a one-line ConfigError."""
+    if policy not in SCRIPTED and not Path(policy).exists():
+        raise ConfigError(
+            f"unknown policy {policy!r}: use one of {', '.join(SCRIPTED)} or a checkpoint "
+            "directory from `robolearn train bc`"
+        )
+
+
+def check_policy(cfg, task_name: str, action_dim: int = 7) -> None:
+    """Refuse (one line) a checkpoint that is not one or was trained for another task/size."""
+    if cfg.policy in SCRIPTED:
+        return
+    from robolearn.policies.bc.checkpoint import CheckpointError, check_compatible
+
+    info = check_compatible(cfg.policy, task_name, action_dim)
+    if info.image_size != cfg.image_size:
+        raise CheckpointError(
+            f"{cfg.policy}: policy sees {info.image_size}x{info.image_size} images; "
+            f"evaluate with --image-size {info.image_size}"
+        )
+
+
+SEED_STREAMS = ("eval", "collect")
+
+
+def episode_seed(seed: int, episode: int, stream: str = "eval") -> int:
+    """The reset seed of episode `episode` of a run with base seed `seed`.
+
+    Evaluation seeds are even and collection seeds odd, so the initial states a policy is tested
+    on never coincide with those its training data was recorded from, whatever --seed each used.
+    """
+    offset = SEED_STREAMS.index(stream)
+    hashed = int(np.random.SeedSequence([seed, episode, offset]).generate_state(1)[0])
+    return (hashed >> 1 << 1) | offset
 
 
 def make_policy(task, cfg: EvalConfig):
-    """The policy named by `cfg.policy` for `task`."""
+    """The policy named by `cfg.policy` for `task`: scripted, or a checkpoint's mean action."""
+    if cfg.policy not in SCRIPTED:
+        from robolearn.envs.base import ACTION_DIM
+        from robolearn.policies.bc.checkpoint import load_policy
+
+        check_policy(cfg, task.task_info.name, ACTION_DIM)
+        return load_policy(cfg.policy, task.task_info.name, ACTION_DIM, seed=cfg.seed)
     from robolearn.envs.experts import ScriptedPolicy
 
     return ScriptedPolicy(task, cfg.policy, noise_std=cfg.noise_std, seed=cfg.seed)

@@ -29,6 +29,13 @@ def test_episode_seeds_differ_across_base_seeds():
     assert len(seeds) == 150
 
 
+def test_collection_never_reuses_an_evaluation_initial_state():
+    evals = {episode_seed(s, i) for s in range(5) for i in range(200)}
+    collects = {episode_seed(s, i, "collect") for s in range(5) for i in range(200)}
+    assert all(x % 2 == 0 for x in evals) and all(x % 2 == 1 for x in collects)
+    assert not evals & collects
+
+
 def test_cli_eval_prints_the_summary(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(
