@@ -40,10 +40,20 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
         print(f"  {suite}: {meaning}")
 
 
-def _cmd_eval(args: argparse.Namespace) -> None:
+def _check_run_args(cfg) -> None:
+    """Task name, image size, episode length and policy of an eval/collect config, checked
+    before any output directory is created (each failure is a one-line error)."""
     from robolearn import envs
+    from robolearn.runs.eval import check_policy
+
+    envs.task_info(cfg.task)
+    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
+    check_policy(cfg, cfg.task, envs.ACTION_DIM)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
     from robolearn.core.rundir import make_run_dir
-    from robolearn.runs.eval import EvalConfig, check_policy, run_eval
+    from robolearn.runs.eval import EvalConfig, run_eval
 
     cfg = EvalConfig(
         task=args.task,
@@ -55,10 +65,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         video_episodes=args.video_episodes,
         noise_std=args.noise_std,
     )
-    # Bad task names and sizes fail here, before a run directory is created.
-    envs.task_info(cfg.task)
-    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
-    check_policy(cfg, cfg.task, envs.ACTION_DIM)
+    _check_run_args(cfg)
     out = make_run_dir(args.out, "eval", f"{cfg.task}-{cfg.policy.rstrip('/').split('/')[-1]}")
     result = run_eval(cfg, out, progress=not args.quiet)
     low, high = result["ci95"]
@@ -75,7 +82,6 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_collect(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from robolearn import envs
     from robolearn.runs.collect import CollectConfig, run_collect
 
     cfg = CollectConfig(
@@ -88,8 +94,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
         noise_std=args.noise_std,
         visual_randomization=args.visual_randomization,
     )
-    envs.task_info(cfg.task)
-    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
+    _check_run_args(cfg)
     result = run_collect(cfg, Path(args.out), progress=not args.quiet)
     print(
         f"{cfg.task} / {cfg.policy}: wrote {result['episodes']} episodes "

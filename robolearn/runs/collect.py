@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
 from robolearn.core.spec import ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 from robolearn.data.recorder import EpisodeRecorder
@@ -63,15 +63,16 @@ def run_collect(cfg: CollectConfig, out: Path, progress: bool = True) -> dict:
     wins = steps = 0
     paths: list[Path] = []
     start = time.perf_counter()
+    bar = Progress(cfg.episodes, "episode", enabled=progress)
     try:
         for i in range(cfg.episodes):
             path, success, n = record_episode(task, policy, out, cfg)
             paths.append(path)
             wins += success
             steps += n
-            if progress:
-                _progress(i + 1, cfg.episodes, wins, steps, time.perf_counter() - start)
+            bar.update(i + 1, f"success {wins}/{i + 1}  {steps} steps")
     finally:
+        bar.close()
         task.close()
     seconds = time.perf_counter() - start
     return {
@@ -119,14 +120,3 @@ def record_episode(task, policy, out: Path, cfg: CollectConfig) -> tuple[Path, b
         recorder.abort()
         raise
     return recorder.finish(), bool(success), steps
-
-
-def _progress(done: int, total: int, wins: int, steps: int, elapsed: float) -> None:
-    eta = elapsed / done * (total - done)
-    sys.stderr.write(
-        f"\r  episode {done}/{total}  success {wins}/{done}  "
-        f"{steps / max(elapsed, 1e-9):.0f} steps/s  ETA {eta:.0f}s "
-    )
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
 from robolearn.core.stats import wilson_interval
 from robolearn.core.video import VideoWriter, caption_frame
 
@@ -140,14 +140,15 @@ def run_eval(cfg: EvalConfig, out_dir: Path, progress: bool = True) -> dict:
     if cfg.video_episodes:
         video = VideoWriter(out_dir / "video.mp4", fps=max(5.0, task.task_info.control_hz))
     episodes, start = [], time.perf_counter()
+    bar = Progress(cfg.episodes, "episode", enabled=progress)
     try:
         for i in range(cfg.episodes):
             filming = video if i < cfg.video_episodes else None
             label = f"{cfg.task} {cfg.policy} ep {i}"
             episodes.append(run_episode(task, policy, episode_seed(cfg.seed, i), filming, label))
-            if progress:
-                _progress(i + 1, cfg.episodes, episodes, time.perf_counter() - start)
+            bar.update(i + 1, f"success {sum(e['success'] for e in episodes)}/{i + 1}")
     finally:
+        bar.close()
         task.close()
         if video is not None:
             video.close()
@@ -176,15 +177,3 @@ def summarize(cfg: EvalConfig, episodes: list[dict], seconds: float) -> dict:
         "steps_per_second": steps / max(seconds, 1e-9),
         "per_episode": episodes,
     }
-
-
-def _progress(done: int, total: int, episodes: list[dict], elapsed: float) -> None:
-    wins = sum(e["success"] for e in episodes)
-    eta = elapsed / done * (total - done)
-    sys.stderr.write(
-        f"\r  episode {done}/{total}  success {wins}/{done}  "
-        f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s "
-    )
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import jax
 
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
 from robolearn.data.loader import TransitionLoader
 from robolearn.policies.bc import checkpoint as ckpt
 from robolearn.policies.bc.config import BCConfig, preset
@@ -91,6 +91,7 @@ def _loop(cfg, model_cfg: BCConfig, graphdef, state, stats, loader, manager, out
     start_step = step = int(state.step)
     start = last_time = time.perf_counter()
     last_step, metrics = step, {}
+    bar = Progress(cfg.steps, "step", enabled=progress, start_at=step)
     with open(out / "metrics.jsonl", "a") as log:
         while step < cfg.steps:
             state, metrics = train_step(state, next(loader))
@@ -102,18 +103,13 @@ def _loop(cfg, model_cfg: BCConfig, graphdef, state, stats, loader, manager, out
                 row = {"step": step, **metrics, "steps_per_second": rate, "time": now - start}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                if progress:
-                    eta = (cfg.steps - step) / max(rate, 1e-9)
-                    sys.stderr.write(
-                        f"\r  step {step}/{cfg.steps}  nll {metrics['nll']:.3f}  "
-                        f"mse {metrics['mse']:.4f}  {rate:.1f} steps/s  ETA {eta:.0f}s "
-                    )
-                    sys.stderr.flush()
+                bar.update(
+                    step, f"nll {metrics['nll']:.3f}  mse {metrics['mse']:.4f}  {rate:.1f} steps/s"
+                )
                 last_step, last_time = step, now
             if step % cfg.save_every == 0 or step == cfg.steps:
                 ckpt.save_state(manager, state)
-    if progress:
-        sys.stderr.write("\n")
+    bar.close()
     seconds = time.perf_counter() - start
     return {
         "step": step,
