@@ -29,6 +29,7 @@ H*W*3 bytes per frame (12 kB at 64x64; 50 episodes of 51 frames ~ 31 MB), plus
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,7 +127,7 @@ class EpisodeCache:
         )
 
 
-class _Loader:
+class _Loader(abc.ABC):
     """Shared shuffling, sharding and epoch logic; subclasses define the samples and gather."""
 
     def __init__(
@@ -219,11 +220,13 @@ class _Loader:
         step = np.arange(counts.sum()) - np.repeat(first, counts)
         return episode.astype(np.int64), step.astype(np.int64)
 
+    @abc.abstractmethod
     def _span(self) -> int:
-        raise NotImplementedError
+        """Actions one sample covers (1 for a transition, T for a window)."""
 
+    @abc.abstractmethod
     def _gather(self, episode: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The batch arrays for samples (episode index [B], first step [B])."""
 
 
 class TransitionLoader(_Loader):

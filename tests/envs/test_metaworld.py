@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import robolearn.envs  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
-from robolearn.envs.base import TaskConfig, TaskInfo
-from robolearn.envs.metaworld import TASKS, make_task, register_all, task_infos
+from robolearn import envs
+from robolearn.envs.base import TaskInfo
+from robolearn.envs.metaworld import TASKS, register_all, task_infos
 
 pytest.importorskip("metaworld")
 pytestmark = pytest.mark.metaworld
@@ -13,14 +13,9 @@ pytestmark = pytest.mark.metaworld
 NAMES = [info.name for info in task_infos()]
 
 
-def _make(name, **config):
-    info = next(i for i in task_infos() if i.name == name)
-    return make_task(info, TaskConfig(**config))
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def task(request):
-    task = _make(request.param)
+    task = envs.make(request.param)
     yield task
     task.close()
 
@@ -53,7 +48,7 @@ def test_reset_step_render_and_proprio(task):
 
 
 def test_gripper_sign_is_bridge_convention():
-    task = _make("metaworld/drawer-open", image_size=16)
+    task = envs.make("metaworld/drawer-open", image_size=16)
     try:
         obs, _ = task.reset(seed=0)
         assert obs["proprio"][6] > 0.9  # Meta-World resets with the gripper open
@@ -79,7 +74,7 @@ def test_equal_seeds_equal_placement_different_seeds_different(task):
 
 
 def test_visual_randomization_changes_the_image_not_the_placement():
-    task = _make("metaworld/soccer", visual_randomization=True)
+    task = envs.make("metaworld/soccer", visual_randomization=True)
     try:
         a, _ = task.reset(seed=1)
         b, _ = task.reset(seed=1)
@@ -102,7 +97,7 @@ def test_expert_action_is_in_our_convention(task):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_expert_succeeds_within_max_steps(name):
-    task = _make(name, image_size=16)
+    task = envs.make(name, image_size=16)
     try:
         task.reset(seed=0)
         for _ in range(task.max_steps):

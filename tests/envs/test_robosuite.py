@@ -7,9 +7,9 @@ task is built once per module and the tests keep their step counts small.
 import numpy as np
 import pytest
 
-import robolearn.envs  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
-from robolearn.envs.base import TaskConfig, TaskInfo
-from robolearn.envs.robosuite import make_task, register_all, task_infos
+from robolearn import envs
+from robolearn.envs.base import TaskInfo
+from robolearn.envs.robosuite import register_all, task_infos
 
 pytest.importorskip("robosuite")
 pytestmark = [pytest.mark.robosuite, pytest.mark.slow]
@@ -17,14 +17,9 @@ pytestmark = [pytest.mark.robosuite, pytest.mark.slow]
 NAMES = [info.name for info in task_infos()]
 
 
-def _make(name, **config):
-    info = next(i for i in task_infos() if i.name == name)
-    return make_task(info, TaskConfig(**config))
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def task(request):
-    task = _make(request.param)
+    task = envs.make(request.param)
     yield task
     task.close()
 

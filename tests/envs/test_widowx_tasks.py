@@ -3,23 +3,18 @@
 import numpy as np
 import pytest
 
-import robolearn.envs  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
+from robolearn import envs
 from robolearn.core import widowx as wx
-from robolearn.envs.base import TaskConfig, TaskInfo
+from robolearn.envs.base import TaskInfo
 from robolearn.envs.widowx import control
-from robolearn.envs.widowx.tasks import make_task, register_all, task_infos
+from robolearn.envs.widowx.tasks import register_all, task_infos
 
 NAMES = [info.name for info in task_infos()]
 
 
-def _make(name, **config):
-    info = next(i for i in task_infos() if i.name == name)
-    return make_task(info, TaskConfig(**config))
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def task(request):
-    task = _make(request.param)
+    task = envs.make(request.param)
     yield task
     task.close()
 
@@ -97,7 +92,7 @@ def test_placement_is_seeded(task):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_expert_succeeds_on_a_fixed_seed(name):
-    task = _make(name, image_size=16)
+    task = envs.make(name, image_size=16)
     try:
         task.reset(seed=4)
         for _ in range(task.max_steps):
@@ -108,7 +103,7 @@ def test_expert_succeeds_on_a_fixed_seed(name):
 
 
 def test_visual_randomization_changes_the_image():
-    plain, varied = _make("push"), _make("push", visual_randomization=True)
+    plain, varied = envs.make("push"), envs.make("push", visual_randomization=True)
     try:
         img = plain.reset(seed=3)[0]["image"]
         img_a = varied.reset(seed=3)[0]["image"]
@@ -149,7 +144,7 @@ def test_gripper_command_is_absolute():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_noisy_expert_still_succeeds_sometimes(name):
-    task, rng, wins = _make(name, image_size=16), np.random.default_rng(0), 0
+    task, rng, wins = envs.make(name, image_size=16), np.random.default_rng(0), 0
     try:
         for seed in range(3):
             task.reset(seed=seed)
