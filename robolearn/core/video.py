@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,17 @@ def caption_frame(
     return frame
 
 
+@contextlib.contextmanager
+def _ffmpeg_spawn():
+    """Silence Python's warning about os.fork() under a multithreaded JAX: subprocess forks and
+    immediately execs ffmpeg, which touches no JAX state, so the warned-of deadlock cannot occur."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+        )
+        yield
+
+
 class VideoWriter:
     """Appends uint8 [H, W, 3] frames to an MP4 file (ffmpeg from the imageio-ffmpeg wheel)."""
 
@@ -46,7 +59,8 @@ class VideoWriter:
         self.frames = 0
 
     def append(self, frame: np.ndarray) -> None:
-        self._writer.append_data(frame)
+        with _ffmpeg_spawn():  # the first frame starts the ffmpeg process
+            self._writer.append_data(frame)
         self.frames += 1
 
     def close(self) -> None:
