@@ -48,23 +48,25 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
-        self._writer = imageio.get_writer(
-            self.path,
-            fps=fps,
-            codec="libx264",
-            quality=8,
-            macro_block_size=16,
-            ffmpeg_log_level="error",
-        )
+        with _ffmpeg_spawn():
+            self._writer = imageio.get_writer(
+                self.path,
+                fps=fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=16,
+                ffmpeg_log_level="error",
+            )
         self.frames = 0
 
     def append(self, frame: np.ndarray) -> None:
-        with _ffmpeg_spawn():  # the first frame starts the ffmpeg process
+        with _ffmpeg_spawn():
             self._writer.append_data(frame)
         self.frames += 1
 
     def close(self) -> None:
-        self._writer.close()
+        with _ffmpeg_spawn():
+            self._writer.close()
 
     def __enter__(self) -> VideoWriter:
         return self

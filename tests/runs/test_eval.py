@@ -9,6 +9,8 @@ from robolearn.cli import main, make_parser
 from robolearn.runs.eval import EvalConfig, episode_seed, run_eval
 
 
+# imageio's reader spawns ffmpeg (fork + exec) after JAX started threads: harmless here.
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 def test_eval_of_the_expert_writes_results_config_and_video(tmp_path):
     cfg = EvalConfig(task="drawer", policy="expert", episodes=2, seed=0, video_episodes=1)
     result = run_eval(cfg, tmp_path, progress=False)
