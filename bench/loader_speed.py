@@ -11,32 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from robolearn.data.episode import Episode, EpisodeMeta
 from robolearn.data.loader import TransitionLoader, WindowLoader
-from robolearn.data.store import create_store, write_episode
-
-NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
-
-
-def _write_store(root: Path, episodes: int, steps: int = 50, size: int = 64) -> None:
-    create_store(root)
-    rng = np.random.default_rng(0)
-    meta = EpisodeMeta("bench", "bench", "expert", 5.0, "bench", NAMES)
-    for _ in range(episodes):
-        write_episode(
-            root,
-            Episode(
-                image=rng.integers(0, 256, (steps + 1, size, size, 3), dtype=np.uint8),
-                proprio=rng.normal(size=(steps + 1, 7)).astype(np.float32),
-                state=np.zeros((steps + 1, 0)),
-                action=rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
-                reward=np.zeros(steps, np.float32),
-                success=np.zeros(steps + 1, bool),
-                meta=meta,
-            ),
-        )
+from robolearn.data.synthetic import write_random_store
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -45,7 +21,7 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "store"
-        _write_store(root, episodes)
+        write_random_store(root, episodes)
         for name, make in (
             ("transition", lambda b: TransitionLoader(root, b, seed=0)),
             ("window T=4", lambda b: WindowLoader(root, b, seed=0, context=4)),

@@ -8,31 +8,13 @@ import numpy as np
 import pytest
 
 from robolearn.cli import main
-from robolearn.data.episode import Episode, EpisodeMeta
-from robolearn.data.store import create_store, write_episode
+from robolearn.data.store import create_store
+from robolearn.data.synthetic import write_random_store
 from robolearn.policies.bc import checkpoint as ckpt
-
-NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 
 
 def _store(path, task="drawer", episodes=3, steps=6, action_dim=7, size=64):
-    create_store(path)
-    rng = np.random.default_rng(0)
-    for _ in range(episodes):
-        meta = EpisodeMeta(task, "open the drawer", "expert", 5.0, "test", NAMES[:action_dim])
-        write_episode(
-            path,
-            Episode(
-                image=rng.integers(0, 256, (steps + 1, size, size, 3), dtype=np.uint8),
-                proprio=rng.normal(size=(steps + 1, 7)).astype(np.float32),
-                state=np.zeros((steps + 1, 0)),
-                action=rng.uniform(-1, 1, (steps, action_dim)).astype(np.float32),
-                reward=np.zeros(steps, np.float32),
-                success=np.zeros(steps + 1, bool),
-                meta=meta,
-            ),
-        )
-    return path
+    return write_random_store(path, episodes, steps, size, task=task, action_dim=action_dim)
 
 
 def _train(data, out, steps, *extra):
