@@ -55,16 +55,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.eval import EvalConfig, run_eval
 
-    cfg = EvalConfig(
-        task=args.task,
-        policy=args.policy,
-        episodes=args.episodes,
-        seed=args.seed,
-        image_size=args.image_size,
-        max_steps=args.max_steps,
-        video_episodes=args.video_episodes,
-        noise_std=args.noise_std,
-    )
+    cfg = EvalConfig(**_rollout_fields(args), video_episodes=args.video_episodes)
     _check_run_args(cfg)
     out = make_run_dir(args.out, "eval", f"{cfg.task}-{cfg.policy.rstrip('/').split('/')[-1]}")
     result = run_eval(cfg, out, progress=not args.quiet)
@@ -84,16 +75,7 @@ def _cmd_collect(args: argparse.Namespace) -> None:
 
     from robolearn.runs.collect import CollectConfig, run_collect
 
-    cfg = CollectConfig(
-        task=args.task,
-        policy=args.policy,
-        episodes=args.episodes,
-        seed=args.seed,
-        image_size=args.image_size,
-        max_steps=args.max_steps,
-        noise_std=args.noise_std,
-        visual_randomization=args.visual_randomization,
-    )
+    cfg = CollectConfig(**_rollout_fields(args), visual_randomization=args.visual_randomization)
     _check_run_args(cfg)
     result = run_collect(cfg, Path(args.out), progress=not args.quiet)
     print(
@@ -260,6 +242,47 @@ def _add_train_parser(sub) -> None:
     p.set_defaults(func=_cmd_train_bc)
 
 
+def _add_rollout_args(p: argparse.ArgumentParser, episodes: int, seed_help: str) -> None:
+    """The flags of every command that runs a policy in a task (eval, collect)."""
+    p.add_argument("--task", required=True, help="task name (see `robolearn tasks`), e.g. drawer")
+    p.add_argument(
+        "--policy",
+        default="expert",
+        help="expert | noisy | random: the task's scripted expert, the expert with "
+        "Gaussian action noise, or uniform random actions; or a checkpoint directory from "
+        "`robolearn train bc` (default: expert)",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=episodes, help=f"number of episodes (default: {episodes})"
+    )
+    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: 0)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=64,
+        help="camera image side in pixels, 16..256 (default: 64)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="episode length in control steps (default: the task's)",
+    )
+    p.add_argument(
+        "--noise-std",
+        type=float,
+        default=0.3,
+        help="action noise std of the noisy expert, normalized units (default: 0.3)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _rollout_fields(args: argparse.Namespace) -> dict:
+    """The config fields shared by EvalConfig and CollectConfig, from the rollout flags."""
+    names = ("task", "policy", "episodes", "seed", "image_size", "max_steps", "noise_std")
+    return {name: getattr(args, name) for name in names}
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (also used to test that --help works)."""
     parser = argparse.ArgumentParser(
@@ -276,28 +299,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tasks)
 
     p = sub.add_parser("eval", help="run a policy in a task's simulator: success rate and a video")
-    p.add_argument("--task", required=True, help="task name (see `robolearn tasks`), e.g. drawer")
-    p.add_argument(
-        "--policy",
-        default="expert",
-        help="expert | noisy | random: the task's scripted expert, the expert with "
-        "Gaussian action noise, or uniform random actions; or a checkpoint directory from "
-        "`robolearn train bc` (default: expert)",
-    )
-    p.add_argument("--episodes", type=int, default=50, help="number of episodes (default: 50)")
-    p.add_argument("--seed", type=int, default=0, help="base seed of the episodes (default: 0)")
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=64,
-        help="camera image side in pixels, 16..256 (default: 64)",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="episode length in control steps (default: the task's)",
-    )
+    _add_rollout_args(p, episodes=50, seed_help="base seed of the episodes")
     p.add_argument(
         "--video-episodes",
         type=int,
@@ -305,55 +307,25 @@ def make_parser() -> argparse.ArgumentParser:
         help="how many of the first episodes to film into video.mp4 (default: 3; 0: none)",
     )
     p.add_argument(
-        "--noise-std",
-        type=float,
-        default=0.3,
-        help="action noise std of the noisy expert, normalized units (default: 0.3)",
-    )
-    p.add_argument(
         "--out", default=None, help="output directory (default: a new directory under ./runs/)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_eval)
+
     p = sub.add_parser("collect", help="record episodes of a policy in a task into a store")
-    p.add_argument("--task", required=True, help="task name (see `robolearn tasks`)")
-    p.add_argument(
-        "--policy",
-        default="expert",
-        help="expert | noisy | random | a policy checkpoint (default: expert)",
-    )
-    p.add_argument("--episodes", type=int, default=10, help="episodes to add (default: 10)")
-    p.add_argument(
-        "--out",
-        required=True,
-        help="episode store directory; created if new, appended to if it exists",
+    _add_rollout_args(
+        p,
+        episodes=10,
+        seed_help="base seed; episode k of the store resets with a seed derived from (seed, k), "
+        "so appending never repeats an initial state",
     )
     p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="base seed; episode k of the store resets with a seed derived from "
-        "(seed, k), so appending never repeats an initial state (default: 0)",
-    )
-    p.add_argument("--image-size", type=int, default=64, help="camera image side (default: 64)")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="episode length in control steps (default: the task's)",
-    )
-    p.add_argument(
-        "--noise-std",
-        type=float,
-        default=0.3,
-        help="action noise std of the noisy expert (default: 0.3)",
+        "--out", required=True, help="episode store directory; created if new, appended to"
     )
     p.add_argument(
         "--visual-randomization",
         action="store_true",
         help="randomize light, colours and camera pose per episode",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("data", help="inspect, validate and import episode stores")
