@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 
+from robolearn import cli_world
 from robolearn.core.errors import RobolearnError
 
 
@@ -240,6 +241,7 @@ def _add_train_parser(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_train_bc)
+    cli_world.add_train_parser(train_sub)
 
 
 def _add_rollout_args(p: argparse.ArgumentParser, episodes: int, seed_help: str) -> None:

@@ -14,6 +14,7 @@ Batches (B = batch size, T = window length in actions, H/W image side, P proprio
     success  bool    [B]  (next obs)   success  bool    [B, T+1]
     episode  int32   [B]               episode  int32   [B]         index into loader.episodes
     step     int32   [B]               step     int32   [B]         first frame's step
+                                                                    (< 0 with pad_start=True)
     next_image, next_proprio  (only with with_next=True)
 
 Sampling: every epoch draws a fresh permutation of all samples from (seed, epoch); a batch never
@@ -264,27 +265,49 @@ class WindowLoader(_Loader):
 
     context: T, the number of actions (and of context frames before the target frame).
     Episodes shorter than T steps contribute no samples.
+    pad_start: also yield the T-1 windows that begin before an episode's first frame, padded
+        the way a rollout from a single first frame is: frames and proprio before step 0 repeat
+        step 0, actions before step 0 are zeros (reward 0). Then every frame after the first is
+        a target once, and `step` can be negative (the first, padded, frame's step).
     """
 
-    def __init__(self, roots, batch_size: int, seed: int = 0, *, context: int = 4, **kwargs):
+    def __init__(
+        self,
+        roots,
+        batch_size: int,
+        seed: int = 0,
+        *,
+        context: int = 4,
+        pad_start: bool = False,
+        **kwargs,
+    ):
         if context < 1:
             raise ValueError(f"context must be >= 1, got {context}")
         self.context = context
+        self.pad_start = pad_start
         super().__init__(roots, batch_size, seed, **kwargs)
 
     def _span(self) -> int:
-        return self.context
+        return 1 if self.pad_start else self.context
+
+    def _make_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        episode, step = super()._make_samples()
+        if self.pad_start:
+            step = step - (self.context - 1)
+        return episode, step
 
     def _gather(self, episode, step):
         a = self.cache.arrays
         offsets = np.arange(self.context + 1)
-        frame = (self.cache.frame_start[episode] + step)[:, None] + offsets
-        act = (self.cache.step_start[episode] + step)[:, None] + offsets[:-1]
+        rel = step[:, None] + offsets  # frame index within the episode, < 0 when padded
+        frame = self.cache.frame_start[episode][:, None] + np.maximum(rel, 0)
+        act = self.cache.step_start[episode][:, None] + np.maximum(rel[:, :-1], 0)
+        before = rel[:, :-1] < 0
         return {
             "image": a["image"][frame],
             "proprio": a["proprio"][frame],
-            "action": a["action"][act],
-            "reward": a["reward"][act],
+            "action": np.where(before[..., None], 0.0, a["action"][act]).astype(np.float32),
+            "reward": np.where(before, 0.0, a["reward"][act]).astype(np.float32),
             "success": a["success"][frame],
         }
 

@@ -1,0 +1,211 @@
+"""Self-describing world-model checkpoint directories, and the frozen model loaded from one.
+
+    DIR/robolearn-world-model.json  {"format": "robolearn-world-model", "version": 1,
+                                     "tasks": [...], "image_size": 64, "context": 4,
+                                     "action_dim": 7, "proprio_dim": 7, "weights": "train"}
+    DIR/config.yaml                 the WorldModelConfig (model, EDM, sampler, optimizer)
+    DIR/stats.json                  proprio normalization (mean, std, delta_std)
+    DIR/checkpoints/<step>/         orbax: the whole TrainState ("weights": "train"), or only
+                                    {"step", "ema"} ("weights": "ema", what bundles ship)
+
+Loading never unpickles (orbax arrays + JSON + YAML); orbax lists only complete steps, so after
+a kill the latest step is the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from robolearn.core.config import load_yaml, save_yaml
+from robolearn.core.errors import ConfigError, RobolearnError
+from world_models.config import SamplerConfig, WorldModelConfig
+from world_models.train import ProprioStats, init_model, init_train_state
+
+FORMAT = "robolearn-world-model"
+VERSION = 1
+MARKER = "robolearn-world-model.json"
+
+
+class CheckpointError(RobolearnError, ValueError):
+    """A directory that is not a world-model checkpoint, or one that does not fit its use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelInfo:
+    """What a checkpoint was trained on (robolearn-world-model.json)."""
+
+    tasks: tuple[str, ...]
+    image_size: int
+    context: int
+    action_dim: int
+    proprio_dim: int
+    weights: str = "train"
+
+
+def write_info(
+    root: Path, info: WorldModelInfo, cfg: WorldModelConfig, stats: ProprioStats
+) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, root / "config.yaml")
+    (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+    marker = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(info)}
+    marker["tasks"] = list(info.tasks)
+    (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+
+
+def read_info(root: str | Path) -> WorldModelInfo:
+    """The info of a checkpoint directory; a one-line CheckpointError if it is not one."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: no such world-model checkpoint directory")
+    try:
+        data = json.loads((root / MARKER).read_text())
+    except FileNotFoundError as exc:
+        hint = " (it is a policy checkpoint)" if (root / "robolearn-policy.json").exists() else ""
+        raise CheckpointError(
+            f"{root}: not a world-model checkpoint{hint}; train one with "
+            "`robolearn train world-model`"
+        ) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{root / MARKER}: unreadable ({exc})") from exc
+    if data.pop("format", None) != FORMAT or data.pop("version", None) != VERSION:
+        raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn world model")
+    try:
+        data["tasks"] = tuple(data["tasks"])
+        return WorldModelInfo(**data)
+    except (TypeError, KeyError) as exc:
+        raise CheckpointError(f"{root / MARKER}: malformed ({exc})") from exc
+
+
+def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
+    root = Path(root)
+    try:
+        cfg = load_yaml(WorldModelConfig, root / "config.yaml")
+        stats = ProprioStats.from_json(json.loads((root / "stats.json").read_text()))
+    except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
+    return cfg, stats
+
+
+def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(Path(root).absolute() / "checkpoints", options=options)
+
+
+def save_state(manager: ocp.CheckpointManager, state) -> None:
+    manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
+    manager.wait_until_finished()
+
+
+def abstract_train_state(cfg: WorldModelConfig):
+    """(graphdef, abstract TrainState) without allocating weights."""
+    holder = {}
+
+    def init(rng):
+        graphdef, state = init_train_state(cfg, rng)
+        holder["graphdef"] = graphdef
+        return state
+
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    return holder["graphdef"], abstract
+
+
+def restore_train_state(manager: ocp.CheckpointManager, cfg: WorldModelConfig, step=None):
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
+    graphdef, abstract = abstract_train_state(cfg)
+    return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+class FrozenWorldModel:
+    """A trained world model for inference: EMA weights, config, stats, info.
+
+    graphdef/params: the model as (static, arrays), for pure functions (world_models.sampler).
+    sampler: the SamplerConfig to use (the checkpoint's, or overridden at load).
+    """
+
+    def __init__(self, root: Path, info: WorldModelInfo, sampler: SamplerConfig | None = None):
+        cfg, stats = read_config(root)
+        self.root, self.info, self.stats = root, info, stats
+        self.config = cfg
+        self.sampler = sampler or cfg.sampler
+        manager = make_manager(root)
+        try:
+            step = manager.latest_step()
+            if step is None:
+                raise CheckpointError(f"{root}: holds no complete checkpoint")
+            if info.weights == "ema":
+                graphdef, params = _abstract_model(cfg)
+                abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "ema": params}
+                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                self.graphdef, self.params = graphdef, restored["ema"]
+            else:
+                self.graphdef, state = restore_train_state(manager, cfg, step)
+                self.params = state.ema
+            self.step = int(step)
+        finally:
+            manager.close()
+
+    def model(self):
+        """The NNX module with the EMA weights."""
+        return nnx.merge(self.graphdef, self.params)
+
+
+def _abstract_model(cfg: WorldModelConfig):
+    holder = {}
+
+    def init(rng):
+        graphdef, params = nnx.split(init_model(cfg, rng))
+        holder["graphdef"] = graphdef
+        return params
+
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    return holder["graphdef"], abstract
+
+
+def load_world_model(
+    path: str | Path,
+    task: str | None = None,
+    action_dim: int | None = None,
+    sampler: SamplerConfig | None = None,
+) -> FrozenWorldModel:
+    """Load a checkpoint directory; refuses one not trained on `task` or for another action size."""
+    root = Path(path)
+    info = read_info(root)
+    if task is not None and task not in info.tasks:
+        raise CheckpointError(
+            f"{path}: world model was trained on {', '.join(info.tasks)}, not {task!r}"
+        )
+    if action_dim is not None and info.action_dim != action_dim:
+        raise CheckpointError(
+            f"{path}: world model takes {info.action_dim}-D actions, the task has {action_dim}-D"
+        )
+    return FrozenWorldModel(root, info, sampler)
+
+
+def export_ema(src: str | Path, dst: str | Path) -> Path:
+    """Copy a training checkpoint's latest EMA weights (no optimizer state, no raw weights) to a
+    new, smaller checkpoint directory `dst` (what bundles ship)."""
+    src, dst = Path(src), Path(dst)
+    frozen = load_world_model(src)
+    if dst.exists():
+        shutil.rmtree(dst)
+    info = dataclasses.replace(frozen.info, weights="ema")
+    write_info(dst, info, frozen.config, frozen.stats)
+    manager = make_manager(dst, max_to_keep=1)
+    try:
+        state = {"step": jnp.asarray(frozen.step, jnp.int32), "ema": frozen.params}
+        manager.save(frozen.step, args=ocp.args.StandardSave(state), force=True)
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+    return dst

@@ -1,0 +1,192 @@
+"""Configs of the diffusion world model (architecture, EDM, sampler, optimizer) and its presets.
+
+Presets (all 64x64 unless the data says otherwise; `robolearn train world-model --preset NAME`):
+
+    tiny   tests: a few thousand parameters, seconds on a CPU
+    small  the CPU preset the shipped drawer bundle uses: DIAMOND's layout at half the internal
+           resolution (2x2 space-to-depth at the input, depth-to-space at the output), so no
+           convolution runs on 64x64 maps; channels [32, 64, 96]; ~4.0M parameters, ~3x
+           cheaper per step than base
+    base   DIAMOND's Atari denoiser: channels [64]*4, 2 res-blocks per level, attention in the
+           middle, ~4.4M parameters at 64x64
+    large  a GPU/TPU model: channels [128, 256, 512, 512], 3 res-blocks, ~110M parameters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from robolearn.core.errors import ConfigError
+
+ACTION_ENCODINGS = ("two_hot", "one_hot", "linear")
+SAMPLERS = ("euler", "heun")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The denoiser D(x_{t+1} | x_{t-T+1..t}, a_{t-T+1..t}) and the proprio head.
+
+    context: T, past frames (channel-concatenated with the noisy next frame) and past actions.
+    action_encoding: two_hot (World4RL's default), one_hot (nearest bin) or linear (raw values),
+        each followed by a learned linear embedding of `action_embed` features per action.
+    action_bins: K, bins uniform over [-1, 1] per action dimension (two_hot and one_hot).
+    channels/res_blocks: U-Net widths per level (each level after the first halves the
+        resolution) and residual blocks per level; attention only in the middle.
+    patch: space-to-depth factor at the input (and depth-to-space at the output): the U-Net runs
+        at image_size / patch. 1 = full resolution (DIAMOND).
+    cond_dim: width of the conditioning vector (noise level + actions) fed to every AdaGroupNorm.
+    proprio_hidden: the proprio head, an MLP predicting the next proprio (end-effector pose and
+        gripper) from the past T proprio vectors and actions, so a policy that reads proprio can
+        act inside the model. Not in World4RL, whose policy reads images only.
+    """
+
+    image_size: int = 64
+    context: int = 4
+    action_dim: int = 7
+    proprio_dim: int = 7
+    action_encoding: str = "two_hot"
+    action_bins: int = 21
+    action_embed: int = 32
+    channels: tuple[int, ...] = (64, 64, 64, 64)
+    res_blocks: int = 2
+    patch: int = 1
+    cond_dim: int = 256
+    attention_heads: int = 4
+    proprio_hidden: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self):
+        if self.action_encoding not in ACTION_ENCODINGS:
+            raise ConfigError(
+                f"model.action_encoding must be one of {', '.join(ACTION_ENCODINGS)}, "
+                f"got {self.action_encoding!r}"
+            )
+        if self.action_bins < 2:
+            raise ConfigError(f"model.action_bins must be >= 2, got {self.action_bins}")
+        if self.context < 1:
+            raise ConfigError(f"model.context must be >= 1, got {self.context}")
+        if not self.channels or self.res_blocks < 1:
+            raise ConfigError("model.channels must be non-empty and model.res_blocks >= 1")
+        scale = self.patch * 2 ** (len(self.channels) - 1)
+        if self.patch < 1 or self.image_size % scale:
+            raise ConfigError(
+                f"model.image_size {self.image_size} must be divisible by patch * 2^(levels-1) "
+                f"= {scale}"
+            )
+        if any(c % 8 for c in self.channels):
+            raise ConfigError(f"model.channels must be multiples of 8, got {self.channels}")
+
+    @property
+    def action_features(self) -> int:
+        """Length of one encoded action vector (before the learned embedding)."""
+        if self.action_encoding == "linear":
+            return self.action_dim
+        return self.action_dim * self.action_bins
+
+
+@dataclasses.dataclass(frozen=True)
+class EDMConfig:
+    """EDM preconditioning and training noise levels (DIAMOND's values).
+
+    sigma_offset: offset noise, a per-image, per-channel constant added to the noise in training;
+        the preconditioning uses sigma' = sqrt(sigma^2 + sigma_offset^2).
+    p_mean/p_std: training sigma ~ LogNormal(p_mean, p_std), clipped to [sigma_min, sigma_max].
+    """
+
+    sigma_data: float = 0.5
+    sigma_offset: float = 0.3
+    p_mean: float = -0.4
+    p_std: float = 1.2
+    sigma_min: float = 2e-3
+    sigma_max: float = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Karras noise levels (sigma_max -> sigma_min, then 0) and the ODE solver per frame.
+
+    steps: denoiser calls per frame with euler (heun: 2 per step except the last).
+    """
+
+    steps: int = 3
+    method: str = "euler"
+    sigma_min: float = 2e-3
+    sigma_max: float = 5.0
+    rho: float = 7.0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ConfigError(f"sampler.steps must be >= 1, got {self.steps}")
+        if self.method not in SAMPLERS:
+            raise ConfigError(f"sampler.method must be one of {', '.join(SAMPLERS)}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError("need 0 < sampler.sigma_min < sampler.sigma_max")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW, linear warm-up then constant-to-cosine decay, gradient clipping, EMA of the weights.
+
+    ema_decay: the evaluated and shipped weights are an exponential moving average.
+    proprio_weight: weight of the proprio head's MSE (on normalized deltas) in the loss.
+    """
+
+    learning_rate: float = 2e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    decay_steps: int = 50_000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    proprio_weight: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelConfig:
+    """Everything that defines a world model and how it is trained (saved in every checkpoint)."""
+
+    preset: str = "base"
+    model: ModelConfig = ModelConfig()
+    edm: EDMConfig = EDMConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    optim: OptimConfig = OptimConfig()
+
+
+PRESETS: dict[str, WorldModelConfig] = {
+    "tiny": WorldModelConfig(
+        preset="tiny",
+        model=ModelConfig(
+            channels=(8, 16),
+            res_blocks=1,
+            cond_dim=16,
+            action_embed=4,
+            attention_heads=1,
+            proprio_hidden=(16,),
+        ),
+        optim=OptimConfig(learning_rate=2e-3, warmup_steps=0, decay_steps=1000, ema_decay=0.9),
+    ),
+    "small": WorldModelConfig(
+        preset="small",
+        model=ModelConfig(channels=(32, 64, 96), res_blocks=2, patch=2, cond_dim=256),
+        optim=OptimConfig(learning_rate=3e-4, ema_decay=0.998),
+    ),
+    "base": WorldModelConfig(preset="base"),
+    "large": WorldModelConfig(
+        preset="large",
+        model=ModelConfig(
+            channels=(128, 256, 512, 512),
+            res_blocks=3,
+            cond_dim=512,
+            action_embed=64,
+            attention_heads=8,
+            proprio_hidden=(512, 512),
+        ),
+        optim=OptimConfig(learning_rate=1e-4, warmup_steps=1000, ema_decay=0.9995),
+    ),
+}
+
+
+def preset(name: str, **model_overrides) -> WorldModelConfig:
+    """The named preset with model fields replaced (image_size, action_dim, ... from the data)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_overrides))

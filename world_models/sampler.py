@@ -1,0 +1,113 @@
+"""Sampling next frames from the denoiser (Euler or Heun over Karras noise levels) and
+autoregressive rollouts as a `lax.scan` over a one-step function. Pure functions: the model is
+passed as (graphdef, params) and merged inside, so everything here jits and vmaps.
+
+Frames go in and out as uint8 [.., H, W, 3]; the sampler works in [-1, 1], clamps its output
+and quantizes it to 8 bits exactly as a camera frame would be.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from world_models import edm
+from world_models.config import SamplerConfig
+
+
+def to_float(image: jax.Array) -> jax.Array:
+    """uint8 0..255 -> float32 in [-1, 1]."""
+    return image.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(x: jax.Array) -> jax.Array:
+    """float in [-1, 1] (clamped) -> uint8, rounding to the nearest level."""
+    return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+
+
+def sample_next(
+    model, rng: jax.Array, frames: jax.Array, actions: jax.Array, cfg: SamplerConfig
+) -> jax.Array:
+    """One next frame per batch row, float in [-1, 1] (not yet quantized).
+
+    model: a WorldModel; frames float [B, T, H, W, 3] in [-1, 1]; actions [B, T, A].
+    Starts from sigma_max * N(0, 1), then Euler steps x += (x - D(x)) / sigma * (sigma' - sigma)
+    down the Karras levels; heun adds the trapezoidal correction on every step whose next level
+    is not 0 (EDM's Algorithm 1 without churn).
+    """
+    sigmas = edm.karras_sigmas(cfg)
+    b = frames.shape[0]
+    shape = (b, *frames.shape[2:])
+    x = jax.random.normal(rng, shape, jnp.float32) * sigmas[0]
+
+    def denoise(x, sigma):
+        return model.denoise(x, jnp.full((b,), sigma), frames, actions)
+
+    for i in range(cfg.steps):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        d = (x - denoise(x, sigma)) / sigma
+        x_next = x + d * (nxt - sigma)
+        if cfg.method == "heun" and i < cfg.steps - 1:
+            d2 = (x_next - denoise(x_next, nxt)) / nxt
+            x_next = x + 0.5 * (d + d2) * (nxt - sigma)
+        x = x_next
+    return jnp.clip(x, -1.0, 1.0)
+
+
+def step(
+    model,
+    rng: jax.Array,
+    frames: jax.Array,
+    actions: jax.Array,
+    proprio: jax.Array,
+    action: jax.Array,
+    cfg: SamplerConfig,
+    stats,
+):
+    """Advance a context window by one action: the imagined next frame and proprio.
+
+    frames uint8 [B, T, H, W, 3], actions [B, T, A] (the T actions before `action`... shifted in
+    here), proprio float32 [B, T, P] raw, action [B, A]. Returns (frames, actions, proprio) of the
+    next window and the new frame uint8 [B, H, W, 3] and proprio [B, P].
+    """
+    actions = jnp.concatenate([actions[:, 1:], action[:, None]], axis=1)
+    nxt = to_uint8(sample_next(model, rng, to_float(frames), actions, cfg))
+    delta = model.proprio_delta(stats.normalize(proprio), actions)
+    nxt_proprio = proprio[:, -1] + delta * stats.delta_std
+    frames = jnp.concatenate([frames[:, 1:], nxt[:, None]], axis=1)
+    proprio = jnp.concatenate([proprio[:, 1:], nxt_proprio[:, None]], axis=1)
+    return frames, actions, proprio, nxt, nxt_proprio
+
+
+def open_loop(
+    graphdef: nnx.GraphDef,
+    params,
+    rng: jax.Array,
+    frames: jax.Array,
+    actions: jax.Array,
+    proprio: jax.Array,
+    future_actions: jax.Array,
+    cfg: SamplerConfig,
+    stats,
+) -> tuple[jax.Array, jax.Array]:
+    """Roll the model forward under given actions (lax.scan over `step`).
+
+    frames uint8 [B, T, H, W, 3], actions [B, T, A] (the actions that led to the context frames;
+    the first is unused by the first step), proprio [B, T, P], future_actions [B, N, A].
+    Returns imagined frames uint8 [B, N, H, W, 3] and proprio [B, N, P].
+    """
+    model = nnx.merge(graphdef, params)
+    # The window's actions are the T actions *ending with* the newest one; the first step shifts
+    # the newest action in, so the window starts with the T-1 last recorded actions.
+    def body(carry, inputs):
+        frames, acts, prop = carry
+        key, action = inputs
+        frames, acts, prop, nxt, nxt_p = step(model, key, frames, acts, prop, action, cfg, stats)
+        return (frames, acts, prop), (nxt, nxt_p)
+
+    n = future_actions.shape[1]
+    keys = jax.random.split(rng, n)
+    xs = (keys, jnp.swapaxes(future_actions, 0, 1))
+    _, (imagined, prop) = jax.lax.scan(body, (frames, actions, proprio), xs)
+    return jnp.swapaxes(imagined, 0, 1), jnp.swapaxes(prop, 0, 1)
