@@ -53,7 +53,11 @@ def _check_run_args(cfg) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    from robolearn.core.errors import ConfigError
     from robolearn.core.rundir import make_run_dir
+
+    if args.task is None:
+        raise ConfigError("eval needs --task TASK (or `eval world-model` for a world model)")
     from robolearn.runs.eval import EvalConfig, run_eval
 
     cfg = EvalConfig(**_rollout_fields(args), video_episodes=args.video_episodes)
@@ -244,15 +248,19 @@ def _add_train_parser(sub) -> None:
     cli_world.add_train_parser(train_sub)
 
 
-def _add_rollout_args(p: argparse.ArgumentParser, episodes: int, seed_help: str) -> None:
+def _add_rollout_args(
+    p: argparse.ArgumentParser, episodes: int, seed_help: str, task_required: bool = True
+) -> None:
     """The flags of every command that runs a policy in a task (eval, collect)."""
-    p.add_argument("--task", required=True, help="task name (see `robolearn tasks`), e.g. drawer")
+    p.add_argument(
+        "--task", required=task_required, help="task name (see `robolearn tasks`), e.g. drawer"
+    )
     p.add_argument(
         "--policy",
         default="expert",
         help="expert | noisy | random: the task's scripted expert, the expert with "
         "Gaussian action noise, or uniform random actions; or a checkpoint directory from "
-        "`robolearn train bc` (default: expert)",
+        "`robolearn train bc`, or a shipped part such as bundle:drawer/bc (default: expert)",
     )
     p.add_argument(
         "--episodes", type=int, default=episodes, help=f"number of episodes (default: {episodes})"
@@ -301,7 +309,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tasks)
 
     p = sub.add_parser("eval", help="run a policy in a task's simulator: success rate and a video")
-    _add_rollout_args(p, episodes=50, seed_help="base seed of the episodes")
+    # --task is checked in _cmd_eval: `eval world-model` does not take it.
+    _add_rollout_args(p, episodes=50, seed_help="base seed of the episodes", task_required=False)
     p.add_argument(
         "--video-episodes",
         type=int,
@@ -312,6 +321,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", default=None, help="output directory (default: a new directory under ./runs/)"
     )
     p.set_defaults(func=_cmd_eval)
+    cli_world.add_eval_parser(p)
 
     p = sub.add_parser("collect", help="record episodes of a policy in a task into a store")
     _add_rollout_args(
@@ -340,6 +350,8 @@ def make_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_data_validate)
     _add_data_import_parser(data_sub)
     _add_train_parser(sub)
+    cli_world.add_imagine_parser(sub)
+    cli_world.add_bundles_parser(sub)
     return parser
 
 

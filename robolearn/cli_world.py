@@ -71,9 +71,7 @@ def add_train_parser(train_sub) -> None:
         "size, default), large (GPU/TPU)",
     )
     p.add_argument("--steps", type=int, default=20_000, help="total optimizer steps")
-    p.add_argument(
-        "--batch-size", type=int, default=32, help="global batch size (default: 32)"
-    )
+    p.add_argument("--batch-size", type=int, default=32, help="global batch size (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="init and data-order seed (default: 0)")
     p.add_argument(
         "--dtype",
@@ -98,3 +96,191 @@ def add_train_parser(train_sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_train_world_model)
+
+
+def _cmd_eval_world_model(args: argparse.Namespace) -> None:
+    from robolearn import bundles
+    from robolearn.core.rundir import make_run_dir
+    from robolearn.runs.eval_world_model import EvalWorldModelConfig, run_eval_world_model
+    from world_models.checkpoint import load_world_model
+
+    cfg = EvalWorldModelConfig(
+        model=args.model,
+        data=tuple(args.data),
+        horizon=args.horizon,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_episodes=args.max_episodes,
+        detector_steps=args.detector_steps,
+    )
+    wm = load_world_model(bundles.resolve(cfg.model))
+    out = make_run_dir(args.out, "eval", "world-model")
+    result = run_eval_world_model(cfg, wm, out, progress=not args.quiet)
+    print(format_fidelity(result))
+    print(f"results: {out / 'results.json'}")
+
+
+def format_fidelity(result: dict) -> str:
+    """The fidelity report of `eval world-model` as a plain-text table."""
+    ol = result["open_loop"]
+    ps = ol["per_step"]
+    lines = [
+        f"open loop: {ol['windows']} windows from {result['episodes']} episodes, "
+        f"model step {result['model_step']}, {result['sampler']['steps']} "
+        f"{result['sampler']['method']} steps per frame",
+        "  step   PSNR model  PSNR copy-last   SSIM model  SSIM copy-last",
+    ]
+    for k in range(ol["horizon"]):
+        lines.append(
+            f"  {k + 1:>4}   {ps['psnr'][k]:>10.2f}  {ps['psnr_baseline'][k]:>14.2f}   "
+            f"{ps['ssim'][k]:>10.3f}  {ps['ssim_baseline'][k]:>14.3f}"
+        )
+    verdict = "beats" if ol["beats_baseline"] else "does NOT beat"
+    lines.append(f"  the model {verdict} copy-the-last-frame at every step (PSNR and SSIM)")
+    oc = result.get("outcome")
+    if oc and "skipped" in oc:
+        lines.append(f"outcome fidelity: skipped ({oc['skipped']})")
+    elif oc:
+
+        def pct(x):
+            return "n/a" if x is None else f"{x:.0%}"
+
+        lines.append(
+            f"outcome fidelity ({oc['failed_episodes']} failed, {oc['successful_episodes']} "
+            f"successful episodes imagined in full under their recorded actions):"
+        )
+        lines.append(
+            f"  failed episodes whose imagined ending looks successful: "
+            f"{pct(oc['imagined_success_on_failed'])} "
+            f"(detector on the real endings: {pct(oc['detector_success_on_failed_real'])})"
+        )
+        lines.append(
+            f"  successful episodes whose imagined ending looks successful: "
+            f"{pct(oc['imagined_success_on_successful'])} "
+            f"(detector on the real endings: {pct(oc['detector_success_on_successful_real'])})"
+        )
+        lines.append(f"  imagined outcome = real outcome: {pct(oc['outcome_agreement'])}")
+    return "\n".join(lines)
+
+
+def add_eval_parser(eval_parser: argparse.ArgumentParser) -> None:
+    """`robolearn eval world-model`, a subcommand of `eval`."""
+    sub = eval_parser.add_subparsers(dest="eval_target", metavar="[world-model]")
+    p = sub.add_parser(
+        "world-model",
+        help="fidelity of a world model on held-out episodes",
+        description="Open-loop rollouts from real context frames under the recorded actions "
+        "(PSNR and SSIM at every step against copy-the-last-frame), and outcome fidelity: "
+        "every episode imagined in full, its ending judged by a success detector fitted to "
+        "the real frames (see robolearn/runs/eval_world_model.py for the exact method).",
+    )
+    p.add_argument(
+        "--model", required=True, help="world-model checkpoint or bundle:<task>/world-model"
+    )
+    p.add_argument(
+        "--data", action="append", required=True, metavar="DIR", help="held-out episode store"
+    )
+    p.add_argument("--horizon", type=int, default=15, help="open-loop steps (default: 15)")
+    p.add_argument(
+        "--stride", type=int, default=10, help="frames between window starts (default: 10)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="rollouts per batch (default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--max-episodes", type=int, default=None, help="use only the first N episodes")
+    p.add_argument(
+        "--detector-steps",
+        type=int,
+        default=400,
+        help="training steps of the success detector; 0 skips outcome fidelity (default: 400)",
+    )
+    p.add_argument("--out", default=None, help="output directory (default: under ./runs/)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_cmd_eval_world_model)
+
+
+def _cmd_imagine(args: argparse.Namespace) -> None:
+    from robolearn.core.rundir import make_run_dir
+    from robolearn.runs.imagine import ImagineConfig, run_imagine
+
+    cfg = ImagineConfig(
+        task=args.task,
+        world_model=args.world_model,
+        policy=args.policy,
+        horizon=args.horizon,
+        rollouts=args.rollouts,
+        seed=args.seed,
+        sample=args.sample,
+    )
+    out = make_run_dir(args.out, "imagine", cfg.task)
+    r = run_imagine(cfg, out)
+    print(
+        f"{cfg.task}: {r['rollouts']} rollouts x {r['horizon']} steps imagined in "
+        f"{r['imagine_seconds']:.1f} s ({r['imagined_frames_per_second']:.1f} frames/s, "
+        f"compile {r['compile_seconds']:.0f} s); imagined vs real sim PSNR "
+        f"{r['psnr_first_step']:.1f} dB at step 1, {r['psnr_last_step']:.1f} dB at step "
+        f"{r['horizon']}; the same actions succeed in the real sim "
+        f"{r['real_successes']}/{r['rollouts']}"
+    )
+    print(f"video:   {r['video']}")
+    print(f"plot:    {r['plot']}")
+    print(f"results: {out / 'results.json'}")
+
+
+def add_imagine_parser(sub) -> None:
+    p = sub.add_parser(
+        "imagine",
+        help="a policy acting inside the world model, filmed beside the real simulator",
+        description="Start from a real first frame (a fresh reset of the task), let the policy "
+        "act inside the world model, then replay its actions in the real simulator; writes a "
+        "video (imagined | real, per-step PSNR plot), psnr.png and results.json. Without flags "
+        "it uses the task's shipped bundle.",
+    )
+    p.add_argument("--task", default="drawer", help="task name (default: drawer)")
+    p.add_argument(
+        "--world-model",
+        default=None,
+        help="world-model checkpoint or bundle part (default: bundle:<task>/world-model)",
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="policy checkpoint or bundle part (default: bundle:<task>/bc)",
+    )
+    p.add_argument(
+        "--horizon", type=int, default=None, help="imagined steps (default: the task's length)"
+    )
+    p.add_argument(
+        "--rollouts", type=int, default=4, help="parallel rollouts, first 4 filmed (default: 4)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="reset and sampling seed (default: 0)")
+    p.add_argument(
+        "--sample", action="store_true", help="sample policy actions instead of the mean"
+    )
+    p.add_argument("--out", default=None, help="output directory (default: under ./runs/)")
+    p.set_defaults(func=_cmd_imagine)
+
+
+def _cmd_bundles(args: argparse.Namespace) -> None:
+    from robolearn import bundles
+
+    parts = bundles.list_parts()
+    if not parts:
+        print("no bundles are shipped in this installation")
+        return
+    tasks = sorted({p.task for p in parts})
+    for task in tasks:
+        print(f"== {task} ==")
+        for p in (p for p in parts if p.task == task):
+            print(f"  {p.name:<32} {p.size_bytes / 1e6:6.1f} MB  {p.path}")
+        text = bundles.card(task)
+        if text and not args.brief:
+            print()
+            print(text.rstrip())
+            print()
+
+
+def add_bundles_parser(sub) -> None:
+    p = sub.add_parser("bundles", help="list the shipped model bundles with their cards")
+    p.add_argument("--brief", action="store_true", help="parts only, without the cards")
+    p.set_defaults(func=_cmd_bundles)

@@ -80,9 +80,7 @@ class ResBlock(nnx.Module):
             kernel_init=nnx.initializers.zeros_init(),
             rngs=rngs,
         )
-        self.skip = (
-            nnx.Conv(c_in, c_out, (1, 1), dtype=dtype, rngs=rngs) if c_in != c_out else None
-        )
+        self.skip = nnx.Conv(c_in, c_out, (1, 1), dtype=dtype, rngs=rngs) if c_in != c_out else None
 
     def __call__(self, x: jax.Array, cond: jax.Array) -> jax.Array:
         h = self.conv1(jax.nn.silu(self.norm1(x, cond)))

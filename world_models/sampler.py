@@ -98,6 +98,7 @@ def open_loop(
     Returns imagined frames uint8 [B, N, H, W, 3] and proprio [B, N, P].
     """
     model = nnx.merge(graphdef, params)
+
     # The window's actions are the T actions *ending with* the newest one; the first step shifts
     # the newest action in, so the window starts with the T-1 last recorded actions.
     def body(carry, inputs):

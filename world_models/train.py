@@ -46,9 +46,7 @@ class ProprioStats(struct.PyTreeNode):
     def of(cls, proprio: np.ndarray, deltas: np.ndarray) -> ProprioStats:
         """From proprio rows [N, P] and one-step deltas [M, P], stds floored at STD_FLOOR."""
         floor = lambda x: np.maximum(x, STD_FLOOR).astype(np.float32)  # noqa: E731
-        return cls(
-            proprio.mean(0).astype(np.float32), floor(proprio.std(0)), floor(deltas.std(0))
-        )
+        return cls(proprio.mean(0).astype(np.float32), floor(proprio.std(0)), floor(deltas.std(0)))
 
     def normalize(self, proprio: jax.Array) -> jax.Array:
         return jnp.clip((proprio - self.mean) / self.std, -NORM_CLIP, NORM_CLIP)
@@ -139,8 +137,7 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
     """
     sharding = NamedSharding(mesh, PartitionSpec("data"))
     return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-        for k, v in batch.items()
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
     }
 
 

@@ -73,3 +73,44 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def plot_series(
+    series: list[np.ndarray],
+    width: int,
+    height: int,
+    y_range: tuple[float, float],
+    title: str = "",
+    cursor: int | None = None,
+    colours: list[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
+    """A line plot as a uint8 [height, width, 3] image (white background, no axes library).
+
+    series: 1-D arrays over the same x (step 1..N); values are clipped to y_range. A vertical
+    line marks `cursor` (a step index, 1-based) when given. Labels the y range at the left.
+    """
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 34, 6, 16, 6
+    w, h = width - left - right, height - top - bottom
+    lo, hi = y_range
+    n = max((len(s) for s in series), default=1)
+    cv2.rectangle(img, (left, top), (left + w, top + h), (200, 200, 200), 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, title, (left, 11), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{hi:g}", (2, top + 8), font, 0.3, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{lo:g}", (2, top + h), font, 0.3, (80, 80, 80), 1, cv2.LINE_AA)
+
+    def xy(i, v):
+        x = left + (i / max(n - 1, 1)) * w
+        y = top + (1 - (np.clip(v, lo, hi) - lo) / max(hi - lo, 1e-9)) * h
+        return int(round(x)), int(round(y))
+
+    palette = colours or [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+    for k, s in enumerate(series):
+        pts = np.array([xy(i, v) for i, v in enumerate(s) if np.isfinite(v)], np.int32)
+        if len(pts) > 1:
+            cv2.polylines(img, [pts], False, palette[k % len(palette)], 1, cv2.LINE_AA)
+    if cursor is not None:
+        x = xy(cursor - 1, lo)[0]
+        cv2.line(img, (x, top), (x, top + h), (0, 0, 0), 1)
+    return img

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robolearn import bundles
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
@@ -22,8 +23,9 @@ SCRIPTED = ("expert", "noisy", "random")
 class EvalConfig:
     """What `robolearn eval` runs.
 
-    policy: "expert", "noisy" or "random" (the task's scripted sources), or a checkpoint
-        directory written by `robolearn train bc` (its mean action is used).
+    policy: "expert", "noisy" or "random" (the task's scripted sources), a checkpoint
+        directory written by `robolearn train bc` or a shipped part such as bundle:drawer/bc
+        (its mean action is used).
     seed: base seed; episode i resets the task with a seed derived from (seed, i), so two runs
         with different base seeds never share an initial state by construction.
     """
@@ -46,11 +48,14 @@ class EvalConfig:
 
 
 def check_policy_name(policy: str) -> None:
-    """A scripted name or an existing path; anything else is a one-line ConfigError."""
-    if policy not in SCRIPTED and not Path(policy).exists():
+    """A scripted name, a shipped bundle part or an existing path; anything else is a one-line
+    ConfigError (BundleError for a bundle part that is not shipped)."""
+    if policy in SCRIPTED:
+        return
+    if not Path(bundles.resolve(policy)).exists():
         raise ConfigError(
-            f"unknown policy {policy!r}: use one of {', '.join(SCRIPTED)} or a checkpoint "
-            "directory from `robolearn train bc`"
+            f"unknown policy {policy!r}: use one of {', '.join(SCRIPTED)}, a checkpoint "
+            "directory from `robolearn train bc`, or a shipped part such as bundle:drawer/bc"
         )
 
 
@@ -60,7 +65,7 @@ def check_policy(cfg, task_name: str, action_dim: int = 7) -> None:
         return
     from robolearn.policies.bc.checkpoint import CheckpointError, check_compatible
 
-    info = check_compatible(cfg.policy, task_name, action_dim)
+    info = check_compatible(bundles.resolve(cfg.policy), task_name, action_dim)
     if info.image_size != cfg.image_size:
         raise CheckpointError(
             f"{cfg.policy}: policy sees {info.image_size}x{info.image_size} images; "
@@ -89,7 +94,8 @@ def make_policy(task, cfg: EvalConfig):
         from robolearn.policies.bc.checkpoint import load_policy
 
         check_policy(cfg, task.task_info.name, ACTION_DIM)
-        return load_policy(cfg.policy, task.task_info.name, ACTION_DIM, seed=cfg.seed)
+        path = bundles.resolve(cfg.policy)
+        return load_policy(path, task.task_info.name, ACTION_DIM, seed=cfg.seed)
     from robolearn.envs.experts import ScriptedPolicy
 
     return ScriptedPolicy(task, cfg.policy, noise_std=cfg.noise_std, seed=cfg.seed)

@@ -135,7 +135,8 @@ def _loop(cfg, step_fn, state, loader, manager, mesh, out, progress, devices, dt
     last_step, metrics = step, {}
     compile_seconds = None
     bar = Progress(cfg.steps, "step", enabled=progress, start_at=step)
-    log = open(out / "metrics.jsonl", "a") if jax.process_index() == 0 else None
+    # Only process 0 writes metrics (every process computes the same, replicated values).
+    log = open(out / "metrics.jsonl", "a") if jax.process_index() == 0 else None  # noqa: SIM115
     try:
         while step < cfg.steps:
             state, metrics = step_fn(state, shard_batch(next(loader), mesh))

@@ -143,7 +143,9 @@ class BCPolicy:
         self.root, self.info, self.config, self.step = root, info, cfg, int(state.step)
         self.params = state.params
         self.deterministic = deterministic
-        self._act = make_act_fn(graphdef, stats)
+        # apply(params, image [B, H, W, 3] uint8, proprio [B, P]) -> (mean, log_std) [B, A]:
+        # pure and jitted, so imagination can call it inside lax.scan.
+        self.apply = make_act_fn(graphdef, stats)
         self._rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -161,7 +163,7 @@ class BCPolicy:
             )
         if proprio.shape != (p,):
             raise CheckpointError(f"{self.root}: expects proprio [{p}], got {list(proprio.shape)}")
-        mean, log_std = self._act(self.params, image[None], proprio[None])
+        mean, log_std = self.apply(self.params, image[None], proprio[None])
         action = np.asarray(mean[0], np.float64)
         if not self.deterministic:
             action = action + np.exp(np.asarray(log_std[0])) * self._rng.normal(size=action.shape)
