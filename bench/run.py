@@ -24,6 +24,7 @@ BENCHMARKS = {
     "loader_speed": "training loader samples/s, transitions and T=4 windows, batch 32/256",
     "bc_speed": "BC train steps/s, tiny and base presets at 64x64",
     "collect_speed": "episode collection into the store: steps/s and bytes per step",
+    "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny and base",
 }
 
 
