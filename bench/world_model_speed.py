@@ -1,7 +1,6 @@
 """Diffusion world model speed: train steps/s and imagined frames/s of the tiny, small and base
-presets
-at 64x64 (T=4), with compile time reported separately, model FLOPs from XLA's cost analysis and,
-on a GPU, model FLOPs utilization (MFU).
+presets at 64x64 (T=4), with compile time reported separately, model FLOPs from XLA's cost
+analysis and, on a GPU, model FLOPs utilization (MFU).
 
 Rows (one per preset, measurement and batch):
 

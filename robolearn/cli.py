@@ -352,6 +352,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     cli_world.add_imagine_parser(sub)
     cli_world.add_bundles_parser(sub)
+    cli_world.add_export_parser(sub)
     return parser
 
 

@@ -284,3 +284,30 @@ def add_bundles_parser(sub) -> None:
     p = sub.add_parser("bundles", help="list the shipped model bundles with their cards")
     p.add_argument("--brief", action="store_true", help="parts only, without the cards")
     p.set_defaults(func=_cmd_bundles)
+
+
+def _cmd_export_world_model(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from robolearn import bundles
+    from robolearn.core.errors import ConfigError
+    from world_models.checkpoint import export_ema
+
+    src, dst = bundles.resolve(args.model), args.out
+    if Path(dst).exists() and any(Path(dst).iterdir()):
+        raise ConfigError(f"{dst}: exists and is not empty; choose a new --out")
+    path = export_ema(src, dst)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    print(f"exported the EMA weights of {src} to {path} ({size / 1e6:.1f} MB)")
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write inference-only copies of checkpoints")
+    export_sub = p.add_subparsers(dest="export_command", required=True, metavar="<model>")
+    q = export_sub.add_parser(
+        "world-model",
+        help="keep only the latest EMA weights (no optimizer state): what bundles ship",
+    )
+    q.add_argument("--model", required=True, help="world-model training run directory")
+    q.add_argument("--out", required=True, help="new checkpoint directory")
+    q.set_defaults(func=_cmd_export_world_model)

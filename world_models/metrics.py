@@ -1,7 +1,8 @@
 """Frame fidelity metrics (pure JAX): PSNR and SSIM of uint8 frames.
 
-psnr: 10 log10(255^2 / MSE) per frame, MSE over all pixels and channels; identical frames give
-    +inf, which callers cap (PSNR_CAP) before averaging.
+psnr: 10 log10(255^2 / MSE) per frame, MSE over all pixels and channels; identical frames would
+    give +inf and are capped at PSNR_CAP. Averages over many frames are better taken as the PSNR
+    of the mean MSE (psnr_from_mse), which a few identical frames cannot dominate.
 ssim: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, dynamic
     range 255, computed per channel on 'valid' windows and averaged over positions and channels
     (the usual skimage `gaussian_weights=True` setting).
@@ -15,12 +16,20 @@ import jax.numpy as jnp
 PSNR_CAP = 100.0
 
 
+def mse(a: jax.Array, b: jax.Array) -> jax.Array:
+    """uint8 [..., H, W, C] x2 -> mean squared error per frame [...] (0..255 scale)."""
+    diff = a.astype(jnp.float32) - b.astype(jnp.float32)
+    return jnp.mean(diff**2, axis=(-3, -2, -1))
+
+
+def psnr_from_mse(value) -> jax.Array:
+    """10 log10(255^2 / mse) in dB, capped at PSNR_CAP (mse 0 = identical frames)."""
+    return jnp.minimum(10.0 * jnp.log10(255.0**2 / jnp.maximum(value, 1e-10)), PSNR_CAP)
+
+
 def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
     """uint8 [..., H, W, C] x2 -> float32 [...] in dB, capped at PSNR_CAP."""
-    diff = a.astype(jnp.float32) - b.astype(jnp.float32)
-    mse = jnp.mean(diff**2, axis=(-3, -2, -1))
-    value = 10.0 * jnp.log10(255.0**2 / jnp.maximum(mse, 1e-10))
-    return jnp.minimum(value, PSNR_CAP)
+    return psnr_from_mse(mse(a, b))
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> jax.Array:
