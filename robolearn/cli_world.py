@@ -287,18 +287,12 @@ def add_bundles_parser(sub) -> None:
 
 
 def _cmd_export_world_model(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from robolearn import bundles
-    from robolearn.core.errors import ConfigError
     from world_models.checkpoint import export_ema
 
-    src, dst = bundles.resolve(args.model), args.out
-    if Path(dst).exists() and any(Path(dst).iterdir()):
-        raise ConfigError(f"{dst}: exists and is not empty; choose a new --out")
-    path = export_ema(src, dst)
+    path = export_ema(bundles.resolve(args.model), args.out)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    print(f"exported the EMA weights of {src} to {path} ({size / 1e6:.1f} MB)")
+    print(f"exported the EMA weights of {args.model} to {path} ({size / 1e6:.1f} MB)")
 
 
 def add_export_parser(sub) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import jax
@@ -76,6 +75,8 @@ def read_info(root: str | Path) -> WorldModelInfo:
         ) from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{root / MARKER}: unreadable ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn world model")
     if data.pop("format", None) != FORMAT or data.pop("version", None) != VERSION:
         raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn world model")
     try:
@@ -196,9 +197,9 @@ def export_ema(src: str | Path, dst: str | Path) -> Path:
     """Copy a training checkpoint's latest EMA weights (no optimizer state, no raw weights) to a
     new, smaller checkpoint directory `dst` (what bundles ship)."""
     src, dst = Path(src), Path(dst)
+    if dst.exists() and any(dst.iterdir()):
+        raise CheckpointError(f"{dst}: exists and is not empty; export into a new directory")
     frozen = load_world_model(src)
-    if dst.exists():
-        shutil.rmtree(dst)
     info = dataclasses.replace(frozen.info, weights="ema")
     write_info(dst, info, frozen.config, frozen.stats)
     manager = make_manager(dst, max_to_keep=1)

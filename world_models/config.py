@@ -2,7 +2,7 @@
 
 Presets (all 64x64 unless the data says otherwise; `robolearn train world-model --preset NAME`):
 
-    tiny   tests: a few thousand parameters, seconds on a CPU
+    tiny   tests: ~50k parameters at half the internal resolution (patch 2)
     small  the CPU preset the shipped drawer bundle uses: DIAMOND's layout at half the internal
            resolution (2x2 space-to-depth at the input, depth-to-space at the output), so no
            convolution runs on 64x64 maps; channels [32, 64, 96]; ~4.0M parameters, ~3x
@@ -156,6 +156,7 @@ PRESETS: dict[str, WorldModelConfig] = {
         model=ModelConfig(
             channels=(8, 16),
             res_blocks=1,
+            patch=2,
             cond_dim=16,
             action_embed=4,
             attention_heads=1,

@@ -67,9 +67,10 @@ def step(
 ):
     """Advance a context window by one action: the imagined next frame and proprio.
 
-    frames uint8 [B, T, H, W, 3], actions [B, T, A] (the T actions before `action`... shifted in
-    here), proprio float32 [B, T, P] raw, action [B, A]. Returns (frames, actions, proprio) of the
-    next window and the new frame uint8 [B, H, W, 3] and proprio [B, P].
+    frames uint8 [B, T, H, W, 3]; actions [B, T, A], the T actions that led to those frames
+    (`action` is shifted in and the oldest dropped); proprio float32 [B, T, P] raw; action
+    [B, A]. Returns (frames, actions, proprio) of the next window, the new frame uint8
+    [B, H, W, 3] and its proprio [B, P].
     """
     actions = jnp.concatenate([actions[:, 1:], action[:, None]], axis=1)
     nxt = to_uint8(sample_next(model, rng, to_float(frames), actions, cfg))
