@@ -102,6 +102,7 @@ def _cmd_eval_world_model(args: argparse.Namespace) -> None:
     from robolearn import bundles
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.eval_world_model import EvalWorldModelConfig, run_eval_world_model
+    from robolearn.runs.imagine import sampler_override
     from world_models.checkpoint import load_world_model
 
     cfg = EvalWorldModelConfig(
@@ -113,8 +114,11 @@ def _cmd_eval_world_model(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_episodes=args.max_episodes,
         detector_steps=args.detector_steps,
+        sampler_steps=args.sampler_steps,
+        sampler_method=args.sampler,
     )
-    wm = load_world_model(bundles.resolve(cfg.model))
+    override = sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    wm = load_world_model(bundles.resolve(cfg.model), sampler=override)
     out = make_run_dir(args.out, "eval", "world-model")
     result = run_eval_world_model(cfg, wm, out, progress=not args.quiet)
     print(format_fidelity(result))
@@ -194,6 +198,7 @@ def add_eval_parser(eval_parser: argparse.ArgumentParser) -> None:
         default=400,
         help="training steps of the success detector; 0 skips outcome fidelity (default: 400)",
     )
+    _add_sampler_args(p)
     p.add_argument("--out", default=None, help="output directory (default: under ./runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_eval_world_model)
@@ -211,6 +216,8 @@ def _cmd_imagine(args: argparse.Namespace) -> None:
         rollouts=args.rollouts,
         seed=args.seed,
         sample=args.sample,
+        sampler_steps=args.sampler_steps,
+        sampler_method=args.sampler,
     )
     out = make_run_dir(args.out, "imagine", cfg.task)
     r = run_imagine(cfg, out)
@@ -257,6 +264,7 @@ def add_imagine_parser(sub) -> None:
     p.add_argument(
         "--sample", action="store_true", help="sample policy actions instead of the mean"
     )
+    _add_sampler_args(p)
     p.add_argument("--out", default=None, help="output directory (default: under ./runs/)")
     p.set_defaults(func=_cmd_imagine)
 
@@ -305,3 +313,18 @@ def add_export_parser(sub) -> None:
     q.add_argument("--model", required=True, help="world-model training run directory")
     q.add_argument("--out", required=True, help="new checkpoint directory")
     q.set_defaults(func=_cmd_export_world_model)
+
+
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sampler-steps",
+        type=int,
+        default=None,
+        help="denoising steps per frame (default: the model's, 3)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["euler", "heun"],
+        default=None,
+        help="ODE solver per frame (default: the model's, euler)",
+    )

@@ -25,7 +25,7 @@ from flax import nnx
 
 from robolearn.core.config import load_yaml, save_yaml
 from robolearn.core.errors import ConfigError, RobolearnError
-from world_models.config import SamplerConfig, WorldModelConfig
+from world_models.config import WorldModelConfig
 from world_models.train import ProprioStats, init_model, init_train_state
 
 FORMAT = "robolearn-world-model"
@@ -131,14 +131,18 @@ class FrozenWorldModel:
     """A trained world model for inference: EMA weights, config, stats, info.
 
     graphdef/params: the model as (static, arrays), for pure functions (world_models.sampler).
-    sampler: the SamplerConfig to use (the checkpoint's, or overridden at load).
+    sampler: the SamplerConfig to use: the checkpoint's, with the fields given at load replaced
+        (e.g. {"steps": 5, "method": "heun"}).
     """
 
-    def __init__(self, root: Path, info: WorldModelInfo, sampler: SamplerConfig | None = None):
+    def __init__(self, root: Path, info: WorldModelInfo, sampler: dict | None = None):
         cfg, stats = read_config(root)
         self.root, self.info, self.stats = root, info, stats
         self.config = cfg
-        self.sampler = sampler or cfg.sampler
+        try:
+            self.sampler = dataclasses.replace(cfg.sampler, **(sampler or {}))
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"sampler override: {exc}") from exc
         manager = make_manager(root)
         try:
             step = manager.latest_step()
@@ -177,7 +181,7 @@ def load_world_model(
     path: str | Path,
     task: str | None = None,
     action_dim: int | None = None,
-    sampler: SamplerConfig | None = None,
+    sampler: dict | None = None,
 ) -> FrozenWorldModel:
     """Load a checkpoint directory; refuses one not trained on `task` or for another action size."""
     root = Path(path)

@@ -46,6 +46,7 @@ class EvalWorldModelConfig:
     horizon: open-loop steps per window; stride: frames between window starts.
     max_episodes: use at most this many episodes (the first ones), None = all.
     detector_steps: training steps of the success detector (0 skips outcome fidelity).
+    sampler_steps/sampler_method: override the model's sampler (None = its own).
     """
 
     model: str
@@ -56,6 +57,8 @@ class EvalWorldModelConfig:
     seed: int = 0
     max_episodes: int | None = None
     detector_steps: int = 400
+    sampler_steps: int | None = None
+    sampler_method: str | None = None
 
     def __post_init__(self):
         if self.horizon < 1:

@@ -40,6 +40,7 @@ class ImagineConfig:
     horizon: imagined steps (None = the task's episode length).
     rollouts: parallel imagined rollouts (one batch); the first 4 are filmed.
     sample: sample actions from the policy's Gaussian instead of taking its mean.
+    sampler_steps/sampler_method: override the world model's sampler (None = its own).
     """
 
     task: str = "drawer"
@@ -49,6 +50,8 @@ class ImagineConfig:
     rollouts: int = 4
     seed: int = 0
     sample: bool = False
+    sampler_steps: int | None = None
+    sampler_method: str | None = None
 
     def __post_init__(self):
         if self.horizon is not None and self.horizon < 1:
@@ -74,11 +77,19 @@ def load_parts(cfg: ImagineConfig):
 
     info = envs.task_info(cfg.task)
     wm_path, policy_path = bundles.resolve(cfg.world_model_spec), bundles.resolve(cfg.policy_spec)
-    wm = load_world_model(wm_path, cfg.task, envs.ACTION_DIM)
+    wm = load_world_model(
+        wm_path, cfg.task, envs.ACTION_DIM, sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    )
     policy_info = check_compatible(policy_path, cfg.task, envs.ACTION_DIM)
     check_pair(wm.info, policy_info, cfg.task)
     policy = load_policy(policy_path, cfg.task, envs.ACTION_DIM)
     return info, wm, policy
+
+
+def sampler_override(steps: int | None, method: str | None) -> dict:
+    """Sampler fields to replace in a loaded world model's config (empty: keep its own)."""
+    fields = {"steps": steps, "method": method}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:

@@ -171,3 +171,15 @@ def test_bundle_references_resolve_or_fail_in_one_line():
     assert bundles.resolve("/some/dir") == "/some/dir"
     for part in bundles.list_parts():
         assert bundles.resolve(part.name) == str(part.path)
+
+
+def test_sampler_can_be_overridden_and_is_checked(parts, capsys):
+    out = parts["root"] / "heun"
+    extra = ["--horizon", "1", "--rollouts", "1", "--sampler", "heun", "--sampler-steps", "2"]
+    assert _imagine(parts, out, *extra) == 0
+    sampler = json.loads((out / "results.json").read_text())["sampler"]
+    assert (sampler["method"], sampler["steps"]) == ("heun", 2)
+    capsys.readouterr()
+    assert _imagine(parts, parts["root"] / "bad-steps", "--sampler-steps", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "sampler.steps must be >= 1" in err and len(err.splitlines()) == 1

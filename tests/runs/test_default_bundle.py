@@ -1,0 +1,49 @@
+"""The shipped drawer bundle: every part loads, fits the others and imagines (guards the files
+committed under robolearn/bundles/ and the README's first command)."""
+
+import json
+
+import pytest
+
+from robolearn import bundles
+from robolearn.cli import main
+from robolearn.policies.bc.checkpoint import check_compatible
+from world_models.checkpoint import read_info
+
+MAX_BUNDLE_BYTES = 50_000_000  # all bundles together, as shipped in the package
+
+
+def test_drawer_bundle_parts_are_shipped_and_fit_together():
+    names = {p.name for p in bundles.list_parts()}
+    assert {"bundle:drawer/world-model", "bundle:drawer/bc"} <= names
+    wm = read_info(bundles.resolve("bundle:drawer/world-model"))
+    bc = check_compatible(bundles.resolve("bundle:drawer/bc"), "drawer", 7)
+    assert "drawer" in wm.tasks and wm.weights == "ema"
+    assert (wm.image_size, wm.action_dim) == (bc.image_size, bc.action_dim)
+    assert sum(p.size_bytes for p in bundles.list_parts()) <= MAX_BUNDLE_BYTES
+    card = bundles.card("drawer")
+    for needed in ("robolearn train world-model", "robolearn train bc", "PSNR"):
+        assert needed in card
+
+
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+def test_imagine_with_no_flags_but_a_short_horizon_uses_the_bundle(tmp_path, capsys):
+    out = tmp_path / "im"
+    assert main(["imagine", "--horizon", "2", "--rollouts", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["world_model"] == "bundle:drawer/world-model"
+    assert result["policy"] == "bundle:drawer/bc"
+    assert "imagined vs real sim PSNR" in capsys.readouterr().out
+
+
+def test_bundles_command_lists_parts_with_the_card(capsys):
+    assert main(["bundles"]) == 0
+    printed = capsys.readouterr().out
+    assert "bundle:drawer/world-model" in printed and "bundle:drawer/bc" in printed
+    assert "robolearn train world-model" in printed
+
+
+def test_eval_takes_a_bundle_policy(tmp_path, capsys):
+    argv = ["eval", "--task", "drawer", "--policy", "bundle:drawer/bc", "--episodes", "1"]
+    assert main(argv + ["--video-episodes", "0", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "drawer / bundle:drawer/bc: success" in capsys.readouterr().out
