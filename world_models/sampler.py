@@ -33,8 +33,12 @@ def sample_next(
 
     model: a WorldModel; frames float [B, T, H, W, 3] in [-1, 1]; actions [B, T, A].
     Starts from sigma_max * N(0, 1), then Euler steps x += (x - D(x)) / sigma * (sigma' - sigma)
-    down the Karras levels; heun adds the trapezoidal correction on every step whose next level
-    is not 0 (EDM's Algorithm 1 without churn).
+    down the Karras levels; heun adds the trapezoidal correction (EDM's Algorithm 1 without
+    churn) on every step except the last two. EDM corrects every step into a level above 0, but
+    with DIAMOND's offset noise sigma' = sqrt(sigma^2 + 0.3^2) never falls below 0.3, so the
+    denoiser keeps c_out >= 0.26 and does not tend to the identity as sigma -> 0: a correction
+    evaluated at sigma_min = 2e-3 divides the model's error by 2e-3 (measured: SSIM 0.42 instead
+    of 0.92 at the first step). The step into sigma_min stays an Euler step.
     """
     sigmas = edm.karras_sigmas(cfg)
     b = frames.shape[0]
@@ -48,7 +52,7 @@ def sample_next(
         sigma, nxt = sigmas[i], sigmas[i + 1]
         d = (x - denoise(x, sigma)) / sigma
         x_next = x + d * (nxt - sigma)
-        if cfg.method == "heun" and i < cfg.steps - 1:
+        if cfg.method == "heun" and i < cfg.steps - 2:
             d2 = (x_next - denoise(x_next, nxt)) / nxt
             x_next = x + 0.5 * (d + d2) * (nxt - sigma)
         x = x_next
