@@ -11,8 +11,10 @@ Rows (one per preset, measurement and batch):
              (3 Euler steps = 3 denoiser calls per frame); frames/s = batch * horizon / sec.
     diamond  reference: DIAMOND's PyTorch denoiser (4.4M parameters, eager, 3-step sampler) measured
              on this same 2-core CPU type, copied from /work/shared/REFERENCES.md (not this run:
-             DIAMOND's code cannot be downloaded here). The base rows' `vs_diamond` is
-             ours / theirs for frames/s and theirs / ours for the train step time (>1 = faster).
+             DIAMOND's code cannot be downloaded here). The small rows (4.0M parameters, about
+             DIAMOND's size, at a third of its FLOPs) and base rows (4.5M, DIAMOND's layout) carry
+             `vs_diamond`: ours / theirs for frames/s and theirs / ours for the train step time
+             (>1 = faster).
 
 compile_s is the ahead-of-time lower + compile of exactly the executable that is then timed.
 gflop is per train step (all devices) or per imagined frame (one batch-1 denoiser call times the
@@ -153,7 +155,7 @@ def measure_train(name: str, batch: int, reps: int) -> dict:
         name, params, "train", batch, "", 1 / sec, "steps/s", sec, compile_s, gflop, reps,
         _peak_flops(devices),
     )  # fmt: skip
-    if name == "base" and batch in DIAMOND_TRAIN_S:
+    if name in ("small", "base") and batch in DIAMOND_TRAIN_S:
         row["vs_diamond"] = DIAMOND_TRAIN_S[batch] / sec
         row["note"] = _join(row["note"], "vs_diamond = DIAMOND step s / ours")
     return row
@@ -208,7 +210,7 @@ def measure_imagine(name: str, batch: int, horizon: int, reps: int, warmup: int,
         name, n_params, "imagine", batch, horizon, fps, "frames/s", sec, compile_s, gflop, reps,
         _peak_flops(1),
     )  # fmt: skip
-    if name == "base" and batch in DIAMOND_FPS:
+    if name in ("small", "base") and batch in DIAMOND_FPS:
         row["vs_diamond"] = fps / DIAMOND_FPS[batch]
         row["note"] = _join(row["note"], "vs_diamond = ours / DIAMOND frames/s")
     return row
