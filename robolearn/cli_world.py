@@ -14,7 +14,12 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
     if args.distributed:
         import jax
 
-        jax.distributed.initialize()
+        # None = auto-detected (TPU pods, SLURM, Open MPI; JAX_COORDINATOR_ADDRESS is read too).
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
     cfg = TrainWorldModelConfig(
         data=tuple(args.data),
         preset=args.preset,
@@ -92,7 +97,15 @@ def add_train_parser(train_sub) -> None:
     p.add_argument(
         "--distributed",
         action="store_true",
-        help="multi-host: call jax.distributed.initialize() first (each host loads its shard)",
+        help="multi-host: join the other hosts with jax.distributed.initialize() first (each "
+        "host loads its shard of the data); auto-detected on TPU pods, SLURM and Open MPI",
+    )
+    p.add_argument("--coordinator", default=None, help="with --distributed: host:port of process 0")
+    p.add_argument(
+        "--num-processes", type=int, default=None, help="with --distributed: number of hosts"
+    )
+    p.add_argument(
+        "--process-id", type=int, default=None, help="with --distributed: this host's index"
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_train_world_model)
