@@ -78,7 +78,12 @@ def run_train_world_model(
     cfg: TrainWorldModelConfig, out: Path, resume: bool = False, progress: bool = True
 ) -> dict:
     """Train (or resume) into `out`; returns {"step", "seconds", "steps_per_second", ...}."""
-    resuming = _check_out(out, resume)
+    # Process 0 decides (and later writes); the others follow its decision.
+    resuming = _check_out(out, resume) if jax.process_index() == 0 else False
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        resuming = bool(multihost_utils.broadcast_one_to_all(np.int32(resuming)))
     devices = jax.device_count()
     if cfg.batch_size % devices:
         raise ConfigError(
@@ -110,7 +115,8 @@ def run_train_world_model(
         stats = proprio_stats(loader)
         if jax.process_index() == 0:
             ckpt.write_info(out, info, model_cfg, stats)
-    save_yaml(cfg, out / "train.yaml")
+    if jax.process_index() == 0:
+        save_yaml(cfg, out / "train.yaml")
     dtype = compute_dtype(cfg.dtype)
     mesh = data_mesh()
     manager = ckpt.make_manager(out, cfg.max_to_keep)
