@@ -8,8 +8,8 @@ Presets (all 64x64 unless the data says otherwise; `robolearn train world-model 
            convolution runs on 64x64 maps; channels [32, 64, 96]; ~4.0M parameters, ~3x
            cheaper per step than base
     base   DIAMOND's Atari denoiser: channels [64]*4, 2 res-blocks per level, attention in the
-           middle, ~4.4M parameters at 64x64
-    large  a GPU/TPU model: channels [128, 256, 512, 512], 3 res-blocks, ~110M parameters
+           middle, ~4.5M parameters at 64x64 (DIAMOND's: 4.4M)
+    large  a GPU/TPU model: channels [128, 256, 512, 512], 3 res-blocks, ~149M parameters
 """
 
 from __future__ import annotations

@@ -153,3 +153,16 @@ def test_bfloat16_compute_runs_and_stays_close_to_float32():
     out16 = bf16.denoise(noisy, sigma, frames, actions)
     assert out16.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out16), np.asarray(out32), atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "name, low, high",
+    [("tiny", 1e4, 1e5), ("small", 3.5e6, 4.5e6), ("base", 4e6, 5e6), ("large", 1e8, 2e8)],
+)
+def test_presets_have_their_documented_sizes(name, low, high):
+    """Parameter counts as documented (large: 100M+ for GPUs/TPUs), counted without allocating."""
+    cfg = preset(name)
+    shapes = jax.eval_shape(
+        lambda key: nnx.state(init_model(cfg, key), nnx.Param), jax.random.key(0)
+    )
+    assert low <= sum(x.size for x in jax.tree.leaves(shapes)) <= high
