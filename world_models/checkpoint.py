@@ -23,18 +23,22 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
+# CheckpointError, make_manager and save_state are part of this module's interface too.
+from robolearn.core.checkpoint import (  # noqa: F401
+    CheckpointError,
+    make_manager,
+    read_marker,
+    save_state,
+    write_marker,
+)
 from robolearn.core.config import load_yaml, save_yaml
-from robolearn.core.errors import ConfigError, RobolearnError
+from robolearn.core.errors import ConfigError
 from world_models.config import WorldModelConfig
 from world_models.train import ProprioStats, init_model, init_train_state
 
 FORMAT = "robolearn-world-model"
 VERSION = 1
 MARKER = "robolearn-world-model.json"
-
-
-class CheckpointError(RobolearnError, ValueError):
-    """A directory that is not a world-model checkpoint, or one that does not fit its use."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,35 +59,20 @@ def write_info(
     root.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, root / "config.yaml")
     (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
-    marker = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(info)}
-    marker["tasks"] = list(info.tasks)
-    (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    fields = {**dataclasses.asdict(info), "tasks": list(info.tasks)}
+    write_marker(root, MARKER, FORMAT, VERSION, fields)
 
 
 def read_info(root: str | Path) -> WorldModelInfo:
     """The info of a checkpoint directory; a one-line CheckpointError if it is not one."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: no such world-model checkpoint directory")
-    try:
-        data = json.loads((root / MARKER).read_text())
-    except FileNotFoundError as exc:
-        hint = " (it is a policy checkpoint)" if (root / "robolearn-policy.json").exists() else ""
-        raise CheckpointError(
-            f"{root}: not a world-model checkpoint{hint}; train one with "
-            "`robolearn train world-model`"
-        ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root / MARKER}: unreadable ({exc})") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn world model")
-    if data.pop("format", None) != FORMAT or data.pop("version", None) != VERSION:
-        raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn world model")
+    hint = " (it is a policy checkpoint)" if (Path(root) / "robolearn-policy.json").exists() else ""
+    missing = f"not a world-model checkpoint{hint}; train one with `robolearn train world-model`"
+    data = read_marker(root, MARKER, FORMAT, VERSION, missing, kind="world-model")
     try:
         data["tasks"] = tuple(data["tasks"])
         return WorldModelInfo(**data)
     except (TypeError, KeyError) as exc:
-        raise CheckpointError(f"{root / MARKER}: malformed ({exc})") from exc
+        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
 
 
 def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
@@ -94,16 +83,6 @@ def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
     except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
     return cfg, stats
-
-
-def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(Path(root).absolute() / "checkpoints", options=options)
-
-
-def save_state(manager: ocp.CheckpointManager, state) -> None:
-    manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-    manager.wait_until_finished()
 
 
 def abstract_train_state(cfg: WorldModelConfig):

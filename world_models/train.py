@@ -25,6 +25,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from robolearn.core.optim import warmup_cosine_adamw
 from world_models import edm
 from world_models.config import OptimConfig, WorldModelConfig
 from world_models.model import WorldModel
@@ -70,16 +71,9 @@ class TrainState(struct.PyTreeNode):
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0,
-        cfg.learning_rate,
-        cfg.warmup_steps,
-        max(cfg.decay_steps, cfg.warmup_steps + 1),
-        end_value=0.1 * cfg.learning_rate,
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(schedule, b2=0.999, weight_decay=cfg.weight_decay),
+    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim)."""
+    return warmup_cosine_adamw(
+        cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
     )
 
 

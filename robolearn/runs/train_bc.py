@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 
+from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
@@ -141,23 +142,12 @@ def _data_info(cfg: TrainBCConfig, loader: TransitionLoader) -> ckpt.PolicyInfo:
 
 
 def _check_resume(out: Path, data: ckpt.PolicyInfo) -> tuple[BCConfig, ProprioStats]:
-    saved = ckpt.read_info(out)
-    for field in ("task", "action_dim", "proprio_dim", "image_size"):
-        if getattr(saved, field) != getattr(data, field):
-            raise ckpt.CheckpointError(
-                f"{out}: checkpoint has {field} {getattr(saved, field)!r} but the data has "
-                f"{getattr(data, field)!r}; resume with matching data or train into a new --out"
-            )
+    ckpt_io.check_same(
+        out, ckpt.read_info(out), data, ("task", "action_dim", "proprio_dim", "image_size")
+    )
     return ckpt.read_config(out)
 
 
 def _check_out(out: Path, resume: bool) -> bool:
-    """Whether to resume from `out`; errors for a directory that cannot be (re)used."""
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    if resume:
-        ckpt.read_info(out)  # raises unless `out` is a checkpoint directory
-        return True
-    if (out / ckpt.MARKER).exists():
-        raise ConfigError(f"{out}: already holds a checkpoint; pass --resume or choose a new --out")
-    raise ConfigError(f"{out}: exists and is not empty; choose a new --out")
+    """Whether to resume from `out`; one-line errors for a directory that cannot be (re)used."""
+    return ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)

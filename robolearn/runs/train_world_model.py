@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
@@ -217,22 +218,12 @@ def _data_info(cfg: TrainWorldModelConfig, loader: WindowLoader) -> ckpt.WorldMo
 
 
 def _check_resume(out: Path, data: ckpt.WorldModelInfo):
-    saved = ckpt.read_info(out)
-    for field in ("tasks", "image_size", "action_dim", "proprio_dim"):
-        if getattr(saved, field) != getattr(data, field):
-            raise ckpt.CheckpointError(
-                f"{out}: checkpoint has {field} {getattr(saved, field)!r} but the data has "
-                f"{getattr(data, field)!r}; resume with matching data or train into a new --out"
-            )
+    ckpt_io.check_same(
+        out, ckpt.read_info(out), data, ("tasks", "image_size", "action_dim", "proprio_dim")
+    )
     return ckpt.read_config(out)
 
 
 def _check_out(out: Path, resume: bool) -> bool:
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    if resume:
-        ckpt.read_info(out)
-        return True
-    if (out / ckpt.MARKER).exists():
-        raise ConfigError(f"{out}: already holds a checkpoint; pass --resume or choose a new --out")
-    raise ConfigError(f"{out}: exists and is not empty; choose a new --out")
+    """Whether to resume from `out`; one-line errors for a directory that cannot be (re)used."""
+    return ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)

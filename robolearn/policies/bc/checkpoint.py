@@ -23,18 +23,22 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+# CheckpointError, make_manager and save_state are part of this module's interface too.
+from robolearn.core.checkpoint import (  # noqa: F401
+    CheckpointError,
+    make_manager,
+    read_marker,
+    save_state,
+    write_marker,
+)
 from robolearn.core.config import load_yaml, save_yaml
-from robolearn.core.errors import ConfigError, RobolearnError
+from robolearn.core.errors import ConfigError
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.train import ProprioStats, TrainState, init_train_state, make_act_fn
 
 FORMAT = "robolearn-policy"
 VERSION = 1
 MARKER = "robolearn-policy.json"
-
-
-class CheckpointError(RobolearnError, ValueError):
-    """A directory that is not a policy checkpoint, or one that does not fit the task or data."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,29 +57,17 @@ def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: ProprioStats)
     root.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, root / "config.yaml")
     (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
-    marker = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(info)}
-    (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    write_marker(root, MARKER, FORMAT, VERSION, dataclasses.asdict(info))
 
 
 def read_info(root: str | Path) -> PolicyInfo:
     """The PolicyInfo of a checkpoint directory; CheckpointError (one line) if it is not one."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: no such checkpoint directory")
-    try:
-        data = json.loads((root / MARKER).read_text())
-    except FileNotFoundError as exc:
-        raise CheckpointError(
-            f"{root}: not a policy checkpoint (no {MARKER}); train one with `robolearn train bc`"
-        ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root / MARKER}: unreadable ({exc})") from exc
-    if data.pop("format", None) != FORMAT or data.pop("version", None) != VERSION:
-        raise CheckpointError(f"{root / MARKER}: not a version-{VERSION} robolearn policy")
+    missing = f"not a policy checkpoint (no {MARKER}); train one with `robolearn train bc`"
+    data = read_marker(root, MARKER, FORMAT, VERSION, missing)
     try:
         return PolicyInfo(**data)
     except TypeError as exc:
-        raise CheckpointError(f"{root / MARKER}: malformed ({exc})") from exc
+        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
 
 
 def read_config(root: str | Path) -> tuple[BCConfig, ProprioStats]:
@@ -87,18 +79,6 @@ def read_config(root: str | Path) -> tuple[BCConfig, ProprioStats]:
     except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
     return cfg, stats
-
-
-def make_manager(root: str | Path, max_to_keep: int = 3) -> ocp.CheckpointManager:
-    """The orbax manager of DIR/checkpoints (keeps the newest `max_to_keep` steps)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(Path(root).absolute() / "checkpoints", options=options)
-
-
-def save_state(manager: ocp.CheckpointManager, state: TrainState) -> None:
-    """Save `state` under its step and wait until it is complete on disk."""
-    manager.save(int(state.step), args=ocp.args.StandardSave(state), force=True)
-    manager.wait_until_finished()
 
 
 def restore_state(

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
+from robolearn.core.optim import warmup_cosine_adamw
 from robolearn.policies.bc.config import BCConfig, OptimConfig
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll
 
@@ -67,17 +68,9 @@ class TrainState(struct.PyTreeNode):
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on a warm-up + cosine schedule."""
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0,
-        cfg.learning_rate,
-        cfg.warmup_steps,
-        max(cfg.decay_steps, cfg.warmup_steps + 1),
-        end_value=0.1 * cfg.learning_rate,
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(schedule, weight_decay=cfg.weight_decay),
+    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim)."""
+    return warmup_cosine_adamw(
+        cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
     )
 
 
