@@ -26,6 +26,7 @@ from flax import nnx
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
+    abstract_init,
     make_manager,
     read_marker,
     save_state,
@@ -85,24 +86,11 @@ def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
     return cfg, stats
 
 
-def abstract_train_state(cfg: WorldModelConfig):
-    """(graphdef, abstract TrainState) without allocating weights."""
-    holder = {}
-
-    def init(rng):
-        graphdef, state = init_train_state(cfg, rng)
-        holder["graphdef"] = graphdef
-        return state
-
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    return holder["graphdef"], abstract
-
-
 def restore_train_state(manager: ocp.CheckpointManager, cfg: WorldModelConfig, step=None):
     step = manager.latest_step() if step is None else step
     if step is None:
         raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
-    graphdef, abstract = abstract_train_state(cfg)
+    graphdef, abstract = abstract_init(lambda rng: init_train_state(cfg, rng))
     return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
@@ -128,7 +116,7 @@ class FrozenWorldModel:
             if step is None:
                 raise CheckpointError(f"{root}: holds no complete checkpoint")
             if info.weights == "ema":
-                graphdef, params = _abstract_model(cfg)
+                graphdef, params = abstract_init(lambda rng: nnx.split(init_model(cfg, rng)))
                 abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "ema": params}
                 restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
                 self.graphdef, self.params = graphdef, restored["ema"]
@@ -142,18 +130,6 @@ class FrozenWorldModel:
     def model(self):
         """The NNX module with the EMA weights."""
         return nnx.merge(self.graphdef, self.params)
-
-
-def _abstract_model(cfg: WorldModelConfig):
-    holder = {}
-
-    def init(rng):
-        graphdef, params = nnx.split(init_model(cfg, rng))
-        holder["graphdef"] = graphdef
-        return params
-
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    return holder["graphdef"], abstract
 
 
 def load_world_model(

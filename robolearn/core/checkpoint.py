@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 from robolearn.core.errors import ConfigError, RobolearnError
@@ -50,6 +51,19 @@ def read_marker(
     ):
         raise CheckpointError(f"{root / marker}: not a version-{version} {fmt} checkpoint")
     return data
+
+
+def abstract_init(init: Callable) -> tuple[Any, Any]:
+    """(graphdef, abstract state) of `init(rng) -> (graphdef, state)` without allocating: the
+    shapes orbax restores into."""
+    holder = {}
+
+    def state_only(rng):
+        holder["graphdef"], state = init(rng)
+        return state
+
+    abstract = jax.eval_shape(state_only, jax.random.key(0))
+    return holder["graphdef"], abstract
 
 
 def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:

@@ -19,13 +19,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
+    abstract_init,
     make_manager,
     read_marker,
     save_state,
@@ -88,21 +88,9 @@ def restore_state(
     step = manager.latest_step() if step is None else step
     if step is None:
         raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
-    graphdef, abstract = _abstract_state(cfg)
+    graphdef, abstract = abstract_init(lambda rng: init_train_state(cfg, rng))
     state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return graphdef, state
-
-
-def _abstract_state(cfg: BCConfig):
-    holder = {}
-
-    def init(rng):
-        graphdef, state = init_train_state(cfg, rng)
-        holder["graphdef"] = graphdef
-        return state
-
-    abstract = jax.eval_shape(init, jax.random.key(0))
-    return holder["graphdef"], abstract
 
 
 class BCPolicy:
