@@ -15,7 +15,6 @@ a kill the latest step is the last complete checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
@@ -28,11 +27,12 @@ from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
     abstract_init,
     make_manager,
+    read_config_and_stats,
     read_marker,
     save_state,
+    write_config_and_stats,
     write_marker,
 )
-from robolearn.core.config import load_yaml, save_yaml
 from robolearn.core.errors import ConfigError
 from world_models.config import WorldModelConfig
 from world_models.train import ProprioStats, init_model, init_train_state
@@ -57,9 +57,7 @@ class WorldModelInfo:
 def write_info(
     root: Path, info: WorldModelInfo, cfg: WorldModelConfig, stats: ProprioStats
 ) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, root / "config.yaml")
-    (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+    write_config_and_stats(root, cfg, stats)
     fields = {**dataclasses.asdict(info), "tasks": list(info.tasks)}
     write_marker(root, MARKER, FORMAT, VERSION, fields)
 
@@ -77,13 +75,7 @@ def read_info(root: str | Path) -> WorldModelInfo:
 
 
 def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
-    root = Path(root)
-    try:
-        cfg = load_yaml(WorldModelConfig, root / "config.yaml")
-        stats = ProprioStats.from_json(json.loads((root / "stats.json").read_text()))
-    except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
-    return cfg, stats
+    return read_config_and_stats(root, WorldModelConfig, ProprioStats)
 
 
 def restore_train_state(manager: ocp.CheckpointManager, cfg: WorldModelConfig, step=None):

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from robolearn.core.config import load_yaml, save_yaml
 from robolearn.core.errors import ConfigError, RobolearnError
 
 
@@ -27,6 +28,25 @@ def write_marker(root: Path, marker: str, fmt: str, version: int, fields: dict) 
     """Write root/marker = {"format": fmt, "version": version, **fields}."""
     data = {"format": fmt, "version": version, **fields}
     (root / marker).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def write_config_and_stats(root: Path, cfg: Any, stats: Any) -> None:
+    """Create `root` with config.yaml (a config dataclass) and stats.json (`stats.to_json()`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, root / "config.yaml")
+    (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+
+
+def read_config_and_stats(root: str | Path, cfg_cls: type, stats_cls: type) -> tuple[Any, Any]:
+    """(config, stats) of a checkpoint directory, loaded strictly; a one-line CheckpointError
+    naming the directory when either file is missing or malformed."""
+    root = Path(root)
+    try:
+        cfg = load_yaml(cfg_cls, root / "config.yaml")
+        stats = stats_cls.from_json(json.loads((root / "stats.json").read_text()))
+    except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
+    return cfg, stats
 
 
 def read_marker(

@@ -16,7 +16,6 @@ unpickles: orbax stores arrays (tensorstore) and JSON metadata, the rest is JSON
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,12 @@ from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
     abstract_init,
     make_manager,
+    read_config_and_stats,
     read_marker,
     save_state,
+    write_config_and_stats,
     write_marker,
 )
-from robolearn.core.config import load_yaml, save_yaml
-from robolearn.core.errors import ConfigError
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.train import ProprioStats, TrainState, init_train_state, make_act_fn
 
@@ -54,9 +53,7 @@ class PolicyInfo:
 
 def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: ProprioStats) -> None:
     """Write the marker, config.yaml and stats.json of a new checkpoint directory."""
-    root.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, root / "config.yaml")
-    (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+    write_config_and_stats(root, cfg, stats)
     write_marker(root, MARKER, FORMAT, VERSION, dataclasses.asdict(info))
 
 
@@ -72,13 +69,7 @@ def read_info(root: str | Path) -> PolicyInfo:
 
 def read_config(root: str | Path) -> tuple[BCConfig, ProprioStats]:
     """The BCConfig and normalization stats of a checkpoint directory."""
-    root = Path(root)
-    try:
-        cfg = load_yaml(BCConfig, root / "config.yaml")
-        stats = ProprioStats.from_json(json.loads((root / "stats.json").read_text()))
-    except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
-    return cfg, stats
+    return read_config_and_stats(root, BCConfig, ProprioStats)
 
 
 def restore_state(
