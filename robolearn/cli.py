@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from robolearn import cli_world
+from robolearn import cli_refine, cli_world
 from robolearn.core.errors import RobolearnError
 
 
@@ -351,6 +351,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_data_import_parser(data_sub)
     _add_train_parser(sub)
     cli_world.add_imagine_parser(sub)
+    cli_refine.add_refine_parser(sub)
     cli_world.add_bundles_parser(sub)
     cli_world.add_export_parser(sub)
     return parser

@@ -89,3 +89,62 @@ def make_policy_rollout(
         return {"image": images, "proprio": props, "action": jnp.swapaxes(acts, 0, 1)}
 
     return rollout
+
+
+def make_scored_rollout(
+    wm,
+    actor_apply: Callable,
+    reward_logit: Callable,
+    horizon: int,
+    std_floor: float,
+    threshold: float,
+    reward: str = "binary",
+) -> Callable:
+    """Imagined episodes for PPO: the policy samples, the world model imagines, the reward
+    classifier scores each imagined frame. One jitted `lax.scan`.
+
+    rollout(wm_params, actor_params, reward_params, rng, first_image uint8 [B, H, W, 3],
+            first_proprio [B, P]) -> Trajectory (time-major, see robolearn.policies.ppo.train)
+
+    actor_apply(params, image, proprio) -> (mean, log_std) as for make_policy_rollout; actions
+    are sampled from N(mean, max(std, std_floor)^2), clipped to [-1, 1] for the world model, and
+    their log-probabilities are of the unclipped sample. reward_logit(params, image) -> calibrated
+    logits [B]; the reward of step t is 1[sigmoid(logit(x_{t+1})) >= threshold] ("binary",
+    World4RL) or the probability itself ("prob").
+    """
+    from robolearn.policies.ppo.losses import gaussian_log_prob
+    from robolearn.policies.ppo.train import Trajectory, effective_log_std
+
+    if horizon < 1:
+        raise ConfigError(f"horizon must be >= 1, got {horizon}")
+    graphdef, cfg, stats = wm.graphdef, wm.sampler, wm.stats
+    t = wm.info.context
+
+    @jax.jit
+    def rollout(wm_params, actor_params, reward_params, rng, first_image, first_proprio):
+        model = nnx.merge(graphdef, wm_params)
+        b = first_image.shape[0]
+        frames = jnp.repeat(first_image[:, None], t, axis=1)
+        proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], t, axis=1)
+        actions = jnp.zeros((b, t, wm.info.action_dim), jnp.float32)
+
+        def body(carry, key):
+            frames, actions, proprio = carry
+            key_policy, key_model = jax.random.split(key)
+            image, prop = frames[:, -1], proprio[:, -1]
+            mean, log_std = actor_apply(actor_params, image, prop)
+            log_std = effective_log_std(log_std, std_floor)
+            action = mean + jnp.exp(log_std) * jax.random.normal(key_policy, mean.shape)
+            log_prob = gaussian_log_prob(mean, log_std, action)
+            frames, actions, proprio, nxt, _ = sampler.step(
+                model, key_model, frames, actions, proprio, jnp.clip(action, -1, 1), cfg, stats
+            )
+            prob = jax.nn.sigmoid(reward_logit(reward_params, nxt))
+            r = (prob >= threshold).astype(jnp.float32) if reward == "binary" else prob
+            return (frames, actions, proprio), (image, prop, action, log_prob, r, prob)
+
+        keys = jax.random.split(rng, horizon)
+        _, out = jax.lax.scan(body, (frames, actions, proprio), keys)
+        return Trajectory(*out)
+
+    return rollout

@@ -38,17 +38,23 @@ from robolearn.policies.bc.train import ProprioStats, TrainState, init_train_sta
 FORMAT = "robolearn-policy"
 VERSION = 1
 MARKER = "robolearn-policy.json"
+KINDS = ("bc", "ppo")
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyInfo:
-    """What a checkpoint was trained for (robolearn-policy.json)."""
+    """What a checkpoint was trained for (robolearn-policy.json).
+
+    kind: "bc" (robolearn train bc) or "ppo" (robolearn refine; its orbax state is a
+    RefineState, see robolearn.policies.ppo.checkpoint); parent: the policy it was refined from.
+    """
 
     task: str
     action_dim: int
     proprio_dim: int
     image_size: int
     kind: str = "bc"
+    parent: str = ""
 
 
 def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: ProprioStats) -> None:
@@ -62,9 +68,14 @@ def read_info(root: str | Path) -> PolicyInfo:
     missing = f"not a policy checkpoint (no {MARKER}); train one with `robolearn train bc`"
     data = read_marker(root, MARKER, FORMAT, VERSION, missing)
     try:
-        return PolicyInfo(**data)
+        info = PolicyInfo(**data)
     except TypeError as exc:
         raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
+    if info.kind not in KINDS:
+        raise CheckpointError(
+            f"{Path(root) / MARKER}: unknown policy kind {info.kind!r} (known: {', '.join(KINDS)})"
+        )
+    return info
 
 
 def read_config(root: str | Path) -> tuple[BCConfig, ProprioStats]:
@@ -96,11 +107,16 @@ class BCPolicy:
         cfg, stats = read_config(root)
         manager = make_manager(root)
         try:
-            graphdef, state = restore_state(manager, cfg)
+            if info.kind == "ppo":
+                from robolearn.policies.ppo.checkpoint import restore_refine_state
+
+                (graphdef, _), state = restore_refine_state(manager, root, cfg)
+            else:
+                graphdef, state = restore_state(manager, cfg)
         finally:
             manager.close()
         self.root, self.info, self.config, self.step = root, info, cfg, int(state.step)
-        self.params = state.params
+        self.params, self.graphdef, self.stats = state.params, graphdef, stats
         self.deterministic = deterministic
         # apply(params, image [B, H, W, 3] uint8, proprio [B, P]) -> (mean, log_std) [B, A]:
         # pure and jitted, so imagination can call it inside lax.scan.

@@ -1,0 +1,212 @@
+"""PPO refinement state and the jitted update `update(state, traj, anchor) -> (state, metrics)`.
+
+The actor is the BC Gaussian actor (same graph, same checkpoint format); the critic is new. One
+update = critic values of the whole batch, GAE, then `epochs` x `minibatches` clipped-surrogate
+and value steps, all inside one `lax.scan` (purejaxrl's shape).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from robolearn.policies.bc.config import BCConfig
+from robolearn.policies.bc.model import GaussianActor
+from robolearn.policies.bc.train import ProprioStats
+from robolearn.policies.ppo.config import PPOConfig
+from robolearn.policies.ppo.losses import (
+    clipped_surrogate,
+    gae,
+    gaussian_entropy,
+    gaussian_log_prob,
+)
+from robolearn.policies.ppo.model import Critic
+
+
+class Trajectory(NamedTuple):
+    """One batch of imagined episodes, time-major (T = horizon, B = rollouts).
+
+    image uint8 [T, B, H, W, 3]: the frame the policy acted on at step t (t = 0 is real);
+    proprio float32 [T, B, P] (raw units); action float32 [T, B, A]: the sampled action before
+    clipping to [-1, 1] (the world model got the clipped one); log_prob [T, B] of that action
+    under the rollout policy; reward [T, B] for the frame after action t; prob [T, B]: the
+    classifier's calibrated success probability of that frame.
+    """
+
+    image: jax.Array
+    proprio: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    reward: jax.Array
+    prob: jax.Array
+
+
+class RefineState(struct.PyTreeNode):
+    """Everything refinement changes, one pytree (the checkpoint): `params` is the actor, named
+    as in the BC TrainState so a refined checkpoint loads as a policy."""
+
+    step: jax.Array
+    params: nnx.State
+    critic: nnx.State
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    rng: jax.Array
+
+
+def make_optimizers(cfg: PPOConfig) -> tuple[optax.GradientTransformation, ...]:
+    """(actor, critic) optimizers: global-norm clipping then Adam."""
+
+    def adam(lr):
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr))
+
+    return adam(cfg.actor_lr), adam(cfg.critic_lr)
+
+
+def critic_config(ppo: PPOConfig, actor: BCConfig):
+    """The critic's ModelConfig with the actor's input sizes."""
+    import dataclasses
+
+    return dataclasses.replace(
+        ppo.critic, image_size=actor.model.image_size, proprio_dim=actor.model.proprio_dim
+    )
+
+
+def init_refine_state(
+    ppo: PPOConfig, actor: BCConfig, rng: jax.Array, actor_params: nnx.State | None = None
+) -> tuple[tuple[nnx.GraphDef, nnx.GraphDef], RefineState]:
+    """((actor graphdef, critic graphdef), state) starting from `actor_params` (the BC policy's
+    weights; None = a fresh actor, for shapes and tests)."""
+    actor_rng, critic_rng, rng = jax.random.split(rng, 3)
+    actor_graph, fresh = nnx.split(GaussianActor(actor.model, nnx.Rngs(params=actor_rng)))
+    params = fresh if actor_params is None else actor_params
+    critic_graph, critic = nnx.split(Critic(critic_config(ppo, actor), nnx.Rngs(critic_rng)))
+    actor_tx, critic_tx = make_optimizers(ppo)
+    state = RefineState(
+        jnp.zeros((), jnp.int32),
+        params,
+        critic,
+        actor_tx.init(params),
+        critic_tx.init(critic),
+        rng,
+    )
+    return (actor_graph, critic_graph), state
+
+
+def effective_log_std(log_std: jax.Array, std_floor: float) -> jax.Array:
+    """max(log_std, log(std_floor)): the exploration std refinement samples with."""
+    if std_floor <= 0:
+        return log_std
+    return jnp.maximum(log_std, jnp.log(std_floor))
+
+
+def make_update(cfg: PPOConfig, graphs: tuple, stats: ProprioStats):
+    """The jitted update described in the module doc.
+
+    update(state, traj: Trajectory, anchor_params) -> (state, metrics); anchor_params are the
+    BC actor's weights (used only when cfg.bc_coef > 0). Metrics: imagined return and success,
+    value loss, explained variance, approx KL, clip fraction, entropy, std, whether the actor
+    updated this iteration.
+    """
+    actor_graph, critic_graph = graphs
+    actor_tx, critic_tx = make_optimizers(cfg)
+
+    def actor_out(params, image, proprio):
+        mean, log_std = nnx.merge(actor_graph, params)(image, stats.normalize(proprio))
+        return mean, effective_log_std(log_std, cfg.std_floor)
+
+    def critic_out(params, image, proprio, time_left):
+        return nnx.merge(critic_graph, params)(image, stats.normalize(proprio), time_left)
+
+    def actor_loss(params, mb):
+        mean, log_std = actor_out(params, mb["image"], mb["proprio"])
+        log_prob = gaussian_log_prob(mean, log_std, mb["action"])
+        adv = mb["advantage"]
+        if cfg.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        loss, diag = clipped_surrogate(log_prob, mb["log_prob"], adv, cfg.clip)
+        entropy = gaussian_entropy(log_std).mean()
+        loss = loss - cfg.entropy_coef * entropy
+        if cfg.bc_coef:
+            loss = loss + cfg.bc_coef * jnp.mean(jnp.sum((mean - mb["anchor"]) ** 2, -1))
+        return loss, {**diag, "entropy": entropy, "std": jnp.exp(log_std).mean()}
+
+    def critic_loss(params, mb):
+        value = critic_out(params, mb["image"], mb["proprio"], mb["time_left"])
+        return jnp.mean((value - mb["return"]) ** 2)
+
+    def minibatch_step(carry, mb):
+        state, actor_on = carry
+        (_, diag), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.params, mb)
+        v_loss, c_grads = jax.value_and_grad(critic_loss)(state.critic, mb)
+        c_updates, critic_opt = critic_tx.update(c_grads, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, c_updates)
+        # The KL check uses the pre-step policy of this minibatch: once it is past the target,
+        # the actor is frozen for the rest of the iteration (the critic keeps learning).
+        actor_on = actor_on & (diag["approx_kl"] <= cfg.target_kl)
+        a_updates, new_actor_opt = actor_tx.update(a_grads, state.actor_opt, state.params)
+        new_params = optax.apply_updates(state.params, a_updates)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(actor_on, n, o), new, old)
+        state = state.replace(
+            params=keep(new_params, state.params),
+            actor_opt=keep(new_actor_opt, state.actor_opt),
+            critic=critic,
+            critic_opt=critic_opt,
+        )
+        return (state, actor_on), {**diag, "value_loss": v_loss, "actor_on": actor_on}
+
+    @jax.jit
+    def update(state: RefineState, traj: Trajectory, anchor_params):
+        t, b = traj.reward.shape
+        n = t * b
+        flat = lambda x: x.reshape((n, *x.shape[2:]))
+        time_left = jnp.broadcast_to((t - jnp.arange(t, dtype=jnp.float32))[:, None] / t, (t, b))
+        values = jax.lax.map(
+            lambda xs: critic_out(state.critic, *xs),
+            (traj.image, traj.proprio, time_left),
+        )
+        advantage, returns = gae(traj.reward, values, cfg.gamma, cfg.gae_lambda)
+        data = {
+            "image": flat(traj.image),
+            "proprio": flat(traj.proprio),
+            "action": flat(traj.action),
+            "log_prob": flat(traj.log_prob),
+            "advantage": flat(advantage),
+            "return": flat(returns),
+            "time_left": flat(time_left),
+        }
+        if cfg.bc_coef:
+            anchor = jax.lax.map(
+                lambda xs: actor_out(anchor_params, *xs)[0], (traj.image, traj.proprio)
+            )
+            data["anchor"] = flat(anchor)
+        rng, perm_rng = jax.random.split(state.rng)
+        mb_size = n // cfg.minibatches
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
+            jax.random.split(perm_rng, cfg.epochs)
+        )
+        idx = perms.reshape(cfg.epochs * cfg.minibatches, mb_size)
+        batches = jax.tree.map(lambda x: x[idx], data)
+        actor_on = state.step >= cfg.critic_warmup
+        (state, _), diag = jax.lax.scan(minibatch_step, (state, actor_on), batches)
+        var = jnp.var(returns)
+        metrics = {
+            "imagined_return": traj.reward.sum(0).mean(),
+            "imagined_success": (traj.reward.max(0) > 0.5).mean()
+            if cfg.reward == "binary"
+            else (traj.prob.max(0) > 0.5).mean(),
+            "success_prob_max": traj.prob.max(0).mean(),
+            "value_loss": diag["value_loss"].mean(),
+            "explained_variance": 1.0 - jnp.var(returns - values) / jnp.maximum(var, 1e-8),
+            "approx_kl": diag["approx_kl"].mean(),
+            "clip_fraction": diag["clip_fraction"].mean(),
+            "entropy": diag["entropy"].mean(),
+            "std": diag["std"].mean(),
+            "actor_updates": diag["actor_on"].sum(),
+        }
+        return state.replace(step=state.step + 1, rng=rng), metrics
+
+    return update

@@ -1,0 +1,250 @@
+"""`robolearn refine`: PPO entirely inside the frozen world model, World4RL's second stage.
+
+Every iteration draws `rollouts` real first frames (from recorded episodes of the task, or fresh
+simulator resets), lets the policy act for `horizon` steps in the world model, scores each
+imagined frame with the reward classifier, then runs PPO epochs on the batch; rollout and
+update are jitted (`lax.scan`). The run directory is a policy checkpoint (kind "ppo") that
+`robolearn eval`, `collect` and `imagine` load like a BC one, plus refine.yaml (this run's
+settings) and metrics.jsonl (one line per iteration). `--resume` continues after a kill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from robolearn import bundles
+from robolearn.core import checkpoint as ckpt_io
+from robolearn.core.config import save_yaml
+from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
+from robolearn.policies.ppo.config import PPOConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """What `robolearn refine` runs.
+
+    world_model/reward/policy: checkpoint directories or shipped parts; None = the task's bundle
+        (bundle:<task>/world-model, bundle:<task>/reward, bundle:<task>/bc).
+    data: episode stores whose episodes of `task` give the real first frames; empty = reset the
+        task's simulator `initial_states` times (collection seeds, never evaluation ones).
+    iterations: PPO iterations (a resumed run continues up to this number).
+    """
+
+    task: str
+    world_model: str | None = None
+    reward: str | None = None
+    policy: str | None = None
+    data: tuple[str, ...] = ()
+    iterations: int = 40
+    seed: int = 0
+    initial_states: int = 128
+    save_every: int = 5
+    ppo: PPOConfig = PPOConfig()
+
+    def __post_init__(self):
+        for name in ("iterations", "initial_states", "save_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def spec(self, part: str) -> str:
+        """The checkpoint spec of part "world_model", "reward" or "policy"."""
+        default = {"world_model": "world-model", "reward": "reward", "policy": "bc"}[part]
+        return getattr(self, part) or f"{bundles.PREFIX}{self.task}/{default}"
+
+
+@dataclasses.dataclass
+class Parts:
+    info: object  # TaskInfo
+    world_model: object  # FrozenWorldModel
+    reward: object  # RewardModel
+    policy: object  # BCPolicy
+
+
+def load_parts(cfg: RefineConfig) -> Parts:
+    """Task, world model, reward model and policy, checked against each other (one-line errors)."""
+    from reward_models.checkpoint import load_reward_model
+
+    from robolearn import envs
+    from robolearn.imagination import check_pair
+    from robolearn.policies.bc.checkpoint import check_compatible, load_policy
+    from world_models.checkpoint import load_world_model
+
+    info = envs.task_info(cfg.task)
+    wm = load_world_model(bundles.resolve(cfg.spec("world_model")), cfg.task, envs.ACTION_DIM)
+    policy_path = bundles.resolve(cfg.spec("policy"))
+    check_pair(wm.info, check_compatible(policy_path, cfg.task, envs.ACTION_DIM), cfg.task)
+    reward = load_reward_model(bundles.resolve(cfg.spec("reward")), cfg.task)
+    if reward.info.image_size != wm.info.image_size:
+        raise ConfigError(
+            f"the reward classifier sees {reward.info.image_size}x{reward.info.image_size} "
+            f"images but the world model imagines {wm.info.image_size}x{wm.info.image_size}"
+        )
+    policy = load_policy(policy_path, cfg.task, envs.ACTION_DIM)
+    return Parts(info, wm, reward, policy)
+
+
+def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real first observations: images uint8 [N, H, W, 3], proprio float32 [N, P]."""
+    if cfg.data:
+        from robolearn.data.store import iter_episodes
+
+        images, proprio = [], []
+        for root in cfg.data:
+            for _, ep in iter_episodes(root):
+                if ep.meta.task == cfg.task:
+                    images.append(ep.image[0])
+                    proprio.append(ep.proprio[0])
+        if not images:
+            raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}")
+        images = np.stack(images)
+        if images.shape[1:3] != (image_size, image_size):
+            raise ConfigError(
+                f"the data's images are {images.shape[1]}x{images.shape[2]}, the world model's "
+                f"{image_size}x{image_size}"
+            )
+        return images, np.stack(proprio).astype(np.float32)
+    from robolearn import envs
+    from robolearn.runs.eval import episode_seed
+
+    task = envs.make(cfg.task, image_size=image_size)
+    try:
+        obs = [
+            task.reset(seed=episode_seed(cfg.seed, i, "collect"))[0]
+            for i in range(cfg.initial_states)
+        ]
+    finally:
+        task.close()
+    return (
+        np.stack([o["image"] for o in obs]),
+        np.stack([o["proprio"] for o in obs]).astype(np.float32),
+    )
+
+
+def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True) -> dict:
+    """Refine (or resume) into `out`; returns the first and last iterations' metrics."""
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+
+    resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
+    parts = load_parts(cfg)
+    if resuming:
+        _check_resume(out, cfg)
+    horizon = cfg.ppo.horizon or parts.info.max_steps
+    ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
+    pool = initial_frames(cfg, parts.world_model.info.image_size)
+    if not resuming:
+        _write_checkpoint_dir(out, cfg, ppo, parts)
+    save_yaml(dataclasses.replace(cfg, ppo=ppo), out / "refine.yaml")
+    manager = ckpt_io.make_manager(out, max_to_keep=2)
+    try:
+        return _loop(cfg, ppo, parts, pool, manager, out, progress)
+    finally:
+        manager.close()
+
+
+def _write_checkpoint_dir(out: Path, cfg: RefineConfig, ppo: PPOConfig, parts: Parts) -> None:
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.policies.ppo.checkpoint import write_ppo_config
+
+    info = dataclasses.replace(parts.policy.info, kind="ppo", parent=cfg.spec("policy"))
+    policy_ckpt.write_info(out, info, parts.policy.config, parts.policy.stats)
+    write_ppo_config(out, ppo)
+
+
+def _check_resume(out: Path, cfg: RefineConfig) -> None:
+    from robolearn.core.config import load_yaml
+
+    saved = load_yaml(RefineConfig, out / "refine.yaml")
+    for field in ("task", "world_model", "reward", "policy"):
+        if saved.spec(field) != cfg.spec(field):
+            raise ConfigError(
+                f"{out}: was refined with {field} {saved.spec(field)!r}, not {cfg.spec(field)!r}; "
+                "resume with the same parts or refine into a new --out"
+            )
+
+
+def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
+    """iteration(state, wm_params, reward_params, anchor, pool_image, pool_proprio)
+    -> (state, metrics): sample first frames, imagine a scored batch, update. Jitted."""
+    from robolearn.imagination import make_scored_rollout
+    from robolearn.policies.ppo.train import make_update
+
+    reward = parts.reward
+    rollout = make_scored_rollout(
+        parts.world_model,
+        parts.policy.apply,
+        reward.make_logit_fn(parts.info.name),
+        ppo.horizon,
+        ppo.std_floor,
+        reward.info.threshold,
+        ppo.reward,
+    )
+    update = make_update(ppo, graphs, parts.policy.stats)
+
+    @jax.jit
+    def iteration(state, wm_params, reward_params, anchor, pool_image, pool_proprio):
+        rng, idx_rng, roll_rng = jax.random.split(state.rng, 3)
+        idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_image.shape[0])
+        traj = rollout(
+            wm_params, state.params, reward_params, roll_rng, pool_image[idx], pool_proprio[idx]
+        )
+        return update(state.replace(rng=rng), traj, anchor)
+
+    return iteration
+
+
+def _loop(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, manager, out, progress) -> dict:
+    from robolearn.policies.ppo.checkpoint import restore_refine_state
+    from robolearn.policies.ppo.train import init_refine_state
+
+    actor_cfg = parts.policy.config
+    if manager.latest_step() is not None:
+        graphs, state = restore_refine_state(manager, out, actor_cfg)
+    else:
+        graphs, state = init_refine_state(
+            ppo, actor_cfg, jax.random.key(cfg.seed), parts.policy.params
+        )
+    iteration = make_iteration(ppo, parts, graphs)
+    frozen = (parts.world_model.params, parts.reward.params, parts.policy.params, *pool)
+    step = start = int(state.step)
+    bar = Progress(cfg.iterations, "iteration", enabled=progress, start_at=step)
+    first = last = None
+    t0 = time.perf_counter()
+    with open(out / "metrics.jsonl", "a") as log:
+        while step < cfg.iterations:
+            tick = time.perf_counter()
+            state, metrics = iteration(state, *frozen)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            step += 1
+            seconds = time.perf_counter() - tick
+            row = {
+                "iteration": step,
+                **metrics,
+                "seconds": seconds,
+                "imagined_steps_per_second": ppo.rollouts * ppo.horizon / max(seconds, 1e-9),
+            }
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            first, last = first or row, row
+            bar.update(
+                step,
+                f"imagined success {metrics['imagined_success']:.0%}  "
+                f"return {metrics['imagined_return']:.2f}  kl {metrics['approx_kl']:.4f}  "
+                f"clip {metrics['clip_fraction']:.2f}",
+            )
+            if step % cfg.save_every == 0 or step == cfg.iterations:
+                ckpt_io.save_state(manager, state)
+    bar.close()
+    return {
+        "iterations": step,
+        "trained_iterations": step - start,
+        "seconds": time.perf_counter() - t0,
+        "first": first,
+        "last": last,
+    }
