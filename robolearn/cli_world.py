@@ -7,6 +7,7 @@ import argparse
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> None:
+    from robolearn import bundles
     from robolearn.core.errors import ConfigError
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.train_world_model import TrainWorldModelConfig, run_train_world_model
@@ -30,6 +31,7 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
         save_every=args.save_every,
         log_every=args.log_every,
         dtype=args.dtype,
+        init=bundles.resolve(args.init) if args.init else None,
     )
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
@@ -93,6 +95,12 @@ def add_train_parser(train_sub) -> None:
     )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from another world model's EMA weights (fine-tune, e.g. a new task in the "
+        "same scene); its architecture and statistics are kept, --preset is ignored",
     )
     p.add_argument(
         "--distributed",

@@ -45,6 +45,9 @@ class TrainWorldModelConfig:
         learning rate decays over exactly these steps.
     batch_size: the global batch, split over all devices (must divide by the device count).
     dtype: computation dtype; auto = bfloat16 on GPU/TPU, float32 on CPU (weights stay float32).
+    init: start a fresh run from another world model's (EMA) weights, e.g. to fine-tune a model
+        of one scene on a new task in it. The architecture, context and proprio statistics come
+        from that checkpoint (`preset` is ignored): the weights were learned under them.
     """
 
     data: tuple[str, ...]
@@ -57,6 +60,7 @@ class TrainWorldModelConfig:
     log_every: int = 50
     max_to_keep: int = 2
     dtype: str = "auto"
+    init: str | None = None
 
     def __post_init__(self):
         if not self.data:
@@ -95,7 +99,7 @@ def run_train_world_model(
         list(cfg.data),
         cfg.batch_size // jax.process_count(),
         cfg.seed,
-        context=_context(cfg.preset, out if resuming else None),
+        context=_context(cfg, out if resuming else None),
         pad_start=True,
         tasks=cfg.tasks or None,
         process_index=jax.process_index(),
@@ -104,6 +108,16 @@ def run_train_world_model(
     info = _data_info(cfg, loader)
     if resuming:
         model_cfg, stats = _check_resume(out, info)
+    elif cfg.init:
+        init_info = ckpt.read_info(cfg.init)
+        ckpt_io.check_same(
+            Path(cfg.init), init_info, info, ("image_size", "action_dim", "proprio_dim")
+        )
+        model_cfg, stats = ckpt.read_config(cfg.init)
+        optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
+        model_cfg = dataclasses.replace(model_cfg, optim=optim)
+        if jax.process_index() == 0:
+            ckpt.write_info(out, info, model_cfg, stats)
     else:
         model_cfg = preset(
             cfg.preset,
@@ -128,6 +142,10 @@ def run_train_world_model(
                 graphdef, _ = init_train_state(model_cfg, jax.random.key(0), dtype)
         else:
             graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed), dtype)
+            if cfg.init:
+                weights = ckpt.load_world_model(cfg.init).params
+                ema = jax.tree.map(jnp.copy, weights)  # distinct buffers: the step donates both
+                state = state.replace(params=weights, ema=ema)
         loader.skip(int(state.step))
         state = replicate(state, mesh)
         step_fn = make_train_step(model_cfg, graphdef, stats, mesh)
@@ -196,11 +214,11 @@ def proprio_stats(loader: WindowLoader) -> ProprioStats:
     return ProprioStats.of(proprio, np.concatenate(deltas))
 
 
-def _context(preset_name: str, resume_from: Path | None) -> int:
-    if resume_from is not None:
-        return ckpt.read_info(resume_from).context
-    cfg: WorldModelConfig = preset(preset_name)
-    return cfg.model.context
+def _context(cfg: TrainWorldModelConfig, resume_from: Path | None) -> int:
+    if resume_from is not None or cfg.init:
+        return ckpt.read_info(resume_from or cfg.init).context
+    model_cfg: WorldModelConfig = preset(cfg.preset)
+    return model_cfg.model.context
 
 
 def _data_info(cfg: TrainWorldModelConfig, loader: WindowLoader) -> ckpt.WorldModelInfo:

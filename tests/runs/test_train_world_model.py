@@ -72,3 +72,31 @@ def test_training_again_without_resume_is_refused(trained, capsys):
     assert "\n" not in err and "Traceback" not in err
     assert f"{run}: already holds a checkpoint; pass --resume" in err
     assert _steps(run) == [3, 6]
+
+
+def test_init_fine_tunes_from_another_model(trained, tmp_path):
+    """--init starts from the source's EMA weights with its config, context and statistics,
+    and trains on the new data (another task in the same scene)."""
+    import jax
+
+    _, run = trained
+    push = write_random_store(tmp_path / "push", 2, 6, image_size=16, task="push")
+    out = tmp_path / "ft"
+    assert _train(push, out, 1, "--init", str(run), "--preset", "base") == 0
+    assert ckpt.read_info(out).tasks == ("push",)
+    assert (out / "stats.json").read_text() == (run / "stats.json").read_text()
+    assert "preset: tiny" in (out / "config.yaml").read_text()
+    source, tuned = ckpt.load_world_model(run), ckpt.load_world_model(out)
+    # one step later the EMA (decay ~0.99+) is still within a hair of the source's weights,
+    # far closer than a fresh initialization would be
+    gap = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), source.params, tuned.params)
+    assert max(jax.tree.leaves(gap)) < 0.05
+
+
+def test_init_refuses_a_model_of_another_image_size(trained, tmp_path, capsys):
+    _, run = trained
+    big = write_random_store(tmp_path / "big", 2, 6, image_size=32, task="push")
+    capsys.readouterr()
+    assert _train(big, tmp_path / "ft", 1, "--init", str(run)) == 2
+    err = capsys.readouterr().err
+    assert "image_size 16" in err and len(err.strip().splitlines()) == 1
