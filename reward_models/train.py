@@ -1,19 +1,145 @@
-"""Fitting a success classifier to labelled frames (binary cross-entropy, AdamW), in memory.
+"""Training a success classifier: the model as pure functions, the train state, the pure jitted
+`train_step(state, batch) -> (state, metrics)` and batched inference.
 
-classify = fit_success_cnn(images uint8 [N, H, W, 3], labels bool [N], steps=400)
-p = classify(frames)   # float32 [M] = P(success | frame)
+    classifier = make_classifier(cfg)                  # cfg.kind picks the model family
+    state = init_train_state(classifier, cfg.optim, rng)
+    step = make_train_step(classifier, cfg.optim)
+    state, metrics = step(state, batch)   # image uint8 [B, H, W, 3], task int32 [B], label bool [B]
+
+fit_success_cnn(images, labels) fits a CNN in memory in one call (eval world-model's detector).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
+from flax import struct
 
-from reward_models.cnn import CNNConfig, SuccessCNN
+from reward_models.cnn import cnn_functions
+from reward_models.config import CNNConfig, OptimConfig, RewardConfig
+from reward_models.labels import balanced_batch
+from robolearn.core.errors import ConfigError
+from robolearn.core.optim import warmup_cosine_adamw
+
+
+class Classifier(NamedTuple):
+    """A success classifier family as pure functions of its parameters (a pytree):
+
+    init(rng) -> params
+    logits(params, images uint8 [B, H, W, 3], task int32 [B], rng=None) -> float32 [B], the
+        uncalibrated success logit of each frame for each frame's task (an index into the
+        checkpoint's tasks). `rng` is given at training time only: a text-conditioned
+        classifier uses it to sample a paraphrase of the instruction (labels.paraphrases);
+        at inference it uses paraphrase 0, the instruction itself. The CNN ignores it.
+    """
+
+    init: Callable[[jax.Array], Any]
+    logits: Callable[..., jax.Array]
+
+
+def make_classifier(cfg: RewardConfig) -> Classifier:
+    """The Classifier of `cfg.kind`."""
+    if cfg.kind == "cnn":
+        init, logits = cnn_functions(cfg.cnn)
+        return Classifier(init, lambda params, images, task, rng=None: logits(params, images, task))
+    raise ConfigError(f"no classifier of kind {cfg.kind!r}")
+
+
+class TrainState(struct.PyTreeNode):
+    """Everything that changes during training, as one pytree."""
+
+    step: jax.Array
+    params: Any
+    opt_state: optax.OptState
+    rng: jax.Array
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim)."""
+    return warmup_cosine_adamw(
+        cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
+    )
+
+
+def init_train_state(classifier: Classifier, cfg: OptimConfig, rng: jax.Array) -> TrainState:
+    """Fresh parameters and optimizer state (built in one jitted call: eager initializers
+    would compile one kernel each)."""
+
+    @jax.jit
+    def init(rng: jax.Array) -> TrainState:
+        init_rng, rng = jax.random.split(rng)
+        params = classifier.init(init_rng)
+        return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(cfg).init(params), rng)
+
+    return init(rng)
+
+
+def random_shift(rng: jax.Array, image: jax.Array, pad: int) -> jax.Array:
+    """Shift each image by up to `pad` pixels (edges replicated): [B, H, W, C] -> same."""
+    b, h, w, _ = image.shape
+    padded = jnp.pad(image, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
+
+    def crop(img, off):
+        return jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, img.shape[-1]))
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+def make_train_step(
+    classifier: Classifier, cfg: OptimConfig
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """The jitted binary cross-entropy step. Metrics: loss, accuracy (at logit 0), grad_norm."""
+    tx = make_optimizer(cfg)
+
+    def loss_fn(params, image, task, label, rng):
+        logits = classifier.logits(params, image, task, rng)
+        return optax.sigmoid_binary_cross_entropy(logits, label).mean(), logits
+
+    @jax.jit
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        rng, shift_rng, model_rng = jax.random.split(state.rng, 3)
+        image = batch["image"]
+        if cfg.shift_pad:
+            image = random_shift(shift_rng, image, cfg.shift_pad)
+        label = batch["label"].astype(jnp.float32)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, logits), grads = grad_fn(state.params, image, batch["task"], label, model_rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "accuracy": jnp.mean((logits > 0) == (label > 0.5)),
+            "grad_norm": optax.tree.norm(grads),
+        }
+        return TrainState(state.step + 1, params, opt_state, rng), metrics
+
+    return train_step
+
+
+def predict_logits(
+    logit_fn: Callable,
+    params: Any,
+    images: np.ndarray,
+    frame: np.ndarray,
+    task: np.ndarray,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """logit_fn(params, images[frame] uint8 [b, H, W, 3], task int32 [b]) for all N (frame,
+    task) pairs, in chunks gathered one at a time -> float32 [N]. Every chunk is padded to
+    `batch_size`, so a jitted logit_fn compiles one shape."""
+    out = []
+    for start in range(0, len(frame), batch_size):
+        f, t = frame[start : start + batch_size], task[start : start + batch_size]
+        n = len(f)
+        f, t = np.pad(f, (0, batch_size - n), mode="edge"), np.pad(t, (0, batch_size - n))
+        out.append(np.asarray(logit_fn(params, images[f], t.astype(np.int32)))[:n])
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 def fit_success_cnn(
@@ -24,41 +150,26 @@ def fit_success_cnn(
     seed: int = 0,
     learning_rate: float = 1e-3,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Train a SuccessCNN on (images, labels), batches balanced 50/50 between the classes (so a
-    rare class is not ignored); returns a function frames -> P(success). Needs both classes."""
+    """Train a SuccessCNN on (images uint8 [N, H, W, 3], labels bool [N]) in memory, batches
+    balanced 50/50 between the classes; returns frames [M, H, W, 3] -> P(success) float32 [M].
+    Needs both classes. No calibration: for quick detectors, not for rewards."""
     labels = np.asarray(labels, bool)
-    pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    if not len(pos) or not len(neg):
-        raise ValueError("a success classifier needs frames of both classes")
-    cfg = CNNConfig(image_size=int(images.shape[1]))
-    graphdef, params = nnx.split(SuccessCNN(cfg, nnx.Rngs(params=seed)))
-    tx = optax.adamw(learning_rate, weight_decay=1e-4)
-    opt_state = tx.init(params)
-
-    def loss_fn(params, x, y):
-        logits = nnx.merge(graphdef, params)(x)
-        return optax.sigmoid_binary_cross_entropy(logits, y).mean()
-
-    @jax.jit
-    def step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    cfg = RewardConfig(cnn=CNNConfig(image_size=int(images.shape[1])))
+    optim = OptimConfig(learning_rate, warmup_steps=0, decay_steps=steps, shift_pad=0)
+    classifier = make_classifier(cfg)
+    state = init_train_state(classifier, optim, jax.random.key(seed))
+    train_step = make_train_step(classifier, optim)
     rng = np.random.default_rng(seed)
-    half = batch_size // 2
-    y = np.concatenate([np.ones(half), np.zeros(batch_size - half)]).astype(np.float32)
+    task = np.zeros(batch_size, np.int32)
     for _ in range(steps):
-        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, batch_size - half)])
-        params, opt_state, _ = step(params, opt_state, images[idx], y)
-
-    @jax.jit
-    def prob(params, x):
-        return jax.nn.sigmoid(nnx.merge(graphdef, params)(x))
+        idx = balanced_batch(rng, labels, batch_size)
+        state, _ = train_step(state, {"image": images[idx], "task": task, "label": labels[idx]})
+    logit_fn = jax.jit(classifier.logits)
 
     def classify(frames: np.ndarray) -> np.ndarray:
         frames = np.asarray(frames)
-        out = [np.asarray(prob(params, frames[i : i + 256])) for i in range(0, len(frames), 256)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        index = np.arange(len(frames))
+        logits = predict_logits(logit_fn, state.params, frames, index, np.zeros_like(index))
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
     return classify

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 
-from robolearn import cli_refine, cli_world
+from robolearn import cli_refine, cli_reward, cli_world
 from robolearn.core.errors import RobolearnError
 
 
@@ -246,6 +246,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_train_bc)
     cli_world.add_train_parser(train_sub)
+    cli_reward.add_train_parser(train_sub)
 
 
 def _add_rollout_args(
@@ -351,6 +352,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_data_import_parser(data_sub)
     _add_train_parser(sub)
     cli_world.add_imagine_parser(sub)
+    cli_reward.add_label_parser(sub)
     cli_refine.add_refine_parser(sub)
     cli_world.add_bundles_parser(sub)
     cli_world.add_export_parser(sub)

@@ -1,0 +1,229 @@
+"""Self-describing reward-classifier checkpoint directories, and the RewardModel loaded from one.
+
+Layout of a checkpoint directory DIR (what `robolearn train reward` writes):
+
+    DIR/robolearn-reward.json  {"format": "robolearn-reward", "version": 1, "kind": "cnn",
+                                "tasks": [...], "instructions": {task: text}, "image_size": 64,
+                                "temperature": T, "threshold": p, "target_fpr": 0.02}
+    DIR/config.yaml            the RewardConfig (model, labelling recipe, optimizer)
+    DIR/stats.json             labelled-frame counts per split and task, episodes per split
+    DIR/checkpoints/<step>/    orbax {"step", "params"} (the trained parameters only)
+
+The marker is written last, after calibration: a directory without it is not (yet) a reward
+checkpoint. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import struct
+
+from reward_models.calibration import sigmoid
+from reward_models.config import RewardConfig
+from reward_models.train import make_classifier, predict_logits
+from robolearn.core.checkpoint import (
+    CheckpointError,
+    abstract_init,
+    make_manager,
+    read_config_and_stats,
+    read_marker,
+    save_state,
+    write_config_and_stats,
+    write_marker,
+)
+
+FORMAT = "robolearn-reward"
+VERSION = 1
+MARKER = "robolearn-reward.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardInfo:
+    """What a reward checkpoint judges and how (robolearn-reward.json).
+
+    tasks: the tasks it covers, in the order of the model's task index.
+    instructions: each task's instruction text (what a text-conditioned kind is prompted with).
+    temperature: calibrated logit = logit / temperature.
+    threshold: reward = 1 where the calibrated probability >= threshold, chosen for a
+        false-positive rate <= target_fpr on the validation negatives.
+    """
+
+    kind: str
+    tasks: tuple[str, ...]
+    instructions: dict[str, str]
+    image_size: int
+    temperature: float
+    threshold: float
+    target_fpr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelStats:
+    """stats.json: {"episodes": {split: n}, "frames": {split: {task: {positives, negatives}}}}."""
+
+    episodes: dict[str, int]
+    frames: dict[str, dict[str, dict[str, int]]]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> LabelStats:
+        return cls(dict(data["episodes"]), dict(data["frames"]))
+
+
+class SavedParams(struct.PyTreeNode):
+    """What checkpoints/<step>/ holds."""
+
+    step: jax.Array
+    params: Any
+
+
+def write_config(root: Path, cfg: RewardConfig, stats: LabelStats) -> None:
+    """Create `root` with config.yaml and stats.json."""
+    write_config_and_stats(root, cfg, stats)
+
+
+def save_params(root: Path, step: int, params: Any) -> None:
+    """Save the trained parameters under checkpoints/<step>/ and wait until they are on disk."""
+    manager = make_manager(root, max_to_keep=1)
+    try:
+        save_state(manager, SavedParams(jnp.asarray(step, jnp.int32), params))
+    finally:
+        manager.close()
+
+
+def write_info(root: Path, info: RewardInfo) -> None:
+    """Write the marker (last: it makes the directory a complete reward checkpoint)."""
+    fields = dataclasses.asdict(info)
+    fields["tasks"] = list(info.tasks)
+    write_marker(root, MARKER, FORMAT, VERSION, fields)
+
+
+def read_info(root: str | Path) -> RewardInfo:
+    """The RewardInfo of a checkpoint directory; CheckpointError (one line) if it is not one."""
+    missing = f"not a reward checkpoint (no {MARKER}); train one with `robolearn train reward`"
+    data = read_marker(root, MARKER, FORMAT, VERSION, missing, kind="reward")
+    try:
+        data["tasks"] = tuple(data["tasks"])
+        return RewardInfo(**data)
+    except (TypeError, KeyError) as exc:
+        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
+
+
+def read_config(root: str | Path) -> tuple[RewardConfig, LabelStats]:
+    """The RewardConfig and label counts of a checkpoint directory."""
+    return read_config_and_stats(root, RewardConfig, LabelStats)
+
+
+def check_task(root: str | Path, info: RewardInfo, task: str | None) -> str:
+    """`task` if the checkpoint covers it; None means its only task. One-line CheckpointError
+    otherwise."""
+    if task is None:
+        if len(info.tasks) == 1:
+            return info.tasks[0]
+        raise CheckpointError(
+            f"{root}: reward checkpoint covers tasks {', '.join(info.tasks)}; name one"
+        )
+    if task not in info.tasks:
+        raise CheckpointError(
+            f"{root}: reward checkpoint covers tasks {', '.join(info.tasks)}, not {task}"
+        )
+    return task
+
+
+class RewardModel:
+    """A calibrated success classifier: frames -> P(success) and binary rewards.
+
+    info: the RewardInfo; params: the parameter pytree; config: the RewardConfig.
+    make_logit_fn(task) -> fn(params, images uint8 [B, H, W, 3]) -> calibrated logits
+        float32 [B] (already divided by the temperature); pure and jittable, the task closed
+        over, so it runs inside jax.lax.scan. reward = calibrated prob >= info.threshold.
+    prob(images, task) -> float64 [B]; reward(images, task) -> float32 [B] in {0, 1}.
+    `task` may be left out when the checkpoint covers one task (or it was loaded for one).
+    """
+
+    def __init__(self, root: Path, info: RewardInfo, task: str | None = None):
+        self.root, self.info, self.task = root, info, task
+        self.config, _ = read_config(root)
+        self._classifier = make_classifier(self.config)
+        self.step, self.params = _restore(root, self._classifier)
+        self._jitted: dict[str, Any] = {}
+
+    def make_logit_fn(self, task: str | None = None):
+        """fn(params, images uint8 [B, H, W, 3]) -> calibrated logits float32 [B] for `task`."""
+        index = self.info.tasks.index(check_task(self.root, self.info, task or self.task))
+        logits, temperature = self._classifier.logits, float(self.info.temperature)
+
+        def fn(params: Any, images: jax.Array) -> jax.Array:
+            task_index = jnp.full((images.shape[0],), index, jnp.int32)
+            return logits(params, images, task_index).astype(jnp.float32) / temperature
+
+        return fn
+
+    def prob(self, images: np.ndarray, task: str | None = None, batch_size: int = 256):
+        """Calibrated P(success) of images uint8 [B, H, W, 3] for `task`: float64 [B], in
+        chunks of at most `batch_size` (padded to a power of two: few shapes to compile)."""
+        images = self._check_images(images)
+        task = check_task(self.root, self.info, task or self.task)
+        if task not in self._jitted:
+            fn = self.make_logit_fn(task)
+            self._jitted[task] = jax.jit(lambda params, images, _task_index: fn(params, images))
+        index = np.arange(len(images))
+        chunk = min(batch_size, 1 << max(len(images) - 1, 0).bit_length())
+        logits = predict_logits(
+            self._jitted[task], self.params, images, index, np.zeros_like(index), chunk
+        )
+        return sigmoid(logits)
+
+    def reward(self, images: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Binary reward of images uint8 [B, H, W, 3]: float32 [B], 1 where prob >= threshold."""
+        return (self.prob(images, task) >= self.info.threshold).astype(np.float32)
+
+    def _check_images(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        size = self.info.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise CheckpointError(
+                f"{self.root}: reward model expects images uint8 [B, {size}, {size}, 3], got "
+                f"{images.dtype} {list(images.shape)}"
+            )
+        return images
+
+
+def load_reward_model(path: str | Path, task: str | None = None) -> RewardModel:
+    """Load a reward checkpoint directory; one-line CheckpointError if it is not one, does not
+    cover `task`, or is broken."""
+    root = Path(path)
+    info = read_info(root)
+    if task is not None:
+        check_task(root, info, task)
+    return RewardModel(root, info, task)
+
+
+def _restore(root: Path, classifier) -> tuple[int, Any]:
+    manager = make_manager(root)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"{root}: broken reward checkpoint (no saved parameters)")
+        _, abstract = abstract_init(
+            lambda rng: (None, SavedParams(jnp.zeros((), jnp.int32), classifier.init(rng)))
+        )
+        try:
+            saved = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as exc:  # orbax/tensorstore raise many types; all mean "broken"
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise CheckpointError(
+                f"{root}: broken reward checkpoint ({type(exc).__name__}: {first})"
+            ) from exc
+    finally:
+        manager.close()
+    return int(saved.step), saved.params

@@ -1,0 +1,114 @@
+"""Configs of the success classifiers, their labelling recipe and optimizer; named presets.
+
+A RewardConfig is saved as config.yaml in every reward checkpoint and loaded back strictly.
+`kind` names the classifier family: "cnn" (a small CNN from scratch, the light default); the VLM
+classifier ("siglip") adds its own kind and config field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from robolearn.core.errors import ConfigError
+
+KINDS = ("cnn",)
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNConfig:
+    """The small CNN classifier (World4RL trains a pretrained ResNet18; ours is from scratch).
+
+    image_size: input side in pixels (square frames).
+    channels: widths of the 3x3 stride-2 conv layers.
+    hidden: width of the hidden layer before the logit.
+    num_tasks: tasks the checkpoint covers; a learned per-task vector is added to the hidden
+        layer's pre-activation (the same as a one-hot task code concatenated to its input), so
+        one network can call a frame a success for one task and not for another.
+    """
+
+    image_size: int = 64
+    channels: tuple[int, ...] = (16, 32, 64, 64)
+    hidden: int = 128
+    num_tasks: int = 1
+
+    def __post_init__(self):
+        if not self.channels or self.image_size < 8 or self.num_tasks < 1:
+            raise ConfigError(
+                "cnn needs at least one conv layer, image_size >= 8 and num_tasks >= 1, got "
+                f"channels {self.channels}, image_size {self.image_size}, "
+                f"num_tasks {self.num_tasks}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelConfig:
+    """RoboFuME's labelling recipe (see reward_models.labels).
+
+    positives_last: the last frames of a success run that are positives (RoboFuME: 3).
+    ambiguous_before: frames just before a success run (and just after one the episode
+        undoes) that are left out of the negatives (RoboFuME: ~10).
+    other_tasks_negative: frames of other tasks' episodes are negatives for a task. RoboFuME
+        does this; turn it off when tasks share a scene whose start state solves another task
+        (a closed drawer is the goal of drawer-close and the start of drawer).
+    """
+
+    positives_last: int = 3
+    ambiguous_before: int = 10
+    other_tasks_negative: bool = True
+
+    def __post_init__(self):
+        if self.positives_last < 1 or self.ambiguous_before < 0:
+            raise ConfigError(
+                f"need positives_last >= 1 and ambiguous_before >= 0, got "
+                f"{self.positives_last}, {self.ambiguous_before}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW, linear warm-up then cosine decay over the run, global-norm clipping.
+
+    shift_pad: random-shift augmentation in pixels (pad by replicating edges, crop back); 0 off.
+    """
+
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    decay_steps: int = 2000
+    grad_clip: float = 1.0
+    shift_pad: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """Everything that defines a reward classifier and how it was trained (config.yaml)."""
+
+    kind: str = "cnn"
+    preset: str = "base"
+    cnn: CNNConfig = CNNConfig()
+    labels: LabelConfig = LabelConfig()
+    optim: OptimConfig = OptimConfig()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown reward model kind {self.kind!r}; choose from {KINDS}")
+
+
+PRESETS: dict[str, RewardConfig] = {
+    "tiny": RewardConfig(
+        preset="tiny",
+        cnn=CNNConfig(channels=(8, 16), hidden=32),
+        optim=OptimConfig(learning_rate=3e-3, warmup_steps=0, shift_pad=2),
+    ),
+    "base": RewardConfig(preset="base"),
+}
+
+
+def preset(name: str, image_size: int, num_tasks: int, steps: int) -> RewardConfig:
+    """The named preset for frames of `image_size`, `num_tasks` tasks, decaying over `steps`."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    cnn = dataclasses.replace(cfg.cnn, image_size=image_size, num_tasks=num_tasks)
+    optim = dataclasses.replace(cfg.optim, decay_steps=steps)
+    return dataclasses.replace(cfg, cnn=cnn, optim=optim)

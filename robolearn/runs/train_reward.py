@@ -1,0 +1,293 @@
+"""`robolearn train reward`: a calibrated success classifier from episode stores.
+
+1. Episodes are split into training and validation episodes, per task and outcome (whole
+   episodes: no frame of a training episode is ever validated on); every covered task keeps at
+   least one successful episode on each side.
+2. Frames are labelled by RoboFuME's recipe (reward_models.labels) and the classifier is
+   trained on 50/50 balanced batches of the training episodes' labelled frames.
+3. Temperature and threshold are fitted on the validation episodes (reward_models.calibration).
+4. The calibrated classifier is scored on held-out episodes (--heldout; else the validation
+   split, which then also chose the threshold) against (a) the recipe's labels and (b) the
+   store's own per-frame success flags (every frame of the covered tasks' episodes).
+
+The output directory is the checkpoint (reward_models.checkpoint) plus train.yaml (this run's
+settings), metrics.jsonl (training curve) and metrics.json (calibration and evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from reward_models import checkpoint as ckpt
+from reward_models.calibration import calibrate, classification_metrics, sigmoid
+from reward_models.config import RewardConfig, preset
+from reward_models.labels import (
+    LabelError,
+    LabelledFrames,
+    balanced_batch,
+    flag_labels,
+    label_dataset,
+    split_episodes,
+)
+from reward_models.train import (
+    init_train_state,
+    make_classifier,
+    make_train_step,
+    predict_logits,
+)
+from robolearn.core import checkpoint as ckpt_io
+from robolearn.core.config import save_yaml
+from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
+from robolearn.data.loader import EpisodeCache
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRewardConfig:
+    """What `robolearn train reward` runs.
+
+    data: episode stores to train and calibrate on (every episode: other tasks' frames are
+        negatives for the covered tasks).
+    tasks: the tasks the classifier covers; () = every task in the data.
+    heldout: stores of episodes never trained or calibrated on (other seeds), to report on.
+    val_fraction: share of each task's successful and of its failed episodes held out for
+        calibration (at least one successful episode per task).
+    target_fpr: false-positive rate on the validation negatives the threshold is chosen for.
+    """
+
+    data: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
+    heldout: tuple[str, ...] = ()
+    preset: str = "base"
+    val_fraction: float = 0.15
+    target_fpr: float = 0.02
+    steps: int = 2000
+    batch_size: int = 64
+    seed: int = 0
+    log_every: int = 50
+
+    def __post_init__(self):
+        if not self.data:
+            raise ConfigError("give at least one --data directory")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.target_fpr < 1.0:
+            raise ConfigError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
+        for name in ("steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict:
+    """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds."""
+    ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
+    cache = EpisodeCache(list(cfg.data))
+    tasks = _covered_tasks(cfg.tasks, cache, ", ".join(cfg.data))
+    image_size = _image_size(cache, ", ".join(cfg.data))
+    heldout = _load_heldout(cfg.heldout, tasks, image_size)
+    model_cfg = preset(cfg.preset, image_size, len(tasks), cfg.steps)
+    successes, episode_tasks = _episodes(cache)
+    label_dataset(successes, episode_tasks, tasks, model_cfg.labels)  # no-positives error first
+    train_eps, val_eps = split_episodes(successes, episode_tasks, tasks, cfg.val_fraction, cfg.seed)
+    train = _labelled(cache, train_eps, tasks, model_cfg)
+    val = _labelled(cache, val_eps, tasks, model_cfg)
+    if val.label.all():
+        raise LabelError(
+            f"{', '.join(cfg.data)}: the validation episodes hold no negative frame to calibrate "
+            "on; raise --val-fraction or collect failed episodes (--policy random)"
+        )
+    stats = ckpt.LabelStats(
+        {"train": len(train_eps), "validation": len(val_eps)},
+        {"train": train.counts(tasks), "validation": val.counts(tasks)},
+    )
+    ckpt.write_config(out, model_cfg, stats)
+    save_yaml(cfg, out / "train.yaml")
+    classifier = make_classifier(model_cfg)
+    state, training = _fit(cfg, model_cfg, classifier, cache, train, out, progress)
+    logit_fn = jax.jit(classifier.logits)
+    val_logits = predict_logits(logit_fn, state.params, cache.arrays["image"], val.frame, val.task)
+    calibration = calibrate(val_logits, val.label, cfg.target_fpr)
+    ckpt.save_params(out, cfg.steps, state.params)
+
+    def score(on: EpisodeCache, labelled: LabelledFrames) -> dict:
+        images = on.arrays["image"]
+        logits = predict_logits(logit_fn, state.params, images, labelled.frame, labelled.task)
+        return _metrics(sigmoid(logits / calibration.temperature), labelled, tasks, calibration)
+
+    result = {
+        "tasks": list(tasks),
+        "training": training,
+        "calibration": dataclasses.asdict(calibration),
+        "validation": _metrics(
+            sigmoid(val_logits / calibration.temperature), val, tasks, calibration
+        ),
+        "evaluation": _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score),
+    }
+    instructions = {t: _instruction(cache, t) for t in tasks}
+    info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
+    ckpt.write_info(out, info)
+    (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _fit(cfg, model_cfg: RewardConfig, classifier, cache, train: LabelledFrames, out, progress):
+    """cfg.steps of balanced batches; returns (state, {steps, seconds, steps_per_second, last
+    logged metrics})."""
+    state = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
+    train_step = make_train_step(classifier, model_cfg.optim)
+    rng = np.random.default_rng(cfg.seed)
+    images = cache.arrays["image"]
+    bar = Progress(cfg.steps, "step", enabled=progress)
+    start = last_time = compiled = time.perf_counter()
+    metrics: dict = {}
+    with open(out / "metrics.jsonl", "w") as log:
+        for step in range(1, cfg.steps + 1):
+            idx = balanced_batch(rng, train.label, cfg.batch_size)
+            batch = {"image": images[train.frame[idx]], "task": train.task[idx]}
+            state, metrics = train_step(state, {**batch, "label": train.label[idx]})
+            if step == 1:
+                jax.block_until_ready(state)
+                compiled = last_time = time.perf_counter()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                rate = (step - max(step - cfg.log_every, 1)) / max(now - last_time, 1e-9)
+                log.write(json.dumps({"step": step, **metrics, "steps_per_second": rate}) + "\n")
+                log.flush()
+                text = f"loss {metrics['loss']:.4f}  acc {metrics['accuracy']:.3f}"
+                bar.update(step, f"{text}  {rate:.1f} steps/s")
+                last_time = now
+    bar.close()
+    end = time.perf_counter()
+    summary = {
+        "steps": cfg.steps,
+        "seconds": end - start,
+        "first_step_seconds": compiled - start,  # mostly XLA compilation
+        "steps_per_second": (cfg.steps - 1) / max(end - compiled, 1e-9),
+    }
+    return state, {**summary, "last": metrics}
+
+
+def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCache | None:
+    """The held-out stores, checked against the training data before any training."""
+    if not heldout:
+        return None
+    on, where = EpisodeCache(list(heldout)), ", ".join(heldout)
+    if _image_size(on, where) != image_size:
+        raise ConfigError(
+            f"{where}: held-out frames are {_image_size(on, where)} px, the training "
+            f"data's {image_size} px; hold out episodes recorded like the training ones"
+        )
+    if not set(tasks) & set(on.task_names):
+        raise ConfigError(f"{where}: holds no episodes of task(s) {', '.join(tasks)}")
+    return on
+
+
+def _evaluate(heldout, cache, val_eps, tasks, labels_cfg, score: Callable) -> dict:
+    """Scores at the recipe's labels and at the stores' success flags, on the `heldout` cache
+    or else on the validation episodes of `cache`."""
+    if heldout is not None:
+        on, episodes, where = heldout, None, ", ".join(map(str, heldout.roots))
+    else:
+        on, episodes, where = cache, val_eps, "validation split (no --heldout)"
+    successes, episode_tasks = _episodes(on, episodes)
+    recipe = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
+    flags = flag_labels(successes, episode_tasks, tasks)
+    frames = _frame_index(on, episodes)
+    return {
+        "on": where,
+        "episodes": len(successes),
+        "recipe": score(on, dataclasses.replace(recipe, frame=frames[recipe.frame])),
+        "sim_flags": score(on, dataclasses.replace(flags, frame=frames[flags.frame])),
+    }
+
+
+def _metrics(probs, labelled: LabelledFrames, tasks, calibration) -> dict:
+    """Overall and per-task classification_metrics at the calibrated threshold."""
+    result = classification_metrics(probs, labelled.label, calibration.threshold)
+    if len(tasks) > 1:
+        result["per_task"] = {
+            task: classification_metrics(
+                probs[labelled.task == k], labelled.label[labelled.task == k], calibration.threshold
+            )
+            for k, task in enumerate(tasks)
+        }
+    return result
+
+
+def _labelled(cache, episodes: np.ndarray, tasks, model_cfg: RewardConfig) -> LabelledFrames:
+    """The recipe's triples of a subset of the cache's episodes, frames indexing the cache."""
+    successes, episode_tasks = _episodes(cache, episodes)
+    out = label_dataset(successes, episode_tasks, tasks, model_cfg.labels, require_both=False)
+    return dataclasses.replace(out, frame=_frame_index(cache, episodes)[out.frame])
+
+
+def _episodes(cache: EpisodeCache, episodes=None) -> tuple[list[np.ndarray], list[str]]:
+    """(success flags bool [T+1] per episode, task per episode) of `episodes` (default all)."""
+    episodes = range(len(cache.meta)) if episodes is None else episodes
+    flags = cache.arrays["success"]
+    successes = [
+        flags[cache.frame_start[e] : cache.frame_start[e] + cache.num_steps[e] + 1]
+        for e in episodes
+    ]
+    return successes, [cache.meta[e].task for e in episodes]
+
+
+def _frame_index(cache: EpisodeCache, episodes=None) -> np.ndarray:
+    """Cache frame index int64 [F] of every frame of `episodes` (default all), in order."""
+    episodes = range(len(cache.meta)) if episodes is None else episodes
+    ranges = [np.arange(cache.num_steps[e] + 1) + cache.frame_start[e] for e in episodes]
+    return np.concatenate(ranges).astype(np.int64) if ranges else np.zeros(0, np.int64)
+
+
+def _covered_tasks(tasks: tuple[str, ...], cache: EpisodeCache, where: str) -> tuple[str, ...]:
+    if not tasks:
+        return tuple(cache.task_names)
+    for task in tasks:
+        if task not in cache.task_names:
+            raise ConfigError(
+                f"{where}: no episodes of task {task!r}; the data holds "
+                f"{', '.join(cache.task_names)}"
+            )
+    return tuple(dict.fromkeys(tasks))
+
+
+def _image_size(cache: EpisodeCache, where: str) -> int:
+    h, w = cache.arrays["image"].shape[1:3]
+    if h != w:
+        raise ConfigError(f"{where}: the reward classifier needs square images, got {h}x{w}")
+    return int(h)
+
+
+def _instruction(cache: EpisodeCache, task: str) -> str:
+    """The most common instruction of the task's episodes."""
+    texts = [m.instruction for m in cache.meta if m.task == task]
+    return max(dict.fromkeys(texts), key=texts.count)
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The evaluation table `robolearn train reward` prints."""
+    ev, cal = result["evaluation"], result["calibration"]
+    lines = [
+        f"calibrated on validation: temperature {cal['temperature']:.3f}, threshold "
+        f"{cal['threshold']:.4f} (false positives <= {cal['target_fpr']:.1%})",
+        f"scored on {ev['on']}: {ev['episodes']} episodes",
+        f"  {'labels':<10} {'frames':>7} {'pos':>6} {'acc':>6} {'FPR':>6} {'FNR':>6} "
+        f"{'prec':>6} {'ECE':>6}",
+    ]
+    for name, key in (("recipe", "recipe"), ("sim flags", "sim_flags")):
+        m = ev[key]
+        cells = [_pct(m[k]) for k in ("accuracy", "fpr", "fnr", "precision", "ece")]
+        lines.append(f"  {name:<10} {m['frames']:>7} {m['positives']:>6} " + " ".join(cells))
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return f"{'-':>6}" if value is None else f"{value:>6.1%}"

@@ -1,0 +1,146 @@
+"""`robolearn train reward` end to end on tiny stores whose successes show a bright patch:
+train, calibrate, evaluate, load the checkpoint (prob, reward, jitted logit fn), errors."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from reward_models.checkpoint import load_reward_model, read_info
+from robolearn.cli import main
+from robolearn.core.checkpoint import CheckpointError
+from robolearn.core.spec import ACTION_NAMES
+from robolearn.data.episode import Episode, EpisodeMeta
+from robolearn.data.store import create_store, write_episode
+
+SIZE = 16
+
+
+def write_patch_store(root, task="a", won=4, lost=2, steps=20, seed=0, corner=0):
+    """Episodes of `steps` steps with dim noise; the `won` successful ones succeed from frame
+    steps - 6 on, where a bright 6x6 patch appears in a corner (0: top-left, 1: bottom-right)."""
+    root = create_store(root)
+    rng = np.random.default_rng(seed)
+    meta = EpisodeMeta(task, f"do task {task}", "expert", 5.0, "test", ACTION_NAMES, seed=seed)
+    for k in range(won + lost):
+        image = rng.integers(0, 90, (steps + 1, SIZE, SIZE, 3), dtype=np.uint8)
+        success = np.zeros(steps + 1, bool)
+        if k < won:
+            success[steps - 6 :] = True
+            patch = (slice(0, 6), slice(0, 6)) if corner == 0 else (slice(-6, None),) * 2
+            image[steps - 6 :, patch[0], patch[1]] = 255
+        episode = Episode(
+            image=image,
+            proprio=np.zeros((steps + 1, 7), np.float32),
+            state=np.zeros((steps + 1, 0)),
+            action=np.zeros((steps, 7), np.float32),
+            reward=success[1:].astype(np.float32),
+            success=success,
+            meta=meta,
+        )
+        write_episode(root, episode)
+    return root
+
+
+def train(out, *data, extra=()):
+    argv = ["train", "reward", "--preset", "tiny", "--steps", "100", "--batch-size", "32"]
+    for d in data:
+        argv += ["--data", str(d)]
+    return main(argv + ["--out", str(out), "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tasks whose successes show a patch in different corners, in one checkpoint."""
+    root = tmp_path_factory.mktemp("reward")
+    data = write_patch_store(root / "data", won=6, lost=3)
+    write_patch_store(data, task="b", won=4, lost=2, seed=2, corner=1)
+    heldout = write_patch_store(root / "heldout", won=2, lost=2, seed=1)
+    write_patch_store(heldout, task="b", won=1, lost=1, seed=3, corner=1)
+    extra = ["--heldout", str(heldout), "--val-fraction", "0.3", "--task", "a", "--task", "b"]
+    assert train(root / "run", data, extra=extra) == 0
+    return root, data, heldout
+
+
+def test_train_writes_a_calibrated_checkpoint(trained):
+    root, _, _ = trained
+    run = root / "run"
+    info = read_info(run)
+    assert info.kind == "cnn" and info.tasks == ("a", "b") and info.image_size == SIZE
+    assert info.instructions == {"a": "do task a", "b": "do task b"}
+    assert info.temperature > 0 and 0.5 <= info.threshold < 1.0 and info.target_fpr == 0.02
+    for name in ("config.yaml", "stats.json", "train.yaml", "metrics.jsonl", "metrics.json"):
+        assert (run / name).is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    ev = metrics["evaluation"]
+    assert ev["episodes"] == 6 and str(root / "heldout") in ev["on"]
+    # 3 successful held-out episodes: 3 recipe positives and 7 flagged frames each; for the
+    # recipe every frame of the other task's episodes is a negative too.
+    assert ev["recipe"]["positives"] == 9 and ev["sim_flags"]["positives"] == 21
+    assert ev["sim_flags"]["frames"] == 6 * 21
+    assert ev["recipe"]["per_task"]["a"]["negatives"] == 2 * 4 + 2 * 21 + 2 * 21
+    assert ev["recipe"]["accuracy"] > 0.9 and ev["recipe"]["fpr"] <= 0.05
+    assert metrics["validation"]["fpr"] <= 0.02
+    stats = json.loads((run / "stats.json").read_text())
+    assert stats["episodes"] == {"train": 10, "validation": 5}
+
+
+def test_checkpoint_loads_and_scores_frames(trained):
+    root, _, _ = trained
+    model = load_reward_model(root / "run", "a")
+    frames = np.zeros((6, SIZE, SIZE, 3), np.uint8) + 40
+    frames[2:4, :6, :6] = 255  # task a's success
+    frames[4:, -6:, -6:] = 255  # task b's success: a negative for a
+    prob = model.prob(frames, "a")
+    reward = model.reward(frames)  # the task it was loaded for
+    assert prob.shape == (6,) and reward.shape == (6,) and reward.dtype == np.float32
+    assert reward.tolist() == [0, 0, 1, 1, 0, 0]
+    assert model.reward(frames, "b").tolist() == [0, 0, 0, 0, 1, 1]
+    fn = jax.jit(model.make_logit_fn("a"))
+    logits = np.asarray(fn(model.params, frames))
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits.astype(np.float64))), prob, atol=1e-6)
+    # pure: it runs inside lax.scan with the parameters passed in
+    _, scanned = jax.lax.scan(
+        lambda c, x: (c, fn(model.params, x)), 0, frames.reshape(3, 2, SIZE, SIZE, 3)
+    )
+    np.testing.assert_allclose(np.asarray(scanned).reshape(6), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_errors(trained, tmp_path):
+    root, data, _ = trained
+    with pytest.raises(CheckpointError, match="covers tasks a, b, not c"):
+        load_reward_model(root / "run", "c")
+    with pytest.raises(CheckpointError, match="covers tasks a, b; name one"):
+        load_reward_model(root / "run").prob(np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    with pytest.raises(CheckpointError, match="not a reward checkpoint"):
+        load_reward_model(data)
+    model = load_reward_model(root / "run", "a")
+    with pytest.raises(CheckpointError, match=r"expects images uint8 \[B, 16, 16, 3\]"):
+        model.prob(np.zeros((2, 8, 8, 3), np.uint8))
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "run", broken)
+    shutil.rmtree(broken / "checkpoints")
+    with pytest.raises(CheckpointError, match="broken reward checkpoint"):
+        load_reward_model(broken)
+
+
+def _error(argv_out, data, capsys, extra=()):
+    assert train(argv_out, *data, extra=extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return err
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    failed = write_patch_store(tmp_path / "failed", won=0, lost=3)
+    err = _error(tmp_path / "o1", [failed], capsys)
+    assert "nothing positive to learn from" in err and "robolearn collect" in err
+    err = _error(tmp_path / "o2", [failed], capsys, extra=["--task", "zz"])
+    assert "no episodes of task 'zz'" in err
+    empty = create_store(tmp_path / "empty")
+    assert "no complete episodes" in _error(tmp_path / "o3", [empty], capsys)
+    one = write_patch_store(tmp_path / "one", won=1, lost=2)
+    assert "it takes at least 2" in _error(tmp_path / "o4", [one], capsys)
