@@ -233,6 +233,7 @@ def _cmd_imagine(args: argparse.Namespace) -> None:
         task=args.task,
         world_model=args.world_model,
         policy=args.policy,
+        reward=args.reward,
         horizon=args.horizon,
         rollouts=args.rollouts,
         seed=args.seed,
@@ -250,6 +251,12 @@ def _cmd_imagine(args: argparse.Namespace) -> None:
         f"{r['horizon']}; the same actions succeed in the real sim "
         f"{r['real_successes']}/{r['rollouts']}"
     )
+    if "reward" in r:
+        rew = r["reward"]
+        print(
+            f"predicted reward ({rew['classifier']}, threshold {rew['threshold']:.2f}): imagined "
+            f"success in {rew['predicted_successes']}/{r['rollouts']} rollouts; plot: {rew['plot']}"
+        )
     print(f"video:   {r['video']}")
     print(f"plot:    {r['plot']}")
     print(f"results: {out / 'results.json'}")
@@ -261,7 +268,8 @@ def add_imagine_parser(sub) -> None:
         help="a policy acting inside the world model, filmed beside the real simulator",
         description="Start from a real first frame (a fresh reset of the task), let the policy "
         "act inside the world model, then replay its actions in the real simulator; writes a "
-        "video (imagined | real, per-step PSNR plot), psnr.png and results.json. Without flags "
+        "video (imagined | real, per-step PSNR and predicted-reward plots), psnr.png, "
+        "reward.png and results.json. Without flags "
         "it uses the task's shipped bundle.",
     )
     p.add_argument("--task", default="drawer", help="task name (default: drawer)")
@@ -274,6 +282,12 @@ def add_imagine_parser(sub) -> None:
         "--policy",
         default=None,
         help="policy checkpoint or bundle part (default: bundle:<task>/bc)",
+    )
+    p.add_argument(
+        "--reward",
+        default=None,
+        help="reward classifier scoring the imagined frames, or 'none' (default: "
+        "bundle:<task>/reward when shipped)",
     )
     p.add_argument(
         "--horizon", type=int, default=None, help="imagined steps (default: the task's length)"

@@ -4,10 +4,13 @@ Each rollout starts from a real first frame (a fresh reset of the task with an e
 the policy then acts on imagined frames and proprio for `horizon` steps entirely inside the
 world model. Afterwards the simulator is reset to the same initial state and executes the same
 actions open loop, so the video shows what the model imagined beside what would really happen,
-with the per-step difference (PSNR, dB) plotted underneath.
+with the per-step difference (PSNR, dB) plotted underneath. With a reward classifier (the task's
+bundle ships one), every imagined frame also gets its predicted success probability: shown on the
+frame, plotted per step, and thresholded into the binary reward refinement trains on.
 
 Outputs in the run directory: video.mp4 (rows: rollouts; columns: imagined | real), psnr.png,
-results.json (per-step PSNR/SSIM per rollout, real success, timings), config.yaml.
+reward.png (with a classifier), results.json (per-step PSNR/SSIM, predicted reward, real success,
+timings per rollout), config.yaml.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class ImagineConfig:
 
     world_model/policy: checkpoint directories or shipped parts; None = the task's bundle
         (bundle:<task>/world-model and bundle:<task>/bc).
+    reward: a reward-classifier checkpoint or shipped part scoring the imagined frames; None =
+        bundle:<task>/reward when the bundle ships one, "none" = no predicted reward.
     horizon: imagined steps (None = the task's episode length).
     rollouts: parallel imagined rollouts (one batch); the first 4 are filmed.
     sample: sample actions from the policy's Gaussian instead of taking its mean.
@@ -46,6 +51,7 @@ class ImagineConfig:
     task: str = "drawer"
     world_model: str | None = None
     policy: str | None = None
+    reward: str | None = None
     horizon: int | None = None
     rollouts: int = 4
     seed: int = 0
@@ -67,6 +73,17 @@ class ImagineConfig:
     def policy_spec(self) -> str:
         return self.policy or f"{bundles.PREFIX}{self.task}/bc"
 
+    @property
+    def reward_spec(self) -> str | None:
+        """The reward classifier to score imagined frames with, or None."""
+        if self.reward == "none":
+            return None
+        if self.reward:
+            return self.reward
+        default = f"{bundles.PREFIX}{self.task}/reward"
+        shipped = {p.name for p in bundles.list_parts()}
+        return default if default in shipped else None
+
 
 def load_parts(cfg: ImagineConfig):
     """(task info, world model, policy), checked against each other with one-line errors."""
@@ -86,6 +103,21 @@ def load_parts(cfg: ImagineConfig):
     return info, wm, policy
 
 
+def load_reward(cfg: ImagineConfig, image_size: int):
+    """The reward classifier of `cfg` (None without one), checked against the world model."""
+    if cfg.reward_spec is None:
+        return None
+    from reward_models.checkpoint import load_reward_model
+
+    reward = load_reward_model(bundles.resolve(cfg.reward_spec), cfg.task)
+    if reward.info.image_size != image_size:
+        raise ConfigError(
+            f"the reward classifier sees {reward.info.image_size}x{reward.info.image_size} "
+            f"images but the world model imagines {image_size}x{image_size}"
+        )
+    return reward
+
+
 def sampler_override(steps: int | None, method: str | None) -> dict:
     """Sampler fields to replace in a loaded world model's config (empty: keep its own)."""
     fields = {"steps": steps, "method": method}
@@ -99,6 +131,7 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     from world_models import metrics
 
     info, wm, policy = load_parts(cfg)
+    reward = load_reward(cfg, wm.info.image_size)
     horizon = cfg.horizon or info.max_steps
     save_yaml(cfg, out / "config.yaml")
     task = envs.make(cfg.task, image_size=wm.info.image_size, max_steps=horizon)
@@ -126,10 +159,14 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
         task.close()
     psnr = np.asarray(metrics.psnr(imagined[:, 1:], real[:, 1:]))
     ssim = np.asarray(metrics.ssim(imagined[:, 1:], real[:, 1:]))
+    scores = _score(reward, cfg.task, imagined, real)
     video = out / "video.mp4"
-    _film(video, imagined, real, success, psnr, cfg, max(5.0, info.control_hz))
+    _film(video, imagined, real, success, psnr, scores, cfg, max(5.0, info.control_hz))
     png = out / "psnr.png"
     cv2.imwrite(str(png), cv2.cvtColor(_psnr_plot(psnr, 640, 240, None), cv2.COLOR_RGB2BGR))
+    if scores is not None:
+        plot = _reward_plot(scores["imagined"], scores["threshold"], 640, 240, None)
+        cv2.imwrite(str(out / "reward.png"), cv2.cvtColor(plot, cv2.COLOR_RGB2BGR))
     frames = cfg.rollouts * horizon
     result = {
         "task": cfg.task,
@@ -161,6 +198,17 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
         "video": str(video),
         "plot": str(png),
     }
+    if scores is not None:
+        result["reward"] = {
+            "classifier": cfg.reward_spec,
+            "threshold": scores["threshold"],
+            "predicted_successes": int((scores["imagined"] >= scores["threshold"]).any(1).sum()),
+            "plot": str(out / "reward.png"),
+        }
+        for r, row in enumerate(result["per_rollout"]):
+            row["reward_prob_imagined"] = scores["imagined"][r].tolist()
+            row["reward_prob_real"] = scores["real"][r].tolist()
+            row["predicted_success"] = bool((scores["imagined"][r] >= scores["threshold"]).any())
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -181,20 +229,45 @@ def _replay(task, seeds, actions):
     return np.stack(frames), np.asarray(success, bool)
 
 
+def _score(reward, task: str, imagined: np.ndarray, real: np.ndarray) -> dict | None:
+    """Predicted success probabilities [B, N] of the imagined and the real frames after each
+    action, and the classifier's decision threshold (None without a classifier)."""
+    if reward is None:
+        return None
+    b, n = imagined.shape[0], imagined.shape[1] - 1
+
+    def prob(frames):
+        return reward.prob(frames[:, 1:].reshape(b * n, *frames.shape[2:]), task).reshape(b, n)
+
+    return {"imagined": prob(imagined), "real": prob(real), "threshold": reward.info.threshold}
+
+
+def _reward_plot(probs, threshold, width, height, cursor) -> np.ndarray:
+    title = f"predicted P(success) of imagined frames (reward 1 above {threshold:.2f})"
+    lines = [*list(probs), np.full(probs.shape[1], threshold)]
+    colours = [(30, 90, 200), (200, 60, 30), (40, 150, 40), (150, 40, 150)][: len(probs)]
+    return plot_series(lines, width, height, (0.0, 1.0), title, cursor, colours + [(0, 0, 0)])
+
+
 def _psnr_plot(psnr: np.ndarray, width: int, height: int, cursor: int | None) -> np.ndarray:
     hi = float(np.ceil(max(40.0, np.nanmax(psnr)) / 10) * 10)
     title = "PSNR imagined vs real (dB) per step, one line per rollout"
     return plot_series(list(psnr), width, height, (10.0, hi), title, cursor)
 
 
-def _film(path, imagined, real, success, psnr, cfg, fps) -> None:
+def _film(path, imagined, real, success, psnr, scores, cfg, fps) -> None:
     rows = min(VIDEO_ROWS, len(imagined))
     with VideoWriter(path, fps=fps) as video:
         for k in range(imagined.shape[1]):
             lines = []
             for r in range(rows):
                 ok = k > 0 and bool(success[r, k - 1])
-                left = caption_frame(imagined[r, k], [f"imagined #{r} step {k}"], size=CELL)
+                text, predicted = [f"imagined #{r} step {k}"], False
+                if scores is not None and k > 0:
+                    p = float(scores["imagined"][r, k - 1])
+                    predicted = p >= scores["threshold"]
+                    text.append(f"P(success) {p:.2f}" + (" reward 1" if predicted else ""))
+                left = caption_frame(imagined[r, k], text, size=CELL, highlight=predicted)
                 right = caption_frame(
                     real[r, k],
                     ["real sim, same actions", "SUCCESS" if ok else ""],
@@ -202,5 +275,11 @@ def _film(path, imagined, real, success, psnr, cfg, fps) -> None:
                     highlight=ok,
                 )
                 lines.append(np.concatenate([left, right], axis=1))
-            plot = _psnr_plot(psnr[:rows], 2 * CELL, 128, max(k, 1))
-            video.append(np.concatenate([*lines, plot], axis=0))
+            plots = [_psnr_plot(psnr[:rows], 2 * CELL, 128, max(k, 1))]
+            if scores is not None:
+                plots.append(
+                    _reward_plot(
+                        scores["imagined"][:rows], scores["threshold"], 2 * CELL, 128, max(k, 1)
+                    )
+                )
+            video.append(np.concatenate([*lines, *plots], axis=0))

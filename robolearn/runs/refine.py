@@ -161,7 +161,9 @@ def _check_resume(out: Path, cfg: RefineConfig) -> None:
     from robolearn.core.config import load_yaml
 
     saved = load_yaml(RefineConfig, out / "refine.yaml")
-    for field in ("task", "world_model", "reward", "policy"):
+    if saved.task != cfg.task:
+        raise ConfigError(f"{out}: refines task {saved.task!r}, not {cfg.task!r}")
+    for field in ("world_model", "reward", "policy"):
         if saved.spec(field) != cfg.spec(field):
             raise ConfigError(
                 f"{out}: was refined with {field} {saved.spec(field)!r}, not {cfg.spec(field)!r}; "

@@ -10,35 +10,13 @@ import pytest
 
 from robolearn import bundles
 from robolearn.cli import main
-from robolearn.core.spec import ACTION_NAMES
-from robolearn.data.episode import Episode, EpisodeMeta
-from robolearn.data.store import create_store, write_episode
 from robolearn.data.synthetic import write_random_store
 from world_models.checkpoint import load_world_model, read_info
 
 
-def _outcome_store(root, episodes=4, steps=6):
+def _outcome_store(root, episodes=4, steps=6, task="drawer"):
     """Random frames; even episodes succeed from step 3 on (success flags), odd ones fail."""
-    root = create_store(root)
-    rng = np.random.default_rng(1)
-    meta = EpisodeMeta("drawer", "open the drawer", "expert", 5.0, "", ACTION_NAMES)
-    for e in range(episodes):
-        success = np.zeros(steps + 1, bool)
-        if e % 2 == 0:
-            success[3:] = True
-        write_episode(
-            root,
-            Episode(
-                image=rng.integers(0, 256, (steps + 1, 64, 64, 3), dtype=np.uint8),
-                proprio=rng.normal(size=(steps + 1, 7)).astype(np.float32),
-                state=np.zeros((steps + 1, 0)),
-                action=rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
-                reward=success[1:].astype(np.float32),
-                success=success,
-                meta=meta,
-            ),
-        )
-    return root
+    return write_random_store(root, episodes, steps, task=task, seed=1, successes=True)
 
 
 def _train_wm(data, out):

@@ -1,0 +1,93 @@
+"""`robolearn refine` end to end on tiny parts (tiny world model, BC policy and reward classifier
+trained for a few steps): the refined checkpoint is a policy that eval loads, metrics are logged,
+a killed run resumes, and parts that do not fit together are refused in one line."""
+
+import json
+
+import pytest
+from test_imagine import _outcome_store, _train_bc, _train_wm
+
+from robolearn.cli import main
+from robolearn.data.synthetic import write_random_store
+from robolearn.policies.bc.checkpoint import load_policy, read_info
+
+
+def _train_reward(data, out):
+    argv = ["train", "reward", "--data", str(data), "--preset", "tiny", "--steps", "3"]
+    assert main(argv + ["--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refine")
+    # 8 episodes: the reward trainer keeps whole episodes of both outcomes for calibration
+    data = _outcome_store(root / "data", episodes=8)
+    push = _outcome_store(root / "push", episodes=8, task="push")
+    small = write_random_store(root / "data32", 2, 6, image_size=32)
+    return {
+        "data": data,
+        "wm": _train_wm(data, root / "wm"),
+        "bc": _train_bc(data, root / "bc"),
+        "reward": _train_reward(data, root / "reward"),
+        "reward_push": _train_reward(push, root / "reward_push"),
+        "bc32": _train_bc(small, root / "bc32"),
+    }
+
+
+def _refine(parts, out, *extra, iterations=2, **override):
+    spec = {k: str(parts[k]) for k in ("wm", "reward", "bc")} | override
+    argv = ["refine", "--task", "drawer", "--world-model", spec["wm"], "--reward", spec["reward"]]
+    argv += ["--policy", spec["bc"], "--data", str(parts["data"]), "--out", str(out)]
+    argv += ["--iterations", str(iterations), "--rollouts", "4", "--horizon", "3"]
+    argv += ["--epochs", "1", "--minibatches", "2", "--critic-warmup", "1", "--quiet"]
+    return main([*argv, *extra])
+
+
+def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, capsys):
+    out = tmp_path / "refined"
+    assert _refine(parts, out, "--save-every", "1") == 0
+    printed = capsys.readouterr().out
+    assert "imagined success" in printed and f"policy checkpoint: {out}" in printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    for key in ("imagined_return", "approx_kl", "clip_fraction", "value_loss", "std"):
+        assert key in rows[0]
+    assert rows[0]["actor_updates"] == 0  # critic warm-up
+    info = read_info(out)
+    assert (info.kind, info.task, info.parent) == ("ppo", "drawer", str(parts["bc"]))
+    policy = load_policy(out, "drawer")
+    assert policy.step == 2
+    assert (out / "ppo.yaml").is_file() and (out / "refine.yaml").is_file()
+
+    # a run stopped after 2 iterations continues to 3
+    assert _refine(parts, out, "--resume", iterations=3) == 0
+    assert "iteration 3 (1 this run" in capsys.readouterr().out
+    assert load_policy(out, "drawer").step == 3
+
+    argv = ["eval", "--task", "drawer", "--policy", str(out), "--episodes", "1"]
+    argv += ["--max-steps", "2", "--video-episodes", "0", "--out", str(tmp_path / "ev"), "--quiet"]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["episodes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"reward": "reward_push"}, "covers tasks push"),
+        ({"bc": "bc32"}, "images but the world model imagines"),
+    ],
+)
+def test_parts_that_do_not_fit_are_refused(parts, tmp_path, capsys, override, needle):
+    capsys.readouterr()
+    assert _refine(parts, tmp_path / "x", **{k: str(parts[v]) for k, v in override.items()}) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_existing_run_is_not_overwritten(parts, tmp_path, capsys):
+    out = tmp_path / "refined"
+    assert _refine(parts, out, iterations=1) == 0
+    capsys.readouterr()
+    assert _refine(parts, out, iterations=1) == 2
+    assert "--resume" in capsys.readouterr().err
