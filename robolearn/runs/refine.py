@@ -70,7 +70,6 @@ class Parts:
 def load_parts(cfg: RefineConfig) -> Parts:
     """Task, world model, reward model and policy, checked against each other (one-line errors)."""
     from reward_models.checkpoint import load_reward_model
-
     from robolearn import envs
     from robolearn.imagination import check_pair
     from robolearn.policies.bc.checkpoint import check_compatible, load_policy
