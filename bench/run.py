@@ -25,6 +25,7 @@ BENCHMARKS = {
     "bc_speed": "BC train steps/s, tiny and base presets at 64x64",
     "collect_speed": "episode collection into the store: steps/s and bytes per step",
     "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny and base",
+    "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
 }
 
 
