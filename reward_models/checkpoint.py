@@ -7,7 +7,17 @@ Layout of a checkpoint directory DIR (what `robolearn train reward` writes):
                                 "temperature": T, "threshold": p, "target_fpr": 0.02}
     DIR/config.yaml            the RewardConfig (model, labelling recipe, optimizer)
     DIR/stats.json             labelled-frame counts per split and task, episodes per split
-    DIR/checkpoints/<step>/    orbax {"step", "params"} (the trained parameters only)
+    DIR/checkpoints/<step>/    orbax {"step", "params"}: the trained parameters only
+    DIR/siglip/                kind "siglip" only: the HF SigLIP files the towers started from
+                               (config.json, model.safetensors, spiece.model or tokenizer.json,
+                               tokenizer_config.json, special_tokens_map.json), copied byte for
+                               byte from RewardConfig.siglip.source at train time
+
+A siglip checkpoint is self-contained: its towers and tokenizer load from DIR/siglip/, never from
+the source directory (which may be moved or deleted). With frozen towers (the default) the orbax
+parameters are {"head": ...} and the towers are exactly DIR/siglip/model.safetensors; with
+finetune_towers they are {"head": ..., "towers": ...} and the fine-tuned towers in orbax replace
+the copied ones (still read, for their shapes and as the starting point they were).
 
 The marker is written last, after calibration: a directory without it is not (yet) a reward
 checkpoint. Nothing here unpickles.
@@ -27,10 +37,17 @@ from flax import struct
 
 from reward_models.calibration import sigmoid
 from reward_models.config import RewardConfig
-from reward_models.train import make_classifier, predict_logits
+from reward_models.siglip import SiglipFormatError, copy_hf
+from reward_models.train import (
+    Classifier,
+    make_classifier,
+    make_task_logits,
+    merge_params,
+    predict_logits,
+    split_params,
+)
 from robolearn.core.checkpoint import (
     CheckpointError,
-    abstract_init,
     make_manager,
     read_config_and_stats,
     read_marker,
@@ -42,6 +59,7 @@ from robolearn.core.checkpoint import (
 FORMAT = "robolearn-reward"
 VERSION = 1
 MARKER = "robolearn-reward.json"
+SIGLIP_DIR = "siglip"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +109,22 @@ def write_config(root: Path, cfg: RewardConfig, stats: LabelStats) -> None:
     write_config_and_stats(root, cfg, stats)
 
 
+def write_towers(root: Path, source: str | Path) -> Path:
+    """Copy the HF SigLIP files of `source` into root/siglip/ (the towers and tokenizer a
+    siglip checkpoint loads); returns that directory."""
+    return copy_hf(source, root / SIGLIP_DIR)
+
+
+def make_checkpoint_classifier(root: Path, cfg: RewardConfig, info: RewardInfo) -> Classifier:
+    """The Classifier of a checkpoint directory, its towers and tokenizer (kind siglip) read
+    from root/siglip/, prompted with the instructions of `info`'s tasks."""
+    instructions = [info.instructions[task] for task in info.tasks]
+    return make_classifier(cfg, instructions, root / SIGLIP_DIR)
+
+
 def save_params(root: Path, step: int, params: Any) -> None:
-    """Save the trained parameters under checkpoints/<step>/ and wait until they are on disk."""
+    """Save the trained parameters (TrainState.params: not the frozen ones) under
+    checkpoints/<step>/ and wait until they are on disk."""
     manager = make_manager(root, max_to_keep=1)
     try:
         save_state(manager, SavedParams(jnp.asarray(step, jnp.int32), params))
@@ -146,6 +178,7 @@ class RewardModel:
     make_logit_fn(task) -> fn(params, images uint8 [B, H, W, 3]) -> calibrated logits
         float32 [B] (already divided by the temperature); pure and jittable, the task closed
         over, so it runs inside jax.lax.scan. reward = calibrated prob >= info.threshold.
+        A siglip model's instruction is embedded once, by make_logit_fn, with self.params.
     prob(images, task) -> float64 [B]; reward(images, task) -> float32 [B] in {0, 1}.
     `task` may be left out when the checkpoint covers one task (or it was loaded for one).
     """
@@ -153,18 +186,21 @@ class RewardModel:
     def __init__(self, root: Path, info: RewardInfo, task: str | None = None):
         self.root, self.info, self.task = root, info, task
         self.config, _ = read_config(root)
-        self._classifier = make_classifier(self.config)
-        self.step, self.params = _restore(root, self._classifier)
+        try:
+            self._classifier = make_checkpoint_classifier(root, self.config, info)
+            self.step, self.params = _restore(root, self._classifier)
+        except SiglipFormatError as exc:
+            raise CheckpointError(f"{root}: broken reward checkpoint ({exc})") from exc
         self._jitted: dict[str, Any] = {}
 
     def make_logit_fn(self, task: str | None = None):
         """fn(params, images uint8 [B, H, W, 3]) -> calibrated logits float32 [B] for `task`."""
         index = self.info.tasks.index(check_task(self.root, self.info, task or self.task))
-        logits, temperature = self._classifier.logits, float(self.info.temperature)
+        logits = make_task_logits(self._classifier, self.params, index)
+        temperature = float(self.info.temperature)
 
         def fn(params: Any, images: jax.Array) -> jax.Array:
-            task_index = jnp.full((images.shape[0],), index, jnp.int32)
-            return logits(params, images, task_index).astype(jnp.float32) / temperature
+            return logits(params, images).astype(jnp.float32) / temperature
 
         return fn
 
@@ -208,14 +244,17 @@ def load_reward_model(path: str | Path, task: str | None = None) -> RewardModel:
     return RewardModel(root, info, task)
 
 
-def _restore(root: Path, classifier) -> tuple[int, Any]:
+def _restore(root: Path, classifier: Classifier) -> tuple[int, Any]:
+    """(step, params): the saved trained parameters, with the frozen ones from a fresh init."""
     manager = make_manager(root)
     try:
         step = manager.latest_step()
         if step is None:
             raise CheckpointError(f"{root}: broken reward checkpoint (no saved parameters)")
-        _, abstract = abstract_init(
-            lambda rng: (None, SavedParams(jnp.zeros((), jnp.int32), classifier.init(rng)))
+        trained, frozen = split_params(classifier, classifier.init(jax.random.key(0)))
+        abstract = SavedParams(
+            jax.ShapeDtypeStruct((), jnp.int32),
+            jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), trained),
         )
         try:
             saved = manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -226,4 +265,4 @@ def _restore(root: Path, classifier) -> tuple[int, Any]:
             ) from exc
     finally:
         manager.close()
-    return int(saved.step), saved.params
+    return int(saved.step), merge_params(saved.params, frozen)

@@ -1,8 +1,8 @@
 """Configs of the success classifiers, their labelling recipe and optimizer; named presets.
 
 A RewardConfig is saved as config.yaml in every reward checkpoint and loaded back strictly.
-`kind` names the classifier family: "cnn" (a small CNN from scratch, the light default); the VLM
-classifier ("siglip") adds its own kind and config field.
+`kind` names the classifier family: "cnn" (a small CNN from scratch, the light default) or
+"siglip" (SigLIP towers and a success head, conditioned on the task's instruction text).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 
 from robolearn.core.errors import ConfigError
 
-KINDS = ("cnn",)
+KINDS = ("cnn", "siglip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,36 @@ class CNNConfig:
                 "cnn needs at least one conv layer, image_size >= 8 and num_tasks >= 1, got "
                 f"channels {self.channels}, image_size {self.image_size}, "
                 f"num_tasks {self.num_tasks}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SiglipRewardConfig:
+    """The VLM classifier: SigLIP towers and a success head (reward_models.siglip, RoboFuME's
+    VLM reward with SigLIP in place of MiniGPT-4), prompted with the task's instruction.
+
+    source: the Hugging Face SigLIP directory the towers were initialised from. A record only:
+        a reward checkpoint holds its own copy (reward_models.checkpoint).
+    head_hidden: width of the head's MLP.
+    finetune_towers: train the towers too; by default they stay frozen and only the head
+        (initialised at SigLIP's own image-text logit) is trained, at optim.learning_rate.
+    tower_learning_rate: peak learning rate of fine-tuned towers (pretrained weights want far
+        less than a fresh head).
+    max_text_length: tokens per prompt; None = the tokenizer's model_max_length (SigLIP pools
+        the last position, so prompts must be padded as in pretraining). Training resolves it.
+    """
+
+    source: str = ""
+    head_hidden: int = 256
+    finetune_towers: bool = False
+    tower_learning_rate: float = 1e-5
+    max_text_length: int | None = None
+
+    def __post_init__(self):
+        if self.head_hidden < 1 or (self.max_text_length is not None and self.max_text_length < 2):
+            raise ConfigError(
+                f"siglip needs head_hidden >= 1 and max_text_length >= 2, got "
+                f"{self.head_hidden}, {self.max_text_length}"
             )
 
 
@@ -68,6 +98,8 @@ class LabelConfig:
 class OptimConfig:
     """AdamW, linear warm-up then cosine decay over the run, global-norm clipping.
 
+    learning_rate: peak rate of the CNN, or of the head on frozen SigLIP towers (1e-3 suits
+        both: a small network trained from scratch).
     shift_pad: random-shift augmentation in pixels (pad by replicating edges, crop back); 0 off.
     """
 
@@ -86,6 +118,7 @@ class RewardConfig:
     kind: str = "cnn"
     preset: str = "base"
     cnn: CNNConfig = CNNConfig()
+    siglip: SiglipRewardConfig = SiglipRewardConfig()
     labels: LabelConfig = LabelConfig()
     optim: OptimConfig = OptimConfig()
 
@@ -98,6 +131,7 @@ PRESETS: dict[str, RewardConfig] = {
     "tiny": RewardConfig(
         preset="tiny",
         cnn=CNNConfig(channels=(8, 16), hidden=32),
+        siglip=SiglipRewardConfig(head_hidden=32),
         optim=OptimConfig(learning_rate=3e-3, warmup_steps=0, shift_pad=2),
     ),
     "base": RewardConfig(preset="base"),

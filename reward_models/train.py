@@ -1,17 +1,20 @@
 """Training a success classifier: the model as pure functions, the train state, the pure jitted
 `train_step(state, batch) -> (state, metrics)` and batched inference.
 
-    classifier = make_classifier(cfg)                  # cfg.kind picks the model family
-    state = init_train_state(classifier, cfg.optim, rng)
-    step = make_train_step(classifier, cfg.optim)
+    classifier = make_classifier(cfg, instructions, siglip_dir)  # cfg.kind picks the family
+    state, frozen = init_train_state(classifier, cfg.optim, rng)
+    step = make_train_step(classifier, cfg.optim, frozen)
     state, metrics = step(state, batch)   # image uint8 [B, H, W, 3], task int32 [B], label bool [B]
+    params = merge_params(state.params, frozen)
 
 fit_success_cnn(images, labels) fits a CNN in memory in one call (eval world-model's detector).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +26,7 @@ from flax import struct
 from reward_models.cnn import cnn_functions
 from reward_models.config import CNNConfig, OptimConfig, RewardConfig
 from reward_models.labels import balanced_batch
+from reward_models.vlm import TOWERS, siglip_functions
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import warmup_cosine_adamw
 
@@ -36,22 +40,70 @@ class Classifier(NamedTuple):
         checkpoint's tasks). `rng` is given at training time only: a text-conditioned
         classifier uses it to sample a paraphrase of the instruction (labels.paraphrases);
         at inference it uses paraphrase 0, the instruction itself. The CNN ignores it.
+    task_logits(params, task int) -> fn(params, images) -> float32 [B], the logits for one
+        task; None: logits with the task index filled in. A text-conditioned classifier
+        embeds the instruction once there, with the params given, so fn skips its text tower.
+    frozen: keys of a dict of params that are never trained (not differentiated, no
+        optimizer state, not saved with the trained parameters).
+    learning_rates: {key of a dict of params: peak learning rate} for parts trained at
+        another rate than OptimConfig.learning_rate.
     """
 
     init: Callable[[jax.Array], Any]
     logits: Callable[..., jax.Array]
+    task_logits: Callable[[Any, int], Callable] | None = None
+    frozen: tuple[str, ...] = ()
+    learning_rates: Mapping[str, float] = MappingProxyType({})
 
 
-def make_classifier(cfg: RewardConfig) -> Classifier:
-    """The Classifier of `cfg.kind`."""
+def make_classifier(
+    cfg: RewardConfig, instructions: Sequence[str] = (), siglip_dir: str | Path | None = None
+) -> Classifier:
+    """The Classifier of `cfg.kind`. The siglip kind needs the instructions of the tasks (in
+    task-index order) and the HF SigLIP directory of its towers and tokenizer."""
     if cfg.kind == "cnn":
         init, logits = cnn_functions(cfg.cnn)
-        return Classifier(init, lambda params, images, task, rng=None: logits(params, images, task))
+        return Classifier(
+            jax.jit(init), lambda params, images, task, rng=None: logits(params, images, task)
+        )
+    if cfg.kind == "siglip":
+        if siglip_dir is None or not instructions:
+            raise ConfigError("a siglip classifier needs its SigLIP directory and instructions")
+        init, logits, task_logits = siglip_functions(cfg.siglip, siglip_dir, instructions)
+        if cfg.siglip.finetune_towers:
+            rates = {TOWERS: cfg.siglip.tower_learning_rate}
+            return Classifier(init, logits, task_logits, learning_rates=rates)
+        return Classifier(init, logits, task_logits, frozen=(TOWERS,))
     raise ConfigError(f"no classifier of kind {cfg.kind!r}")
 
 
+def split_params(classifier: Classifier, params: Any) -> tuple[Any, dict]:
+    """(trained, frozen) parts of the classifier's params (frozen {} when nothing is)."""
+    if not classifier.frozen:
+        return params, {}
+    frozen = {k: params[k] for k in classifier.frozen}
+    return {k: v for k, v in params.items() if k not in frozen}, frozen
+
+
+def merge_params(trained: Any, frozen: dict) -> Any:
+    """The classifier's params from the parts split_params gave."""
+    return {**trained, **frozen} if frozen else trained
+
+
+def make_task_logits(classifier: Classifier, params: Any, task: int) -> Callable:
+    """fn(params, images uint8 [B, H, W, 3]) -> float32 [B]: logits for task index `task`."""
+    if classifier.task_logits is not None:
+        return classifier.task_logits(params, task)
+
+    def fn(params: Any, images: jax.Array) -> jax.Array:
+        return classifier.logits(params, images, jnp.full((images.shape[0],), task, jnp.int32))
+
+    return fn
+
+
 class TrainState(struct.PyTreeNode):
-    """Everything that changes during training, as one pytree."""
+    """Everything that changes during training, as one pytree. params: the trained part of
+    the classifier's params (its frozen part is passed to make_train_step)."""
 
     step: jax.Array
     params: Any
@@ -59,24 +111,41 @@ class TrainState(struct.PyTreeNode):
     rng: jax.Array
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim)."""
-    return warmup_cosine_adamw(
-        cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
-    )
+def make_optimizer(
+    cfg: OptimConfig, learning_rates: Mapping[str, float] = MappingProxyType({})
+) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim).
+    `learning_rates` {key: peak rate} gives parts of a dict of params their own rate (and their
+    own clipping)."""
+
+    def adamw(rate: float) -> optax.GradientTransformation:
+        return warmup_cosine_adamw(
+            rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
+        )
+
+    if not learning_rates:
+        return adamw(cfg.learning_rate)
+    # "" labels the params at the base rate.
+    transforms = {"": adamw(cfg.learning_rate)} | {k: adamw(v) for k, v in learning_rates.items()}
+
+    def groups(params: dict) -> dict:
+        return {
+            k: jax.tree.map(lambda _, k=k: k if k in learning_rates else "", v)
+            for k, v in params.items()
+        }
+
+    return optax.multi_transform(transforms, groups)
 
 
-def init_train_state(classifier: Classifier, cfg: OptimConfig, rng: jax.Array) -> TrainState:
-    """Fresh parameters and optimizer state (built in one jitted call: eager initializers
-    would compile one kernel each)."""
-
-    @jax.jit
-    def init(rng: jax.Array) -> TrainState:
-        init_rng, rng = jax.random.split(rng)
-        params = classifier.init(init_rng)
-        return TrainState(jnp.zeros((), jnp.int32), params, make_optimizer(cfg).init(params), rng)
-
-    return init(rng)
+def init_train_state(
+    classifier: Classifier, cfg: OptimConfig, rng: jax.Array
+) -> tuple[TrainState, dict]:
+    """(fresh train state, the frozen params). The optimizer state covers the trained params
+    only. (The CNN's init is jitted: eager initializers would compile one kernel each.)"""
+    init_rng, rng = jax.random.split(rng)
+    params, frozen = split_params(classifier, classifier.init(init_rng))
+    opt_state = jax.jit(make_optimizer(cfg, classifier.learning_rates).init)(params)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, rng), frozen
 
 
 def random_shift(rng: jax.Array, image: jax.Array, pad: int) -> jax.Array:
@@ -92,24 +161,29 @@ def random_shift(rng: jax.Array, image: jax.Array, pad: int) -> jax.Array:
 
 
 def make_train_step(
-    classifier: Classifier, cfg: OptimConfig
+    classifier: Classifier, cfg: OptimConfig, frozen: dict | None = None
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """The jitted binary cross-entropy step. Metrics: loss, accuracy (at logit 0), grad_norm."""
-    tx = make_optimizer(cfg)
+    """The jitted binary cross-entropy step. Metrics: loss, accuracy (at logit 0), grad_norm.
+    `frozen` (from init_train_state) goes in as an argument of the compiled step, not as
+    constants, and gets no gradient."""
+    tx = make_optimizer(cfg, classifier.learning_rates)
+    frozen = frozen or {}
 
-    def loss_fn(params, image, task, label, rng):
-        logits = classifier.logits(params, image, task, rng)
+    def loss_fn(params, frozen, image, task, label, rng):
+        logits = classifier.logits(merge_params(params, frozen), image, task, rng)
         return optax.sigmoid_binary_cross_entropy(logits, label).mean(), logits
 
     @jax.jit
-    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def step(state: TrainState, frozen: dict, batch: dict) -> tuple[TrainState, dict]:
         rng, shift_rng, model_rng = jax.random.split(state.rng, 3)
         image = batch["image"]
         if cfg.shift_pad:
             image = random_shift(shift_rng, image, cfg.shift_pad)
         label = batch["label"].astype(jnp.float32)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, logits), grads = grad_fn(state.params, image, batch["task"], label, model_rng)
+        (loss, logits), grads = grad_fn(
+            state.params, frozen, image, batch["task"], label, model_rng
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -118,6 +192,9 @@ def make_train_step(
             "grad_norm": optax.tree.norm(grads),
         }
         return TrainState(state.step + 1, params, opt_state, rng), metrics
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        return step(state, frozen, batch)
 
     return train_step
 
@@ -157,7 +234,7 @@ def fit_success_cnn(
     cfg = RewardConfig(cnn=CNNConfig(image_size=int(images.shape[1])))
     optim = OptimConfig(learning_rate, warmup_steps=0, decay_steps=steps, shift_pad=0)
     classifier = make_classifier(cfg)
-    state = init_train_state(classifier, optim, jax.random.key(seed))
+    state, _ = init_train_state(classifier, optim, jax.random.key(seed))
     train_step = make_train_step(classifier, optim)
     rng = np.random.default_rng(seed)
     task = np.zeros(batch_size, np.int32)

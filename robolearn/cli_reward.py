@@ -21,6 +21,9 @@ def _cmd_train_reward(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         log_every=args.log_every,
+        kind=args.kind,
+        siglip=args.siglip or "",
+        finetune_towers=args.finetune_towers,
     )
     out = make_run_dir(args.out, "train", f"reward-{'-'.join(cfg.tasks) or args.preset}")
     result = run_train_reward(cfg, out, progress=not args.quiet)
@@ -36,7 +39,7 @@ def _cmd_train_reward(args: argparse.Namespace) -> None:
 
 def add_train_parser(train_sub) -> None:
     """`robolearn train reward`, under the `train` command's subparsers."""
-    from reward_models.config import PRESETS
+    from reward_models.config import KINDS, PRESETS
 
     p = train_sub.add_parser(
         "reward",
@@ -47,7 +50,9 @@ def add_train_parser(train_sub) -> None:
         "frames are negatives; batches are 50/50. Whole episodes are split off for validation, "
         "where a temperature and a decision threshold (for --target-fpr) are fitted; then the "
         "classifier is scored on --heldout episodes against the recipe's labels and the "
-        "stores' per-frame success flags.",
+        "stores' per-frame success flags. --kind siglip trains a head on SigLIP towers "
+        "prompted with each task's instruction (paraphrased at training time); the checkpoint "
+        "keeps its own copy of the SigLIP files.",
     )
     p.add_argument(
         "--data",
@@ -72,10 +77,31 @@ def add_train_parser(train_sub) -> None:
         "default: report on the validation split)",
     )
     p.add_argument(
+        "--kind",
+        default="cnn",
+        choices=list(KINDS),
+        help="classifier: cnn (a small CNN from scratch, default) or siglip (SigLIP towers and "
+        "a success head, conditioned on the task's instruction; needs --siglip)",
+    )
+    p.add_argument(
+        "--siglip",
+        default=None,
+        metavar="DIR",
+        help="--kind siglip: Hugging Face SigLIP checkpoint directory to start from "
+        "(config.json, model.safetensors and spiece.model or tokenizer.json, as in "
+        "google/siglip-base-patch16-224); copied into the checkpoint",
+    )
+    p.add_argument(
+        "--finetune-towers",
+        action="store_true",
+        help="--kind siglip: train the SigLIP towers too, at a small learning rate (default: "
+        "frozen towers, only the head trains)",
+    )
+    p.add_argument(
         "--preset",
         default="base",
         choices=list(PRESETS),
-        help="CNN size: tiny (tests, seconds) or base (default)",
+        help="model size (CNN, or the siglip head): tiny (tests, seconds) or base (default)",
     )
     p.add_argument(
         "--val-fraction",

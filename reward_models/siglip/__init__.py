@@ -6,7 +6,8 @@
     logits = clf(images_uint8, tokenizer.tokenize(["open the drawer"]))   # [B]
 
 Modules: config (dataclasses, config.json), model (towers), load (safetensors <-> NNX),
-tokenizer, classifier (head, trainable filter, per-instruction reward function).
+tokenizer, classifier (head, trainable filter, per-instruction reward function), testing (tiny
+HF-format checkpoints for tests and examples; not imported here).
 """
 
 from reward_models.siglip.classifier import (
@@ -22,7 +23,7 @@ from reward_models.siglip.config import (
     SiglipTextConfig,
     SiglipVisionConfig,
 )
-from reward_models.siglip.load import hf_state_dict, load_hf, read_config, save_hf
+from reward_models.siglip.load import copy_hf, hf_state_dict, load_hf, read_config, save_hf
 from reward_models.siglip.model import SiglipModel
 from reward_models.siglip.tokenizer import (
     JsonTokenizer,
@@ -43,6 +44,7 @@ __all__ = [
     "SuccessHead",
     "VLMSuccessClassifier",
     "canonicalize_text",
+    "copy_hf",
     "hf_state_dict",
     "load_hf",
     "load_tokenizer",

@@ -2,6 +2,7 @@
 
     model = load_hf("path/to/siglip-base-patch16-224")   # the files HF's SiglipModel reads
     save_hf(model, "out/")                                # and writes them back, same names
+    copy_hf("path/to/siglip-base-patch16-224", "out/")    # the files we read, copied as they are
 
 Tensor names are HF's (`vision_model.encoder.layers.3.self_attn.q_proj.weight`, ...). torch
 layouts are transposed to Flax ones: linear weight [out, in] -> kernel [in, out], the patch conv
@@ -14,6 +15,7 @@ Any problem is one `SiglipFormatError` line naming the file and the tensor or ke
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -22,9 +24,19 @@ from flax import nnx
 
 from reward_models.siglip.config import SiglipConfig, SiglipFormatError
 from reward_models.siglip.model import SiglipModel
+from reward_models.siglip.tokenizer import SPIECE_FILE, TOKENIZER_JSON
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# Every file load_hf and load_tokenizer read (the tokenizer ones when present).
+HF_FILES = (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    SPIECE_FILE,
+    TOKENIZER_JSON,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 # Non-persistent buffers some older exports still contain; they carry no weights.
 _IGNORED_SUFFIXES = ("position_ids",)
 _QKV = ("q_proj", "k_proj", "v_proj")
@@ -93,6 +105,23 @@ def save_hf(model: SiglipModel, directory: str | Path) -> Path:
     tensors = hf_state_dict(model)
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n")
+    return directory
+
+
+def copy_hf(source: str | Path, directory: str | Path) -> Path:
+    """Copy the files of HF SigLIP directory `source` that `load_hf` and `load_tokenizer` read
+    (HF_FILES; README, preprocessor config, torch weights ... are left) into `directory`
+    (created if needed), byte for byte. Returns the directory."""
+    source, directory = Path(source), Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (source / name).is_file():
+            raise SiglipFormatError(
+                f"{source / name}: not found (a SigLIP checkpoint directory has {name})"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in HF_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, directory / name)
     return directory
 
 

@@ -10,8 +10,11 @@
    split, which then also chose the threshold) against (a) the recipe's labels and (b) the
    store's own per-frame success flags (every frame of the covered tasks' episodes).
 
-The output directory is the checkpoint (reward_models.checkpoint) plus train.yaml (this run's
-settings), metrics.jsonl (training curve) and metrics.json (calibration and evaluation).
+The classifier is a small CNN (--kind cnn) or SigLIP towers with a success head prompted with
+each task's instruction (--kind siglip; the towers frozen unless --finetune-towers). The output
+directory is the checkpoint (reward_models.checkpoint; a siglip one holds a copy of the SigLIP
+files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
+(calibration and evaluation).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from reward_models import checkpoint as ckpt
 from reward_models.calibration import calibrate, classification_metrics, sigmoid
-from reward_models.config import RewardConfig, preset
+from reward_models.config import KINDS, RewardConfig, preset
 from reward_models.labels import (
     LabelError,
     LabelledFrames,
@@ -40,8 +43,10 @@ from reward_models.train import (
     init_train_state,
     make_classifier,
     make_train_step,
+    merge_params,
     predict_logits,
 )
+from reward_models.vlm import check_source
 from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
@@ -60,6 +65,9 @@ class TrainRewardConfig:
     val_fraction: share of each task's successful and of its failed episodes held out for
         calibration (at least one successful episode per task).
     target_fpr: false-positive rate on the validation negatives the threshold is chosen for.
+    kind: the classifier family (reward_models.config.KINDS).
+    siglip: kind siglip: the Hugging Face SigLIP directory to start from.
+    finetune_towers: kind siglip: train the towers too (default: the head only).
     """
 
     data: tuple[str, ...]
@@ -72,10 +80,22 @@ class TrainRewardConfig:
     batch_size: int = 64
     seed: int = 0
     log_every: int = 50
+    kind: str = "cnn"
+    siglip: str = ""
+    finetune_towers: bool = False
 
     def __post_init__(self):
         if not self.data:
             raise ConfigError("give at least one --data directory")
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown --kind {self.kind!r}; choose from {', '.join(KINDS)}")
+        if self.kind == "siglip" and not self.siglip:
+            raise ConfigError(
+                "--kind siglip needs --siglip DIR, a Hugging Face SigLIP checkpoint directory "
+                "(config.json, model.safetensors, spiece.model; e.g. siglip-base-patch16-224)"
+            )
+        if self.kind != "siglip" and (self.siglip or self.finetune_towers):
+            raise ConfigError("--siglip and --finetune-towers go with --kind siglip")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.target_fpr < 1.0:
@@ -88,11 +108,12 @@ class TrainRewardConfig:
 def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict:
     """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds."""
     ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
+    text_length = check_source(cfg.siglip) if cfg.kind == "siglip" else None
     cache = EpisodeCache(list(cfg.data))
     tasks = _covered_tasks(cfg.tasks, cache, ", ".join(cfg.data))
     image_size = _image_size(cache, ", ".join(cfg.data))
     heldout = _load_heldout(cfg.heldout, tasks, image_size)
-    model_cfg = preset(cfg.preset, image_size, len(tasks), cfg.steps)
+    model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
     successes, episode_tasks = _episodes(cache)
     label_dataset(successes, episode_tasks, tasks, model_cfg.labels)  # no-positives error first
     train_eps, val_eps = split_episodes(successes, episode_tasks, tasks, cfg.val_fraction, cfg.seed)
@@ -109,16 +130,19 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     )
     ckpt.write_config(out, model_cfg, stats)
     save_yaml(cfg, out / "train.yaml")
-    classifier = make_classifier(model_cfg)
-    state, training = _fit(cfg, model_cfg, classifier, cache, train, out, progress)
+    instructions = {t: _instruction(cache, t) for t in tasks}
+    siglip_dir = ckpt.write_towers(out, cfg.siglip) if cfg.kind == "siglip" else None
+    classifier = make_classifier(model_cfg, [instructions[t] for t in tasks], siglip_dir)
+    state, frozen, training = _fit(cfg, model_cfg, classifier, cache, train, out, progress)
+    params = merge_params(state.params, frozen)
     logit_fn = jax.jit(classifier.logits)
-    val_logits = predict_logits(logit_fn, state.params, cache.arrays["image"], val.frame, val.task)
+    val_logits = predict_logits(logit_fn, params, cache.arrays["image"], val.frame, val.task)
     calibration = calibrate(val_logits, val.label, cfg.target_fpr)
     ckpt.save_params(out, cfg.steps, state.params)
 
     def score(on: EpisodeCache, labelled: LabelledFrames) -> dict:
         images = on.arrays["image"]
-        logits = predict_logits(logit_fn, state.params, images, labelled.frame, labelled.task)
+        logits = predict_logits(logit_fn, params, images, labelled.frame, labelled.task)
         return _metrics(sigmoid(logits / calibration.temperature), labelled, tasks, calibration)
 
     result = {
@@ -130,18 +154,33 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
         ),
         "evaluation": _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score),
     }
-    instructions = {t: _instruction(cache, t) for t in tasks}
     info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
     ckpt.write_info(out, info)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
+def _model_config(
+    cfg: TrainRewardConfig, image_size: int, num_tasks: int, text_length: int | None
+) -> RewardConfig:
+    """The preset for this data and run, with the kind's settings (siglip: resolved)."""
+    model_cfg = preset(cfg.preset, image_size, num_tasks, cfg.steps)
+    if cfg.kind != "siglip":
+        return model_cfg
+    siglip = dataclasses.replace(
+        model_cfg.siglip,
+        source=str(Path(cfg.siglip).absolute()),
+        finetune_towers=cfg.finetune_towers,
+        max_text_length=text_length,
+    )
+    return dataclasses.replace(model_cfg, kind="siglip", siglip=siglip)
+
+
 def _fit(cfg, model_cfg: RewardConfig, classifier, cache, train: LabelledFrames, out, progress):
-    """cfg.steps of balanced batches; returns (state, {steps, seconds, steps_per_second, last
-    logged metrics})."""
-    state = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
-    train_step = make_train_step(classifier, model_cfg.optim)
+    """cfg.steps of balanced batches; returns (state, frozen params, {steps, seconds,
+    steps_per_second, last logged metrics})."""
+    state, frozen = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
+    train_step = make_train_step(classifier, model_cfg.optim, frozen)
     rng = np.random.default_rng(cfg.seed)
     images = cache.arrays["image"]
     bar = Progress(cfg.steps, "step", enabled=progress)
@@ -172,7 +211,7 @@ def _fit(cfg, model_cfg: RewardConfig, classifier, cache, train: LabelledFrames,
         "first_step_seconds": compiled - start,  # mostly XLA compilation
         "steps_per_second": (cfg.steps - 1) / max(end - compiled, 1e-9),
     }
-    return state, {**summary, "last": metrics}
+    return state, frozen, {**summary, "last": metrics}
 
 
 def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCache | None:

@@ -1,7 +1,6 @@
 """SigLIP in NNX against checkpoints written in HF's exact format with tiny random weights, and
 against a NumPy forward pass written from HF's tensor names (torch layouts, NCHW images)."""
 
-import io
 import json
 
 import jax
@@ -10,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from reward_models.siglip import (
     SiglipFormatError,
@@ -20,104 +19,30 @@ from reward_models.siglip import (
     make_success_logit_fn,
     read_config,
     save_hf,
+    testing,
     trainable_filter,
 )
+from reward_models.siglip.testing import (
+    CONFIG,
+    HEADS,
+    IMAGE,
+    LAYERS,
+    MAX_POS,
+    PATCH,
+    VOCAB,
+    D,
+    random_tensors,
+    write_checkpoint,
+    write_spiece_tokenizer,
+)
 
-D, INTER, HEADS, LAYERS = 32, 64, 2, 2
-VOCAB, MAX_POS = 100, 16
-IMAGE, PATCH = 32, 8
-EPS = 1e-6  # HF's default layer_norm_eps; config.json below leaves it out on purpose
-
-CONFIG = {
-    "model_type": "siglip",
-    "architectures": ["SiglipModel"],
-    "torch_dtype": "float32",
-    "text_config": {
-        "vocab_size": VOCAB,
-        "hidden_size": D,
-        "intermediate_size": INTER,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "max_position_embeddings": MAX_POS,
-        "model_type": "siglip_text_model",
-    },
-    "vision_config": {
-        "hidden_size": D,
-        "intermediate_size": INTER,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "image_size": IMAGE,
-        "patch_size": PATCH,
-        "model_type": "siglip_vision_model",
-    },
-}
-
-
-def _hf_shapes() -> dict[str, tuple[int, ...]]:
-    """HF SiglipModel's state-dict names and torch shapes for CONFIG, written out by hand."""
-    shapes = {"logit_scale": (1,), "logit_bias": (1,)}
-
-    def layer_norm(name):
-        shapes[f"{name}.weight"] = (D,)
-        shapes[f"{name}.bias"] = (D,)
-
-    def linear(name, n_out, n_in):
-        shapes[f"{name}.weight"] = (n_out, n_in)
-        shapes[f"{name}.bias"] = (n_out,)
-
-    def mlp(name):
-        linear(f"{name}.fc1", INTER, D)
-        linear(f"{name}.fc2", D, INTER)
-
-    for tower in ("vision_model", "text_model"):
-        for i in range(LAYERS):
-            p = f"{tower}.encoder.layers.{i}"
-            for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-                linear(f"{p}.self_attn.{proj}", D, D)
-            layer_norm(f"{p}.layer_norm1")
-            layer_norm(f"{p}.layer_norm2")
-            mlp(f"{p}.mlp")
-    shapes["vision_model.embeddings.patch_embedding.weight"] = (D, 3, PATCH, PATCH)
-    shapes["vision_model.embeddings.patch_embedding.bias"] = (D,)
-    shapes["vision_model.embeddings.position_embedding.weight"] = ((IMAGE // PATCH) ** 2, D)
-    layer_norm("vision_model.post_layernorm")
-    shapes["vision_model.head.probe"] = (1, 1, D)
-    shapes["vision_model.head.attention.in_proj_weight"] = (3 * D, D)
-    shapes["vision_model.head.attention.in_proj_bias"] = (3 * D,)
-    linear("vision_model.head.attention.out_proj", D, D)
-    layer_norm("vision_model.head.layernorm")
-    mlp("vision_model.head.mlp")
-    shapes["text_model.embeddings.token_embedding.weight"] = (VOCAB, D)
-    shapes["text_model.embeddings.position_embedding.weight"] = (MAX_POS, D)
-    layer_norm("text_model.final_layer_norm")
-    linear("text_model.head", D, D)
-    return shapes
-
-
-def _random_tensors(seed=0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, shape in _hf_shapes().items():
-        x = rng.normal(0.0, 0.3, shape)
-        if "norm" in name and name.endswith(".weight"):
-            x = 1.0 + 0.1 * x
-        out[name] = x.astype(np.float32)
-    out["logit_scale"] = np.array([np.log(10.0)], np.float32)
-    out["logit_bias"] = np.array([-2.0], np.float32)
-    return out
-
-
-def _write_checkpoint(directory, tensors, config=CONFIG):
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config))
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    return directory
+EPS = 1e-6  # HF's default layer_norm_eps; testing.CONFIG leaves it out on purpose
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    tensors = _random_tensors()
-    return _write_checkpoint(tmp_path_factory.mktemp("siglip"), tensors), tensors
+    tensors = random_tensors()
+    return write_checkpoint(tmp_path_factory.mktemp("siglip"), tensors), tensors
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +197,7 @@ def test_half_precision_tensors_are_cast_to_float32(ckpt, tmp_path):
         k: v.astype(ml_dtypes.bfloat16 if i % 2 else np.float16)
         for i, (k, v) in enumerate(ckpt[1].items())
     }
-    loaded = load_hf(_write_checkpoint(tmp_path, half))
+    loaded = load_hf(write_checkpoint(tmp_path, half))
     saved = save_hf(loaded, tmp_path / "out") / "model.safetensors"
     for name, value in load_file(str(saved)).items():
         assert value.dtype == np.float32
@@ -343,54 +268,13 @@ def test_gradient_step_changes_only_the_head(model):
 
 # Tokenizers in the shipped formats.
 
-SENTENCES = [
-    "open the drawer",
-    "close the drawer",
-    "pick up the red block",
-    "put the red block in the top drawer",
-    "push the green button",
-    "the robot opens the drawer",
-] * 3
+SENTENCES = list(testing.SENTENCES) * 3
 
 
 @pytest.fixture(scope="module")
 def spiece_dir(tmp_path_factory):
-    import sentencepiece as spm
-
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES),
-        model_writer=model,
-        vocab_size=60,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        num_threads=1,
-        minloglevel=2,
-    )
     directory = tmp_path_factory.mktemp("spiece")
-    (directory / "spiece.model").write_bytes(model.getvalue())
-    (directory / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "SiglipTokenizer",
-                "do_lower_case": True,
-                "model_max_length": MAX_POS,
-                "model_input_names": ["input_ids"],
-                "eos_token": "</s>",
-                "pad_token": "</s>",
-                "unk_token": "<unk>",
-            }
-        )
-    )
-    special = {"content": "</s>", "lstrip": True, "rstrip": True, "normalized": False}
-    (directory / "special_tokens_map.json").write_text(
-        json.dumps({"eos_token": special, "pad_token": special, "unk_token": "<unk>"})
-    )
-    return directory, model.getvalue()
+    return directory, write_spiece_tokenizer(directory)
 
 
 def test_sentencepiece_tokenizer_follows_siglip_tokenizer(spiece_dir):
@@ -458,20 +342,20 @@ def test_bad_tensors_are_named(ckpt, tmp_path):
     tensors = dict(ckpt[1])
     name = "vision_model.encoder.layers.1.mlp.fc1.weight"
     tensors[name] = tensors[name].T.copy()
-    _write_checkpoint(tmp_path / "shape", tensors)
+    write_checkpoint(tmp_path / "shape", tensors)
     _one_line_error(lambda: load_hf(tmp_path / "shape"), name, "(32, 64)", "(64, 32)")
 
     tensors = dict(ckpt[1])
     del tensors["vision_model.head.attention.in_proj_bias"]
-    _write_checkpoint(tmp_path / "missing", tensors)
+    write_checkpoint(tmp_path / "missing", tensors)
     _one_line_error(lambda: load_hf(tmp_path / "missing"), "missing 1", "in_proj_bias")
 
     tensors = dict(ckpt[1]) | {"classifier.weight": np.zeros((2, D), np.float32)}
-    _write_checkpoint(tmp_path / "extra", tensors)
+    write_checkpoint(tmp_path / "extra", tensors)
     _one_line_error(lambda: load_hf(tmp_path / "extra"), "unexpected", "classifier.weight")
     assert load_hf(tmp_path / "extra", strict=False) is not None
 
     bad = json.loads(json.dumps(CONFIG))
     bad["vision_config"]["patch_size"] = "8"
-    _write_checkpoint(tmp_path / "config", ckpt[1], bad)
+    write_checkpoint(tmp_path / "config", ckpt[1], bad)
     _one_line_error(lambda: load_hf(tmp_path / "config"), "vision_config.patch_size")
