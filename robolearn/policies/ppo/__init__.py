@@ -1,8 +1,8 @@
-"""PPO refinement of a pre-trained Gaussian actor (World4RL's second stage): config, critic,
-losses, state and the jitted update. Arrays in, arrays out: the imagined episodes come from
-robolearn.imagination."""
+"""PPO refinement of a pre-trained Gaussian actor (World4RL's second stage): config.py, the critic
+(model.py), losses.py, the state and jitted update (train.py), checkpoint.py. Arrays in, arrays
+out: the imagined episodes come from robolearn.imagination. Importing the package loads only the
+config (no JAX), so the CLI can build its flags cheaply."""
 
 from robolearn.policies.ppo.config import PPOConfig
-from robolearn.policies.ppo.train import RefineState, Trajectory, init_refine_state, make_update
 
-__all__ = ["PPOConfig", "RefineState", "Trajectory", "init_refine_state", "make_update"]
+__all__ = ["PPOConfig"]

@@ -191,7 +191,9 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: ProprioStats):
         idx = perms.reshape(cfg.epochs * cfg.minibatches, mb_size)
         batches = jax.tree.map(lambda x: x[idx], data)
         actor_on = state.step >= cfg.critic_warmup
-        (state, _), diag = jax.lax.scan(minibatch_step, (state, actor_on), batches)
+        # Unrolled: XLA:CPU runs convolution gradients inside a while loop (a rolled scan) ~30x
+        # slower than the same ops unrolled (measured: 1.85 s vs 0.05 s per BC-actor minibatch).
+        (state, _), diag = jax.lax.scan(minibatch_step, (state, actor_on), batches, unroll=True)
         var = jnp.var(returns)
         metrics = {
             "imagined_return": traj.reward.sum(0).mean(),
