@@ -1,15 +1,19 @@
-"""Behaviour cloning: a Gaussian actor pi(a | image, proprio) trained by NLL on demonstrations."""
+"""Behaviour cloning: a Gaussian actor pi(a | image, proprio) trained by NLL on demonstrations.
 
-from robolearn.policies.bc.checkpoint import BCPolicy, CheckpointError, load_policy, read_info
+The configs import eagerly (no JAX, so the CLI can declare flags from them); the checkpoint API
+(BCPolicy, load_policy, read_info, CheckpointError) loads JAX on first use.
+"""
+
 from robolearn.policies.bc.config import PRESETS, BCConfig, ModelConfig, OptimConfig
 
-__all__ = [
-    "PRESETS",
-    "BCConfig",
-    "BCPolicy",
-    "CheckpointError",
-    "ModelConfig",
-    "OptimConfig",
-    "load_policy",
-    "read_info",
-]
+_LAZY = ("BCPolicy", "CheckpointError", "load_policy", "read_info")
+
+__all__ = ["PRESETS", "BCConfig", "ModelConfig", "OptimConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from robolearn.policies.bc import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
