@@ -27,6 +27,7 @@ from reward_models.cnn import cnn_functions
 from reward_models.config import CNNConfig, OptimConfig, RewardConfig
 from reward_models.labels import balanced_batch
 from reward_models.vlm import TOWERS, siglip_functions
+from robolearn.core.augment import random_shift
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import warmup_cosine_adamw
 
@@ -146,18 +147,6 @@ def init_train_state(
     params, frozen = split_params(classifier, classifier.init(init_rng))
     opt_state = jax.jit(make_optimizer(cfg, classifier.learning_rates).init)(params)
     return TrainState(jnp.zeros((), jnp.int32), params, opt_state, rng), frozen
-
-
-def random_shift(rng: jax.Array, image: jax.Array, pad: int) -> jax.Array:
-    """Shift each image by up to `pad` pixels (edges replicated): [B, H, W, C] -> same."""
-    b, h, w, _ = image.shape
-    padded = jnp.pad(image, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
-
-    def crop(img, off):
-        return jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, img.shape[-1]))
-
-    return jax.vmap(crop)(padded, offsets)
 
 
 def make_train_step(

@@ -49,6 +49,16 @@ def check_pair(wm_info, policy_info, task: str | None = None) -> None:
         raise ConfigError(f"the policy was trained for {policy_info.task!r}, not {task!r}")
 
 
+def start_window(first_image, first_proprio, context: int, action_dim: int):
+    """The world model's context at an episode start, as it was trained on padded starts: the
+    first frame and proprio repeated `context` times, zero actions. -> (frames uint8
+    [B, T, H, W, 3], actions [B, T, A], proprio [B, T, P])."""
+    frames = jnp.repeat(first_image[:, None], context, axis=1)
+    proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], context, axis=1)
+    actions = jnp.zeros((first_image.shape[0], context, action_dim), jnp.float32)
+    return frames, actions, proprio
+
+
 def make_policy_rollout(
     wm, policy_apply: Callable, horizon: int, deterministic: bool = True
 ) -> Callable:
@@ -61,10 +71,7 @@ def make_policy_rollout(
     @jax.jit
     def rollout(wm_params, policy_params, rng, first_image, first_proprio):
         model = nnx.merge(graphdef, wm_params)
-        b = first_image.shape[0]
-        frames = jnp.repeat(first_image[:, None], t, axis=1)
-        proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], t, axis=1)
-        actions = jnp.zeros((b, t, wm.info.action_dim), jnp.float32)
+        frames, actions, proprio = start_window(first_image, first_proprio, t, wm.info.action_dim)
 
         def body(carry, key):
             frames, actions, proprio = carry
@@ -123,10 +130,7 @@ def make_scored_rollout(
     @jax.jit
     def rollout(wm_params, actor_params, reward_params, rng, first_image, first_proprio):
         model = nnx.merge(graphdef, wm_params)
-        b = first_image.shape[0]
-        frames = jnp.repeat(first_image[:, None], t, axis=1)
-        proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], t, axis=1)
-        actions = jnp.zeros((b, t, wm.info.action_dim), jnp.float32)
+        frames, actions, proprio = start_window(first_image, first_proprio, t, wm.info.action_dim)
 
         def body(carry, key):
             frames, actions, proprio = carry

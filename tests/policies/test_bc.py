@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from robolearn.core.augment import random_shift
 from robolearn.policies.bc import checkpoint as ckpt
 from robolearn.policies.bc.config import PRESETS, preset
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll, image_to_float
@@ -15,7 +16,6 @@ from robolearn.policies.bc.train import (
     ProprioStats,
     init_train_state,
     make_train_step,
-    random_shift,
 )
 
 STATS = ProprioStats(np.zeros(7, np.float32), np.ones(7, np.float32))

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
+from robolearn.core.augment import random_shift
 from robolearn.core.optim import warmup_cosine_adamw
 from robolearn.policies.bc.config import BCConfig, OptimConfig
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll
@@ -81,18 +82,6 @@ def init_train_state(cfg: BCConfig, rng: jax.Array) -> tuple[nnx.GraphDef, Train
     graphdef, params = nnx.split(model)
     opt_state = make_optimizer(cfg.optim).init(params)
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, opt_state, rng)
-
-
-def random_shift(rng: jax.Array, image: jax.Array, pad: int) -> jax.Array:
-    """Shift each image by up to `pad` pixels (edges replicated): [B, H, W, C] -> same."""
-    b, h, w, _ = image.shape
-    padded = jnp.pad(image, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
-
-    def crop(img, off):
-        return jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, img.shape[-1]))
-
-    return jax.vmap(crop)(padded, offsets)
 
 
 def make_train_step(
