@@ -91,3 +91,23 @@ def test_existing_run_is_not_overwritten(parts, tmp_path, capsys):
     capsys.readouterr()
     assert _refine(parts, out, iterations=1) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+def test_imagine_shows_the_predicted_reward(parts, tmp_path, capsys):
+    out = tmp_path / "im"
+    argv = ["imagine", "--task", "drawer", "--world-model", str(parts["wm"])]
+    argv += ["--policy", str(parts["bc"]), "--reward", str(parts["reward"]), "--horizon", "2"]
+    assert main([*argv, "--rollouts", "2", "--out", str(out)]) == 0
+    assert "predicted reward" in capsys.readouterr().out
+    result = json.loads((out / "results.json").read_text())
+    assert result["reward"]["classifier"] == str(parts["reward"])
+    for row in result["per_rollout"]:
+        assert len(row["reward_prob_imagined"]) == 2 and len(row["reward_prob_real"]) == 2
+        assert all(0.0 <= p <= 1.0 for p in row["reward_prob_imagined"])
+    assert (out / "reward.png").stat().st_size > 0
+    # --reward none: no scoring even where a bundle ships a classifier
+    assert (
+        main([*argv[:7], "--reward", "none", "--horizon", "2", "--out", str(tmp_path / "n")]) == 0
+    )
+    assert "reward" not in json.loads((tmp_path / "n" / "results.json").read_text())
