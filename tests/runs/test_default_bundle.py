@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from reward_models.checkpoint import read_info as read_reward_info
 from robolearn import bundles
 from robolearn.cli import main
 from robolearn.policies.bc.checkpoint import check_compatible
@@ -15,14 +16,31 @@ MAX_BUNDLE_BYTES = 50_000_000  # all bundles together, as shipped in the package
 
 def test_drawer_bundle_parts_are_shipped_and_fit_together():
     names = {p.name for p in bundles.list_parts()}
-    assert {"bundle:drawer/world-model", "bundle:drawer/bc"} <= names
+    assert {
+        "bundle:drawer/world-model",
+        "bundle:drawer/bc",
+        "bundle:drawer/bc-3demos",
+        "bundle:drawer/reward",
+        "bundle:drawer/refined",
+    } <= names
     wm = read_info(bundles.resolve("bundle:drawer/world-model"))
     bc = check_compatible(bundles.resolve("bundle:drawer/bc"), "drawer", 7)
     assert "drawer" in wm.tasks and wm.weights == "ema"
     assert (wm.image_size, wm.action_dim) == (bc.image_size, bc.action_dim)
     assert sum(p.size_bytes for p in bundles.list_parts()) <= MAX_BUNDLE_BYTES
+    refined = check_compatible(bundles.resolve("bundle:drawer/refined"), "drawer", 7)
+    assert (refined.kind, refined.parent) == ("ppo", "bundle:drawer/bc-3demos")
+    reward = read_reward_info(bundles.resolve("bundle:drawer/reward"))
+    assert "drawer" in reward.tasks and reward.image_size == wm.image_size
+    assert 0.5 <= reward.threshold < 1.0
     card = bundles.card("drawer")
-    for needed in ("robolearn train world-model", "robolearn train bc", "PSNR"):
+    for needed in (
+        "robolearn train world-model",
+        "robolearn train bc",
+        "robolearn train reward",
+        "robolearn refine",
+        "PSNR",
+    ):
         assert needed in card
 
 
@@ -33,7 +51,10 @@ def test_imagine_with_no_flags_but_a_short_horizon_uses_the_bundle(tmp_path, cap
     result = json.loads((out / "results.json").read_text())
     assert result["world_model"] == "bundle:drawer/world-model"
     assert result["policy"] == "bundle:drawer/bc"
-    assert "imagined vs real sim PSNR" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "imagined vs real sim PSNR" in printed
+    assert "predicted reward (bundle:drawer/reward" in printed
+    assert result["reward"]["classifier"] == "bundle:drawer/reward"
 
 
 def test_bundles_command_lists_parts_with_the_card(capsys):
@@ -43,7 +64,8 @@ def test_bundles_command_lists_parts_with_the_card(capsys):
     assert "robolearn train world-model" in printed
 
 
-def test_eval_takes_a_bundle_policy(tmp_path, capsys):
-    argv = ["eval", "--task", "drawer", "--policy", "bundle:drawer/bc", "--episodes", "1"]
+@pytest.mark.parametrize("part", ["bc", "refined"])
+def test_eval_takes_a_bundle_policy(tmp_path, capsys, part):
+    argv = ["eval", "--task", "drawer", "--policy", f"bundle:drawer/{part}", "--episodes", "1"]
     assert main(argv + ["--video-episodes", "0", "--out", str(tmp_path), "--quiet"]) == 0
-    assert "drawer / bundle:drawer/bc: success" in capsys.readouterr().out
+    assert f"drawer / bundle:drawer/{part}: success" in capsys.readouterr().out
