@@ -88,7 +88,7 @@ def add_refine_parser(sub) -> None:
         help="episode store whose first frames start imagined episodes (repeatable; default: "
         "fresh simulator resets)",
     )
-    p.add_argument("--iterations", type=int, default=40, help="PPO iterations (default: 40)")
+    p.add_argument("--iterations", type=int, default=20, help="PPO iterations (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument(
         "--initial-states",

@@ -42,7 +42,7 @@ class RefineConfig:
     reward: str | None = None
     policy: str | None = None
     data: tuple[str, ...] = ()
-    iterations: int = 40
+    iterations: int = 20
     seed: int = 0
     initial_states: int = 128
     save_every: int = 5

@@ -143,3 +143,28 @@ def test_target_kl_freezes_the_actor():
     # the first minibatch's KL is 0 (same policy), so exactly one actor step happens, then the
     # moved policy's KL exceeds the tiny target and the actor stays frozen
     assert int(metrics["actor_updates"]) == 1
+
+
+def test_bc_coef_keeps_the_actor_near_the_anchor():
+    """With a strong pull to the BC policy's means the actor moves less than without it."""
+    moved = {}
+    for coef in (0.0, 100.0):
+        ppo = PPOConfig(
+            rollouts=32,
+            horizon=5,
+            actor_lr=3e-3,
+            critic_warmup=0,
+            std_floor=0.3,
+            target_kl=10.0,
+            bc_coef=coef,
+        )
+        graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
+        start = state.params
+        update = make_update(ppo, graphs, STATS)
+        traj, _ = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
+        for _ in range(3):
+            state, metrics = update(state, traj, start)
+        _, mean_after = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
+        _, mean_before = _toy_rollout(graphs, ppo)(start, jax.random.key(1))
+        moved[coef] = abs(float(mean_after) - float(mean_before))
+    assert moved[100.0] < moved[0.0]
