@@ -96,19 +96,19 @@ def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.n
 
         images, proprio = [], []
         for root in cfg.data:
-            for _, ep in iter_episodes(root):
-                if ep.meta.task == cfg.task:
-                    images.append(ep.image[0])
-                    proprio.append(ep.proprio[0])
+            for path, ep in iter_episodes(root):
+                if ep.meta.task != cfg.task:
+                    continue
+                if ep.image.shape[1:3] != (image_size, image_size):
+                    raise ConfigError(
+                        f"{path}: images are {ep.image.shape[1]}x{ep.image.shape[2]}, the world "
+                        f"model imagines {image_size}x{image_size}"
+                    )
+                images.append(ep.image[0])
+                proprio.append(ep.proprio[0])
         if not images:
             raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}")
-        images = np.stack(images)
-        if images.shape[1:3] != (image_size, image_size):
-            raise ConfigError(
-                f"the data's images are {images.shape[1]}x{images.shape[2]}, the world model's "
-                f"{image_size}x{image_size}"
-            )
-        return images, np.stack(proprio).astype(np.float32)
+        return np.stack(images), np.stack(proprio).astype(np.float32)
     from robolearn import envs
     from robolearn.runs.eval import episode_seed
 

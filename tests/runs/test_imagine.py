@@ -68,7 +68,10 @@ def test_imagine_writes_video_plot_and_per_step_comparison(parts, capsys):
         assert all(np.isfinite(row["psnr"]))
     frames = imageio.mimread(out / "video.mp4", memtest=False)
     assert len(frames) == 4  # the real first frame + 3 imagined steps
-    assert frames[0].shape == (2 * 160 + 128, 320, 3)  # two rollout rows and the plot
+    # two rollout rows, the PSNR plot and the predicted-reward plot (bundle:drawer/reward
+    # scores the frames by default)
+    assert frames[0].shape == (2 * 160 + 2 * 128, 320, 3)
+    assert result["reward"]["classifier"] == "bundle:drawer/reward"
     assert (out / "psnr.png").stat().st_size > 0
 
 

@@ -27,6 +27,7 @@ def parts(tmp_path_factory):
     small = write_random_store(root / "data32", 2, 6, image_size=32)
     return {
         "data": data,
+        "data32": small,
         "wm": _train_wm(data, root / "wm"),
         "bc": _train_bc(data, root / "bc"),
         "reward": _train_reward(data, root / "reward"),
@@ -36,9 +37,9 @@ def parts(tmp_path_factory):
 
 
 def _refine(parts, out, *extra, iterations=2, **override):
-    spec = {k: str(parts[k]) for k in ("wm", "reward", "bc")} | override
+    spec = {k: str(parts[k]) for k in ("wm", "reward", "bc", "data")} | override
     argv = ["refine", "--task", "drawer", "--world-model", spec["wm"], "--reward", spec["reward"]]
-    argv += ["--policy", spec["bc"], "--data", str(parts["data"]), "--out", str(out)]
+    argv += ["--policy", spec["bc"], "--data", spec["data"], "--out", str(out)]
     argv += ["--iterations", str(iterations), "--rollouts", "4", "--horizon", "3"]
     argv += ["--epochs", "1", "--minibatches", "2", "--critic-warmup", "1", "--quiet"]
     return main([*argv, *extra])
@@ -76,6 +77,7 @@ def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, cap
     [
         ({"reward": "reward_push"}, "covers tasks push"),
         ({"bc": "bc32"}, "images but the world model imagines"),
+        ({"data": "data32"}, "images are 32x32, the world model imagines 64x64"),
     ],
 )
 def test_parts_that_do_not_fit_are_refused(parts, tmp_path, capsys, override, needle):
