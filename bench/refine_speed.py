@@ -42,23 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.timing import timed as _timed
+
 TASK = "drawer"
 IMAGE = 64
 EXTRA_SIM = "metaworld/coffee-pull"
 POOL = 8  # real first frames (simulator resets) the imagined rollouts start from
-
-
-def _timed(fn, reps: int, warmup: int, budget_s: float = 60.0) -> tuple[float, int]:
-    """Median seconds of up to `reps` calls of fn() (results blocked on) after `warmup` calls;
-    stops early once the timed calls took `budget_s` (at least one call). -> (median, calls)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times = []
-    while len(times) < max(reps, 1) and (not times or sum(times) < budget_s):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), len(times)
 
 
 def _n_params(tree) -> int:

@@ -27,7 +27,6 @@ float32 on CPU.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import jax
@@ -35,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from bench.timing import timed as _timed
 from world_models.config import preset
 from world_models.model import count_params
 from world_models.sampler import open_loop
@@ -79,19 +79,6 @@ def _peak_flops(devices: int) -> float | None:
     if jax.default_backend() != "gpu":
         return None
     return float(os.environ.get("BENCH_PEAK_TFLOPS", DEFAULT_PEAK_TFLOPS)) * 1e12 * devices
-
-
-def _timed(fn, reps: int, warmup: int, budget_s: float = 60.0) -> tuple[float, int]:
-    """Median seconds of up to `reps` calls of fn() (results blocked on) after `warmup` calls;
-    stops early once the timed calls took `budget_s` (at least one call). -> (median, calls)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times = []
-    while len(times) < max(reps, 1) and (not times or sum(times) < budget_s):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), len(times)
 
 
 def _row(name, params, measure, batch, horizon, per_s, unit, sec, compile_s, gflop, reps, peak):
