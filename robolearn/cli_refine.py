@@ -33,11 +33,10 @@ def _cmd_refine(args: argparse.Namespace) -> None:
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.refine import RefineConfig, run_refine
 
-    ppo_fields = {
-        field: getattr(args, flag[2:].replace("-", "_"))
-        for flag, (field, _, _) in _PPO_FLAGS.items()
-        if getattr(args, flag[2:].replace("-", "_")) is not None
+    given = {
+        field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in _PPO_FLAGS.items()
     }
+    ppo_fields = {field: value for field, value in given.items() if value is not None}
     cfg = RefineConfig(
         task=args.task,
         world_model=args.world_model,

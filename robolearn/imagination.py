@@ -49,6 +49,16 @@ def check_pair(wm_info, policy_info, task: str | None = None) -> None:
         raise ConfigError(f"the policy was trained for {policy_info.task!r}, not {task!r}")
 
 
+def check_reward(wm_info, reward_info) -> None:
+    """One-line error for a reward classifier that cannot score the world model's frames (the
+    task itself is checked when the classifier is loaded for it)."""
+    if reward_info.image_size != wm_info.image_size:
+        raise ConfigError(
+            f"the reward classifier sees {reward_info.image_size}x{reward_info.image_size} "
+            f"images but the world model imagines {wm_info.image_size}x{wm_info.image_size}"
+        )
+
+
 def start_window(first_image, first_proprio, context: int, action_dim: int):
     """The world model's context at an episode start, as it was trained on padded starts: the
     first frame and proprio repeated `context` times, zero actions. -> (frames uint8

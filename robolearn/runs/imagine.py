@@ -103,18 +103,15 @@ def load_parts(cfg: ImagineConfig):
     return info, wm, policy
 
 
-def load_reward(cfg: ImagineConfig, image_size: int):
+def load_reward(cfg: ImagineConfig, wm_info):
     """The reward classifier of `cfg` (None without one), checked against the world model."""
     if cfg.reward_spec is None:
         return None
     from reward_models.checkpoint import load_reward_model
+    from robolearn.imagination import check_reward
 
     reward = load_reward_model(bundles.resolve(cfg.reward_spec), cfg.task)
-    if reward.info.image_size != image_size:
-        raise ConfigError(
-            f"the reward classifier sees {reward.info.image_size}x{reward.info.image_size} "
-            f"images but the world model imagines {image_size}x{image_size}"
-        )
+    check_reward(wm_info, reward.info)
     return reward
 
 
@@ -131,7 +128,7 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     from world_models import metrics
 
     info, wm, policy = load_parts(cfg)
-    reward = load_reward(cfg, wm.info.image_size)
+    reward = load_reward(cfg, wm.info)
     horizon = cfg.horizon or info.max_steps
     save_yaml(cfg, out / "config.yaml")
     task = envs.make(cfg.task, image_size=wm.info.image_size, max_steps=horizon)

@@ -71,7 +71,7 @@ def load_parts(cfg: RefineConfig) -> Parts:
     """Task, world model, reward model and policy, checked against each other (one-line errors)."""
     from reward_models.checkpoint import load_reward_model
     from robolearn import envs
-    from robolearn.imagination import check_pair
+    from robolearn.imagination import check_pair, check_reward
     from robolearn.policies.bc.checkpoint import check_compatible, load_policy
     from world_models.checkpoint import load_world_model
 
@@ -80,11 +80,7 @@ def load_parts(cfg: RefineConfig) -> Parts:
     policy_path = bundles.resolve(cfg.spec("policy"))
     check_pair(wm.info, check_compatible(policy_path, cfg.task, envs.ACTION_DIM), cfg.task)
     reward = load_reward_model(bundles.resolve(cfg.spec("reward")), cfg.task)
-    if reward.info.image_size != wm.info.image_size:
-        raise ConfigError(
-            f"the reward classifier sees {reward.info.image_size}x{reward.info.image_size} "
-            f"images but the world model imagines {wm.info.image_size}x{wm.info.image_size}"
-        )
+    check_reward(wm.info, reward.info)
     policy = load_policy(policy_path, cfg.task, envs.ACTION_DIM)
     return Parts(info, wm, reward, policy)
 
@@ -212,7 +208,10 @@ def _loop(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, manager, out, p
             ppo, actor_cfg, jax.random.key(cfg.seed), parts.policy.params
         )
     iteration = make_iteration(ppo, parts, graphs)
-    frozen = (parts.world_model.params, parts.reward.params, parts.policy.params, *pool)
+    # on the device once, not transferred again every iteration
+    frozen = jax.device_put(
+        (parts.world_model.params, parts.reward.params, parts.policy.params, *pool)
+    )
     step = start = int(state.step)
     bar = Progress(cfg.iterations, "iteration", enabled=progress, start_at=step)
     first = last = None

@@ -7,6 +7,7 @@ and value steps, all inside one `lax.scan` (purejaxrl's shape).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -68,8 +69,6 @@ def make_optimizers(cfg: PPOConfig) -> tuple[optax.GradientTransformation, ...]:
 
 def critic_config(ppo: PPOConfig, actor: BCConfig):
     """The critic's ModelConfig with the actor's input sizes."""
-    import dataclasses
-
     return dataclasses.replace(
         ppo.critic, image_size=actor.model.image_size, proprio_dim=actor.model.proprio_dim
     )
