@@ -197,7 +197,7 @@ def ik_dls(
 def rpy_to_mat(rpy_rad: np.ndarray) -> np.ndarray:
     """Rotation matrix [3, 3] of roll, pitch, yaw (rad): R = Rz(yaw) Ry(pitch) Rx(roll).
 
-    The inverse of robolearn.envs.base.mat_to_rpy (extrinsic XYZ); positive pitch tips the gripper's
+    The inverse of mat_to_rpy (extrinsic XYZ); positive pitch tips the gripper's
     x axis down.
     """
     r, p, y = rpy_rad
@@ -209,3 +209,28 @@ def rpy_to_mat(rpy_rad: np.ndarray) -> np.ndarray:
             [-sp, cp * sr, cp * cr],
         ]
     )
+
+
+def mat_to_rpy(mat: np.ndarray) -> np.ndarray:
+    """Roll, pitch, yaw (rad, extrinsic XYZ = intrinsic ZYX) of a rotation matrix [3, 3]."""
+    m = np.asarray(mat, dtype=np.float64).reshape(3, 3)
+    roll = np.arctan2(m[2, 1], m[2, 2])
+    pitch = np.arcsin(np.clip(-m[2, 0], -1.0, 1.0))
+    yaw = np.arctan2(m[1, 0], m[0, 0])
+    return np.array([roll, pitch, yaw])
+
+
+def gripper_opening(finger_q_m: np.ndarray) -> float:
+    """Gripper opening in [0, 1] (0 closed, 1 open) from the finger joint positions (m) [2]."""
+    mean = float(np.mean(finger_q_m))
+    return float(np.clip((mean - FINGER_LOWER_M) / (FINGER_UPPER_M - FINGER_LOWER_M), 0.0, 1.0))
+
+
+def proprio(q_rad: np.ndarray, finger_q_m: np.ndarray) -> np.ndarray:
+    """The policy's proprio [7] from measured joints: tip xyz (m) + rpy (rad) + gripper opening.
+
+    The simulated tasks compute the same vector from MuJoCo's tip site (which matches fk to
+    machine precision), so a policy sees the same numbers in simulation and on the real arm.
+    """
+    pose = fk(q_rad)
+    return np.concatenate([pose[:3, 3], mat_to_rpy(pose[:3, :3]), [gripper_opening(finger_q_m)]])

@@ -30,6 +30,7 @@ import numpy as np
 
 from robolearn.core.errors import ActionError, ConfigError
 from robolearn.core.spec import ACTION_DIM, ACTION_NAMES, PROPRIO_DIM
+from robolearn.core.widowx import mat_to_rpy  # noqa: F401  (re-exported: the adapters use it)
 from robolearn.envs.render import check_image_size
 
 __all__ = ["ACTION_DIM", "ACTION_NAMES", "PROPRIO_DIM", "Task", "TaskConfig", "TaskInfo"]
@@ -210,13 +211,4 @@ def quat_to_rpy(quat_wxyz: np.ndarray) -> np.ndarray:
     roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
     pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
     yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return np.array([roll, pitch, yaw])
-
-
-def mat_to_rpy(mat: np.ndarray) -> np.ndarray:
-    """Roll, pitch, yaw (rad, same convention as quat_to_rpy) of a rotation matrix [3, 3]."""
-    m = np.asarray(mat, dtype=np.float64).reshape(3, 3)
-    roll = np.arctan2(m[2, 1], m[2, 2])
-    pitch = np.arcsin(np.clip(-m[2, 0], -1.0, 1.0))
-    yaw = np.arctan2(m[1, 0], m[0, 0])
     return np.array([roll, pitch, yaw])

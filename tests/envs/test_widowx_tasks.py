@@ -5,8 +5,8 @@ import pytest
 
 from robolearn import envs
 from robolearn.core import widowx as wx
+from robolearn.core import widowx_control as control
 from robolearn.envs.base import TaskInfo
-from robolearn.envs.widowx import control
 from robolearn.envs.widowx.tasks import register_all, task_infos
 
 NAMES = [info.name for info in task_infos()]
@@ -53,6 +53,9 @@ def test_proprio_is_tip_pose_and_gripper_opening(task):
     for _ in range(2):
         obs, *_ = task.step(np.array([0, 0, 0, 0, 0, 0, -1.0]))
     assert obs["proprio"][6] < 0.2
+    # The robot bridge computes the same vector from joint states alone.
+    expected = wx.proprio(task.arm_q(), task.finger_q())
+    np.testing.assert_allclose(obs["proprio"], expected, atol=1e-5)
 
 
 def test_arm_tracks_the_commanded_ee_target(task):

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robolearn.envs.widowx import control, scenes
+from robolearn.core import widowx_control as control
+from robolearn.envs.widowx import scenes
 
 if TYPE_CHECKING:
     from robolearn.envs.widowx.tasks import DrawerTask, PushTask, WidowXTask

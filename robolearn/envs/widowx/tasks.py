@@ -2,7 +2,7 @@
 
 A task owns one compiled MjModel/MjData and one Camera. Per episode it places objects from the
 reset rng (and, with `visual_randomization`, jitters light, colours and camera pose), puts the arm
-in its start pose, and runs the end-effector control of control.py. Observations:
+in its start pose, and runs the end-effector control of robolearn.core.widowx_control. Observations:
 image from camera `scene`, proprio = tip xyz (m) + rpy (rad) + gripper opening [0, 1],
 state = concat(qpos, qvel). Static placements (cabinet pose, push target) are model parameters, not
 physics state: `layout()` returns them.
@@ -16,9 +16,10 @@ import mujoco
 import numpy as np
 
 from robolearn.core import widowx as wx
+from robolearn.core import widowx_control as control
 from robolearn.envs.base import Task, TaskConfig, TaskInfo, mat_to_rpy
 from robolearn.envs.render import Camera
-from robolearn.envs.widowx import control, experts, scenes
+from robolearn.envs.widowx import experts, scenes
 from robolearn.envs.widowx.arm import FINGER_ACTUATORS, FINGER_JOINTS, TIP_SITE
 from robolearn.envs.widowx.visuals import VisualRandomizer
 

@@ -1,4 +1,7 @@
-"""BridgeData-style end-effector control of the simulated WidowX: action -> joint targets.
+"""BridgeData-style end-effector control of the WidowX: action -> joint targets.
+
+Shared by the simulated tasks (robolearn.envs.widowx) and the robot bridge (hardware/), so a
+policy's action means the same joint motion in MuJoCo and on the real arm.
 
 One control step (5 Hz): the end-effector target moves by a[:3] * 0.05 m and a[3:6] * 0.25 rad
 (roll/pitch/yaw, base frame), is clipped to WORKSPACE_BOX_M / RPY_BOX_RAD, and IK (core/widowx.py,
@@ -19,7 +22,6 @@ import dataclasses
 import numpy as np
 
 from robolearn.core import widowx as wx
-from robolearn.envs.base import mat_to_rpy
 
 CONTROL_HZ = 5.0
 PHYSICS_DT_S = 0.002
@@ -81,7 +83,7 @@ def step_target(target: EETarget, action: np.ndarray) -> tuple[EETarget, bool]:
     lo, hi = WORKSPACE_BOX_M
     if np.any(pose[:3, 3] < lo - 1e-3) or np.any(pose[:3, 3] > hi + 1e-3):
         return target, False  # a shortened step may leave the box on its way
-    return EETarget(pose[:3, 3], mat_to_rpy(pose[:3, :3]), q), True
+    return EETarget(pose[:3, 3], wx.mat_to_rpy(pose[:3, :3]), q), True
 
 
 def _solve(pos: np.ndarray, rot: np.ndarray, seed: np.ndarray) -> np.ndarray | None:
