@@ -177,6 +177,97 @@ def _add_data_import_parser(data_sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_cmd_data_import_rlds)
+    _add_rosbag_import_parser(formats)
+
+
+def _cmd_data_import_rosbag(args: argparse.Namespace) -> None:
+    from robolearn.data.rosbag import RosbagConfig
+    from robolearn.runs.import_data import import_rosbag
+
+    cfg = RosbagConfig(
+        joint_topic=args.joint_topic,
+        image_topic=args.image_topic,
+        command_topic=args.command_topic,
+        rate_hz=args.rate,
+        image_size=args.image_size or None,
+        episode_gap_s=args.episode_gap,
+        max_age_s=args.max_age,
+        task=args.task,
+        instruction=args.instruction,
+    )
+    result = import_rosbag(args.paths, args.out, cfg, progress=not args.quiet)
+    print(
+        f"imported {result['episodes']} episodes, {result['steps']} steps at {cfg.rate_hz:g} Hz "
+        f"from {result['bags']} bag(s) ({result['dropped_steps']} steps dropped for a stale "
+        f"frame or joint state, {result['clipped_action_values']} action values clipped to "
+        "[-1, 1])"
+    )
+    print(f"store: {result['out']}")
+
+
+def _add_rosbag_import_parser(formats) -> None:
+    """`robolearn data import rosbag`: add under the `data import` formats."""
+    p = formats.add_parser(
+        "rosbag",
+        help="ROS 2 bags (MCAP or sqlite3) of a WidowX: joint states, camera, commands",
+        description="Convert ROS 2 bags (a bag directory, or its .mcap/.db3 file) into an "
+        "episode store, sampled at --rate on a grid aligned with the camera: each step's image "
+        "is the latest frame and its proprio the tip pose (forward kinematics) of the latest "
+        "joint state. Actions are reconstructed from the measured motion in the BridgeData "
+        "convention (delta xyz/0.05 m, delta rpy/0.25 rad, gripper +1 open from the commanded "
+        "finger target or the measured opening), clipped to [-1, 1]. A pause in the joint states "
+        "longer than --episode-gap starts a new episode.",
+    )
+    p.add_argument("paths", nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
+    p.add_argument(
+        "--out", default=None, help="store directory (default: a new directory under ./runs/)"
+    )
+    p.add_argument(
+        "--joint-topic",
+        default="/wx250s/joint_states",
+        help="sensor_msgs/JointState topic (default: /wx250s/joint_states)",
+    )
+    p.add_argument(
+        "--image-topic",
+        default="/wx250s/camera/image_raw",
+        help="sensor_msgs/Image or CompressedImage topic (default: /wx250s/camera/image_raw)",
+    )
+    p.add_argument(
+        "--command-topic",
+        default=None,
+        help="Float64MultiArray, JointGroupCommand or JointTrajectory topic; 'none' ignores "
+        "commands (default: the first present of /wx250s/arm_controller/commands, "
+        "/wx250s/commands/joint_group, /wx250s/arm_controller/joint_trajectory)",
+    )
+    p.add_argument(
+        "--rate", type=float, default=5.0, help="steps per second (default: 5, the policy rate)"
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=64,
+        help="resize frames to N x N pixels; 0 keeps the source size (default: 64)",
+    )
+    p.add_argument(
+        "--episode-gap",
+        type=float,
+        default=1.0,
+        help="a pause in the joint states longer than this many seconds splits episodes "
+        "(default: 1.0)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=0.2,
+        help="drop a step whose frame or joint state is older than this many seconds "
+        "(default: 0.2)",
+    )
+    p.add_argument(
+        "--task", default="widowx", help="task name written into each episode (default: widowx)"
+    )
+    p.add_argument("--instruction", default="", help="language instruction of the episodes")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_cmd_data_import_rosbag)
 
 
 def _cmd_train_bc(args: argparse.Namespace) -> None:

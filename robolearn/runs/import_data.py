@@ -1,4 +1,4 @@
-"""`robolearn data import rlds`: RLDS TFRecord files -> an episode store, with progress."""
+"""`robolearn data import rlds|rosbag`: RLDS TFRecord files or ROS 2 bags -> an episode store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from robolearn.core.errors import RobolearnError
 from robolearn.core.progress import Progress
 from robolearn.core.rundir import make_run_dir
 from robolearn.data.rlds import RldsConfig, iter_rlds_episodes
+from robolearn.data.rosbag import RosbagConfig, RosbagError, bag_to_episodes, check_bag
 from robolearn.data.store import create_store, write_episode
 from robolearn.data.tfrecord import TFRecordError, iter_records
 
@@ -79,3 +80,58 @@ def _import_file(path: Path, store: Path, cfg: RldsConfig, summary: dict, bar: P
             summary["episodes"] + summary["skipped"],
             f"{path.name}: {summary['episodes']} episodes, {summary['steps']} steps",
         )
+
+
+def import_rosbag(
+    paths: list[str | Path], out_dir: str | Path | None, cfg: RosbagConfig, progress: bool = True
+) -> dict:
+    """Convert ROS 2 bags (directories or .mcap/.db3 files) into the episode store at `out_dir`.
+
+    Every bag is checked first (`check_bag`: readable, topics, types, joint names, first frame), so
+    a bad input fails before the store is created; `out_dir` None makes a new run directory under
+    ./runs/, an existing store is appended to. A bag is converted whole before its episodes are
+    written, each atomically; an error in a later bag says how many episodes were already written.
+
+    Returns a summary: bags, episodes, steps (actions), dropped_steps (stale frame or joint state),
+    clipped action values, skipped joint messages, seconds, episodes per second and the store.
+    """
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        check_bag(path, cfg)
+    store = create_store(make_run_dir(out_dir, "import", f"rosbag-{cfg.task}"))
+    summary = dict.fromkeys(
+        ("episodes", "steps", "dropped_steps", "clipped_action_values", "skipped_joint_messages"), 0
+    )
+    summary["bags"] = len(paths)
+    start = time.perf_counter()
+    bar = Progress(len(paths), "bag", enabled=progress)
+    try:
+        for done, path in enumerate(paths, 1):
+            try:
+                episodes, stats = bag_to_episodes(path, cfg)
+            except RosbagError as exc:
+                raise RosbagError(
+                    f"{exc} ({summary['episodes']} episodes before it were written to {store})"
+                ) from exc
+            if not episodes:
+                print(
+                    f"skipped: {path}: no two consecutive good steps at {cfg.rate_hz:g} Hz",
+                    file=sys.stderr,
+                )
+            for episode in episodes:
+                write_episode(store, episode)
+                summary["episodes"] += 1
+                summary["steps"] += episode.num_steps
+                summary["clipped_action_values"] += episode.meta.extra["clipped_action_values"]
+            summary["dropped_steps"] += stats["dropped_steps"]
+            summary["skipped_joint_messages"] += stats["skipped_joint_messages"]
+            bar.update(
+                done, f"{path.name}: {summary['episodes']} episodes, {summary['steps']} steps"
+            )
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    summary["seconds"] = round(elapsed, 3)
+    summary["episodes_per_second"] = summary["episodes"] / elapsed if elapsed > 0 else 0.0
+    summary["out"] = str(store)
+    return summary
