@@ -115,8 +115,7 @@ def measure_imagined(parts, pool, batch: int, horizon: int, reps: int, note: str
         parts.policy.params,
         reward.params,
         jax.random.key(1),
-        jnp.asarray(pool[0][idx]),
-        jnp.asarray(pool[1][idx]),
+        *(jnp.asarray(x[idx]) for x in pool),
     )
     start = time.perf_counter()
     compiled = rollout.lower(*args).compile()
@@ -220,7 +219,7 @@ def _sim_rows(policy, episodes: int, horizon: int) -> list[dict]:
 def run(quick: bool = False) -> list[dict]:
     """Sim rows first (the reference), then imagine/iterate rows per batch with the ratios."""
     from robolearn import envs
-    from robolearn.runs.refine import RefineConfig, initial_frames, load_parts
+    from robolearn.runs.refine import RefineConfig, initial_windows, load_parts
 
     batches = (8,) if quick else (8, 32)
     horizon = 10 if quick else envs.task_info(TASK).max_steps
@@ -232,7 +231,7 @@ def run(quick: bool = False) -> list[dict]:
         parts = load_parts(cfg)
     rows = _sim_rows(parts.policy, episodes, horizon)
     sim_bc, sim_random = rows[0]["steps_per_s"], rows[1]["steps_per_s"]
-    pool = initial_frames(cfg, parts.world_model.info.image_size)
+    pool = initial_windows(cfg, parts.world_model.info)
     note = (
         f"wm {_n_params(parts.world_model.params) / 1e6:.1f}M "
         f"({parts.world_model.sampler.steps} {parts.world_model.sampler.method} steps), "

@@ -9,7 +9,7 @@ from robolearn.policies.ppo.config import PPOConfig
 _PPO_FLAGS = {
     # flag: (PPOConfig field, type, help)
     "--rollouts": ("rollouts", int, "imagined episodes per iteration"),
-    "--horizon": ("horizon", int, "imagined steps per episode (default: the task's length)"),
+    "--horizon": ("horizon", int, "imagined steps per episode (default: to the task's end)"),
     "--epochs": ("epochs", int, "PPO epochs per iteration"),
     "--minibatches": ("minibatches", int, "minibatches per epoch"),
     "--actor-lr": ("actor_lr", float, "actor Adam learning rate"),
@@ -47,6 +47,7 @@ def _cmd_refine(args: argparse.Namespace) -> None:
         seed=args.seed,
         initial_states=args.initial_states,
         save_every=args.save_every,
+        start_step=args.start_step,
         ppo=dataclasses.replace(PPOConfig(), **ppo_fields),
     )
     if args.resume and args.out is None:
@@ -86,6 +87,14 @@ def add_refine_parser(sub) -> None:
         metavar="DIR",
         help="episode store whose first frames start imagined episodes (repeatable; default: "
         "fresh simulator resets)",
+    )
+    p.add_argument(
+        "--start-step",
+        type=int,
+        default=0,
+        help="start imagined episodes at this step of the --data episodes (their real context "
+        "window) and imagine to the task's end: drift only has to be survived where success is "
+        "decided (default: 0, the first frames)",
     )
     p.add_argument("--iterations", type=int, default=20, help="PPO iterations (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")

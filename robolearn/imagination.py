@@ -120,8 +120,12 @@ def make_scored_rollout(
     """Imagined episodes for PPO: the policy samples, the world model imagines, the reward
     classifier scores each imagined frame. One jitted `lax.scan`.
 
-    rollout(wm_params, actor_params, reward_params, rng, first_image uint8 [B, H, W, 3],
-            first_proprio [B, P]) -> Trajectory (time-major, see robolearn.policies.ppo.train)
+    rollout(wm_params, actor_params, reward_params, rng, frames uint8 [B, T, H, W, 3],
+            actions [B, T, A], proprio [B, T, P]) -> Trajectory (time-major, see
+            robolearn.policies.ppo.train)
+
+    The episodes start from real context windows: `start_window` of first frames, or a window
+    from the middle of a recorded episode (robolearn.runs.eval_world_model.context_window).
 
     actor_apply(params, image, proprio) -> (mean, log_std) as for make_policy_rollout; actions
     are sampled from N(mean, max(std, std_floor)^2), clipped to [-1, 1] for the world model, and
@@ -135,12 +139,11 @@ def make_scored_rollout(
     if horizon < 1:
         raise ConfigError(f"horizon must be >= 1, got {horizon}")
     graphdef, cfg, stats = wm.graphdef, wm.sampler, wm.stats
-    t = wm.info.context
 
     @jax.jit
-    def rollout(wm_params, actor_params, reward_params, rng, first_image, first_proprio):
+    def rollout(wm_params, actor_params, reward_params, rng, frames, actions, proprio):
         model = nnx.merge(graphdef, wm_params)
-        frames, actions, proprio = start_window(first_image, first_proprio, t, wm.info.action_dim)
+        proprio = proprio.astype(jnp.float32)
 
         def body(carry, key):
             frames, actions, proprio = carry

@@ -1,7 +1,8 @@
 """`robolearn refine`: PPO entirely inside the frozen world model, World4RL's second stage.
 
-Every iteration draws `rollouts` real first frames (from recorded episodes of the task, or fresh
-simulator resets), lets the policy act for `horizon` steps in the world model, scores each
+Every iteration draws `rollouts` real starts (the first frames of recorded episodes of the task or
+of fresh simulator resets; or, with `start_step` S, the real context window at step S of recorded
+episodes), lets the policy act for `horizon` steps in the world model, scores each
 imagined frame with the reward classifier, then runs PPO epochs on the batch; rollout and
 update are jitted (`lax.scan`). The run directory is a policy checkpoint (kind "ppo") that
 `robolearn eval`, `collect` and `imagine` load like a BC one, plus refine.yaml (this run's
@@ -34,6 +35,11 @@ class RefineConfig:
         (bundle:<task>/world-model, bundle:<task>/reward, bundle:<task>/bc).
     data: episode stores whose episodes of `task` give the real first frames; empty = reset the
         task's simulator `initial_states` times (collection seeds, never evaluation ones).
+    start_step: imagined episodes start at this step of the `data` episodes, from their real
+        context window (frames, actions, proprio), and run to the task's end (horizon default:
+        max_steps - start_step). A model's drift then only has to be survived over the end of the
+        task, where success is decided; the recordings should come from the policy being refined
+        (its own states at that step). 0 = from the first frames.
     iterations: PPO iterations (a resumed run continues up to this number).
     """
 
@@ -46,12 +52,19 @@ class RefineConfig:
     seed: int = 0
     initial_states: int = 128
     save_every: int = 5
+    start_step: int = 0
     ppo: PPOConfig = PPOConfig()
 
     def __post_init__(self):
         for name in ("iterations", "initial_states", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.start_step < 0:
+            raise ConfigError(f"start_step must be >= 0, got {self.start_step}")
+        if self.start_step and not self.data:
+            raise ConfigError(
+                "--start-step needs --data: recorded episodes of the task to start from"
+            )
 
     def spec(self, part: str) -> str:
         """The checkpoint spec of part "world_model", "reward" or "policy"."""
@@ -85,26 +98,42 @@ def load_parts(cfg: RefineConfig) -> Parts:
     return Parts(info, wm, reward, policy)
 
 
-def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Real first observations: images uint8 [N, H, W, 3], proprio float32 [N, P]."""
-    if cfg.data:
-        from robolearn.data.store import iter_episodes
+def initial_windows(cfg: RefineConfig, wm_info) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real starts as world-model context windows: frames uint8 [N, T, H, W, 3], the actions
+    that led into them [N, T, A] and proprio float32 [N, T, P] (T = the model's context)."""
+    from world_models.train import start_window
 
-        images, proprio = [], []
-        for root in cfg.data:
-            for path, ep in iter_episodes(root):
-                if ep.meta.task != cfg.task:
-                    continue
-                if ep.image.shape[1:3] != (image_size, image_size):
-                    raise ConfigError(
-                        f"{path}: images are {ep.image.shape[1]}x{ep.image.shape[2]}, the world "
-                        f"model imagines {image_size}x{image_size}"
-                    )
-                images.append(ep.image[0])
-                proprio.append(ep.proprio[0])
-        if not images:
-            raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}")
-        return np.stack(images), np.stack(proprio).astype(np.float32)
+    t, size = wm_info.context, wm_info.image_size
+    if not cfg.data:
+        image, proprio = initial_frames(cfg, size)
+        return start_window(image, proprio, t, wm_info.action_dim)
+    from robolearn.data.store import iter_episodes
+    from robolearn.runs.eval_world_model import context_window
+
+    windows, short = [], 0
+    for root in cfg.data:
+        for path, ep in iter_episodes(root):
+            if ep.meta.task != cfg.task:
+                continue
+            if ep.image.shape[1:3] != (size, size):
+                raise ConfigError(
+                    f"{path}: images are {ep.image.shape[1]}x{ep.image.shape[2]}, the world "
+                    f"model imagines {size}x{size}"
+                )
+            if len(ep.image) <= cfg.start_step:
+                short += 1
+                continue
+            windows.append(context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t))
+    if not windows:
+        more = f" longer than {cfg.start_step} steps" if short else ""
+        raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}{more}")
+    frames, actions, proprio = (np.stack(x) for x in zip(*windows, strict=True))
+    return frames, actions, proprio.astype(np.float32)
+
+
+def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First observations of fresh simulator resets (collection seeds): images uint8
+    [N, H, W, 3], proprio float32 [N, P]."""
     from robolearn import envs
     from robolearn.runs.eval import episode_seed
 
@@ -130,9 +159,18 @@ def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True
     parts = load_parts(cfg)
     if resuming:
         _check_resume(out, cfg)
-    horizon = cfg.ppo.horizon or parts.info.max_steps
+    if cfg.start_step >= parts.info.max_steps:
+        raise ConfigError(
+            f"--start-step {cfg.start_step} is not inside {cfg.task}'s {parts.info.max_steps} steps"
+        )
+    horizon = cfg.ppo.horizon or parts.info.max_steps - cfg.start_step
+    if cfg.start_step and cfg.start_step + horizon > parts.info.max_steps:
+        raise ConfigError(
+            f"--horizon {horizon} from --start-step {cfg.start_step} runs past {cfg.task}'s "
+            f"{parts.info.max_steps} steps"
+        )
     ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
-    pool = initial_frames(cfg, parts.world_model.info.image_size)
+    pool = initial_windows(cfg, parts.world_model.info)
     if not resuming:
         _write_checkpoint_dir(out, cfg, ppo, parts)
     save_yaml(dataclasses.replace(cfg, ppo=ppo), out / "refine.yaml")
@@ -167,8 +205,8 @@ def _check_resume(out: Path, cfg: RefineConfig) -> None:
 
 
 def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
-    """iteration(state, wm_params, reward_params, anchor, pool_image, pool_proprio)
-    -> (state, metrics): sample first frames, imagine a scored batch, update. Jitted."""
+    """iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions,
+    pool_proprio) -> (state, metrics): sample starts, imagine a scored batch, update. Jitted."""
     from robolearn.imagination import make_scored_rollout
     from robolearn.policies.ppo.train import make_update
 
@@ -185,11 +223,17 @@ def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
     update = make_update(ppo, graphs, parts.policy.stats)
 
     @jax.jit
-    def iteration(state, wm_params, reward_params, anchor, pool_image, pool_proprio):
+    def iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions, pool_proprio):
         rng, idx_rng, roll_rng = jax.random.split(state.rng, 3)
-        idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_image.shape[0])
+        idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_frames.shape[0])
         traj = rollout(
-            wm_params, state.params, reward_params, roll_rng, pool_image[idx], pool_proprio[idx]
+            wm_params,
+            state.params,
+            reward_params,
+            roll_rng,
+            pool_frames[idx],
+            pool_actions[idx],
+            pool_proprio[idx],
         )
         return update(state.replace(rng=rng), traj, anchor)
 

@@ -87,6 +87,39 @@ def test_parts_that_do_not_fit_are_refused(parts, tmp_path, capsys, override, ne
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
+def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, capsys):
+    from robolearn.data.store import iter_episodes
+    from robolearn.runs.refine import RefineConfig, initial_windows
+    from world_models.checkpoint import load_world_model
+
+    info = load_world_model(parts["wm"], "drawer", 7).info
+    cfg = RefineConfig(task="drawer", data=(str(parts["data"]),), start_step=4)
+    frames, actions, proprio = initial_windows(cfg, info)
+    _, ep = next(iter(iter_episodes(parts["data"])))
+    t = info.context
+    assert frames.shape[:2] == (8, t) and actions.shape == (8, t, 7)
+    # the window ends at step 4; its actions are the ones that led into those frames
+    assert (frames[0, -1] == ep.image[4]).all() and (frames[0, 0] == ep.image[4 - t + 1]).all()
+    assert actions[0, -1] == pytest.approx(ep.action[3])
+    assert proprio[0, -1] == pytest.approx(ep.proprio[4])
+
+    out = tmp_path / "mid"
+    assert _refine(parts, out, "--start-step", "4", "--horizon", "2", iterations=1) == 0
+    assert json.loads((out / "metrics.jsonl").read_text())["iteration"] == 1
+    capsys.readouterr()
+    # 6-step episodes have no step 7; a start step needs recordings; a horizon past the end
+    for extra, needle in [
+        (("--start-step", "7"), "no episodes of task 'drawer' longer than 7 steps"),
+        (("--start-step", "49"), "runs past drawer's 50 steps"),
+    ]:
+        assert _refine(parts, tmp_path / "x", *extra) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+    argv = ["refine", "--task", "drawer", "--start-step", "3", "--out", str(tmp_path / "y")]
+    assert main(argv) == 2
+    assert "--start-step needs --data" in capsys.readouterr().err
+
+
 def test_existing_run_is_not_overwritten(parts, tmp_path, capsys):
     out = tmp_path / "refined"
     assert _refine(parts, out, iterations=1) == 0
