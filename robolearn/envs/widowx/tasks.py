@@ -1,4 +1,4 @@
-"""WidowX tasks in MuJoCo: `drawer`, `drawer-close` and `push`, all at 5 Hz with 64x64 images.
+"""WidowX tasks in MuJoCo: `drawer`, `drawer-close`, `push`, `press` (contact.py); 5 Hz, 64x64.
 
 A task owns one compiled MjModel/MjData and one Camera. Per episode it places objects from the
 reset rng (and, with `visual_randomization`, jitters light, colours and camera pose), puts the arm
@@ -43,6 +43,10 @@ class WidowXTask(Task):
         m = self.model
         self._arm_qadr = np.array([m.joint(ARM + n).qposadr[0] for n in wx.JOINT_NAMES])
         self._arm_act = np.array([m.actuator(ARM + n).id for n in wx.JOINT_NAMES])
+        self._arm_dof = np.array([m.joint(ARM + n).dofadr[0] for n in wx.JOINT_NAMES])
+        self._arm_geom = np.array(
+            [m.body(int(b)).name.startswith(ARM) for b in m.geom_bodyid], dtype=bool
+        )
         self._finger_qadr = np.array([m.joint(ARM + n).qposadr[0] for n in FINGER_JOINTS])
         self._finger_act = np.array([m.actuator(ARM + n).id for n in FINGER_ACTUATORS])
         self._tip = m.site(ARM + TIP_SITE).id
@@ -136,6 +140,50 @@ class WidowXTask(Task):
     def arm_q(self) -> np.ndarray:
         """Measured arm joint angles (rad) [6]."""
         return self.data.qpos[self._arm_qadr].copy()
+
+    # -- joint-level driving (hardware.sim_arm: the simulated arm behind the robot bridge) ------
+
+    def arm_qdot(self) -> np.ndarray:
+        """Measured arm joint velocities (rad/s) [6]."""
+        return self.data.qvel[self._arm_dof].copy()
+
+    def arm_torque(self) -> np.ndarray:
+        """Torque the arm's position actuators apply (N m) [6], within arm.TORQUE_LIMIT."""
+        return self.data.actuator_force[self._arm_act].copy()
+
+    def set_joint_targets(self, q_rad: np.ndarray, finger_m: float) -> None:
+        """Joint position targets of the six arm actuators (rad) [6] and both fingers (m).
+
+        Bypasses the end-effector control: the caller (a robot bridge) drives the joints directly.
+        MuJoCo clamps each target into its actuator's ctrlrange (the joint limits).
+        """
+        self.data.ctrl[self._arm_act] = np.asarray(q_rad, dtype=np.float64)
+        self.data.ctrl[self._finger_act] = float(finger_m)
+
+    def advance(self, nstep: int) -> None:
+        """Run `nstep` physics steps (model.opt.timestep each) with the current targets."""
+        mujoco.mj_step(self.model, self.data, nstep=nstep)
+
+    def camera_image(self) -> np.ndarray:
+        """A fresh frame of the task camera for the current physics state, uint8 [H, W, 3]."""
+        return self._image()
+
+    def success_now(self) -> bool:
+        """Task success for the current physics state."""
+        return bool(self._success())
+
+    def arm_contact_force_n(self) -> tuple[float, float]:
+        """(total, max) normal contact force (N) on the arm and gripper from the scene."""
+        total = peak = 0.0
+        force = np.zeros(6)
+        for i in range(self.data.ncon):
+            con = self.data.contact[i]
+            if not (self._arm_geom[con.geom1] or self._arm_geom[con.geom2]):
+                continue
+            mujoco.mj_contactForce(self.model, self.data, i, force)
+            total += abs(force[0])
+            peak = max(peak, abs(force[0]))
+        return total, peak
 
 
 class DrawerTask(WidowXTask):
@@ -233,10 +281,17 @@ class PushTask(WidowXTask):
         return self.model.body_pos[self._target].copy()
 
 
+def _press_task(info: TaskInfo, config: TaskConfig) -> WidowXTask:
+    from robolearn.envs.widowx.contact import PressTask  # contact.py builds on this module
+
+    return PressTask(info, config)
+
+
 _TASKS = {
     "drawer": ("open the drawer", DrawerTask),
     "drawer-close": ("close the drawer", DrawerCloseTask),
     "push": ("push the block to the target", PushTask),
+    "press": ("press the button", _press_task),
 }
 MAX_STEPS = 50
 

@@ -1,0 +1,209 @@
+"""The simulated WidowX: a MuJoCo WidowX scene driven by joint position commands, as a driver is.
+
+`SimArm` is what the robot bridge (hardware.bridge) and the simulated ROS 2 driver
+(hardware.ros2_sim_driver) talk to instead of the Interbotix driver: it takes joint position
+targets for the six arm joints and the gripper fingers, advances physics in steps of the driver
+period, and reports joint states (position, velocity, effort) and the 64x64 task camera image the
+policy was trained on. It wraps a WidowX task of robolearn.envs (`drawer` by default): `reset(seed)`
+places the scene and puts the arm in the task's start pose exactly as the task does, but after that
+the task's own end-effector control is bypassed, so everything between policy and joints is the
+bridge's.
+
+Effort is reported in the unit the real driver uses, motor current in mA, scaled from the
+simulated actuator torque so that a saturated simulated servo (arm.TORQUE_LIMIT) reads the real
+arm's nominal current, NOMINAL_CURRENT_MA = [800, 1000, 600, 600, 600, 700] mA (the base of the
+Interbotix/BridgeData safe-stop threshold, 1.7x these): effort_mA = NOMINAL_CURRENT_MA * tau /
+TORQUE_LIMIT. The simulated servos have strong joint damping, so ordinary fast moves saturate
+them (measured with the drawer BC policy); a scale that let saturation cross the threshold would
+safe-stop every episode. The default shield therefore never safe-stops the simulated arm on its
+own effort; set ShieldConfig.effort_limit below NOMINAL_CURRENT_MA to exercise the safe stop in
+simulation.
+
+`run_closed_loop` drives a SimArm with a Bridge in simulated time, and `python -m hardware.sim_arm`
+measures the closed-loop success of a policy over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from robolearn import envs
+from robolearn.core import widowx as wx
+from robolearn.envs.widowx.arm import TORQUE_LIMIT
+from robolearn.envs.widowx.tasks import WidowXTask
+
+PHYSICS_DT_S = 0.002
+NOMINAL_CURRENT_MA = np.array([800.0, 1000.0, 600.0, 600.0, 600.0, 700.0])
+
+
+def torque_to_current_ma(tau_nm: np.ndarray) -> np.ndarray:
+    """The simulated servos' torque (N m) [6] as motor current (mA) [6] (see the module doc)."""
+    return NOMINAL_CURRENT_MA * np.asarray(tau_nm, dtype=np.float64) / TORQUE_LIMIT
+
+
+class SimArm:
+    """A WidowX task's MuJoCo scene behind a joint-position driver interface (no ROS).
+
+    task: a WidowX task name of robolearn.envs (drawer, drawer-close, push, ...).
+    seed: the first reset's seed (scene placement as the task draws it).
+    image_size: side of the square camera image (the policy's training size, 64).
+    """
+
+    def __init__(self, task: str = "drawer", seed: int = 0, image_size: int = 64):
+        made = envs.make(task, image_size=image_size)
+        if not isinstance(made, WidowXTask):
+            made.close()
+            raise ValueError(f"task {task!r} is not a WidowX task; SimArm drives WidowX scenes")
+        self.task = made
+        self.image_size = image_size
+        self.seed = seed
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Place the scene from `seed` and put the arm at rest in the task's start pose."""
+        self.seed = self.seed if seed is None else seed
+        self.task.reset(seed=self.seed)
+
+    def command(self, q_rad: np.ndarray, finger_m: float) -> None:
+        """Joint position targets: arm (rad) [6] and finger position (m, both fingers)."""
+        q = np.asarray(q_rad, dtype=np.float64)
+        if q.shape != (wx.NUM_JOINTS,) or not np.all(np.isfinite(q)) or not np.isfinite(finger_m):
+            raise ValueError(f"SimArm.command needs 6 finite joint targets, got {q.tolist()}")
+        self.task.set_joint_targets(q, finger_m)
+
+    def step(self, dt_s: float) -> None:
+        """Advance physics by `dt_s` seconds (whole 2 ms physics steps, at least one)."""
+        self.task.advance(max(1, round(dt_s / PHYSICS_DT_S)))
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(q rad [6], qdot rad/s [6], finger positions m [2], effort mA [6])."""
+        effort = torque_to_current_ma(self.task.arm_torque())
+        return self.task.arm_q(), self.task.arm_qdot(), self.task.finger_q(), effort
+
+    def render(self) -> np.ndarray:
+        """The task camera's frame of the current state, uint8 [image_size, image_size, 3]."""
+        return self.task.camera_image()
+
+    def success(self) -> bool:
+        """Whether the task is solved in the current state (e.g. the drawer is open)."""
+        return self.task.success_now()
+
+    def contact_force_n(self) -> float:
+        """Peak normal contact force (N) between the scene and any arm or gripper part, now."""
+        return self.task.arm_contact_force_n()[1]
+
+    @property
+    def time_s(self) -> float:
+        """Simulated time since the last reset (s)."""
+        return float(self.task.data.time)
+
+    def close(self) -> None:
+        """Release the renderer."""
+        self.task.close()
+
+
+def run_closed_loop(
+    bridge, arm: SimArm, seconds: float = 10.0, camera_hz: float = 30.0
+) -> dict[str, Any]:
+    """Drive `arm` with a hardware.bridge.Bridge in simulated time (no sleeping), from `start`.
+
+    Each control period (1 / bridge.cfg.control_hz): joint state -> bridge; a camera frame when
+    one is due (camera_hz, and always right before a policy step, so the policy sees the current
+    scene as in the simulator); the policy step when due; control_step; command; physics.
+    Returns success (at any time), the first success time (s), the bridge's status, the lowest
+    tank level (J), the largest command excursion beyond the hardware joint limits (rad, 0 when
+    inside) and the peak contact force (N).
+    """
+    dt = 1.0 / bridge.cfg.control_hz
+    t0, last_frame = arm.time_s, -np.inf
+    first_success, min_energy, beyond, peak_force = None, np.inf, 0.0, 0.0
+    for i in range(round(seconds / dt)):
+        now = t0 + i * dt  # from the counter: summed 2 ms steps drift off the policy schedule
+        q, qdot, finger, effort = arm.joint_state()
+        bridge.observe_joints(now, q, qdot, finger, effort)
+        success = arm.success()
+        if success and first_success is None:
+            first_success = round(now - t0, 9)
+        if i == 0 or bridge.policy_due(now) or now - last_frame >= 1.0 / camera_hz - 1e-9:
+            bridge.observe_image(now, arm.render())
+            last_frame = now
+        if i == 0:
+            bridge.start(now)
+        if bridge.policy_due(now):
+            bridge.mark_success(success)
+            bridge.run_policy(now)
+        cmd = bridge.control_step(now)
+        beyond = max(beyond, _beyond_limits(cmd.q_rad, cmd.finger_m))
+        min_energy = min(min_energy, bridge.tank.energy_j)
+        arm.command(cmd.q_rad, cmd.finger_m)
+        arm.step(dt)
+        peak_force = max(peak_force, arm.contact_force_n())
+    bridge.mark_success(arm.success())
+    bridge.hold(t0 + round(seconds / dt) * dt, "episode end")
+    return {
+        "success": first_success is not None,
+        "first_success_s": first_success,
+        "min_tank_energy_j": float(min_energy),
+        "beyond_limits_rad": float(beyond),
+        "peak_contact_force_n": float(peak_force),
+        "status": bridge.status(),
+    }
+
+
+def _beyond_limits(q_rad: np.ndarray, finger_m: float) -> float:
+    """How far a command lies outside the hardware joint / finger limits (0 inside)."""
+    over = np.maximum(q_rad - wx.Q_UPPER_RAD, 0.0) + np.maximum(wx.Q_LOWER_RAD - q_rad, 0.0)
+    finger = max(finger_m - wx.FINGER_UPPER_M, wx.FINGER_LOWER_M - finger_m, 0.0)
+    return float(max(over.max(), finger))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m hardware.sim_arm`: the bridge driving the simulated arm; success over seeds."""
+    import argparse
+    import json
+
+    from hardware.bridge import Bridge, BridgeConfig, load_policy
+
+    parser = argparse.ArgumentParser(prog="python -m hardware.sim_arm", description=main.__doc__)
+    parser.add_argument("--policy", default="bundle:drawer/bc")
+    parser.add_argument("--task", default="drawer")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="episode i resets with seed + i")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-filter", action="store_true", help="passivity filter off")
+    parser.add_argument("--record", default=None, help="episode store for the episodes")
+    args = parser.parse_args(argv)
+    policy = load_policy(args.policy, args.task)
+    cfg = BridgeConfig(task=args.task, record_dir=args.record, policy_name=args.policy)
+    if args.no_filter:
+        cfg = dataclasses.replace(cfg, passivity=dataclasses.replace(cfg.passivity, enabled=False))
+    arm, wins = SimArm(args.task, seed=args.seed), 0
+    try:
+        for i in range(args.episodes):
+            arm.reset(args.seed + i)
+            out = run_closed_loop(Bridge(policy, cfg), arm, args.seconds)
+            wins += out["success"]
+            status = out["status"]
+            print(
+                json.dumps(
+                    {
+                        "seed": args.seed + i,
+                        "success": out["success"],
+                        "first_success_s": out["first_success_s"],
+                        "min_tank_energy_j": round(out["min_tank_energy_j"], 3),
+                        "filter_activations": status["tank"]["activations"],
+                        "interventions": status["interventions"],
+                        "peak_contact_force_n": round(out["peak_contact_force_n"], 1),
+                    }
+                )
+            )
+    finally:
+        arm.close()
+    print(f"success {wins}/{args.episodes} in {args.seconds:g} s episodes ({args.policy})")
+
+
+if __name__ == "__main__":
+    main()

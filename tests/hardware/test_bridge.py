@@ -1,0 +1,341 @@
+"""The bridge core (hardware.bridge): rates, ramp, holds, status, recording, and the closed loop.
+
+Unit tests feed the bridge joint states directly and use small scripted policies (plain callables
+with the policy's signature); the ramp is checked against the real simulator's joint targets, and
+the closed-loop test runs the shipped BC drawer policy through the bridge on the simulated arm.
+"""
+
+import dataclasses
+import json
+import threading
+
+import mujoco
+import numpy as np
+import pytest
+
+from hardware.bridge import (
+    SIM_RAMP_FRACTION,
+    Bridge,
+    BridgeConfig,
+    JointCommand,
+    ObservationError,
+    load_policy,
+)
+from hardware.sim_arm import SimArm, run_closed_loop
+from robolearn import envs
+from robolearn.bundles import BundleError
+from robolearn.core import widowx as wx
+from robolearn.core import widowx_control as control
+from robolearn.core.errors import ConfigError
+from robolearn.data.store import list_episodes, read_episode
+
+START_Q = control.start_target().q_rad
+OPEN = np.full(2, wx.FINGER_UPPER_M)
+SMALL = np.array([0.3, -0.2, 0.2, 0.1, -0.1, 0.1, 1.0], np.float32)
+
+
+class Scripted:
+    """A policy that returns the given actions in turn (the last one repeats) and counts calls."""
+
+    def __init__(self, *actions):
+        self.actions, self.calls = list(actions), 0
+
+    def __call__(self, obs):
+        assert obs["image"].shape == (64, 64, 3) and obs["proprio"].shape == (7,)
+        self.calls += 1
+        return self.actions[min(self.calls, len(self.actions)) - 1]
+
+
+def no_filter(**kwargs) -> BridgeConfig:
+    cfg = BridgeConfig(**kwargs)
+    return dataclasses.replace(cfg, passivity=dataclasses.replace(cfg.passivity, enabled=False))
+
+
+def feed(bridge, now, q=START_Q, image=True):
+    bridge.observe_joints(now, q, np.zeros(6), OPEN, np.zeros(6))
+    if image:
+        bridge.observe_image(now, np.full((64, 64, 3), 90, np.uint8))
+
+
+def run(bridge, t0, seconds, dt=0.01):
+    """Drive the bridge with a static arm; returns the commands."""
+    out = []
+    for i in range(round(seconds / dt)):
+        now = t0 + i * dt
+        feed(bridge, now)
+        if bridge.policy_due(now):
+            bridge.run_policy(now)
+        out.append(bridge.control_step(now))
+    return out
+
+
+def test_holds_the_measured_position_until_started():
+    policy = Scripted(SMALL)
+    bridge = Bridge(policy, BridgeConfig())
+    assert bridge.control_step(0.0) is None  # nothing measured yet
+    feed(bridge, 0.0)
+    for i in range(30):
+        feed(bridge, i * 0.01)
+        bridge.run_policy(i * 0.01)
+        cmd = bridge.control_step(i * 0.01)
+        assert isinstance(cmd, JointCommand)
+        np.testing.assert_array_equal(cmd.q_rad, START_Q)
+        assert cmd.finger_m == wx.FINGER_UPPER_M
+    assert policy.calls == 0 and bridge.mode == "idle" and not bridge.policy_due(0.3)
+
+
+def _simulator_ctrl(monkeypatch, action):
+    """The arm joint targets the drawer task applies in each 20 ms chunk of one step(action)."""
+    task = envs.make("drawer")
+    task.reset(seed=0)
+    seen, step = [], mujoco.mj_step
+
+    def spy(model, data, nstep=1):
+        seen.append(data.ctrl[task._arm_act].copy())
+        step(model, data, nstep=nstep)
+
+    monkeypatch.setattr(mujoco, "mj_step", spy)
+    task.step(action)
+    monkeypatch.undo()
+    task.close()
+    return np.array(seen)
+
+
+@pytest.mark.parametrize("control_hz", [50.0, 100.0])
+def test_ramp_matches_the_simulator(monkeypatch, control_hz):
+    sim = _simulator_ctrl(monkeypatch, SMALL)  # [10 chunks, 6]
+    assert sim.shape == (10, 6)
+    cfg = no_filter(control_hz=control_hz, ramp_fraction=SIM_RAMP_FRACTION)
+    bridge = Bridge(Scripted(SMALL), cfg)
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    cmds = np.array([c.q_rad for c in run(bridge, 0.0, 0.2, dt=1.0 / control_hz)])
+    per_chunk = round(control_hz / 50.0)
+    # The command that ends each 20 ms chunk is the simulator's target for that chunk ...
+    np.testing.assert_allclose(cmds[per_chunk - 1 :: per_chunk], sim, atol=2e-4)
+    # ... reached after 70 % of the step and then held; at 100 Hz the midpoints lie between.
+    np.testing.assert_allclose(cmds[-1], sim[-1], atol=2e-4)
+    if per_chunk == 2:
+        np.testing.assert_allclose(cmds[2:14:2], 0.5 * (sim[:6] + sim[1:7]), atol=2e-4)
+    assert bridge.status()["interventions"] == {}
+
+
+def test_default_ramp_spans_the_policy_period():
+    bridge = Bridge(Scripted(SMALL), no_filter())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    cmds = np.array([c.q_rad for c in run(bridge, 0.0, 0.4)])
+    target, ok = control.step_target(
+        control.EETarget(wx.fk(START_Q)[:3, 3], wx.mat_to_rpy(wx.fk(START_Q)[:3, :3]), START_Q),
+        SMALL.astype(np.float64),
+    )
+    assert ok
+    expected = START_Q + np.arange(1, 21)[:, None] / 20 * (target.q_rad - START_Q)
+    np.testing.assert_allclose(cmds[:20], expected, atol=1e-9)
+    steps = np.abs(np.diff(cmds, axis=0)).max()
+    assert steps <= wx.VELOCITY_LIMIT_RAD_S * 0.01 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind"),
+    [
+        (np.array([0, 0, np.nan, 0, 0, 0, 1], np.float32), "policy_nan"),
+        (np.array([0, 0, 0, np.inf, 0, 0, 1], np.float32), "policy_nan"),
+        (np.zeros(6, np.float32), "policy_shape"),
+        ("open it", "policy_shape"),
+    ],
+)
+def test_bad_action_holds_until_started_again(bad, kind):
+    policy = Scripted(SMALL, bad, SMALL)
+    bridge = Bridge(policy, BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    cmds = run(bridge, 0.0, 1.0)
+    status = bridge.status()
+    assert status["mode"] == "hold" and status["hold_reason"] == kind
+    assert status["interventions"][kind] == 1 and status["policy_steps"] == 1
+    assert ("NaN/inf" if kind == "policy_nan" else "shape") in status["last_error"]
+    assert policy.calls == 2  # nothing runs after the hold
+    held = [c.q_rad for c in cmds[25:]]
+    np.testing.assert_array_equal(held, np.broadcast_to(cmds[24].q_rad, (len(held), 6)))
+    bridge.start(1.0)
+    run(bridge, 1.0, 0.5)
+    assert bridge.mode == "running" and policy.calls == 5
+
+
+def test_policy_exception_holds():
+    def broken(obs):
+        raise RuntimeError("GPU fell off")
+
+    bridge = Bridge(broken, BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 0.1)
+    assert bridge.mode == "hold" and "GPU fell off" in bridge.status()["last_error"]
+
+
+def test_stale_joint_states_hold_within_one_watchdog_period():
+    bridge = Bridge(Scripted(SMALL), BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 0.5)
+    assert bridge.mode == "running"
+    last = bridge.control_step(0.5)
+    timeout = bridge.cfg.shield.joint_state_timeout_s
+    t = 0.5
+    while bridge.mode == "running":  # the driver died at t = 0.49: no more joint states
+        t += 0.01
+        cmd = bridge.control_step(t)
+    assert t <= 0.49 + timeout + 0.01 + 1e-9
+    assert "stale_joint_states" in bridge.status()["hold_reason"]
+    # Holding: the commands stay at the last safe one, also once joint states come back.
+    np.testing.assert_allclose(cmd.q_rad, last.q_rad, atol=wx.VELOCITY_LIMIT_RAD_S * 0.06)
+    held = [c.q_rad for c in run(bridge, t + 0.01, 0.5)]
+    np.testing.assert_array_equal(held, np.broadcast_to(cmd.q_rad, (len(held), 6)))
+    assert bridge.mode == "hold"
+    bridge.start(t + 0.6)
+    assert bridge.mode == "running"
+    run(bridge, t + 0.6, 0.3)
+    assert bridge.mode == "running"
+
+
+def test_effort_over_the_threshold_is_a_safe_stop():
+    bridge = Bridge(Scripted(SMALL), BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 0.3)
+    q_now = START_Q + 0.01
+    bridge.observe_joints(0.3, q_now, np.zeros(6), OPEN, np.array([0, 5000.0, 0, 0, 0, 0]))
+    cmd = bridge.control_step(0.3)
+    status = bridge.status()
+    assert status["mode"] == "hold" and "effort" in status["hold_reason"]
+    assert status["shield_mode"] == "stopped"
+    np.testing.assert_allclose(cmd.q_rad, q_now)  # stop pushing: hold where the arm is
+
+
+def test_observations_are_checked():
+    bridge = Bridge(Scripted(SMALL), BridgeConfig())
+    with pytest.raises(ObservationError, match="shape"):
+        bridge.observe_joints(0.0, np.zeros(5), np.zeros(6), OPEN)
+    with pytest.raises(ObservationError, match="NaN"):
+        bridge.observe_joints(0.0, np.zeros(6), np.full(6, np.nan), OPEN)
+    with pytest.raises(ObservationError, match="uint8"):
+        bridge.observe_image(0.0, np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ObservationError, match="no joint state"):
+        bridge.start(0.0)
+    bridge.observe_joints(0.0, START_Q, np.zeros(6), OPEN)
+    with pytest.raises(ObservationError, match="no camera image"):
+        bridge.start(0.0)
+    assert bridge.status()["interventions"] == {"bad_image": 1, "bad_joint_state": 2}
+    bridge.observe_image(0.0, np.zeros((480, 640, 3), np.uint8))  # resized, not rejected
+    bridge.start(0.0)
+    with pytest.raises(ConfigError, match="control_hz"):
+        BridgeConfig(policy_hz=10.0, control_hz=5.0)
+    with pytest.raises(ConfigError, match="ramp_fraction"):
+        BridgeConfig(ramp_fraction=0.0)
+
+
+def test_status_is_a_json_snapshot():
+    bridge = Bridge(Scripted(SMALL), BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 1.0)
+    status = json.loads(json.dumps(bridge.status()))
+    assert status["mode"] == "running" and status["steps"] == 100
+    assert status["policy_steps"] == 5 and status["episodes"] == 1
+    assert set(status["tank"]) >= {"energy_j", "alpha", "injected_power_w", "injected_energy_j"}
+    assert status["last_action"] == pytest.approx(SMALL.tolist())
+    assert status["last_error"] == "" and len(status["command"]) == 6
+    assert 0.0 < status["tank"]["energy_j"] <= bridge.cfg.passivity.energy_max_j
+
+
+def test_policy_runs_outside_the_lock_and_late_results_are_dropped():
+    release, started = threading.Event(), threading.Event()
+
+    def slow(obs):
+        started.set()
+        assert release.wait(10.0)
+        return SMALL
+
+    bridge = Bridge(slow, BridgeConfig())
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    worker = threading.Thread(target=bridge.run_policy, args=(0.0,))
+    worker.start()
+    assert started.wait(10.0)
+    assert not bridge.policy_due(0.0)  # one policy call at a time
+    cmd = bridge.control_step(0.01)  # not blocked by the running policy
+    assert cmd is not None and not release.is_set()
+    bridge.hold(0.02, "operator")
+    release.set()
+    worker.join(10.0)
+    assert bridge.status()["policy_steps"] == 0 and bridge.mode == "hold"
+
+
+def test_recording_writes_a_store_episode(tmp_path):
+    store = tmp_path / "deploy"
+    policy = Scripted(SMALL, SMALL * 0.5)
+    bridge = Bridge(policy, BridgeConfig(record_dir=str(store), policy_name="scripted"))
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    for i in range(100):
+        now = i * 0.01
+        bridge.observe_joints(now, START_Q, np.full(6, 0.01), OPEN)
+        bridge.observe_image(now, np.full((120, 160, 3), i, np.uint8))  # resized to 64x64
+        if bridge.policy_due(now):
+            bridge.mark_success(i >= 80)
+            bridge.run_policy(now)
+        bridge.control_step(now)
+    bridge.hold(1.0, "operator")
+    (path,) = list_episodes(store)
+    assert bridge.status()["last_episode"] == str(path)
+    episode = read_episode(path)
+    assert episode.num_steps == 5
+    assert episode.image.shape == (6, 64, 64, 3) and episode.state.shape == (6, 12)
+    np.testing.assert_array_equal(episode.image[:5, 0, 0, 0], [0, 20, 40, 60, 80])
+    np.testing.assert_allclose(episode.action, [SMALL] + [SMALL * 0.5] * 4)
+    np.testing.assert_allclose(episode.proprio[0], wx.proprio(START_Q, OPEN), atol=1e-6)
+    np.testing.assert_allclose(episode.state[:, 6:], 0.01)
+    assert episode.success.tolist() == [False] * 4 + [True, True]
+    meta = episode.meta
+    assert meta.source == "robot" and meta.fps == 5.0 and meta.policy == "scripted"
+    assert meta.task == "drawer" and meta.extra["bridge"]["end_reason"] == "operator"
+    steps = meta.extra["steps"]
+    assert len(steps["tank_energy_j"]) == len(steps["alpha_min"]) == 6
+    assert all(0 <= a <= 1 for a in steps["alpha_min"])
+    # A start followed by a hold before any action records nothing.
+    bridge.start(2.0)
+    bridge.hold(2.01, "operator")
+    assert len(list_episodes(store)) == 1
+
+
+def test_load_policy_errors(tmp_path):
+    with pytest.raises(BundleError, match="no shipped bundle part"):
+        load_policy("bundle:drawer/nope")
+    with pytest.raises(ConfigError, match="no policy at"):
+        load_policy(str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="images"):
+        load_policy("bundle:drawer/bc", image_size=128)
+
+
+@pytest.fixture(scope="module")
+def bc_policy():
+    return load_policy("bundle:drawer/bc", "drawer")
+
+
+def test_closed_loop_bc_policy_opens_the_drawer(bc_policy, tmp_path):
+    arm = SimArm("drawer", seed=0)
+    cfg = BridgeConfig(record_dir=str(tmp_path / "store"), policy_name="bundle:drawer/bc")
+    bridge = Bridge(bc_policy, cfg)
+    out = run_closed_loop(bridge, arm, seconds=6.0)
+    arm.close()
+    status = out["status"]
+    assert out["success"] and out["first_success_s"] < 5.0
+    assert out["beyond_limits_rad"] == 0.0
+    assert out["min_tank_energy_j"] >= cfg.passivity.energy_min_j - 1e-9
+    assert status["tank"]["violations"] == 0 and status["hold_reason"] == "episode end"
+    assert status["interventions"].get("stale_image", 0) == 0
+    assert status["policy_steps"] == 30
+    (path,) = list_episodes(tmp_path / "store")
+    episode = read_episode(path)
+    assert episode.num_steps == 30 and episode.succeeded and episode.success[-1]

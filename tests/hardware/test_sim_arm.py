@@ -1,0 +1,88 @@
+"""The simulated WidowX (hardware.sim_arm): real MuJoCo drawer scene driven by joint commands."""
+
+import numpy as np
+import pytest
+
+from hardware.sim_arm import NOMINAL_CURRENT_MA, SimArm, torque_to_current_ma
+from robolearn import envs
+from robolearn.core import widowx as wx
+from robolearn.core import widowx_control as control
+from robolearn.envs.widowx.arm import TORQUE_LIMIT
+
+
+@pytest.fixture(scope="module")
+def arm():
+    arm = SimArm("drawer", seed=0)
+    yield arm
+    arm.close()
+
+
+def test_reset_puts_the_arm_in_the_task_start_pose(arm):
+    arm.reset(3)
+    q, qdot, finger, effort = arm.joint_state()
+    assert q.shape == qdot.shape == effort.shape == (6,) and finger.shape == (2,)
+    np.testing.assert_allclose(q, control.start_target().q_rad, atol=1e-12)
+    np.testing.assert_allclose(finger, wx.FINGER_UPPER_M)
+    assert np.all(qdot == 0) and arm.time_s == 0.0
+    assert not arm.success() and arm.contact_force_n() == 0.0
+    # Same scene and image as the task itself after reset(seed=3).
+    task = envs.make("drawer")
+    obs, _ = task.reset(seed=3)
+    np.testing.assert_array_equal(arm.render(), obs["image"])
+    np.testing.assert_allclose(wx.proprio(q, finger), obs["proprio"], atol=1e-6)
+    task.close()
+
+
+def test_commands_are_tracked_and_time_advances(arm):
+    arm.reset(0)
+    q0 = arm.joint_state()[0]
+    target = q0 + np.array([0.2, -0.1, 0.1, 0.2, -0.2, 0.3])
+    arm.command(target, wx.FINGER_LOWER_M)
+    for _ in range(50):
+        arm.step(0.01)
+    assert arm.time_s == pytest.approx(0.5)
+    q, qdot, finger, effort = arm.joint_state()
+    np.testing.assert_allclose(q, target, atol=5e-3)
+    np.testing.assert_allclose(finger, wx.FINGER_LOWER_M, atol=1e-3)
+    assert np.abs(qdot).max() < 0.05 and np.abs(effort).max() < 0.1 * NOMINAL_CURRENT_MA.min()
+
+
+def test_render_is_the_policy_image_and_changes_with_the_arm(arm):
+    arm.reset(0)
+    before = arm.render()
+    assert before.dtype == np.uint8 and before.shape == (64, 64, 3)
+    arm.command(arm.joint_state()[0] + np.array([0.5, 0, 0, 0, 0, 0]), wx.FINGER_UPPER_M)
+    arm.step(0.3)
+    assert np.abs(arm.render().astype(int) - before).sum() > 1000
+
+
+def test_pushing_into_the_table_reads_as_contact_force_and_effort(arm):
+    arm.reset(0)
+    q0 = arm.joint_state()[0]
+    below, _ = wx.ik_dls(np.array([0.25, 0.0, -0.03]), None, q0)
+    arm.command(below, wx.FINGER_UPPER_M)
+    arm.step(1.5)
+    effort = arm.joint_state()[3]
+    assert arm.contact_force_n() > 5.0  # the tip is held up by the table
+    assert np.abs(effort).max() > 100.0  # and the servos push against it
+
+
+def test_success_is_the_task_success(arm):
+    arm.reset(0)
+    task = arm.task
+    slide = task.model.joint("drawer").qposadr[0]
+    task.data.qpos[slide] = 0.1
+    assert arm.success()
+    arm.reset(0)
+    assert not arm.success()
+
+
+def test_effort_scale_and_bad_commands():
+    np.testing.assert_allclose(torque_to_current_ma(TORQUE_LIMIT), NOMINAL_CURRENT_MA)
+    np.testing.assert_allclose(torque_to_current_ma(-0.5 * TORQUE_LIMIT), -0.5 * NOMINAL_CURRENT_MA)
+    arm = SimArm(seed=1)
+    with pytest.raises(ValueError, match="6 finite joint targets"):
+        arm.command(np.full(6, np.nan), 0.02)
+    with pytest.raises(ValueError, match="6 finite joint targets"):
+        arm.command(np.zeros(5), 0.02)
+    arm.close()
