@@ -1,0 +1,270 @@
+"""The passivity study: a passivity-agnostic policy on the `press` task, with and without filter.
+
+The comparison of the Passive Safe RL paper (REFERENCES.md section 5), in our simulator. The task is
+`press` (robolearn/envs/widowx/contact.py): push a spring-loaded button down onto its hard stop. The
+passivity-agnostic policy is `AggressivePress`, a scripted end-effector controller that comes to
+4 cm above the button and then drives its target at full speed (5 cm per 5 Hz step) to the
+workspace floor, about 3 cm past the button's stop -- the way a policy trained for success alone
+pushes "harder" to be sure. The reference is the task's gentle scripted expert (it stops its target
+7 mm past first contact). The arm is driven as on the robot: hardware.sim_arm.SimArm (the task's
+MuJoCo scene behind joint position commands) at the 100 Hz driver rate; each 5 Hz action becomes an
+end-effector and joint target (robolearn.core.widowx_control), ramped over the first 70 % of the
+0.2 s step as the simulator does, and every 10 ms setpoint goes through the PassivityFilter
+(hardware.passivity). Filter "off" runs it with enabled=False: commands pass unscaled, the tank
+is still accounted and the steps that leave it below E_min are counted as violations. Filter "on"
+gates. The shield is left out on purpose: its effort stop would end the pushing episodes and hide
+the filter's effect.
+
+Per episode: success (button >= 8 mm down at the end of any 0.2 s step, as `robolearn eval`
+counts), violations (control steps that end with the tank below E_min), injected energy (J, the
+sum of the positive dV the commands put into the port), net energy (injected minus what damping
+refilled and steps returned: what the commands drew from the tank), activations (control steps
+with alpha < 1), the lowest tank level, and the peak contact force between arm and scene (N, the
+largest total normal force at any 2 ms physics step). Both conditions see the same placements and
+the same policy noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from hardware.passivity import PassivityConfig, PassivityFilter
+from hardware.sim_arm import SimArm
+from robolearn.core import widowx_control as control
+from robolearn.core.errors import ConfigError
+from robolearn.core.stats import wilson_interval
+from robolearn.envs.widowx import contact, experts
+
+TASK = "press"
+CONTROL_HZ = 100.0
+CONTROL_PER_POLICY_STEP = round(CONTROL_HZ / control.CONTROL_HZ)  # 20 driver periods per action
+RAMP_PERIODS = round(CONTROL_PER_POLICY_STEP * control.RAMP_CHUNKS / control.INTERP_CHUNKS)
+POLICIES = ("aggressive", "expert")
+
+# The study's tank (K and D: hardware.passivity's port model, the simulated servo's gains). The
+# budget E_init - E_min = 0.4 J is calibrated on this task, noise-free: the gentle expert spends
+# at most ~0.3 J of it over 60 placements (its approach dips the tank ~0.2 J until damping refills
+# it, holding the button down costs ~0.1 J), while the aggressive policy loads 0.8-1.2 J into the
+# port when it drives past the stop.
+ENERGY_INIT_J = 0.5
+ENERGY_MIN_J = 0.1
+ENERGY_MAX_J = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """What the passivity study runs.
+
+    seeds: base seeds; episode i of seed s resets the task with seed 1000 * s + i and draws the
+        policy noise from the same number, so both filter conditions see identical episodes.
+    episodes: episodes per seed. max_steps: 5 Hz policy steps per episode (10 s at 50).
+    policies: "aggressive" (the passivity-agnostic AggressivePress) and/or "expert" (the task's
+        gentle scripted expert, a reference for what the filter costs a well-behaved policy).
+    noise_std: Gaussian noise added to every action dimension (0: deterministic policies).
+    energy_*_j: the tank (hardware.passivity.PassivityConfig) of the "on" and "off" conditions.
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    episodes: int = 20
+    max_steps: int = 50
+    policies: tuple[str, ...] = POLICIES
+    noise_std: float = 0.0
+    energy_init_j: float = ENERGY_INIT_J
+    energy_min_j: float = ENERGY_MIN_J
+    energy_max_j: float = ENERGY_MAX_J
+
+    def __post_init__(self):
+        if not self.seeds or self.episodes < 1 or self.max_steps < 1:
+            raise ConfigError(
+                f"need at least one seed, episode and step, got seeds={self.seeds}, "
+                f"episodes={self.episodes}, max_steps={self.max_steps}"
+            )
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown or not self.policies:
+            raise ConfigError(f"policies must be among {', '.join(POLICIES)}, got {self.policies}")
+        if not self.noise_std >= 0:
+            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        self.passivity(enabled=True)  # validates the tank
+
+    def passivity(self, enabled: bool) -> PassivityConfig:
+        """The filter settings of one condition (dt = the 100 Hz driver period)."""
+        return PassivityConfig(
+            dt_s=1.0 / CONTROL_HZ,
+            energy_init_j=self.energy_init_j,
+            energy_min_j=self.energy_min_j,
+            energy_max_j=self.energy_max_j,
+            enabled=enabled,
+        )
+
+
+class AggressivePress:
+    """The passivity-agnostic policy: to 4 cm above the cap (at the expert's half speed), then
+    drive the target at full speed to the workspace floor under the cap (about 3 cm past the
+    button's stop) and keep it there.
+
+    Acts on the commanded end-effector target (`task.target`) and the cap's position, with the
+    pitch of the task's expert and the gripper closed.
+    """
+
+    PITCH_RAD = contact.PressExpert.PITCH_RAD
+    HOVER_M = 0.04
+
+    def __init__(self, approach_max: float = contact.PressExpert.MAX_ACTION):
+        self.approach_max = approach_max
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the approach phase."""
+        self.diving = False
+
+    def __call__(self, task: contact.PressTask) -> np.ndarray:
+        top = task.cap_top_rest()
+        hover = top + [0.0, 0.0, self.HOVER_M]
+        self.diving = self.diving or bool(np.linalg.norm(task.tip_pos() - hover) < 0.02)
+        if self.diving:
+            floor = np.array([top[0], top[1], control.WORKSPACE_BOX_M[0, 2]])
+            return experts.move_action(task, floor, self.PITCH_RAD, experts.CLOSED)
+        action = experts.move_action(task, hover, self.PITCH_RAD, experts.CLOSED)
+        action[:6] = contact.slow(action[:6], self.approach_max)
+        return action
+
+
+def _expert(task: contact.PressTask) -> np.ndarray:
+    return task.expert_action()
+
+
+def run_episode(
+    arm: SimArm,
+    policy: Callable[[contact.PressTask], np.ndarray],
+    filt: PassivityFilter,
+    seed: int,
+    max_steps: int,
+    noise_std: float = 0.0,
+) -> dict:
+    """One episode of `policy` on `arm` (a SimArm of the press task) through `filt`; its metrics."""
+    arm.reset(seed)
+    task: contact.PressTask = arm.task
+    if hasattr(policy, "reset"):
+        policy.reset()
+    rng = np.random.default_rng(seed)
+    q, qdot, *_ = arm.joint_state()
+    filt.reset(task.target.q_rad)
+    success, lowest = False, filt.state.energy_j
+    for _ in range(max_steps):
+        action = np.asarray(policy(task), dtype=np.float64)
+        if noise_std > 0:
+            action = action + rng.normal(0.0, noise_std, action.shape)
+        action = np.clip(action, -1.0, 1.0)
+        q_prev = task.target.q_rad
+        task.target, _ = control.step_target(task.target, action)
+        finger_m = control.gripper_target_m(action[6])
+        for k in range(1, CONTROL_PER_POLICY_STEP + 1):
+            q_set = q_prev + min(1.0, k / RAMP_PERIODS) * (task.target.q_rad - q_prev)
+            arm.command(filt.filter(q_set, q, qdot), finger_m)
+            arm.step(1.0 / CONTROL_HZ)
+            q, qdot, *_ = arm.joint_state()
+            lowest = min(lowest, filt.state.energy_j)
+        success = success or arm.success()
+    tank = filt.state
+    return {
+        "seed": seed,
+        "success": success,
+        "success_at_end": arm.success(),
+        "violation_steps": tank.violations,
+        "control_steps": tank.steps,
+        "activations": tank.activations,
+        "injected_energy_j": tank.injected_energy_j,
+        "harvested_energy_j": tank.harvested_energy_j,
+        "lowest_energy_j": lowest,
+        "final_energy_j": tank.energy_j,
+        "peak_force_n": task.peak_force_n,
+        "final_force_n": task.contact_force_n(),
+        "final_depth_m": task.button_depth_m(),
+    }
+
+
+def summarize(episodes: list[dict]) -> dict:
+    """The study's metrics over `episodes` (dicts from run_episode) of one condition."""
+    n = len(episodes)
+    wins = sum(e["success"] for e in episodes)
+    violating = sum(e["violation_steps"] > 0 for e in episodes)
+    steps = sum(e["control_steps"] for e in episodes)
+    injected = np.array([e["injected_energy_j"] for e in episodes])
+    net = injected - np.array([e["harvested_energy_j"] for e in episodes])
+    peak = np.array([e["peak_force_n"] for e in episodes])
+    return {
+        "episodes": n,
+        "success": wins,
+        "success_rate": wins / n,
+        "success_ci95": wilson_interval(wins, n),
+        "violation_episodes": violating,
+        "violation_episode_rate": violating / n,
+        "violation_episode_ci95": wilson_interval(violating, n),
+        "violation_step_rate": sum(e["violation_steps"] for e in episodes) / steps,
+        "injected_energy_j_mean": float(injected.mean()),
+        "injected_energy_j_max": float(injected.max()),
+        "net_energy_j_mean": float(net.mean()),
+        "net_energy_j_max": float(net.max()),
+        "activation_rate": sum(e["activations"] for e in episodes) / steps,
+        "lowest_energy_j": float(min(e["lowest_energy_j"] for e in episodes)),
+        "peak_force_n_mean": float(peak.mean()),
+        "peak_force_n_p95": float(np.percentile(peak, 95)),
+        "peak_force_n_max": float(peak.max()),
+        "final_force_n_mean": float(np.mean([e["final_force_n"] for e in episodes])),
+    }
+
+
+def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict:
+    """Every (policy, filter on/off) condition over cfg.seeds x cfg.episodes; the results dict."""
+    arm = SimArm(TASK, seed=0)
+    rows, start = [], time.perf_counter()
+    try:
+        for name in cfg.policies:
+            policy = AggressivePress() if name == "aggressive" else _expert
+            for enabled in (False, True):
+                filt = PassivityFilter(cfg.passivity(enabled))
+                episodes = [
+                    run_episode(arm, policy, filt, 1000 * s + i, cfg.max_steps, cfg.noise_std)
+                    for s in cfg.seeds
+                    for i in range(cfg.episodes)
+                ]
+                row = {"policy": name, "filter": "on" if enabled else "off"}
+                rows.append({**row, **summarize(episodes), "per_episode": episodes})
+                log(f"{name}, filter {row['filter']}: {len(episodes)} episodes, "
+                    f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    finally:
+        arm.close()
+    config = dataclasses.asdict(cfg)
+    config["passivity"] = dataclasses.asdict(cfg.passivity(enabled=True))
+    return {"config": config, "conditions": rows, "seconds": time.perf_counter() - start}
+
+
+def markdown_table(results: dict) -> str:
+    """The study's table (one row per condition) as GitHub markdown."""
+    head = (
+        "| policy | filter | success (95 % CI) | episodes with violations (95 % CI) | "
+        "control steps in violation | injected J (mean / max) | net J (mean / max) | "
+        "activation rate | lowest tank J | peak force N (mean / p95 / max) | force at end N |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in results["conditions"]:
+        lines.append(
+            f"| {r['policy']} | {r['filter']} | "
+            f"{_rate(r['success'], r['episodes'], r['success_ci95'])} | "
+            f"{_rate(r['violation_episodes'], r['episodes'], r['violation_episode_ci95'])} | "
+            f"{100 * r['violation_step_rate']:.1f} % | "
+            f"{r['injected_energy_j_mean']:.2f} / {r['injected_energy_j_max']:.2f} | "
+            f"{r['net_energy_j_mean']:.2f} / {r['net_energy_j_max']:.2f} | "
+            f"{100 * r['activation_rate']:.1f} % | {r['lowest_energy_j']:.2f} | "
+            f"{r['peak_force_n_mean']:.1f} / {r['peak_force_n_p95']:.1f} / "
+            f"{r['peak_force_n_max']:.1f} | {r['final_force_n_mean']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _rate(k: int, n: int, ci: tuple[float, float]) -> str:
+    return f"{k}/{n} ({100 * ci[0]:.1f}-{100 * ci[1]:.1f} %)"

@@ -1,0 +1,115 @@
+"""The passivity study: the `press` contact task and the filter off/on comparison on it.
+
+Real physics (MuJoCo), the real filter (hardware.passivity) and the real simulated arm
+(hardware.sim_arm); no mocks. Episodes are shortened to 12-16 policy steps (the button is pressed
+by step ~9), so the whole file runs in seconds.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import passivity_study as bench_study
+from robolearn import envs
+from robolearn.core.errors import ConfigError
+from robolearn.envs.widowx import contact
+from robolearn.runs import passivity_study as study
+
+
+@pytest.fixture(scope="module")
+def aggressive():
+    """One 16-step episode of the aggressive policy, filter off and on (same placement)."""
+    cfg = study.StudyConfig(seeds=(0,), episodes=1, max_steps=16, policies=("aggressive",))
+    return cfg, study.run_study(cfg, log=lambda _: None)
+
+
+def test_press_task_resets_steps_renders_and_flags_success():
+    task = envs.make("press")
+    try:
+        obs, info = task.reset(seed=0)
+        assert obs["image"].shape == (64, 64, 3) and not info["success"]
+        assert task.contact_force_n() == 0.0 and task.button_depth_m() == pytest.approx(0, abs=1e-3)
+        for _ in range(14):  # the scripted expert: hover over the cap, press, hold
+            obs, reward, _, _, info = task.step(task.expert_action())
+        assert info["success"] and reward == 1.0
+        assert task.button_depth_m() >= contact.PRESS_SUCCESS_M
+        assert 5.0 < task.contact_force_n() <= task.peak_force_n < 40.0
+        np.testing.assert_array_equal(task.render(), obs["image"])
+        for _ in range(2):  # straight up: the spring pushes the cap back, success goes away
+            *_, info = task.step(np.array([0, 0, 1.0, 0, 0, 0, -1.0]))
+        assert not info["success"] and task.button_depth_m() < 1e-3
+        assert task.contact_force_n() == 0.0
+        task.reset(seed=0)
+        assert task.peak_force_n == 0.0  # the episode peak restarts
+    finally:
+        task.close()
+
+
+def test_study_reports_every_metric_for_both_conditions(aggressive):
+    cfg, results = aggressive
+    rows = results["conditions"]
+    assert [(r["policy"], r["filter"]) for r in rows] == [
+        ("aggressive", "off"),
+        ("aggressive", "on"),
+    ]
+    for r in rows:
+        assert r["episodes"] == 1 and len(r["per_episode"]) == 1
+        lo, hi = r["success_ci95"]
+        assert 0.0 <= lo <= r["success_rate"] <= hi <= 1.0
+        assert r["injected_energy_j_mean"] > 0 and r["peak_force_n_max"] > 0
+        assert 0.0 <= r["activation_rate"] <= 1.0 and 0.0 <= r["violation_step_rate"] <= 1.0
+        episode = r["per_episode"][0]
+        assert episode["control_steps"] == 16 * study.CONTROL_PER_POLICY_STEP
+    assert results["config"]["passivity"]["energy_min_j"] == cfg.energy_min_j
+    table = study.markdown_table(results)
+    assert table.count("\n") == 3 and "| aggressive | on |" in table
+    json.dumps(results, default=float)  # results.json material
+
+
+def test_filter_keeps_the_tank_above_e_min_and_lowers_the_force(aggressive):
+    cfg, results = aggressive
+    off, on = results["conditions"]
+    assert on["violation_episodes"] == 0 and on["violation_step_rate"] == 0.0
+    assert on["lowest_energy_j"] >= cfg.energy_min_j - 1e-9
+    assert on["activation_rate"] > 0.3  # the gate holds the push back once the tank is spent
+    assert on["success"] == 1  # the budget still presses the button
+    assert on["net_energy_j_max"] <= cfg.energy_init_j - cfg.energy_min_j + 1e-9
+    assert off["net_energy_j_max"] > 2 * on["net_energy_j_max"]
+    assert on["peak_force_n_max"] < 0.75 * off["peak_force_n_max"]
+    assert on["final_force_n_mean"] < 0.75 * off["final_force_n_mean"]
+
+
+def test_without_the_filter_the_aggressive_policy_violates_the_budget(aggressive):
+    cfg, results = aggressive
+    off = results["conditions"][0]
+    assert off["violation_episodes"] == 1 and off["violation_step_rate"] > 0.2
+    assert off["lowest_energy_j"] < cfg.energy_min_j - 0.3  # overdrawn by far, not by rounding
+    assert off["activation_rate"] == 0.0 and off["success"] == 1
+    assert off["peak_force_n_max"] > 35.0
+
+
+def test_the_gentle_expert_stays_within_the_budget():
+    cfg = study.StudyConfig(seeds=(0,), episodes=1, max_steps=14, policies=("expert",))
+    off, on = study.run_study(cfg, log=lambda _: None)["conditions"]
+    assert off["violation_episodes"] == 0 and off["success"] == 1
+    assert on["activation_rate"] == 0.0  # the filter never touches its commands
+    assert on["per_episode"][0] == off["per_episode"][0]
+
+
+def test_bench_command_prints_the_table_and_writes_results(tmp_path, capsys):
+    argv = ["--seeds", "3", "--episodes", "1", "--max-steps", "3", "--out", str(tmp_path)]
+    assert bench_study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| policy | filter | success (95 % CI) |" in out and "| expert | on |" in out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["conditions"]) == 4 and saved["config"]["seeds"] == [3]
+
+
+def test_bad_study_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="policies must be among aggressive, expert"):
+        study.StudyConfig(policies=("random",))
+    with pytest.raises(ConfigError, match="need at least one seed"):
+        study.StudyConfig(episodes=0)
+    with pytest.raises(ConfigError, match="energy_init_j must lie within"):
+        study.StudyConfig(energy_init_j=0.05)
