@@ -81,6 +81,13 @@ class BridgeConfig:
     record_dir: episode store for deployment episodes; None records nothing.
     task: the task the policy was trained for (checkpoint check, episode meta).
     policy_name: what acted, for the episode meta (e.g. "bundle:drawer/bc").
+    ramp_fraction: the share of the policy period over which joint setpoints ramp to the target.
+    joint_delay_s: how old a joint state already is when it arrives (the driver's sampling and
+        transport; default half a 100 Hz driver period). The passivity filter sees the measured
+        position extrapolated to the control time, q + qdot * (age since arrival +
+        joint_delay_s), capped at max_extrapolation_s: an old q makes the spring error along the motion look larger and the tank pay for energy
+        the command never injected (measured: with 10 ms old joint states and no extrapolation
+        the drawer policy stalled in 4/4 episodes, the filter gating ~96 % of control steps).
     """
 
     policy_hz: float = control.CONTROL_HZ
@@ -93,8 +100,14 @@ class BridgeConfig:
     task: str = "drawer"
     policy_name: str = ""
     ramp_fraction: float = 1.0
+    joint_delay_s: float = 0.005
+    max_extrapolation_s: float = 0.03
 
     def __post_init__(self):
+        for name in ("joint_delay_s", "max_extrapolation_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 0.2:
+                raise ConfigError(f"bridge.{name} must be in [0, 0.2] s, got {value!r}")
         if not isinstance(self.ramp_fraction, int | float) or not 0 < self.ramp_fraction <= 1:
             raise ConfigError(f"bridge.ramp_fraction must be in (0, 1], got {self.ramp_fraction!r}")
         for name in ("policy_hz", "control_hz"):
@@ -394,7 +407,9 @@ class Bridge:
                 finger = self._finger_goal
             else:
                 goal, finger = self._hold_q, self._hold_finger
-            q_cmd = self._filter.filter(goal, joint.q, joint.qdot)
+            age = now_s - joint.stamp_s + self.cfg.joint_delay_s
+            q_now = joint.q + joint.qdot * min(max(age, 0.0), self.cfg.max_extrapolation_s)
+            q_cmd = self._filter.filter(goal, q_now, joint.qdot)
             # The image watchdog matters only while the policy runs; holding needs no camera.
             image_stamp = now_s
             if self._mode == "running":

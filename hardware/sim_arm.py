@@ -106,13 +106,19 @@ class SimArm:
 
 
 def run_closed_loop(
-    bridge, arm: SimArm, seconds: float = 10.0, camera_hz: float = 30.0
+    bridge,
+    arm: SimArm,
+    seconds: float = 10.0,
+    camera_hz: float = 30.0,
+    joint_latency_s: float = 0.0,
 ) -> dict[str, Any]:
     """Drive `arm` with a hardware.bridge.Bridge in simulated time (no sleeping), from `start`.
 
     Each control period (1 / bridge.cfg.control_hz): joint state -> bridge; a camera frame when
     one is due (camera_hz, and always right before a policy step, so the policy sees the current
     scene as in the simulator); the policy step when due; control_step; command; physics.
+    joint_latency_s delays the joint states the bridge sees (with their sampling stamps), as a
+    real driver and transport do.
     Returns success (at any time), the first success time (s), the bridge's status, the lowest
     tank level (J), the largest command excursion beyond the hardware joint limits (rad, 0 when
     inside) and the peak contact force (N).
@@ -120,10 +126,13 @@ def run_closed_loop(
     dt = 1.0 / bridge.cfg.control_hz
     t0, last_frame = arm.time_s, -np.inf
     first_success, min_energy, beyond, peak_force = None, np.inf, 0.0, 0.0
+    lag = round(joint_latency_s / dt)
+    states: list[tuple] = []
     for i in range(round(seconds / dt)):
         now = t0 + i * dt  # from the counter: summed 2 ms steps drift off the policy schedule
-        q, qdot, finger, effort = arm.joint_state()
-        bridge.observe_joints(now, q, qdot, finger, effort)
+        states = [*states[-lag:], (now, *arm.joint_state())] if lag else [(now, *arm.joint_state())]
+        stamp, q, qdot, finger, effort = states[0]
+        bridge.observe_joints(stamp, q, qdot, finger, effort)
         success = arm.success()
         if success and first_success is None:
             first_success = round(now - t0, 9)

@@ -1,0 +1,381 @@
+"""The rclpy node `robolearn_bridge`: moves ROS 2 messages in and out of hardware.bridge.Bridge.
+
+    python -m hardware.ros2_node --ros-args -p checkpoint:=bundle:drawer/bc -p autostart:=false
+
+Subscribes (under robot_namespace, default /wx250s): `joint_states` (sensor_msgs/JointState,
+arm joints and fingers by name, effort in mA) and `camera/image_raw` (sensor_msgs/Image). A
+malformed, short or non-finite message is dropped with a log line (at most one a second per
+topic) and counted in the status; the node keeps running and the watchdog sees no fresh data.
+
+A control timer (control_rate, 100 Hz) calls Bridge.control_step and publishes exactly the command
+it returns (it has passed the passivity filter and the shield), per output_mode:
+- forward_position: std_msgs/Float64MultiArray [6 arm joints (rad) + finger (m)] to a ros2_control
+  forward position controller (`arm_controller/commands`);
+- joint_trajectory: trajectory_msgs/JointTrajectory, one point reached after one control period
+  (`arm_controller/joint_trajectory`; the finger is added as joint `trajectory_gripper_joint`
+  when that is set);
+- interbotix: interbotix_xs_msgs JointGroupCommand (group `arm`, 6 joints) on
+  `commands/joint_group` and JointSingleCommand (`gripper`, PWM +-gripper_pwm, sent when it
+  changes) on `commands/joint_single`; needs interbotix_xs_msgs importable. Once the driver's
+  `set_motor_registers` service is up (and again after a driver restart) the arm group's
+  Profile_Velocity / Profile_Acceleration registers are set to 1.25 and 0.5 control periods
+  (ms, time-based profile); ~/start is refused until they are.
+The policy runs in a worker thread at policy_rate (inference never blocks the control timer).
+With image_sync (default) each policy step waits for a camera frame that arrived after the step
+became due (at most image_sync_wait_s, then it runs on the latest): the BC policies were trained
+on a frame of the arm at the moment of the step, and one up to a camera period old (the arm still
+moving) makes them fail (drawer, in process: 0/4 episodes with 10 Hz frames 50-90 ms old, 8/8
+with 10 or 20 Hz frames taken at the step).
+
+Services (std_srvs/Trigger): `~/start` (start or resume the policy from the measured pose;
+refused while joint states or images are missing or stale), `~/hold` (hold position, latched),
+`~/status` (JSON in the message). Topic `~/status` (std_msgs/String, JSON, status_rate 1 Hz):
+Bridge.status() plus the node's view (ready, output_mode, rejected messages, observation ages,
+control timer jitter). A watchdog hold (driver gone, camera gone) is latched: the bridge resumes
+only on ~/start. autostart:=true starts once, when the first joint state and image are in.
+
+Parameters: hardware/ros2_config.py (PARAMS). Policies (`checkpoint`): a checkpoint directory
+or shipped part (`bundle:drawer/bc`), or `python:MODULE:FACTORY`, a function called with no
+arguments that returns a policy `policy({"image": uint8 [S, S, 3], "proprio": float32 [7]}) ->
+action [7]` (for tests and benchmarks: e.g. a policy that returns NaN). Watchdog ages are
+measured on this node's clock at message arrival, so a driver with another clock works.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from hardware import ros2_msgs as msgs
+from hardware.bridge import Bridge, ObservationError
+from hardware.ros2_config import PARAMS, bridge_config, import_interbotix, make_policy
+from robolearn.core import widowx as wx
+from robolearn.core.errors import ConfigError, RobolearnError
+
+NODE_NAME = "robolearn_bridge"
+__all__ = ["PARAMS", "NODE_NAME", "BridgeNode", "main"]
+
+
+class BridgeNode(Node):
+    """The bridge node. Callbacks (observations, control timer, services) run one at a time on
+    the executor's thread (a SingleThreadedExecutor: the cheapest on CPU, and nothing in them
+    blocks); the policy runs in its own thread, woken by each control tick and camera frame."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.p = p = msgs.declare_params(self, PARAMS)
+        cfg = bridge_config(p)
+        self.interbotix = import_interbotix() if p["output_mode"] == "interbotix" else None
+        if p["output_mode"] == "interbotix" and self.interbotix is None:
+            raise ConfigError("output_mode interbotix needs interbotix_xs_msgs (not importable)")
+        self.get_logger().info(f"loading policy {p['checkpoint']} ...")
+        self.bridge = Bridge(make_policy(p["checkpoint"], p["task"], p["image_size"]), cfg)
+        self.bridge.warmup()
+        self._t_joint = self._t_image = None
+        self._prev_q: tuple[float, np.ndarray] | None = None
+        self._finger_meas: float | None = None
+        self.rejected = collections.Counter()
+        self._reject_loggers = {}
+        self._periods = collections.deque(maxlen=2000)
+        self._last_tick: float | None = None
+        self._last_mode = self.bridge.mode
+        self._autostarted = not p["autostart"]
+        self._registers = "unset"  # interbotix: unset | pending | set (per driver lifetime)
+        self._gripper_cmd: float | None = None
+        self._make_interfaces()
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._worker = threading.Thread(target=self._policy_loop, name="policy", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {p['output_mode']} at {p['control_rate']:g} Hz, policy at "
+            f"{p['policy_rate']:g} Hz; call ~/start to run"
+            + (" (autostart on)" if p["autostart"] else "")
+        )
+
+    def _make_interfaces(self) -> None:
+        p, ns = self.p, self.p["robot_namespace"]
+
+        def name(key):
+            return msgs.resolve_name(ns, p[key])
+
+        self.create_subscription(JointState, name("joint_states_topic"), self._on_joint_state, 10)
+        self.create_subscription(Image, name("image_topic"), self._on_image, 2)
+        mode = p["output_mode"]
+        if mode == "forward_position":
+            self.cmd_pub = self.create_publisher(
+                Float64MultiArray, name("forward_command_topic"), 10
+            )
+        elif mode == "joint_trajectory":
+            self.cmd_pub = self.create_publisher(JointTrajectory, name("trajectory_topic"), 10)
+        else:
+            xs_msg, xs_srv = self.interbotix
+            self.cmd_pub = self.create_publisher(
+                xs_msg.JointGroupCommand, name("group_command_topic"), 10
+            )
+            self.gripper_pub = self.create_publisher(
+                xs_msg.JointSingleCommand, name("single_command_topic"), 10
+            )
+            self.registers = self.create_client(xs_srv.RegisterValues, name("registers_service"))
+            self.create_timer(1.0, self._set_profile_registers)
+        self.status_pub = self.create_publisher(String, "~/status", 10)
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/hold", self._on_hold)
+        self.create_service(Trigger, "~/status", self._on_status)
+        self.create_timer(1.0 / p["control_rate"], self._on_control)
+        self.create_timer(1.0 / p["status_rate"], self._publish_status)
+
+    # -- observations ----------------------------------------------------------------------------
+
+    def _reject(self, topic: str, exc: Exception) -> None:
+        self.rejected[topic] += 1
+        if topic not in self._reject_loggers:  # one logger each, so each topic has its throttle
+            self._reject_loggers[topic] = self.get_logger().get_child(topic)
+        self._reject_loggers[topic].warning(
+            f"rejected {topic} message: {exc}", throttle_duration_sec=1.0
+        )
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        now = time.monotonic()
+        try:
+            s = msgs.joint_state_from_msg(msg)
+            qdot = s.qdot_rad_s
+            if qdot is None:  # a driver without velocities: finite difference on arrival times
+                t0, q0 = self._prev_q or (now, s.q_rad)
+                qdot = (s.q_rad - q0) / (now - t0) if now > t0 else np.zeros(wx.NUM_JOINTS)
+            self.bridge.observe_joints(now, s.q_rad, qdot, s.finger_m, s.effort_ma)
+        except (msgs.MessageError, ObservationError) as exc:
+            self._reject("joint_states", exc)
+            return
+        self._prev_q, self._t_joint = (now, s.q_rad), now
+        self._finger_meas = float(np.mean(s.finger_m))
+
+    def _on_image(self, msg: Image) -> None:
+        now = time.monotonic()
+        try:
+            self.bridge.observe_image(now, msgs.image_from_msg(msg))
+        except (msgs.MessageError, ObservationError) as exc:
+            self._reject("image", exc)
+            return
+        self._t_image = now
+        self._wake.set()
+
+    # -- control and policy ----------------------------------------------------------------------
+
+    def _on_control(self) -> None:
+        now = time.monotonic()
+        if self._last_tick is not None:
+            self._periods.append(now - self._last_tick)
+        self._last_tick = now
+        if not self._autostarted and self._inputs_problem(now) is None:
+            self._autostarted = True
+            self._start(now)
+        command = self.bridge.control_step(now)
+        self._wake.set()
+        if command is not None:
+            self._publish(command)
+        mode = self.bridge.mode
+        if mode != self._last_mode:
+            text = f"bridge {self._last_mode} -> {mode}"
+            if mode == "hold":
+                reason = self.bridge.status()["hold_reason"]
+                self.get_logger().warning(f"{text}: {reason}")
+                if "stale_joint_states" in reason and self._registers == "set":
+                    self._registers = "unset"  # a restarted driver has its default profile
+            else:
+                self.get_logger().info(text)
+            self._last_mode = mode
+
+    def _publish(self, command) -> None:
+        mode = self.p["output_mode"]
+        if mode == "forward_position":
+            self.cmd_pub.publish(msgs.forward_command_msg(command.q_rad, command.finger_m))
+        elif mode == "joint_trajectory":
+            self.cmd_pub.publish(
+                msgs.trajectory_msg(
+                    command.q_rad,
+                    command.finger_m,
+                    1.0 / self.p["control_rate"],
+                    gripper_joint=self.p["trajectory_gripper_joint"],
+                )
+            )
+        else:
+            xs_msg, _ = self.interbotix
+            self.cmd_pub.publish(
+                msgs.interbotix_group_msg(xs_msg, command.q_rad, self.p["arm_group"])
+            )
+            pwm = msgs.gripper_pwm(command.finger_m, self._finger_meas, self.p["gripper_pwm"])
+            if pwm != self._gripper_cmd:
+                self.gripper_pub.publish(
+                    msgs.interbotix_single_msg(xs_msg, self.p["gripper_name"], pwm)
+                )
+                self._gripper_cmd = pwm
+
+    def _policy_loop(self) -> None:
+        """Run each due policy step, on a camera frame that arrived after it became due (waiting
+        up to image_sync_wait_s; see PARAMS image_sync), so the policy sees the arm as it is."""
+        due_since = None
+        while not self._stop.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+            now = time.monotonic()
+            if not self.bridge.policy_due(now):
+                due_since = None
+                continue
+            due_since = now if due_since is None else due_since
+            waiting = self._t_image is None or self._t_image < due_since
+            if self.p["image_sync"] and waiting and now - due_since < self.p["image_sync_wait_s"]:
+                continue
+            self.bridge.run_policy(now)
+            due_since = None
+
+    # -- services --------------------------------------------------------------------------------
+
+    def _inputs_problem(self, now: float) -> str | None:
+        """Why the policy cannot start now (missing or stale observations), or None."""
+        checks = (
+            ("joint states", self._t_joint, self.p["joint_state_timeout_s"]),
+            ("camera images", self._t_image, self.p["image_timeout_s"]),
+        )
+        for what, t, timeout in checks:
+            if t is None:
+                return f"no {what} received yet"
+            if now - t > timeout:
+                return f"{what} are stale (last {now - t:.2f} s ago)"
+        return None
+
+    def _start(self, now: float) -> tuple[bool, str]:
+        problem = self._inputs_problem(now)
+        if problem is None and self.interbotix is not None and self._registers != "set":
+            problem = (
+                f"the arm's motor profile is not set yet (waiting for the driver's "
+                f"{self.registers.srv_name} service)"
+            )
+        if problem is None:
+            try:
+                self.bridge.start(now)
+            except (ObservationError, RuntimeError) as exc:
+                problem = str(exc)
+        if problem is not None:
+            self.get_logger().warning(f"cannot start: {problem}")
+            return False, f"cannot start: {problem}"
+        self.get_logger().info("policy started")
+        return True, "started"
+
+    def _set_profile_registers(self) -> None:
+        """Interbotix (1 Hz timer): once the driver's set_motor_registers service is up, set the
+        arm group's time-based profile for the control rate (again after a driver restart)."""
+        if self._registers != "unset" or not self.registers.service_is_ready():
+            return
+        _, xs_srv = self.interbotix
+        values = msgs.profile_registers_ms(self.p["control_rate"])
+        futures = [
+            self.registers.call_async(
+                xs_srv.RegisterValues.Request(
+                    cmd_type="group", name=self.p["arm_group"], reg=reg, value=value
+                )
+            )
+            for reg, value in values.items()
+        ]
+        self._registers = "pending"
+
+        def done(_):
+            if all(f.done() for f in futures):
+                ok = all(f.result() is not None for f in futures)
+                self._registers = "set" if ok else "unset"
+                if ok:
+                    self.get_logger().info(f"motor profile registers set: {values} (ms)")
+                else:
+                    self.get_logger().error(f"setting motor profile registers {values} failed")
+
+        for future in futures:
+            future.add_done_callback(done)
+
+    def _on_start(self, request, response):
+        response.success, response.message = self._start(time.monotonic())
+        return response
+
+    def _on_hold(self, request, response):
+        self.bridge.hold(time.monotonic(), "operator (~/hold)")
+        response.success, response.message = True, "holding"
+        return response
+
+    def status(self) -> dict:
+        """Bridge.status() plus the node's view (JSON-safe)."""
+        now = time.monotonic()
+        periods = np.asarray(self._periods) * 1e3
+        nominal_ms = 1e3 / self.p["control_rate"]
+        jitter = np.abs(periods - nominal_ms) if periods.size else np.zeros(1)
+        return {
+            **self.bridge.status(),
+            "ready": self._inputs_problem(now) is None,
+            "inputs_problem": self._inputs_problem(now) or "",
+            "output_mode": self.p["output_mode"],
+            "motor_registers": self._registers if self.interbotix is not None else None,
+            "checkpoint": self.p["checkpoint"],
+            "rejected": dict(self.rejected),
+            "joint_state_age_s": None if self._t_joint is None else now - self._t_joint,
+            "image_age_s": None if self._t_image is None else now - self._t_image,
+            "control_period_ms": {
+                "nominal": nominal_ms,
+                "p50": float(np.median(periods)) if periods.size else None,
+                "jitter_p50": float(np.percentile(jitter, 50)),
+                "jitter_p99": float(np.percentile(jitter, 99)),
+                "jitter_max": float(jitter.max()),
+                "samples": int(periods.size),
+            },
+        }
+
+    def _on_status(self, request, response):
+        response.success, response.message = True, json.dumps(self.status())
+        return response
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps(self.status())))
+
+    def shutdown(self) -> None:
+        """Stop the policy thread and close the bridge (writes a recorded episode)."""
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=5.0)
+        self.bridge.close(time.monotonic())
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: `python -m hardware.ros2_node --ros-args -p checkpoint:=... ...`."""
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    try:
+        node = BridgeNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except RobolearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real failure; after SIGINT/SIGTERM the context is already shut down
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
