@@ -27,7 +27,7 @@ BENCHMARKS = {
     "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny and base",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
-    "deploy_speed": "robot path: filter + shield us per step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
+    "deploy_speed": "filter + shield us/step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
 }
 
 

@@ -85,9 +85,10 @@ class BridgeConfig:
     joint_delay_s: how old a joint state already is when it arrives (the driver's sampling and
         transport; default half a 100 Hz driver period). The passivity filter sees the measured
         position extrapolated to the control time, q + qdot * (age since arrival +
-        joint_delay_s), capped at max_extrapolation_s: an old q makes the spring error along the motion look larger and the tank pay for energy
-        the command never injected (measured: with 10 ms old joint states and no extrapolation
-        the drawer policy stalled in 4/4 episodes, the filter gating ~96 % of control steps).
+        joint_delay_s), capped at max_extrapolation_s: an old q makes the spring error along
+        the motion look larger, and the tank pays for energy the command never injected
+        (measured: with 10 ms old joint states and no extrapolation the drawer policy stalled
+        in 4/4 episodes, the filter gating ~96 % of the control steps).
     """
 
     policy_hz: float = control.CONTROL_HZ
