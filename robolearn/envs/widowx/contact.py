@@ -16,7 +16,6 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from robolearn.core import widowx_control as control
 from robolearn.envs.widowx import experts, scenes
 from robolearn.envs.widowx.tasks import WidowXTask
 
@@ -126,23 +125,13 @@ class PressTask(WidowXTask):
     def _make_expert(self) -> experts.Expert:
         return PressExpert()
 
-    def _apply_action(self, action: np.ndarray) -> None:
-        # WidowXTask's ramp, stepped one substep at a time so the peak contact force is seen.
-        q_prev = self.target.q_rad
-        self.target, _ = control.step_target(self.target, action)
-        self.data.ctrl[self._finger_act] = control.gripper_target_m(action[6])
-        per_chunk = control.SUBSTEPS // control.INTERP_CHUNKS
-        for k in range(1, control.INTERP_CHUNKS + 1):
-            frac = min(1.0, k / control.RAMP_CHUNKS)
-            self.data.ctrl[self._arm_act] = q_prev + frac * (self.target.q_rad - q_prev)
-            self.advance(per_chunk)
-
     def layout(self) -> np.ndarray:
         """Button housing centre x, y (m) in the base frame, [2]; the cap's travel is in qpos."""
         return self.model.body_pos[self._base, :2].copy()
 
     def advance(self, nstep: int) -> None:
-        """Run `nstep` physics substeps (2 ms each), keeping `peak_force_n` up to date."""
+        """Run `nstep` physics substeps (2 ms each) one at a time, keeping `peak_force_n` up to
+        date (WidowXTask's control ramp steps through here)."""
         for _ in range(nstep):
             mujoco.mj_step(self.model, self.data)
             self.peak_force_n = max(self.peak_force_n, self.contact_force_n())

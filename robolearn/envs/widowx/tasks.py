@@ -99,7 +99,7 @@ class WidowXTask(Task):
         for k in range(1, control.INTERP_CHUNKS + 1):
             frac = min(1.0, k / control.RAMP_CHUNKS)
             self.data.ctrl[self._arm_act] = q_prev + frac * (self.target.q_rad - q_prev)
-            mujoco.mj_step(self.model, self.data, nstep=per_chunk)
+            self.advance(per_chunk)
 
     def _image(self) -> np.ndarray:
         return self._camera.render(self.data)
