@@ -18,6 +18,7 @@ services.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -260,3 +261,20 @@ class Probe:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=2.0)
+
+
+@contextlib.contextmanager
+def nodes_and_probe(domain_id: int, *nodes: NodeProcess):
+    """A Probe on `domain_id` for the duration; on any failure the nodes' logs are printed, and
+    at the end the probe is closed and the nodes stopped (last started, first stopped)."""
+    probe = Probe(domain_id)
+    try:
+        yield probe
+    except BaseException:
+        for node in nodes:
+            print(f"--- {node.module} log ---\n{node.log()}")
+        raise
+    finally:
+        probe.close()
+        for node in reversed(nodes):
+            node.stop()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hardware.passivity import PassivityConfig
-from hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
 from hardware.shield import ShieldConfig, tip_position_m
 
 pytestmark = pytest.mark.slow
@@ -50,16 +50,8 @@ def test_bc_policy_drives_the_simulated_arm_within_limits(tmp_path):
         tmp_path / "bridge.log",
         env,
     )
-    probe = Probe(domain)
-    try:
+    with nodes_and_probe(domain, driver, bridge) as probe:
         _run(probe, driver, bridge)
-    except BaseException:
-        print("--- driver log ---\n" + driver.log() + "\n--- bridge log ---\n" + bridge.log())
-        raise
-    finally:
-        probe.close()
-        bridge.stop()
-        driver.stop()
 
 
 def _run(probe: Probe, driver: NodeProcess, bridge: NodeProcess) -> None:
@@ -166,8 +158,7 @@ def test_joint_trajectory_mode_drives_the_simulated_arm(tmp_path):
         "image_timeout_s": 1.0,
     }
     bridge = NodeProcess("hardware.ros2_node", params, domain, tmp_path / "bridge.log", env)
-    probe = Probe(domain)
-    try:
+    with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30)
         assert probe.wait_until(lambda: len(probe.joint_states) > 0, timeout_s=30)
@@ -181,10 +172,3 @@ def test_joint_trajectory_mode_drives_the_simulated_arm(tmp_path):
         ), "the waist did not turn"
         assert probe.status()["output_mode"] == "joint_trajectory"
         assert len(probe.commands_since(t0)[1]) == 0  # nothing on the forward position topic
-    except BaseException:
-        print("--- driver log ---\n" + driver.log() + "\n--- bridge log ---\n" + bridge.log())
-        raise
-    finally:
-        probe.close()
-        bridge.stop()
-        driver.stop()

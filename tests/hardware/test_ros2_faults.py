@@ -18,7 +18,7 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 
 from hardware import ros2_msgs as msgs
-from hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
 
 pytestmark = pytest.mark.slow
 
@@ -80,21 +80,13 @@ def _system(tmp_path, policy: str, **params):
         **params,
     }
     bridge = NodeProcess("hardware.ros2_node", bridge_params, domain, tmp_path / "bridge.log", env)
-    probe = Probe(domain)
-    try:
+    with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30), probe.status()
         # The probe may discover the driver later than the bridge did (discovery announcements
         # repeat every few seconds): the tests read its joint states.
         assert probe.wait_until(lambda: len(probe.joint_states) > 0, timeout_s=30)
         yield probe, driver, bridge
-    except BaseException:
-        print("--- driver log ---\n" + driver.log() + "\n--- bridge log ---\n" + bridge.log())
-        raise
-    finally:
-        probe.close()
-        bridge.stop()
-        driver.stop()
 
 
 def _start_and_move(probe: Probe) -> None:
