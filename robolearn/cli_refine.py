@@ -22,6 +22,12 @@ _PPO_FLAGS = {
     "--std-floor": ("std_floor", float, "exploration std floor, <= 1"),
     "--entropy-coef": ("entropy_coef", float, "entropy bonus"),
     "--bc-coef": ("bc_coef", float, "pull of the actor's mean toward the BC policy's"),
+    "--early-bc-coef": (
+        "early_bc_coef",
+        float,
+        "the same pull on the recorded frames before --start-step, which imagination never "
+        "visits (default with --start-step: 10, else 0)",
+    ),
     "--reward-kind": ("reward", str, "binary (thresholded classifier, World4RL) or prob"),
 }
 
@@ -109,9 +115,9 @@ def add_refine_parser(sub) -> None:
     )
     defaults = PPOConfig()
     for flag, (field, kind, text) in _PPO_FLAGS.items():
-        p.add_argument(
-            flag, type=kind, default=None, help=f"{text} (default: {getattr(defaults, field)})"
-        )
+        default = getattr(defaults, field)
+        shown = "" if default is None else f" (default: {default})"
+        p.add_argument(flag, type=kind, default=None, help=f"{text}{shown}")
     p.add_argument("--out", help="run = policy checkpoint directory (default: under ./runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -26,6 +26,11 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
 from robolearn.policies.ppo.config import PPOConfig
 
+# Default pull toward the BC policy on the recorded frames before --start-step. Measured on
+# metaworld/lever-pull (start step 25): with 10 the early shift stayed at 1-3e-4 for 20
+# iterations; with 0 it grew every iteration, to 2.8e-3 by the 7th (README).
+EARLY_BC_COEF = 10.0
+
 
 @dataclasses.dataclass(frozen=True)
 class RefineConfig:
@@ -40,6 +45,9 @@ class RefineConfig:
         max_steps - start_step). A model's drift then only has to be survived over the end of the
         task, where success is decided; the recordings should come from the policy being refined
         (its own states at that step). 0 = from the first frames.
+        With a start step the actor is also pulled toward the BC policy on the recorded frames
+        before it (ppo.early_bc_coef, default EARLY_BC_COEF): imagination never visits them, and
+        unanchored updates change the policy's actions there too.
     iterations: PPO iterations (a resumed run continues up to this number).
     """
 
@@ -65,6 +73,18 @@ class RefineConfig:
             raise ConfigError(
                 "--start-step needs --data: recorded episodes of the task to start from"
             )
+        if self.ppo.early_bc_coef and not self.start_step:
+            raise ConfigError(
+                "--early-bc-coef anchors the steps before --start-step, and there are none "
+                "without it (imagination visits every step: use --bc-coef)"
+            )
+
+    def resolved_ppo(self, horizon: int) -> PPOConfig:
+        """The PPO settings with this run's horizon and early anchor filled in."""
+        early = self.ppo.early_bc_coef
+        if early is None:
+            early = EARLY_BC_COEF if self.start_step else 0.0
+        return dataclasses.replace(self.ppo, horizon=horizon, early_bc_coef=early)
 
     def spec(self, part: str) -> str:
         """The checkpoint spec of part "world_model", "reward" or "policy"."""
@@ -107,10 +127,22 @@ def initial_windows(cfg: RefineConfig, wm_info) -> tuple[np.ndarray, np.ndarray,
     if not cfg.data:
         image, proprio = initial_frames(cfg, size)
         return start_window(image, proprio, t, wm_info.action_dim)
-    from robolearn.data.store import iter_episodes
     from robolearn.runs.eval_world_model import context_window
 
-    windows, short = [], 0
+    windows = [
+        context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t)
+        for ep in recorded_episodes(cfg, size)
+    ]
+    frames, actions, proprio = (np.stack(x) for x in zip(*windows, strict=True))
+    return frames, actions, proprio.astype(np.float32)
+
+
+def recorded_episodes(cfg: RefineConfig, size: int) -> list:
+    """The --data episodes of the task longer than the start step (images checked against the
+    world model's size); a one-line error if there are none."""
+    from robolearn.data.store import iter_episodes
+
+    episodes, short = [], 0
     for root in cfg.data:
         for path, ep in iter_episodes(root):
             if ep.meta.task != cfg.task:
@@ -123,12 +155,32 @@ def initial_windows(cfg: RefineConfig, wm_info) -> tuple[np.ndarray, np.ndarray,
             if len(ep.image) <= cfg.start_step:
                 short += 1
                 continue
-            windows.append(context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t))
-    if not windows:
+            episodes.append(ep)
+    if not episodes:
         more = f" longer than {cfg.start_step} steps" if short else ""
         raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}{more}")
-    frames, actions, proprio = (np.stack(x) for x in zip(*windows, strict=True))
-    return frames, actions, proprio.astype(np.float32)
+    return episodes
+
+
+def early_frames(cfg: RefineConfig, parts: Parts, chunk: int = 256):
+    """EarlyFrames: the frames at steps 0 .. start_step - 1 of the --data episodes, with the BC
+    policy's mean action on each (computed once: the anchor does not change); None without a
+    start step."""
+    from robolearn.policies.ppo.train import EarlyFrames
+
+    if not cfg.start_step:
+        return None
+    episodes = recorded_episodes(cfg, parts.world_model.info.image_size)
+    image = np.concatenate([ep.image[: cfg.start_step] for ep in episodes])
+    proprio = np.concatenate([ep.proprio[: cfg.start_step] for ep in episodes]).astype(np.float32)
+    policy = parts.policy
+    anchor = np.concatenate(
+        [
+            np.asarray(policy.apply(policy.params, image[i : i + chunk], proprio[i : i + chunk])[0])
+            for i in range(0, len(image), chunk)
+        ]
+    )
+    return EarlyFrames(image, proprio, anchor.astype(np.float32))
 
 
 def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,14 +221,15 @@ def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True
             f"--horizon {horizon} from --start-step {cfg.start_step} runs past {cfg.task}'s "
             f"{parts.info.max_steps} steps"
         )
-    ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
+    ppo = cfg.resolved_ppo(horizon)
     pool = initial_windows(cfg, parts.world_model.info)
+    early = early_frames(cfg, parts)
     if not resuming:
         _write_checkpoint_dir(out, cfg, ppo, parts)
     save_yaml(dataclasses.replace(cfg, ppo=ppo), out / "refine.yaml")
     manager = ckpt_io.make_manager(out, max_to_keep=2)
     try:
-        return _loop(cfg, ppo, parts, pool, manager, out, progress)
+        return _loop(cfg, ppo, parts, pool, early, manager, out, progress)
     finally:
         manager.close()
 
@@ -206,7 +259,8 @@ def _check_resume(out: Path, cfg: RefineConfig) -> None:
 
 def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
     """iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions,
-    pool_proprio) -> (state, metrics): sample starts, imagine a scored batch, update. Jitted."""
+    pool_proprio, early=None) -> (state, metrics): sample starts, imagine a scored batch, update
+    (early: the EarlyFrames of a run with a start step). Jitted."""
     from robolearn.imagination import make_scored_rollout
     from robolearn.policies.ppo.train import make_update
 
@@ -223,7 +277,9 @@ def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
     update = make_update(ppo, graphs, parts.policy.stats)
 
     @jax.jit
-    def iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions, pool_proprio):
+    def iteration(
+        state, wm_params, reward_params, anchor, pool_frames, pool_actions, pool_proprio, early=None
+    ):
         rng, idx_rng, roll_rng = jax.random.split(state.rng, 3)
         idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_frames.shape[0])
         traj = rollout(
@@ -235,12 +291,14 @@ def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
             pool_actions[idx],
             pool_proprio[idx],
         )
-        return update(state.replace(rng=rng), traj, anchor)
+        return update(state.replace(rng=rng), traj, anchor, early)
 
     return iteration
 
 
-def _loop(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, manager, out, progress) -> dict:
+def _loop(
+    cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, manager, out, progress
+) -> dict:
     from robolearn.policies.ppo.checkpoint import restore_refine_state
     from robolearn.policies.ppo.train import init_refine_state
 
@@ -254,7 +312,7 @@ def _loop(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, manager, out, p
     iteration = make_iteration(ppo, parts, graphs)
     # on the device once, not transferred again every iteration
     frozen = jax.device_put(
-        (parts.world_model.params, parts.reward.params, parts.policy.params, *pool)
+        (parts.world_model.params, parts.reward.params, parts.policy.params, *pool, early)
     )
     step = start = int(state.step)
     bar = Progress(cfg.iterations, "iteration", enabled=progress, start_at=step)
@@ -276,11 +334,14 @@ def _loop(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, manager, out, p
             log.write(json.dumps(row) + "\n")
             log.flush()
             first, last = first or row, row
+            early_shift = (
+                f"  early shift {metrics['early_shift']:.4f}" if "early_shift" in metrics else ""
+            )
             bar.update(
                 step,
                 f"imagined success {metrics['imagined_success']:.0%}  "
                 f"return {metrics['imagined_return']:.2f}  kl {metrics['approx_kl']:.4f}  "
-                f"clip {metrics['clip_fraction']:.2f}",
+                f"clip {metrics['clip_fraction']:.2f}{early_shift}",
             )
             if step % cfg.save_every == 0 or step == cfg.iterations:
                 ckpt_io.save_state(manager, state)

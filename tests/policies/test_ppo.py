@@ -13,6 +13,7 @@ from robolearn.policies.bc.train import ProprioStats
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.ppo.losses import clipped_surrogate, gae, gaussian_log_prob
 from robolearn.policies.ppo.train import (
+    EarlyFrames,
     Trajectory,
     effective_log_std,
     init_refine_state,
@@ -168,3 +169,45 @@ def test_bc_coef_keeps_the_actor_near_the_anchor():
         _, mean_before = _toy_rollout(graphs, ppo)(start, jax.random.key(1))
         moved[coef] = abs(float(mean_after) - float(mean_before))
     assert moved[100.0] < moved[0.0]
+
+
+def test_early_bc_coef_holds_the_actions_on_frames_imagination_never_visits():
+    """PPO acts on proprio 0 only; recorded 'early' frames have other proprio. Unanchored, the
+    update moves the actor's actions there too; the early pull keeps them at the BC's, while the
+    imagined states still improve. early_shift reports the distance either way."""
+    from flax import nnx
+
+    early_proprio = jnp.tile(jnp.array([[3.0, -3.0], [-2.0, 1.0]]), (8, 1))
+    early_image = jnp.zeros((16, 8, 8, 3), jnp.uint8)
+    shifts, improved = {}, {}
+    for coef in (0.0, 100.0):
+        ppo = PPOConfig(
+            rollouts=32,
+            horizon=5,
+            actor_lr=3e-3,
+            critic_warmup=0,
+            std_floor=0.3,
+            target_kl=10.0,
+            epochs=2,
+            minibatches=2,
+            early_bc_coef=coef,
+            early_batch=16,
+        )
+        graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
+        act = lambda params, g=graphs[0]: nnx.merge(g, params)(early_image, early_proprio)[0]
+        start, bc_early = state.params, act(state.params)
+        early = EarlyFrames(early_image, early_proprio, bc_early)
+        update = make_update(ppo, graphs, STATS)
+        rollout = _toy_rollout(graphs, ppo)
+        _, imagined_before = rollout(start, jax.random.key(1))
+        rng = jax.random.key(1)
+        for _ in range(6):
+            rng, key = jax.random.split(rng)
+            traj, _ = rollout(state.params, key)
+            state, metrics = update(state, traj, start, early)
+        assert metrics["early_shift"] >= 0
+        shifts[coef] = float(jnp.mean(jnp.sum((act(state.params) - bc_early) ** 2, -1)))
+        _, imagined_after = rollout(state.params, jax.random.key(1))
+        improved[coef] = float(imagined_after) - float(imagined_before)
+    assert shifts[100.0] < 0.25 * shifts[0.0], shifts
+    assert improved[100.0] > 0.05 and improved[0.0] > 0.05, improved

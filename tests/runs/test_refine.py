@@ -4,6 +4,7 @@ a killed run resumes, and parts that do not fit together are refused in one line
 
 import json
 
+import numpy as np
 import pytest
 from test_imagine import _outcome_store, _train_bc, _train_wm
 
@@ -105,7 +106,30 @@ def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, ca
 
     out = tmp_path / "mid"
     assert _refine(parts, out, "--start-step", "4", "--horizon", "2", iterations=1) == 0
-    assert json.loads((out / "metrics.jsonl").read_text())["iteration"] == 1
+    row = json.loads((out / "metrics.jsonl").read_text())
+    assert row["iteration"] == 1 and row["early_shift"] >= 0
+    # with a start step the actor is anchored on the recorded frames before it, by default
+    assert "early_bc_coef: 10.0" in (out / "refine.yaml").read_text()
+    assert "early_bc_coef: 10.0" in (out / "ppo.yaml").read_text()
+
+    # the early pool: every frame before the start step, with the BC policy's mean action
+    from robolearn.runs.refine import early_frames, load_parts
+
+    cfg = RefineConfig(
+        task="drawer",
+        world_model=str(parts["wm"]),
+        reward=str(parts["reward"]),
+        policy=str(parts["bc"]),
+        data=(str(parts["data"]),),
+        start_step=4,
+    )
+    loaded = load_parts(cfg)
+    early = early_frames(cfg, loaded)
+    assert early.image.shape == (8 * 4, 64, 64, 3) and early.anchor.shape == (8 * 4, 7)
+    assert (early.image[:4] == ep.image[:4]).all()
+    mean, _ = loaded.policy.apply(loaded.policy.params, ep.image[:4], ep.proprio[:4])
+    assert early.anchor[:4] == pytest.approx(np.asarray(mean), abs=1e-5)
+    assert early_frames(RefineConfig(task="drawer"), loaded) is None
     capsys.readouterr()
     # 6-step episodes have no step 7; a start step needs recordings; a horizon past the end
     for extra, needle in [
@@ -118,6 +142,9 @@ def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, ca
     argv = ["refine", "--task", "drawer", "--start-step", "3", "--out", str(tmp_path / "y")]
     assert main(argv) == 2
     assert "--start-step needs --data" in capsys.readouterr().err
+    argv = ["refine", "--task", "drawer", "--early-bc-coef", "1", "--out", str(tmp_path / "z")]
+    assert main(argv) == 2
+    assert "--early-bc-coef anchors the steps before --start-step" in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(parts, tmp_path, capsys):
