@@ -118,9 +118,12 @@ def load_parts(cfg: RefineConfig) -> Parts:
     return Parts(info, wm, reward, policy)
 
 
-def initial_windows(cfg: RefineConfig, wm_info) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def initial_windows(
+    cfg: RefineConfig, wm_info, episodes: list | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Real starts as world-model context windows: frames uint8 [N, T, H, W, 3], the actions
-    that led into them [N, T, A] and proprio float32 [N, T, P] (T = the model's context)."""
+    that led into them [N, T, A] and proprio float32 [N, T, P] (T = the model's context).
+    episodes: recorded_episodes(cfg, ...) when already read (None: read the --data stores)."""
     from world_models.train import start_window
 
     t, size = wm_info.context, wm_info.image_size
@@ -131,7 +134,7 @@ def initial_windows(cfg: RefineConfig, wm_info) -> tuple[np.ndarray, np.ndarray,
 
     windows = [
         context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t)
-        for ep in recorded_episodes(cfg, size)
+        for ep in episodes or recorded_episodes(cfg, size)
     ]
     frames, actions, proprio = (np.stack(x) for x in zip(*windows, strict=True))
     return frames, actions, proprio.astype(np.float32)
@@ -162,15 +165,15 @@ def recorded_episodes(cfg: RefineConfig, size: int) -> list:
     return episodes
 
 
-def early_frames(cfg: RefineConfig, parts: Parts, chunk: int = 256):
-    """EarlyFrames: the frames at steps 0 .. start_step - 1 of the --data episodes, with the BC
-    policy's mean action on each (computed once: the anchor does not change); None without a
-    start step."""
+def early_frames(cfg: RefineConfig, parts: Parts, episodes: list | None = None, chunk: int = 256):
+    """EarlyFrames: the frames at steps 0 .. start_step - 1 of the --data episodes (`episodes`
+    when already read), with the BC policy's mean action on each (computed once: the anchor does
+    not change); None without a start step."""
     from robolearn.policies.ppo.train import EarlyFrames
 
     if not cfg.start_step:
         return None
-    episodes = recorded_episodes(cfg, parts.world_model.info.image_size)
+    episodes = episodes or recorded_episodes(cfg, parts.world_model.info.image_size)
     image = np.concatenate([ep.image[: cfg.start_step] for ep in episodes])
     proprio = np.concatenate([ep.proprio[: cfg.start_step] for ep in episodes]).astype(np.float32)
     policy = parts.policy
@@ -222,8 +225,10 @@ def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True
             f"{parts.info.max_steps} steps"
         )
     ppo = cfg.resolved_ppo(horizon)
-    pool = initial_windows(cfg, parts.world_model.info)
-    early = early_frames(cfg, parts)
+    size = parts.world_model.info.image_size
+    episodes = recorded_episodes(cfg, size) if cfg.data else None  # read the stores once
+    pool = initial_windows(cfg, parts.world_model.info, episodes)
+    early = early_frames(cfg, parts, episodes)
     if not resuming:
         _write_checkpoint_dir(out, cfg, ppo, parts)
     save_yaml(dataclasses.replace(cfg, ppo=ppo), out / "refine.yaml")
