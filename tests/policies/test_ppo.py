@@ -146,19 +146,24 @@ def test_target_kl_freezes_the_actor():
     assert int(metrics["actor_updates"]) == 1
 
 
+def _free_ppo(**overrides) -> PPOConfig:
+    """A fast-moving actor with no warm-up and no KL stop, for the anchor tests."""
+    return PPOConfig(
+        rollouts=32,
+        horizon=5,
+        actor_lr=3e-3,
+        critic_warmup=0,
+        std_floor=0.3,
+        target_kl=10.0,
+        **overrides,
+    )
+
+
 def test_bc_coef_keeps_the_actor_near_the_anchor():
     """With a strong pull to the BC policy's means the actor moves less than without it."""
     moved = {}
     for coef in (0.0, 100.0):
-        ppo = PPOConfig(
-            rollouts=32,
-            horizon=5,
-            actor_lr=3e-3,
-            critic_warmup=0,
-            std_floor=0.3,
-            target_kl=10.0,
-            bc_coef=coef,
-        )
+        ppo = _free_ppo(bc_coef=coef)
         graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
         start = state.params
         update = make_update(ppo, graphs, STATS)
@@ -181,18 +186,7 @@ def test_early_bc_coef_holds_the_actions_on_frames_imagination_never_visits():
     early_image = jnp.zeros((16, 8, 8, 3), jnp.uint8)
     shifts, improved = {}, {}
     for coef in (0.0, 100.0):
-        ppo = PPOConfig(
-            rollouts=32,
-            horizon=5,
-            actor_lr=3e-3,
-            critic_warmup=0,
-            std_floor=0.3,
-            target_kl=10.0,
-            epochs=2,
-            minibatches=2,
-            early_bc_coef=coef,
-            early_batch=16,
-        )
+        ppo = _free_ppo(epochs=2, minibatches=2, early_bc_coef=coef, early_batch=16)
         graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
         act = lambda params, g=graphs[0]: nnx.merge(g, params)(early_image, early_proprio)[0]
         start, bc_early = state.params, act(state.params)
