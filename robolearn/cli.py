@@ -34,11 +34,14 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
     print(
         "\naction (7-D, normalized to [-1, 1]): delta xyz, delta roll/pitch/yaw, gripper (+1 open)"
     )
-    seen = {}
+    seen: dict[str, list[str]] = {}  # one line per distinct meaning, e.g. Meta-World at 80/40 Hz
     for i in infos:
-        seen.setdefault(i.suite, i.action_meaning)
-    for suite, meaning in seen.items():
-        print(f"  {suite}: {meaning}")
+        meanings = seen.setdefault(i.suite, [])
+        if i.action_meaning not in meanings:
+            meanings.append(i.action_meaning)
+    for suite, meanings in seen.items():
+        for meaning in meanings:
+            print(f"  {suite}: {meaning}")
 
 
 def _check_run_args(cfg) -> None:

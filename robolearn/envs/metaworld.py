@@ -20,17 +20,32 @@ from robolearn.envs.render import Camera
 from robolearn.envs.visuals import SceneJitter
 
 CONTROL_HZ = 80.0  # Meta-World: frame_skip 5 x timestep 2.5 ms
+SLOW_SUFFIX = "-40hz"  # World4RL-length episodes: each action held for SLOW_REPEAT
+SLOW_REPEAT = 2  # Meta-World steps
 CAMERA = "corner2"  # sees gripper, object and goal; its up-axis points down, so frames are rotated
 CAMERA_FOVY_DEG = 40.0  # corner2's own 60 degrees leaves the objects a few pixels wide at 64x64
 # The mocap holds the hand at quaternion (1, 0, 1, 0) (gripper down); its rpy is at gimbal lock
 # (pitch 90 degrees), so the proprio rpy is measured relative to this nominal orientation.
 _NOMINAL_HAND_ROT = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
 ACTION_SCALE_M = 0.01  # Meta-World's default action_scale: mocap moves action * 1 cm per step
-ACTION_MEANING = (
-    "dx,dy,dz: move the hand's mocap target by action*1 cm per step (80 Hz, world frame); "
-    "droll,dpitch,dyaw: ignored (Meta-World has no orientation control); "
-    "gripper: +1 open .. -1 closed (finger actuator command, Meta-World's sign negated)"
-)
+
+
+def _action_meaning(repeat: int) -> str:
+    if repeat == 1:
+        unit = f"per step ({CONTROL_HZ:.0f} Hz, world frame)"
+    else:
+        unit = (
+            f"per Meta-World step ({CONTROL_HZ / repeat:.0f} Hz, world frame, held for {repeat} "
+            f"Meta-World steps: {repeat} cm per step)"
+        )
+    return (
+        f"dx,dy,dz: move the hand's mocap target by action*1 cm {unit}; "
+        "droll,dpitch,dyaw: ignored (Meta-World has no orientation control); "
+        "gripper: +1 open .. -1 closed (finger actuator command, Meta-World's sign negated)"
+    )
+
+
+ACTION_MEANING = _action_meaning(1)
 
 # name: (Meta-World env, instruction, default max_steps). max_steps is the smallest round number
 # at which the scripted expert succeeds on >= 90 % of seeds 0..49 (bench/expert_success_suites.py).
@@ -44,6 +59,20 @@ TASKS = {
     "drawer-open": ("drawer-open-v3", "open the drawer", 100),
     "drawer-close": ("drawer-close-v3", "close the drawer", 100),
 }
+# World4RL's six tasks also at 40 Hz ("metaworld/lever-pull-40hz"): its episodes are 50 steps, and
+# halving the control rate halves how far a world model has to imagine for the same motion. The
+# default length is half the 80 Hz one (the same simulated time); the expert's success rate at it
+# is in bench/expert_success.py.
+WORLD4RL = ("coffee-pull", "soccer", "hammer", "door-lock", "lever-pull", "handle-pull")
+
+
+def _variants() -> dict[str, tuple[str, str, int, int]]:
+    """Every registered short name: (Meta-World env, instruction, default max_steps, repeat)."""
+    out = {name: (*spec, 1) for name, spec in TASKS.items()}
+    for name in WORLD4RL:
+        env_name, instruction, max_steps = TASKS[name]
+        out[name + SLOW_SUFFIX] = (env_name, instruction, max_steps // SLOW_REPEAT, SLOW_REPEAT)
+    return out
 
 
 def task_infos() -> list[TaskInfo]:
@@ -53,11 +82,11 @@ def task_infos() -> list[TaskInfo]:
             name=f"metaworld/{name}",
             suite="metaworld",
             instruction=instruction,
-            control_hz=CONTROL_HZ,
+            control_hz=CONTROL_HZ / repeat,
             max_steps=max_steps,
-            action_meaning=ACTION_MEANING,
+            action_meaning=_action_meaning(repeat),
         )
-        for name, (_, instruction, max_steps) in TASKS.items()
+        for name, (_, instruction, max_steps, repeat) in _variants().items()
     ]
 
 
@@ -69,7 +98,8 @@ def register_all(register) -> None:
 
 def make_task(info: TaskInfo, config: TaskConfig) -> MetaWorldTask:
     """Factory used by the registry: builds the Meta-World env named by `info`."""
-    return MetaWorldTask(info, config, TASKS[info.name.removeprefix("metaworld/")][0])
+    env_name, _, _, repeat = _variants()[info.name.removeprefix("metaworld/")]
+    return MetaWorldTask(info, config, env_name, repeat)
 
 
 @dataclasses.dataclass
@@ -87,18 +117,22 @@ class MetaWorldTask(Task):
     xyz (m, world frame), its roll/pitch/yaw (rad) relative to the nominal gripper-down orientation,
     and the finger opening in [0, 1] (Meta-World's normalized finger distance).
     State: qpos, qvel. The expert is Meta-World's scripted policy for the task.
+    With repeat > 1 every action is held for that many Meta-World steps (the image is rendered
+    once, after the last); success is Meta-World's flag after the last.
     """
 
-    def __init__(self, info: TaskInfo, config: TaskConfig, env_name: str):
+    def __init__(self, info: TaskInfo, config: TaskConfig, env_name: str, repeat: int = 1):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
         from metaworld.policies import ENV_POLICY_MAP
 
         env = ALL_V3_ENVIRONMENTS[env_name]()
-        if not (np.isclose(1.0 / env.dt, info.control_hz) and env.action_scale == ACTION_SCALE_M):
+        hz = 1.0 / (env.dt * repeat)
+        if not (np.isclose(hz, info.control_hz) and env.action_scale == ACTION_SCALE_M):
             raise RuntimeError(
-                f"{env_name}: {1 / env.dt} Hz and {env.action_scale} m per action unit differ "
+                f"{env_name}: {hz} Hz and {env.action_scale} m per action unit differ "
                 f"from the registered {info.control_hz} Hz and {ACTION_SCALE_M} m"
             )
+        self._repeat = repeat
         env._partially_observable = False  # the scripted policies read the goal from the obs
         del env.sawyer_observation_space  # cached with a zero goal range, which clips the goal
         env._set_task_called = True
@@ -126,7 +160,8 @@ class MetaWorldTask(Task):
     def _apply_action(self, action: np.ndarray) -> None:
         self._require_episode()
         mw_action = np.array([action[0], action[1], action[2], -action[6]])
-        obs, _, _, _, mw_info = self._env.step(mw_action)
+        for _ in range(self._repeat):
+            obs, _, _, _, mw_info = self._env.step(mw_action)
         self._episode = _Episode(obs=obs, success=bool(mw_info["success"]))
 
     def _success(self) -> bool:

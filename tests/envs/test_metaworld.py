@@ -24,12 +24,37 @@ def test_register_all_registers_world4rl_tasks_and_drawers():
     got: dict[str, tuple[TaskInfo, str]] = {}
     register_all(lambda info, factory: got.__setitem__(info.name, (info, factory)))
     world4rl = ["coffee-pull", "soccer", "hammer", "door-lock", "lever-pull", "handle-pull"]
-    assert set(got) == {f"metaworld/{t}" for t in world4rl + ["drawer-open", "drawer-close"]}
+    slow = [f"{t}-40hz" for t in world4rl]
+    assert set(got) == {f"metaworld/{t}" for t in world4rl + slow + ["drawer-open", "drawer-close"]}
     for info, factory in got.values():
-        assert info.suite == "metaworld" and info.control_hz == 80.0
-        assert 50 <= info.max_steps <= 500 and info.instruction
+        assert info.suite == "metaworld" and info.instruction
         assert "ignored" in info.action_meaning and "1 cm" in info.action_meaning
         assert factory == "robolearn.envs.metaworld:make_task"
+        if info.name.endswith("-40hz"):  # World4RL's 50-step episodes: half the steps, same time
+            full = got[info.name.removesuffix("-40hz")][0]
+            assert info.control_hz == 40.0 and "2 cm per step" in info.action_meaning
+            assert info.max_steps == full.max_steps // 2 and info.instruction == full.instruction
+        else:
+            assert info.control_hz == 80.0 and 50 <= info.max_steps <= 500
+
+
+def test_40hz_variant_holds_each_action_for_two_metaworld_steps():
+    fast = envs.make("metaworld/lever-pull", image_size=16)
+    slow = envs.make("metaworld/lever-pull-40hz", image_size=16)
+    try:
+        up = np.array([0.3, 0, 1.0, 0, 0, 0, 1.0])
+        fast.reset(seed=4)
+        slow_obs, _ = slow.reset(seed=4)
+        np.testing.assert_array_equal(fast.layout(), slow.layout())
+        for _ in range(2):
+            fast_obs, *_ = fast.step(up)
+        slow_obs, _, _, truncated, info = slow.step(up)
+        assert info["step"] == 1 and not truncated
+        np.testing.assert_allclose(slow_obs["state"], fast_obs["state"], atol=1e-9)
+        np.testing.assert_array_equal(slow_obs["image"], fast_obs["image"])
+    finally:
+        fast.close()
+        slow.close()
 
 
 def test_reset_step_render_and_proprio(task):
