@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -93,6 +94,6 @@ def test_tasks_command_through_the_console_script():
     ).stdout
     assert "drawer" in out and "metaworld/hammer" in out and "robosuite/lift" in out
     assert "open the drawer" in out
-    assert "metaworld/lever-pull-40hz  metaworld    40Hz     50" in out
+    assert re.search(r"^metaworld/lever-pull-40hz +metaworld +40Hz +50 ", out, re.MULTILINE)
     # one action line per distinct meaning: Meta-World's 80 Hz and 40 Hz tasks differ
     assert "(80 Hz, world frame)" in out and "2 cm per step" in out
