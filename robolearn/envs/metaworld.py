@@ -20,8 +20,9 @@ from robolearn.envs.render import Camera
 from robolearn.envs.visuals import SceneJitter
 
 CONTROL_HZ = 80.0  # Meta-World: frame_skip 5 x timestep 2.5 ms
-SLOW_SUFFIX = "-40hz"  # World4RL-length episodes: each action held for SLOW_REPEAT
-SLOW_REPEAT = 2  # Meta-World steps
+# "<task>-40hz": World4RL's episode length, each action held for SLOW_REPEAT Meta-World steps
+SLOW_SUFFIX = "-40hz"
+SLOW_REPEAT = 2
 CAMERA = "corner2"  # sees gripper, object and goal; its up-axis points down, so frames are rotated
 CAMERA_FOVY_DEG = 40.0  # corner2's own 60 degrees leaves the objects a few pixels wide at 64x64
 # The mocap holds the hand at quaternion (1, 0, 1, 0) (gripper down); its rpy is at gimbal lock
@@ -31,6 +32,7 @@ ACTION_SCALE_M = 0.01  # Meta-World's default action_scale: mocap moves action *
 
 
 def _action_meaning(repeat: int) -> str:
+    """TaskInfo.action_meaning for actions held `repeat` Meta-World steps (80 Hz text unchanged)."""
     if repeat == 1:
         unit = f"per step ({CONTROL_HZ:.0f} Hz, world frame)"
     else:
@@ -45,10 +47,8 @@ def _action_meaning(repeat: int) -> str:
     )
 
 
-ACTION_MEANING = _action_meaning(1)
-
 # name: (Meta-World env, instruction, default max_steps). max_steps is the smallest round number
-# at which the scripted expert succeeds on >= 90 % of seeds 0..49 (bench/expert_success_suites.py).
+# at which the scripted expert succeeds on >= 90 % of seeds 0..49 (bench/expert_success.py).
 TASKS = {
     "coffee-pull": ("coffee-pull-v3", "pull the coffee mug out from under the machine", 100),
     "soccer": ("soccer-v3", "push the soccer ball into the goal", 100),
