@@ -10,6 +10,10 @@ its actions drive the model, all in one `lax.scan` (batched over rollouts, jitte
 policy_apply(params, image uint8 [B, H, W, 3], proprio [B, P]) -> (mean [B, A], log_std [B, A]),
 e.g. a loaded BC policy's `apply`. With deterministic=False actions are sampled from
 N(mean, exp(log_std)^2) and clipped to [-1, 1].
+
+Recorded episodes replayed open loop (the model imagines, the recorded actions drive it):
+`Imaginer` batches `world_models.sampler.open_loop`, `context_window` cuts a real context out of
+an episode, `imagine_episodes` imagines whole episodes from their first frames.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from robolearn.core.errors import ConfigError
@@ -67,6 +72,71 @@ def start_window(first_image, first_proprio, context: int, action_dim: int):
     proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], context, axis=1)
     actions = jnp.zeros((first_image.shape[0], context, action_dim), jnp.float32)
     return frames, actions, proprio
+
+
+class Imaginer:
+    """Batched open-loop rollouts of a frozen world model (a FrozenWorldModel) under given actions,
+    jitted once per (batch, horizon) shape."""
+
+    def __init__(self, wm, batch_size: int):
+        self.wm, self.batch_size = wm, batch_size
+        graphdef, cfg, stats = wm.graphdef, wm.sampler, wm.stats
+        self._fn = jax.jit(
+            lambda params, rng, f, a, p, fa: sampler.open_loop(
+                graphdef, params, rng, f, a, p, fa, cfg, stats
+            )
+        )
+
+    def __call__(self, rng, frames, actions, proprio, future):
+        """Numpy in, numpy out; any number of rows (padded to whole batches)."""
+        n, b = len(frames), self.batch_size
+        out_f, out_p = [], []
+        for i in range(0, n, b):
+            chunk = [x[i : i + b] for x in (frames, actions, proprio, future)]
+            pad = b - len(chunk[0])
+            if pad:
+                chunk = [np.concatenate([x, np.repeat(x[-1:], pad, 0)]) for x in chunk]
+            f, p = self._fn(self.wm.params, jax.random.fold_in(rng, i), *chunk)
+            out_f.append(np.asarray(f)[: b - pad])
+            out_p.append(np.asarray(p)[: b - pad])
+        return np.concatenate(out_f), np.concatenate(out_p)
+
+
+def context_window(images, actions, proprio, s: int, t: int):
+    """The T-frame context ending at frame s of one episode, padded before frame 0.
+
+    images [N+1, H, W, 3], actions [N, A], proprio [N+1, P] -> frames [T, H, W, 3], the T actions
+    that led into them [T, A] (zeros before the episode), proprio [T, P].
+    """
+    idx = np.arange(s - t + 1, s + 1)
+    frames = images[np.maximum(idx, 0)]
+    act_idx = idx - 1
+    acts = np.where((act_idx >= 0)[:, None], actions[np.maximum(act_idx, 0)], 0.0)
+    return frames, acts.astype(np.float32), proprio[np.maximum(idx, 0)]
+
+
+def imagine_episodes(imaginer: Imaginer, rng, episodes) -> list:
+    """Every recorded episode imagined in full, open loop: from its first frame (padded the way
+    training pads an episode start) under all its recorded actions.
+
+    episodes: (image [N+1, H, W, 3], action [N, A], proprio [N+1, P]) per episode. Returns the
+    imagined frames uint8 [N, H, W, 3] of each episode, in order (frame k is imagined after
+    action k-1, beside the recorded frame k). Episodes of one length go in one batch, with the
+    key `rng` folded with that length.
+    """
+    t = imaginer.wm.info.context
+    by_length: dict[int, list[int]] = {}
+    for e, (_, action, _) in enumerate(episodes):
+        by_length.setdefault(len(action), []).append(e)
+    out: list = [None] * len(episodes)
+    for n, group in by_length.items():
+        ctx = [context_window(*episodes[e], 0, t) for e in group]
+        frames, acts, prop = (np.stack(x) for x in zip(*ctx, strict=True))
+        future = np.stack([episodes[e][1] for e in group]).astype(np.float32)
+        imagined, _ = imaginer(jax.random.fold_in(rng, n), frames, acts, prop, future)
+        for e, frames_e in zip(group, imagined, strict=True):
+            out[e] = frames_e
+    return out
 
 
 def make_policy_rollout(
@@ -125,7 +195,7 @@ def make_scored_rollout(
             robolearn.policies.ppo.train)
 
     The episodes start from real context windows: `start_window` of first frames, or a window
-    from the middle of a recorded episode (robolearn.runs.eval_world_model.context_window).
+    from the middle of a recorded episode (`context_window`).
 
     actor_apply(params, image, proprio) -> (mean, log_std) as for make_policy_rollout; actions
     are sampled from N(mean, max(std, std_floor)^2), clipped to [-1, 1] for the world model, and

@@ -35,7 +35,8 @@ from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
 from robolearn.data.loader import EpisodeCache
-from world_models import metrics, sampler
+from robolearn.imagination import Imaginer, context_window, imagine_episodes
+from world_models import metrics
 from world_models.checkpoint import FrozenWorldModel
 
 
@@ -65,46 +66,6 @@ class EvalWorldModelConfig:
             raise ConfigError(f"horizon must be >= 1, got {self.horizon}")
         if self.stride < 1 or self.batch_size < 1:
             raise ConfigError("stride and batch size must be >= 1")
-
-
-class Imaginer:
-    """Batched open-loop rollouts of a frozen model, jitted once per (batch, horizon) shape."""
-
-    def __init__(self, wm: FrozenWorldModel, batch_size: int):
-        self.wm, self.batch_size = wm, batch_size
-        graphdef, cfg, stats = wm.graphdef, wm.sampler, wm.stats
-        self._fn = jax.jit(
-            lambda params, rng, f, a, p, fa: sampler.open_loop(
-                graphdef, params, rng, f, a, p, fa, cfg, stats
-            )
-        )
-
-    def __call__(self, rng, frames, actions, proprio, future):
-        """Numpy in, numpy out; any number of rows (padded to whole batches)."""
-        n, b = len(frames), self.batch_size
-        out_f, out_p = [], []
-        for i in range(0, n, b):
-            chunk = [x[i : i + b] for x in (frames, actions, proprio, future)]
-            pad = b - len(chunk[0])
-            if pad:
-                chunk = [np.concatenate([x, np.repeat(x[-1:], pad, 0)]) for x in chunk]
-            f, p = self._fn(self.wm.params, jax.random.fold_in(rng, i), *chunk)
-            out_f.append(np.asarray(f)[: b - pad])
-            out_p.append(np.asarray(p)[: b - pad])
-        return np.concatenate(out_f), np.concatenate(out_p)
-
-
-def context_window(images, actions, proprio, s: int, t: int):
-    """The T-frame context ending at frame s of one episode, padded before frame 0.
-
-    images [N+1, H, W, 3], actions [N, A], proprio [N+1, P] -> frames [T, H, W, 3], the T actions
-    that led into them [T, A] (zeros before the episode), proprio [T, P].
-    """
-    idx = np.arange(s - t + 1, s + 1)
-    frames = images[np.maximum(idx, 0)]
-    act_idx = idx - 1
-    acts = np.where((act_idx >= 0)[:, None], actions[np.maximum(act_idx, 0)], 0.0)
-    return frames, acts.astype(np.float32), proprio[np.maximum(idx, 0)]
 
 
 def run_eval_world_model(
@@ -203,20 +164,14 @@ def _outcome(cfg, cache, episodes, imaginer, rng, progress) -> dict | None:
     bar = Progress(2, "outcome fidelity", enabled=progress)
     detector = fit_success_cnn(cache.arrays["image"], labels, steps=cfg.detector_steps)
     bar.update(1, "detector fitted")
-    t = imaginer.wm.info.context
-    by_length: dict[int, list[dict]] = {}
-    for ep in episodes:
-        by_length.setdefault(len(ep["action"]), []).append(ep)
-    rows = []
-    for n, group in by_length.items():
-        ctx = [context_window(ep["image"], ep["action"], ep["proprio"], 0, t) for ep in group]
-        frames, acts, prop = (np.stack(x) for x in zip(*ctx, strict=True))
-        future = np.stack([ep["action"] for ep in group]).astype(np.float32)
-        imagined, _ = imaginer(jax.random.fold_in(rng, n), frames, acts, prop, future)
-        p_imagined = detector(imagined[:, -1])
-        p_real = detector(np.stack([ep["image"][-1] for ep in group]))
-        for ep, pi, pr in zip(group, p_imagined, p_real, strict=True):
-            rows.append((ep["success"], pi >= 0.5, pr >= 0.5))
+    recorded = [(ep["image"], ep["action"], ep["proprio"]) for ep in episodes]
+    imagined = imagine_episodes(imaginer, rng, recorded)
+    p_imagined = detector(np.stack([frames[-1] for frames in imagined]))
+    p_real = detector(np.stack([ep["image"][-1] for ep in episodes]))
+    rows = [
+        (ep["success"], pi >= 0.5, pr >= 0.5)
+        for ep, pi, pr in zip(episodes, p_imagined, p_real, strict=True)
+    ]
     bar.update(2, f"{len(rows)} episodes imagined in full")
     bar.close()
     rows = np.asarray(rows, bool)

@@ -130,7 +130,7 @@ def initial_windows(
     if not cfg.data:
         image, proprio = initial_frames(cfg, size)
         return start_window(image, proprio, t, wm_info.action_dim)
-    from robolearn.runs.eval_world_model import context_window
+    from robolearn.imagination import context_window
 
     windows = [
         context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t)
