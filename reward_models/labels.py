@@ -60,6 +60,14 @@ class LabelledFrames:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def join(self, other: LabelledFrames) -> LabelledFrames:
+        """These triples, then `other`'s (frames must index the same images)."""
+        return LabelledFrames(
+            np.concatenate([self.frame, other.frame]),
+            np.concatenate([self.task, other.task]),
+            np.concatenate([self.label, other.label]),
+        )
+
     def counts(self, tasks: Sequence[str]) -> dict[str, dict[str, int]]:
         """{task: {"positives": n, "negatives": n}}."""
         return {

@@ -24,6 +24,7 @@ def _cmd_train_reward(args: argparse.Namespace) -> None:
         kind=args.kind,
         siglip=args.siglip or "",
         finetune_towers=args.finetune_towers,
+        world_model=args.world_model or "",
     )
     out = make_run_dir(args.out, "train", f"reward-{'-'.join(cfg.tasks) or args.preset}")
     result = run_train_reward(cfg, out, progress=not args.quiet)
@@ -96,6 +97,17 @@ def add_train_parser(train_sub) -> None:
         action="store_true",
         help="--kind siglip: train the SigLIP towers too, at a small learning rate (default: "
         "frozen towers, only the head trains)",
+    )
+    p.add_argument(
+        "--world-model",
+        default=None,
+        metavar="CKPT",
+        help="world-model checkpoint (or shipped part, e.g. bundle:drawer/world-model): every "
+        "episode of the covered tasks is also imagined by it, open loop under its recorded "
+        "actions, and the imagined frames are trained, calibrated and scored on with the "
+        "label of the recorded frame at the same step, so the classifier judges imagined "
+        "frames by what really happened (for rewards in `robolearn refine`; add the refined "
+        "policy's real episodes to --data to unlearn what it exploited)",
     )
     p.add_argument(
         "--preset",

@@ -11,7 +11,16 @@
    store's own per-frame success flags (every frame of the covered tasks' episodes).
 
 The classifier is a small CNN (--kind cnn) or SigLIP towers with a success head prompted with
-each task's instruction (--kind siglip; the towers frozen unless --finetune-towers). The output
+each task's instruction (--kind siglip; the towers frozen unless --finetune-towers).
+
+With --world-model, the classifier also learns to judge what that world model draws: every
+episode of the covered tasks is imagined open loop from its first frame under its recorded
+actions (robolearn.imagination.imagine_episodes), and each imagined frame joins its episode's
+side of the split with the recipe's label of the recorded frame at the same step. A policy
+refined in imagination is rewarded by frames like these; a classifier that saw only real frames
+can score frames the model draws off the data (smears, checkerboards) as success, which PPO
+then seeks out. Imagining the episodes of a refined policy, executed for real, teaches it that
+its imagined successes were not. Held-out episodes are imagined and scored too. The output
 directory is the checkpoint (reward_models.checkpoint; a siglip one holds a copy of the SigLIP
 files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
 (calibration and evaluation).
@@ -68,6 +77,8 @@ class TrainRewardConfig:
     kind: the classifier family (reward_models.config.KINDS).
     siglip: kind siglip: the Hugging Face SigLIP directory to start from.
     finetune_towers: kind siglip: train the towers too (default: the head only).
+    world_model: a world-model checkpoint whose open-loop imagination of the covered tasks'
+        episodes is trained, calibrated and scored on beside the recorded frames ("" = none).
     """
 
     data: tuple[str, ...]
@@ -83,6 +94,7 @@ class TrainRewardConfig:
     kind: str = "cnn"
     siglip: str = ""
     finetune_towers: bool = False
+    world_model: str = ""
 
     def __post_init__(self):
         if not self.data:
@@ -113,6 +125,7 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     tasks = _covered_tasks(cfg.tasks, cache, ", ".join(cfg.data))
     image_size = _image_size(cache, ", ".join(cfg.data))
     heldout = _load_heldout(cfg.heldout, tasks, image_size)
+    wm = _load_world_model(cfg.world_model, tasks, image_size)
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
     successes, episode_tasks = _episodes(cache)
     label_dataset(successes, episode_tasks, tasks, model_cfg.labels)  # no-positives error first
@@ -124,27 +137,44 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
             f"{', '.join(cfg.data)}: the validation episodes hold no negative frame to calibrate "
             "on; raise --val-fraction or collect failed episodes (--policy random)"
         )
-    stats = ckpt.LabelStats(
-        {"train": len(train_eps), "validation": len(val_eps)},
-        {"train": train.counts(tasks), "validation": val.counts(tasks)},
-    )
+    images = cache.arrays["image"]
+    counts = {"train": train.counts(tasks), "validation": val.counts(tasks)}
+    if wm is not None:
+        imagined = _imagine(wm, cache, tasks, cfg.batch_size, cfg.seed, "training data", progress)
+        offset, images = len(images), np.concatenate([images, imagined.images])
+        imagined_train = imagined.labelled(cache, train_eps, tasks, model_cfg.labels, offset)
+        imagined_val = imagined.labelled(cache, val_eps, tasks, model_cfg.labels, offset)
+        train, val = train.join(imagined_train), val.join(imagined_val)
+        counts["imagined_train"] = imagined_train.counts(tasks)
+        counts["imagined_validation"] = imagined_val.counts(tasks)
+    stats = ckpt.LabelStats({"train": len(train_eps), "validation": len(val_eps)}, counts)
     ckpt.write_config(out, model_cfg, stats)
     save_yaml(cfg, out / "train.yaml")
     instructions = {t: _instruction(cache, t) for t in tasks}
     siglip_dir = ckpt.write_towers(out, cfg.siglip) if cfg.kind == "siglip" else None
     classifier = make_classifier(model_cfg, [instructions[t] for t in tasks], siglip_dir)
-    state, frozen, training = _fit(cfg, model_cfg, classifier, cache, train, out, progress)
+    state, frozen, training = _fit(cfg, model_cfg, classifier, images, train, out, progress)
     params = merge_params(state.params, frozen)
     logit_fn = jax.jit(classifier.logits)
-    val_logits = predict_logits(logit_fn, params, cache.arrays["image"], val.frame, val.task)
+    val_logits = predict_logits(logit_fn, params, images, val.frame, val.task)
     calibration = calibrate(val_logits, val.label, cfg.target_fpr)
     ckpt.save_params(out, cfg.steps, state.params)
 
-    def score(on: EpisodeCache, labelled: LabelledFrames) -> dict:
-        images = on.arrays["image"]
+    def probs(images: np.ndarray, labelled: LabelledFrames) -> np.ndarray:
         logits = predict_logits(logit_fn, params, images, labelled.frame, labelled.task)
-        return _metrics(sigmoid(logits / calibration.temperature), labelled, tasks, calibration)
+        return sigmoid(logits / calibration.temperature)
 
+    def score(images: np.ndarray, labelled: LabelledFrames) -> dict:
+        return _metrics(probs(images, labelled), labelled, tasks, calibration)
+
+    evaluation = _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score)
+    if wm is not None:
+        on, episodes = (heldout, None) if heldout is not None else (cache, val_eps)
+        if heldout is not None:
+            imagined = _imagine(wm, heldout, tasks, cfg.batch_size, cfg.seed, "held out", progress)
+        evaluation["imagined"] = _evaluate_imagined(
+            on, episodes, imagined, tasks, model_cfg.labels, probs, calibration
+        )
     result = {
         "tasks": list(tasks),
         "training": training,
@@ -152,7 +182,7 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
         "validation": _metrics(
             sigmoid(val_logits / calibration.temperature), val, tasks, calibration
         ),
-        "evaluation": _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score),
+        "evaluation": evaluation,
     }
     info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
     ckpt.write_info(out, info)
@@ -176,13 +206,12 @@ def _model_config(
     return dataclasses.replace(model_cfg, kind="siglip", siglip=siglip)
 
 
-def _fit(cfg, model_cfg: RewardConfig, classifier, cache, train: LabelledFrames, out, progress):
-    """cfg.steps of balanced batches; returns (state, frozen params, {steps, seconds,
-    steps_per_second, last logged metrics})."""
+def _fit(cfg, model_cfg: RewardConfig, classifier, images, train: LabelledFrames, out, progress):
+    """cfg.steps of balanced batches of `train`, whose frames index `images`; returns (state,
+    frozen params, {steps, seconds, steps_per_second, last logged metrics})."""
     state, frozen = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
     train_step = make_train_step(classifier, model_cfg.optim, frozen)
     rng = np.random.default_rng(cfg.seed)
-    images = cache.arrays["image"]
     bar = Progress(cfg.steps, "step", enabled=progress)
     start = last_time = compiled = time.perf_counter()
     metrics: dict = {}
@@ -229,6 +258,122 @@ def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCa
     return on
 
 
+def _load_world_model(spec: str, tasks, image_size: int):
+    """The --world-model checkpoint (None without one), checked against the data first."""
+    if not spec:
+        return None
+    from robolearn import bundles
+    from world_models.checkpoint import load_world_model
+
+    wm = load_world_model(bundles.resolve(spec))
+    missing = [t for t in tasks if t not in wm.info.tasks]
+    if missing:
+        raise ConfigError(
+            f"--world-model {spec}: trained on {', '.join(wm.info.tasks)}, not on "
+            f"{', '.join(missing)}; it can only imagine the tasks it was trained on"
+        )
+    if wm.info.image_size != image_size:
+        raise ConfigError(
+            f"--world-model {spec}: imagines {wm.info.image_size} px frames, the data's are "
+            f"{image_size} px"
+        )
+    return wm
+
+
+@dataclasses.dataclass(frozen=True)
+class _Imagined:
+    """Episodes of a cache imagined open loop, laid out like the cache: images uint8 [F, H, W, 3]
+    hold each imagined episode's N+1 frames in order (frame 0 the recorded first frame, then the
+    N imagined ones); start {cache episode: row of its frame 0}."""
+
+    images: np.ndarray
+    start: dict[int, int]
+
+    def frames(self, cache: EpisodeCache, episodes, offset: int = 0):
+        """(row int64 [F] into offset + images, step int64 [F]) of every frame of `episodes`,
+        in the order _episodes and _frame_index give them."""
+        rows = [np.arange(cache.num_steps[e] + 1) + offset + self.start[e] for e in episodes]
+        steps = [np.arange(cache.num_steps[e] + 1) for e in episodes]
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows).astype(np.int64), np.concatenate(steps)
+
+    def labelled(self, cache, episodes, tasks, labels_cfg, offset: int) -> LabelledFrames:
+        """The recipe's triples of the imagined frames (not frame 0, which is recorded) of the
+        imagined ones among `episodes`, labelled like the recorded frame at the same step;
+        frames index the recorded images with these appended at `offset`."""
+        episodes = [int(e) for e in episodes if int(e) in self.start]
+        successes, episode_tasks = _episodes(cache, episodes)
+        out = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
+        rows, steps = self.frames(cache, episodes, offset)
+        keep = steps[out.frame] > 0
+        return LabelledFrames(rows[out.frame[keep]], out.task[keep], out.label[keep])
+
+
+def _imagine(wm, cache: EpisodeCache, tasks, batch_size: int, seed: int, what: str, progress):
+    """Every episode of `cache` of a covered task imagined in full under its recorded actions."""
+    from robolearn.imagination import Imaginer, imagine_episodes
+
+    a = cache.arrays
+    if a["proprio"].shape[1] != wm.info.proprio_dim or a["action"].shape[1] != wm.info.action_dim:
+        raise ConfigError(
+            f"{', '.join(map(str, cache.roots))}: {a['proprio'].shape[1]}-D proprio and "
+            f"{a['action'].shape[1]}-D actions, the world model's are {wm.info.proprio_dim}-D "
+            f"and {wm.info.action_dim}-D"
+        )
+    episodes = [e for e, m in enumerate(cache.meta) if m.task in tasks]
+    recorded = []
+    for e in episodes:
+        fs, ss, n = cache.frame_start[e], cache.step_start[e], cache.num_steps[e]
+        recorded.append(
+            (a["image"][fs : fs + n + 1], a["action"][ss : ss + n], a["proprio"][fs : fs + n + 1])
+        )
+    frames = sum(len(r[1]) for r in recorded)
+    bar = Progress(1, f"imagining {what}", enabled=progress)
+    start = time.perf_counter()
+    imagined = imagine_episodes(Imaginer(wm, batch_size), jax.random.key(seed), recorded)
+    seconds = time.perf_counter() - start
+    bar.update(1, f"{len(recorded)} episodes, {frames} frames ({frames / seconds:.0f}/s)")
+    bar.close()
+    rows = [np.concatenate([r[0][:1], im]) for r, im in zip(recorded, imagined, strict=True)]
+    starts = np.cumsum([0] + [len(r) for r in rows])
+    images = np.concatenate(rows) if rows else np.zeros((0, *a["image"].shape[1:]), np.uint8)
+    return _Imagined(images, {e: int(starts[k]) for k, e in enumerate(episodes)})
+
+
+def _evaluate_imagined(on, episodes, imagined: _Imagined, tasks, labels_cfg, probs, calibration):
+    """Scores of the imagined frames of `on`'s `episodes` (None: all) at the recipe's labels,
+    and per episode of a covered task: is any frame after an action rewarded (P >= threshold),
+    imagined and recorded, split by the recorded outcome. A policy refined in imagination is
+    paid for the imagined failures rewarded here."""
+    episodes = range(len(on.meta)) if episodes is None else episodes
+    episodes = [int(e) for e in episodes if int(e) in imagined.start]
+    labelled = imagined.labelled(on, episodes, tasks, labels_cfg, 0)
+    result = {
+        "episodes": len(episodes),
+        "recipe": _metrics(probs(imagined.images, labelled), labelled, tasks, calibration),
+    }
+    counts = {"failed": [0, 0, 0], "successful": [0, 0, 0]}  # episodes, rewarded imagined/real
+    real_frames = _frame_index(on, episodes)
+    rows, steps = imagined.frames(on, episodes)
+    successes, _ = _episodes(on, episodes)
+    at = np.cumsum([0] + [len(s) for s in successes])
+    for k, e in enumerate(episodes):
+        task = np.full(len(successes[k]) - 1, tasks.index(on.meta[e].task), np.int32)
+        span = slice(at[k] + 1, at[k + 1])  # the frames after each action
+        p_imagined = probs(imagined.images, LabelledFrames(rows[span], task, task > 0))
+        p_real = probs(on.arrays["image"], LabelledFrames(real_frames[span], task, task > 0))
+        row = counts["successful" if successes[k].any() else "failed"]
+        row[0] += 1
+        row[1] += bool((p_imagined >= calibration.threshold).any())
+        row[2] += bool((p_real >= calibration.threshold).any())
+    for outcome, (n, rewarded_imagined, rewarded_real) in counts.items():
+        result[f"{outcome}_episodes"] = n
+        result[f"{outcome}_rewarded_imagined"] = rewarded_imagined
+        result[f"{outcome}_rewarded_real"] = rewarded_real
+    return result
+
+
 def _evaluate(heldout, cache, val_eps, tasks, labels_cfg, score: Callable) -> dict:
     """Scores at the recipe's labels and at the stores' success flags, on the `heldout` cache
     or else on the validation episodes of `cache`."""
@@ -239,12 +384,12 @@ def _evaluate(heldout, cache, val_eps, tasks, labels_cfg, score: Callable) -> di
     successes, episode_tasks = _episodes(on, episodes)
     recipe = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
     flags = flag_labels(successes, episode_tasks, tasks)
-    frames = _frame_index(on, episodes)
+    frames, images = _frame_index(on, episodes), on.arrays["image"]
     return {
         "on": where,
         "episodes": len(successes),
-        "recipe": score(on, dataclasses.replace(recipe, frame=frames[recipe.frame])),
-        "sim_flags": score(on, dataclasses.replace(flags, frame=frames[flags.frame])),
+        "recipe": score(images, dataclasses.replace(recipe, frame=frames[recipe.frame])),
+        "sim_flags": score(images, dataclasses.replace(flags, frame=frames[flags.frame])),
     }
 
 
@@ -325,6 +470,18 @@ def summary_lines(result: dict) -> list[str]:
         m = ev[key]
         cells = [_pct(m[k]) for k in ("accuracy", "fpr", "fnr", "precision", "ece")]
         lines.append(f"  {name:<10} {m['frames']:>7} {m['positives']:>6} " + " ".join(cells))
+    imagined = ev.get("imagined")
+    if imagined is not None:
+        m = imagined["recipe"]
+        cells = [_pct(m[k]) for k in ("accuracy", "fpr", "fnr", "precision", "ece")]
+        lines.append(f"  {'imagined':<10} {m['frames']:>7} {m['positives']:>6} " + " ".join(cells))
+        lines.append("episodes with a rewarded frame, imagined | recorded:")
+        for outcome in ("failed", "successful"):
+            n = imagined[f"{outcome}_episodes"]
+            lines.append(
+                f"  {outcome:<10} {imagined[f'{outcome}_rewarded_imagined']:>4}/{n} | "
+                f"{imagined[f'{outcome}_rewarded_real']}/{n}"
+            )
     return lines
 
 
