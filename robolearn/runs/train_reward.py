@@ -353,24 +353,25 @@ def _evaluate_imagined(on, episodes, imagined: _Imagined, tasks, labels_cfg, pro
         "episodes": len(episodes),
         "recipe": _metrics(probs(imagined.images, labelled), labelled, tasks, calibration),
     }
-    counts = {"failed": [0, 0, 0], "successful": [0, 0, 0]}  # episodes, rewarded imagined/real
     real_frames = _frame_index(on, episodes)
     rows, steps = imagined.frames(on, episodes)
     successes, _ = _episodes(on, episodes)
-    at = np.cumsum([0] + [len(s) for s in successes])
-    for k, e in enumerate(episodes):
-        task = np.full(len(successes[k]) - 1, tasks.index(on.meta[e].task), np.int32)
-        span = slice(at[k] + 1, at[k + 1])  # the frames after each action
-        p_imagined = probs(imagined.images, LabelledFrames(rows[span], task, task > 0))
-        p_real = probs(on.arrays["image"], LabelledFrames(real_frames[span], task, task > 0))
-        row = counts["successful" if successes[k].any() else "failed"]
-        row[0] += 1
-        row[1] += bool((p_imagined >= calibration.threshold).any())
-        row[2] += bool((p_real >= calibration.threshold).any())
-    for outcome, (n, rewarded_imagined, rewarded_real) in counts.items():
-        result[f"{outcome}_episodes"] = n
-        result[f"{outcome}_rewarded_imagined"] = rewarded_imagined
-        result[f"{outcome}_rewarded_real"] = rewarded_real
+    lengths = [len(s) for s in successes]
+    after = steps > 0  # the frames after each action
+    episode = np.repeat(np.arange(len(episodes)), lengths)[after]
+    task = np.repeat([tasks.index(on.meta[e].task) for e in episodes], lengths)[after]
+    task = task.astype(np.int32)
+    won = np.array([s.any() for s in successes], bool)
+    for name, images, frames in (
+        ("imagined", imagined.images, rows[after]),
+        ("real", on.arrays["image"], real_frames[after]),
+    ):
+        hits = probs(images, LabelledFrames(frames, task, np.zeros(len(task), bool)))
+        hits = hits >= calibration.threshold
+        rewarded = np.bincount(episode, hits, minlength=len(episodes)) > 0
+        result[f"failed_rewarded_{name}"] = int(np.sum(rewarded & ~won))
+        result[f"successful_rewarded_{name}"] = int(np.sum(rewarded & won))
+    result["failed_episodes"], result["successful_episodes"] = int(np.sum(~won)), int(np.sum(won))
     return result
 
 
