@@ -106,8 +106,7 @@ def add_train_parser(train_sub) -> None:
         "episode of the covered tasks is also imagined by it, open loop under its recorded "
         "actions, and the imagined frames are trained, calibrated and scored on with the "
         "label of the recorded frame at the same step, so the classifier judges imagined "
-        "frames by what really happened (for rewards in `robolearn refine`; add the refined "
-        "policy's real episodes to --data to unlearn what it exploited)",
+        "frames by what really happened: the reward for `robolearn refine` with that model",
     )
     p.add_argument(
         "--preset",

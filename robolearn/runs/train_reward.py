@@ -19,8 +19,9 @@ actions (robolearn.imagination.imagine_episodes), and each imagined frame joins 
 side of the split with the recipe's label of the recorded frame at the same step. A policy
 refined in imagination is rewarded by frames like these; a classifier that saw only real frames
 can score frames the model draws off the data (smears, checkerboards) as success, which PPO
-then seeks out. Imagining the episodes of a refined policy, executed for real, teaches it that
-its imagined successes were not. Held-out episodes are imagined and scored too. The output
+then seeks out. Real episodes of a refined policy in the data teach it, through their imagined
+twins, what that policy's imagined successes really were. Held-out episodes are imagined and
+scored too. The output
 directory is the checkpoint (reward_models.checkpoint; a siglip one holds a copy of the SigLIP
 files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
 (calibration and evaluation).
