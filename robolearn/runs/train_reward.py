@@ -161,12 +161,13 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     calibration = calibrate(val_logits, val.label, cfg.target_fpr)
     ckpt.save_params(out, cfg.steps, state.params)
 
-    def probs(images: np.ndarray, labelled: LabelledFrames) -> np.ndarray:
-        logits = predict_logits(logit_fn, params, images, labelled.frame, labelled.task)
+    def probs(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
+        logits = predict_logits(logit_fn, params, images, frame, task)
         return sigmoid(logits / calibration.temperature)
 
     def score(images: np.ndarray, labelled: LabelledFrames) -> dict:
-        return _metrics(probs(images, labelled), labelled, tasks, calibration)
+        p = probs(images, labelled.frame, labelled.task)
+        return _metrics(p, labelled, tasks, calibration)
 
     evaluation = _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score)
     if wm is not None:
@@ -346,13 +347,16 @@ def _evaluate_imagined(on, episodes, imagined: _Imagined, tasks, labels_cfg, pro
     """Scores of the imagined frames of `on`'s `episodes` (None: all) at the recipe's labels,
     and per episode of a covered task: is any frame after an action rewarded (P >= threshold),
     imagined and recorded, split by the recorded outcome. A policy refined in imagination is
-    paid for the imagined failures rewarded here."""
+    paid for the imagined failures rewarded here. probs(images, frame, task) -> calibrated
+    P(success) of images[frame] for each frame's task."""
     episodes = range(len(on.meta)) if episodes is None else episodes
     episodes = [int(e) for e in episodes if int(e) in imagined.start]
     labelled = imagined.labelled(on, episodes, tasks, labels_cfg, 0)
     result = {
         "episodes": len(episodes),
-        "recipe": _metrics(probs(imagined.images, labelled), labelled, tasks, calibration),
+        "recipe": _metrics(
+            probs(imagined.images, labelled.frame, labelled.task), labelled, tasks, calibration
+        ),
     }
     real_frames = _frame_index(on, episodes)
     rows, steps = imagined.frames(on, episodes)
@@ -367,8 +371,7 @@ def _evaluate_imagined(on, episodes, imagined: _Imagined, tasks, labels_cfg, pro
         ("imagined", imagined.images, rows[after]),
         ("real", on.arrays["image"], real_frames[after]),
     ):
-        hits = probs(images, LabelledFrames(frames, task, np.zeros(len(task), bool)))
-        hits = hits >= calibration.threshold
+        hits = probs(images, frames, task) >= calibration.threshold
         rewarded = np.bincount(episode, hits, minlength=len(episodes)) > 0
         result[f"failed_rewarded_{name}"] = int(np.sum(rewarded & ~won))
         result[f"successful_rewarded_{name}"] = int(np.sum(rewarded & won))
