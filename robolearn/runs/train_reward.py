@@ -126,7 +126,7 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     tasks = _covered_tasks(cfg.tasks, cache, ", ".join(cfg.data))
     image_size = _image_size(cache, ", ".join(cfg.data))
     heldout = _load_heldout(cfg.heldout, tasks, image_size)
-    wm = _load_world_model(cfg.world_model, tasks, image_size)
+    wm = _load_world_model(cfg.world_model, tasks, image_size, [cache, heldout])
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
     successes, episode_tasks = _episodes(cache)
     label_dataset(successes, episode_tasks, tasks, model_cfg.labels)  # no-positives error first
@@ -260,8 +260,9 @@ def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCa
     return on
 
 
-def _load_world_model(spec: str, tasks, image_size: int):
-    """The --world-model checkpoint (None without one), checked against the data first."""
+def _load_world_model(spec: str, tasks, image_size: int, caches):
+    """The --world-model checkpoint (None without one), checked against the data (the caches;
+    None entries skipped) before any training."""
     if not spec:
         return None
     from robolearn import bundles
@@ -279,6 +280,14 @@ def _load_world_model(spec: str, tasks, image_size: int):
             f"--world-model {spec}: imagines {wm.info.image_size} px frames, the data's are "
             f"{image_size} px"
         )
+    for cache in filter(None, caches):
+        proprio, action = cache.arrays["proprio"].shape[1], cache.arrays["action"].shape[1]
+        if (proprio, action) != (wm.info.proprio_dim, wm.info.action_dim):
+            raise ConfigError(
+                f"{', '.join(map(str, cache.roots))}: {proprio}-D proprio and {action}-D "
+                f"actions, the world model's are {wm.info.proprio_dim}-D and "
+                f"{wm.info.action_dim}-D"
+            )
     return wm
 
 
@@ -317,12 +326,6 @@ def _imagine(wm, cache: EpisodeCache, tasks, batch_size: int, seed: int, what: s
     from robolearn.imagination import Imaginer, imagine_episodes
 
     a = cache.arrays
-    if a["proprio"].shape[1] != wm.info.proprio_dim or a["action"].shape[1] != wm.info.action_dim:
-        raise ConfigError(
-            f"{', '.join(map(str, cache.roots))}: {a['proprio'].shape[1]}-D proprio and "
-            f"{a['action'].shape[1]}-D actions, the world model's are {wm.info.proprio_dim}-D "
-            f"and {wm.info.action_dim}-D"
-        )
     episodes = [e for e, m in enumerate(cache.meta) if m.task in tasks]
     recorded = []
     for e in episodes:

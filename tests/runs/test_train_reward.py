@@ -18,7 +18,7 @@ from robolearn.data.store import create_store, write_episode
 SIZE = 16
 
 
-def write_patch_store(root, task="a", won=4, lost=2, steps=20, seed=0, corner=0):
+def write_patch_store(root, task="a", won=4, lost=2, steps=20, seed=0, corner=0, proprio_dim=7):
     """Episodes of `steps` steps with dim noise; the `won` successful ones succeed from frame
     steps - 6 on, where a bright 6x6 patch appears in a corner (0: top-left, 1: bottom-right)."""
     root = create_store(root)
@@ -33,7 +33,7 @@ def write_patch_store(root, task="a", won=4, lost=2, steps=20, seed=0, corner=0)
             image[steps - 6 :, patch[0], patch[1]] = 255
         episode = Episode(
             image=image,
-            proprio=np.zeros((steps + 1, 7), np.float32),
+            proprio=np.zeros((steps + 1, proprio_dim), np.float32),
             state=np.zeros((steps + 1, 0)),
             action=np.zeros((steps, 7), np.float32),
             reward=success[1:].astype(np.float32),

@@ -150,3 +150,10 @@ def test_world_model_mismatches_are_one_line_errors(stores, tmp_path, capsys):
     )
     assert train(tmp_path / "o3", big, extra=["--world-model", str(small_wm)]) == 2
     assert "imagines 16 px frames, the data's are 32 px" in capsys.readouterr().err
+    # a held-out store the model cannot imagine is refused before any training
+    odd = write_patch_store(tmp_path / "odd", won=2, lost=2, steps=STEPS, proprio_dim=6)
+    extra = ["--heldout", str(odd), "--world-model", str(wm)]
+    assert train(tmp_path / "o4", data, extra=extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "6-D proprio and 7-D actions, the world model's are 7-D" in err
+    assert not (tmp_path / "o4" / "metrics.jsonl").exists()
