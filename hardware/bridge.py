@@ -22,9 +22,14 @@ velocity limit, and on the strongly damped servos that injects more energy than 
 holds. Measured on the simulated arm (hardware.sim_arm, drawer BC policy, 20 seeds of 15 s): whole
 period, filter on: 20/20 opened, alpha < 1 on 0.4 % of control steps; 70 %, filter on: 15/20,
 alpha < 1 on 55 %; 70 %, filter off: 20/20 but every episode overdraws the tank (by up to 31 J).
-Any ramp is slowed where a joint would exceed the shield's velocity limit. The setpoint
-then passes the passivity filter (hardware.passivity) and the shield (hardware.shield); only the
-shield's output is ever returned, and the filter is told when the shield changed it.
+Any ramp is slowed where a joint would exceed the shield's velocity limit, and starts at the
+first control step after the action arrived (counted from the policy call, inference time would
+be a jump). The setpoint is clipped into the shield's joint limits and per-step limit
+(Shield.limit) before the passivity filter (hardware.passivity), so the tank pays only for a step
+that can be sent: a late control tick or a target past a joint limit asks for more, and charged
+in full and cut afterwards it drained the tank over ROS 2 while the arm moved normally. Then the
+shield checks everything (hardware.shield); only its output is ever returned, and the filter is
+told when the shield changed it.
 
 Modes: idle (not started) -> running (start) -> hold (hold(), a bad action, a policy exception,
 or the shield leaving "running": stale joint states or images, NaN, effort safe stop) or closed
@@ -65,6 +70,7 @@ from robolearn.core.spec import ACTION_DIM, ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 
 MODES = ("idle", "running", "hold", "closed")
+CLIP_KINDS = ("joint_limit", "step_limit", "finger_limit")  # shield changes that do not hold
 SIM_RAMP_FRACTION = control.RAMP_CHUNKS / control.INTERP_CHUNKS
 
 
@@ -171,7 +177,8 @@ def load_policy(spec: str, task: str = "drawer", image_size: int = 64, seed: int
 
 
 class Bridge:
-    """Policy -> action mapping -> 100 Hz ramp -> passivity filter -> shield -> JointCommand."""
+    """Policy -> action mapping -> 100 Hz ramp -> shield limits -> passivity filter -> shield
+    -> JointCommand."""
 
     def __init__(self, policy: Callable[[dict], np.ndarray], cfg: BridgeConfig | None = None):
         self.cfg = cfg = cfg if cfg is not None else BridgeConfig()
@@ -375,7 +382,9 @@ class Bridge:
             self._recording.act(act)
         target, ok = control.step_target(self._target, act)
         self._skipped_steps += not ok
-        self._ramp_from, self._ramp_t0 = self._target.q_rad, now_s
+        # The ramp starts at the next control step, not at now_s (when the policy was called):
+        # counted from now_s, the inference time would be a jump in the setpoint.
+        self._ramp_from, self._ramp_t0 = self._target.q_rad, None
         self._target = target
         # The simulator's ramp, slowed where a joint would pass the shield's velocity limit.
         slowest = float(np.max(np.abs(target.q_rad - self._ramp_from))) / self._max_velocity
@@ -393,8 +402,9 @@ class Bridge:
     def control_step(self, now_s: float) -> JointCommand | None:
         """The command for this control period (None before the first joint state).
 
-        Running: the ramp toward the policy's joint target; otherwise the hold position. Either
-        way through the passivity filter and then the shield.
+        Running: the ramp toward the policy's joint target, within the shield's joint and step
+        limits; otherwise the hold position. Either way through the passivity filter and then the
+        shield.
         """
         finished = None
         with self._lock:
@@ -406,8 +416,16 @@ class Bridge:
                 self._filter.reset(self._hold_q)
             self._steps += 1
             if self._mode == "running":
+                if self._ramp_t0 is None:
+                    self._ramp_t0 = now_s
                 frac = min(1.0, max(0.0, (now_s - self._ramp_t0 + self._dt) / self._ramp_len_s))
                 goal = self._ramp_from + frac * (self._target.q_rad - self._ramp_from)
+                # The shield's joint and step limits come before the filter: a late control tick,
+                # an unfinished ramp or a target past a joint limit asks for more than can be
+                # sent, and the tank would pay for all of it before the shield cut it, again on
+                # every step (measured over ROS 2: the tank drained by the first move's clipped
+                # steps, or by a target held past a joint limit after success).
+                goal = self._shield.limit(now_s, goal, self._filter.command)
                 finger = self._finger_goal
             else:
                 goal, finger = self._hold_q, self._hold_finger
@@ -434,7 +452,9 @@ class Bridge:
             if self._recording is not None:
                 self._recording.control(self._filter.state.alpha, [i.kind for i in new])
             if self._mode == "running" and self._shield.mode != "running":
-                why = f"{new[0].kind} ({new[0].detail})" if new else "no reason recorded"
+                # The reason is what held (a watchdog, NaN, the workspace), not a clip before it.
+                held = [i for i in new if i.kind not in CLIP_KINDS] or new
+                why = f"{held[0].kind} ({held[0].detail})" if held else "no reason recorded"
                 finished = self._stop_locked(now_s, f"shield {self._shield.mode}: {why}")
             self._hold_q = np.array(q_safe, dtype=np.float64)
             self._hold_finger = float(finger_safe)

@@ -25,6 +25,10 @@ per control step, and comes out inside the limits whatever goes in. In order, `S
 the limits); the mode reads "hold" for that step and "running" again once a check passes (a hold
 is not latched; the bridge decides whether to resume). Every intervention is recorded as an
 Intervention(time_s, kind, detail), one per reason per step, with counts by kind.
+
+`Shield.limit` is steps 4 and 5 alone, recorded the same way. The bridge applies it to each
+setpoint before the passivity filter (so the energy tank pays only for what can be sent); `check`
+still runs every step afterwards and finds nothing more to clip in that case.
 """
 
 from __future__ import annotations
@@ -223,6 +227,26 @@ class Shield:
             return None
         return self._safe_q.copy(), float(self._safe_finger)
 
+    def limit(self, now_s: float, q_cmd: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """`q_cmd` (rad) [6] clipped into the joint limits and then to the step limit from `ref`
+        (rad) [6], the last command sent: check's steps 4 and 5, recorded as they are there.
+
+        The bridge calls it before the passivity filter, so the tank pays only for a step the
+        shield will let out; check then finds nothing more to clip (and records nothing twice).
+        """
+        q = np.asarray(q_cmd, dtype=np.float64)
+        out = np.minimum(np.maximum(q, self._lo), self._hi)
+        if (np.abs(out - q) > _TOL).any():
+            self._record(now_s, "joint_limit", _joint_detail(q, out))
+        ref = np.asarray(ref, dtype=np.float64)
+        over = np.abs(out - ref) - self._max_step
+        if (over > 0.0).any():
+            limited = ref + np.clip(out - ref, -self._max_step, self._max_step)
+            if (over > _TOL).any():
+                self._record(now_s, "step_limit", _joint_detail(out, limited))
+            out = limited
+        return out
+
     def check(
         self,
         now_s: float,
@@ -267,16 +291,7 @@ class Shield:
         ref = self._safe_q
         if ref is None:
             ref = self._init_reference(q_meas if q_meas_ok else None, finger_meas_m)
-        out = np.minimum(np.maximum(q, self._lo), self._hi)
-        if (np.abs(out - q) > _TOL).any():
-            self._record(now_s, "joint_limit", _joint_detail(q, out))
-        step = out - ref
-        over = np.abs(step) - self._max_step
-        if (over > 0.0).any():
-            limited = ref + np.clip(step, -self._max_step, self._max_step)
-            if (over > _TOL).any():
-                self._record(now_s, "step_limit", _joint_detail(out, limited))
-            out = limited
+        out = self.limit(now_s, q, ref)
         dist = self._box_distance(tip_position_m(out))
         if dist > 0.0 and dist > self._safe_dist + 1e-9:
             tip = ", ".join(f"{v:.3f}" for v in tip_position_m(out))

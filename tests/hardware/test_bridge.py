@@ -21,6 +21,8 @@ from hardware.bridge import (
     ObservationError,
     load_policy,
 )
+from hardware.passivity import PassivityConfig
+from hardware.shield import ShieldConfig
 from hardware.sim_arm import SimArm, run_closed_loop
 from robolearn import envs
 from robolearn.bundles import BundleError
@@ -134,6 +136,79 @@ def test_default_ramp_spans_the_policy_period():
     np.testing.assert_allclose(cmds[:20], expected, atol=1e-9)
     steps = np.abs(np.diff(cmds, axis=0)).max()
     assert steps <= wx.VELOCITY_LIMIT_RAD_S * 0.01 + 1e-12
+
+
+def test_the_ramp_starts_when_the_action_arrives_not_when_the_policy_was_called():
+    """Over ROS 2 the action arrives after inference; counted from the policy call, that time
+    became a jump in the setpoint (clipped by the shield, after the tank had paid for it)."""
+
+    def commands(first_control_s):
+        bridge = Bridge(Scripted(SMALL), no_filter())
+        feed(bridge, 0.0)
+        bridge.start(0.0)
+        bridge.run_policy(0.0)  # called at 0; its action is in before the next control step
+        out = []
+        for i in range(20):
+            now = first_control_s + 0.01 * i
+            feed(bridge, now)
+            out.append(bridge.control_step(now).q_rad)
+        return np.array(out), bridge.status()["interventions"]
+
+    on_time, _ = commands(0.0)
+    late, interventions = commands(0.03)  # 30 ms of inference
+    np.testing.assert_allclose(late, on_time, atol=1e-12)
+    assert interventions == {}
+
+
+class _ServoArm:
+    """An arm that is exactly where it was last commanded, at rest: every spring error is zero,
+    so a sent step d costs the tank exactly 1/2 d^T K d and nothing refills it."""
+
+    def __init__(self, bridge):
+        self.bridge, self.q, self.sent = bridge, START_Q.copy(), []
+
+    def step(self, now):
+        self.bridge.observe_joints(now, self.q, np.zeros(6), OPEN, np.zeros(6))
+        self.bridge.observe_image(now, np.full((64, 64, 3), 90, np.uint8))
+        if self.bridge.policy_due(now):
+            self.bridge.run_policy(now)
+        cmd = self.bridge.control_step(now)
+        self.sent.append(cmd.q_rad - self.q)
+        self.q = cmd.q_rad
+
+
+@pytest.mark.parametrize("case", ["late_ticks", "joint_limit"])
+def test_the_tank_pays_for_the_commands_sent_not_for_what_the_shield_cuts(case):
+    """The shield's joint and step limits act before the passivity filter. A late control tick
+    (a fast ramp then asks for more than one step) or a target past a joint limit (asked for
+    again on every step) used to be charged in full and then clipped: over ROS 2 that drained the
+    tank while the arm moved normally."""
+    big = np.array([1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 1.0], np.float32)  # two moves at the speed limit
+    # A tank large enough never to gate (a servo at rest refills nothing): exact accounting.
+    tank = PassivityConfig(energy_init_j=100.0, energy_max_j=100.0)
+    if case == "late_ticks":
+        cfg, policy = BridgeConfig(passivity=tank), Scripted(big)
+        gaps = np.random.default_rng(0).uniform(0.004, 0.016, 300)  # 10 +- 6 ms ticks
+    else:
+        shield = ShieldConfig(q_lower_rad=tuple(START_Q - 0.05), q_upper_rad=tuple(START_Q + 0.05))
+        cfg, policy = BridgeConfig(passivity=tank, shield=shield), Scripted(SMALL)
+        gaps = np.full(300, 0.01)
+    bridge = Bridge(policy, cfg)
+    arm = _ServoArm(bridge)
+    arm.step(0.0)
+    bridge.start(0.0)
+    for now in np.cumsum(gaps):
+        arm.step(float(now))
+    counts = bridge.status()["interventions"]
+    assert counts.get("step_limit" if case == "late_ticks" else "joint_limit", 0) >= 10, counts
+    k = np.asarray(cfg.passivity.stiffness)
+    paid = sum(0.5 * float(d @ (k * d)) for d in arm.sent)
+    state = bridge.tank
+    assert state.activations == 0 and paid > 0.0
+    assert state.injected_energy_j == pytest.approx(paid, rel=1e-9)
+    assert state.energy_j == pytest.approx(cfg.passivity.energy_init_j - paid, rel=1e-9)
+    steps = np.abs(np.array(arm.sent)).max(axis=1)
+    assert steps.max() <= cfg.shield.max_velocity_rad_s * cfg.shield.dt_s + 1e-12
 
 
 @pytest.mark.parametrize(

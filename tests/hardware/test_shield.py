@@ -102,6 +102,21 @@ def test_step_limit_moves_at_most_v_dt_from_the_last_safe_command():
     assert shield.counts["step_limit"] == math.ceil(0.5 / MAX_STEP) - 1
 
 
+def test_limit_is_checks_joint_and_step_limits_and_check_then_finds_nothing_to_clip():
+    """The bridge limits each setpoint before the passivity filter (the tank pays only for what
+    can be sent); the clips are recorded there, once, as check records them."""
+    q = Q0 + np.array([0.5, 0.0, 3.0, 0.0, 0.0, 0.0])  # a big step, the elbow past its limit
+    reference = Shield()
+    expected, _ = fresh(reference, 0.0, q)
+    shield = Shield()
+    limited = shield.limit(0.0, q, Q0)
+    np.testing.assert_array_equal(limited, expected)
+    assert shield.counts == reference.counts == {"joint_limit": 1, "step_limit": 1}
+    out, _ = fresh(shield, 0.0, limited)
+    np.testing.assert_array_equal(out, expected)
+    assert shield.counts == reference.counts  # nothing recorded twice
+
+
 def test_first_command_is_limited_relative_to_the_measured_position():
     shield = Shield()
     out, _ = fresh(shield, 0.0, Q0 + 1.0, q_meas=Q0)
