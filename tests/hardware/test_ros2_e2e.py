@@ -2,9 +2,10 @@
 
 The simulated WidowX driver (MuJoCo drawer scene, real time) and the bridge node with the shipped
 BC drawer policy run for a fixed time after ~/start; a probe node records every command the bridge
-publishes, its status, and the driver's task-success topic. Checked: every command inside the
-shield's joint and finger limits and its per-step limit, the tip inside the workspace box, the
-energy tank never below E_min (and no violations), the policy acting throughout, task success.
+publishes, its status, and the driver's task-success topic. Checked on every attempt: every
+command inside the shield's joint and finger limits and its per-step limit, the tip inside the
+workspace box, the energy tank never below E_min (and no violations), the policy acting
+throughout. Task success: the drawer opens in one of ATTEMPTS fresh starts.
 """
 
 import random
@@ -21,20 +22,45 @@ pytestmark = pytest.mark.slow
 
 RUN_S = 15.0
 CONTROL_HZ = 100.0
-# A scene the policy opens in ~2.3 s over ROS 2. Before the bridge extrapolated the measured joints
-# to the control time (BridgeConfig.joint_delay_s), the filter stalled the arm on this seed: the
-# 5-10 ms old joint states made the tank pay for energy the commands never injected.
+# A scene the policy opens in ~2.2 s over ROS 2 (and deterministically in simulated time,
+# tests/hardware/test_bridge.py).
 SEED = 0
+# In real time the BC policy sees slightly different frames each run, and some runs take another
+# path: measured (README, Robot PC; bench.ros2_drawer) the drawer opened in 38 of 40 single starts
+# on seeds 0-9. The limits are hard on every attempt; success needs one of three fresh starts.
+ATTEMPTS = 3
 
 
 def test_bc_policy_drives_the_simulated_arm_within_limits(tmp_path):
+    outcomes = []
+    for attempt in range(1, ATTEMPTS + 1):
+        outcome = _attempt(tmp_path / f"attempt{attempt}")
+        print(f"attempt {attempt}: {outcome['summary']}")
+        outcomes.append(outcome["summary"])
+        if outcome["success"]:
+            return
+        # Success is judged only when the three processes kept real time: a policy trained on a
+        # 5 Hz simulator does not open the drawer when its arm, camera and commands run late.
+        if outcome["slow"]:
+            pytest.skip(
+                f"limits held; success not judged: machine too slow for real time {outcome['slow']}"
+            )
+    pytest.fail(
+        f"the drawer was never opened in {ATTEMPTS} attempts (every limit held): "
+        + "; ".join(outcomes)
+    )
+
+
+def _attempt(directory) -> dict:
+    """One fresh start: both nodes on a new DDS domain, RUN_S seconds after ~/start."""
+    directory.mkdir(parents=True)
     domain = random.SystemRandom().randint(1, 200)
-    env = {"ROS_LOG_DIR": str(tmp_path / "ros_log")}
+    env = {"ROS_LOG_DIR": str(directory / "ros_log")}
     driver = NodeProcess(
         "hardware.ros2_sim_driver",
         {"task": "drawer", "seed": SEED},
         domain,
-        tmp_path / "driver.log",
+        directory / "driver.log",
         env,
     )
     # Watchdog timeouts are wider than the defaults: CI machines are shared, and a scheduling
@@ -47,14 +73,14 @@ def test_bc_policy_drives_the_simulated_arm_within_limits(tmp_path):
             "image_timeout_s": 1.0,
         },
         domain,
-        tmp_path / "bridge.log",
+        directory / "bridge.log",
         env,
     )
     with nodes_and_probe(domain, driver, bridge) as probe:
-        _run(probe, driver, bridge)
+        return _run(probe, driver, bridge)
 
 
-def _run(probe: Probe, driver: NodeProcess, bridge: NodeProcess) -> None:
+def _run(probe: Probe, driver: NodeProcess, bridge: NodeProcess) -> dict:
     # The policy is loaded and compiled before the node offers its services.
     probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=180)
     assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30), probe.status()
@@ -110,29 +136,14 @@ def _run(probe: Probe, driver: NodeProcess, bridge: NodeProcess) -> None:
         "joint states": joint_states / (RUN_S * 100.0),
         "policy steps": status["policy_steps"] / (RUN_S * 5.0),
     }
-    print(
-        f"success {any(success)}, tank min {min(energies):.3f} J, interventions "
-        f"{status['interventions']}, fraction of real time: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
-    )
-    # Success is judged only when the three processes kept real time: a policy trained on a
-    # 5 Hz simulator does not open the drawer when its arm, camera and commands run late.
-    slow = {k: round(v, 2) for k, v in rates.items() if v < 0.9}
-    if slow and not any(success):
-        pytest.skip(f"limits held; success not judged: machine too slow for real time {slow}")
     tk = status["tank"]
-    stalled = tk["energy_j"] < tank.energy_min_j + 0.1 and tk["activations"] > 0.1 * tk["steps"]
-    if stalled and not any(success):
-        # Known, measured (README, Robot PC): in real time the tank model still charges some of
-        # the loop's timing to the commands; in about 1 run in 13 it reaches E_min and the filter
-        # holds the arm for good (a stalled arm refills nothing). Every limit and the energy floor
-        # were checked above; success is asserted whenever the tank did not run dry, and
-        # deterministically in simulated time by tests/hardware/test_bridge.py.
-        pytest.xfail(
-            f"limits and energy floor held; the tank ran dry and the filter held the arm "
-            f"({tk['energy_j']:.3f} J, alpha < 1 on {tk['activations']}/{tk['steps']} steps)"
-        )
-    assert any(success), "the drawer was never opened"
+    summary = (
+        f"success {any(success)}, tank min {min(energies):.3f} J, alpha < 1 on "
+        f"{tk['activations']}/{tk['steps']} steps, interventions {status['interventions']}, "
+        f"fraction of real time: " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items())
+    )
+    slow = {k: round(v, 2) for k, v in rates.items() if v < 0.9}
+    return {"success": any(success), "slow": slow, "summary": summary}
 
 
 SIDEWAYS = """
