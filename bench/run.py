@@ -28,6 +28,7 @@ BENCHMARKS = {
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
     "deploy_speed": "filter + shield us/step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
+    "ros2_drawer": "drawer over ROS 2 in real time: opened per start, tank, interventions",
 }
 
 

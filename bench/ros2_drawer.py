@@ -1,0 +1,123 @@
+"""The drawer over real ROS 2 in real time: how often a single start opens it, and the tank.
+
+    python -m bench.ros2_drawer                        # seeds 0-9 x 3 starts, ~15 min
+    python -m bench.ros2_drawer --seeds 0 --repeats 5  # one scene, five starts
+    python -m bench.run ros2_drawer [--quick]          # as a benchmark table (--quick: seeds 0-1)
+
+Each start is what tests/hardware/test_ros2_e2e.py runs once per attempt: the simulated WidowX
+driver (hardware.ros2_sim_driver, MuJoCo drawer scene stepped on the wall clock) and the bridge
+node (hardware.ros2_node, `bundle:drawer/bc`, default filter and shield) as fresh subprocesses on
+their own DDS domain, ~/start, `--seconds` of real time, ~/hold. One row per start: when the
+driver first reported the drawer open, the tank's lowest and last level (J, from the 1 Hz status
+topic and a final ~/status call), the control steps the filter scaled (alpha < 1), the shield's
+interventions by kind, and the fraction of real time the three processes kept (commands, joint
+states, policy steps). Runs are sequential and need the machine's cores to themselves: another
+heavy job on the machine makes the processes miss real time (see the `real time` column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from hardware.passivity import PassivityConfig  # noqa: E402
+from hardware.ros2_probe import BRIDGE, NodeProcess, nodes_and_probe  # noqa: E402
+
+CONTROL_HZ = 100.0
+POLICY_HZ = 5.0
+JOINT_STATE_HZ = 100.0
+
+
+def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc") -> dict:
+    """One fresh start of driver + bridge on scene `seed`; a row of the table."""
+    with tempfile.TemporaryDirectory(prefix="ros2_drawer_") as tmp:
+        domain = random.SystemRandom().randint(1, 200)
+        env = {"ROS_LOG_DIR": str(Path(tmp) / "ros_log")}
+        driver = NodeProcess(
+            "hardware.ros2_sim_driver",
+            {"task": "drawer", "seed": seed},
+            domain,
+            Path(tmp) / "driver.log",
+            env,
+        )
+        params = {"checkpoint": policy, "joint_state_timeout_s": 0.5, "image_timeout_s": 1.0}
+        bridge = NodeProcess("hardware.ros2_node", params, domain, Path(tmp) / "bridge.log", env)
+        with nodes_and_probe(domain, driver, bridge) as probe:
+            probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=180)
+            if not probe.wait_until(lambda: probe.status()["ready"], timeout_s=30):
+                raise RuntimeError(f"bridge not ready: {probe.status()['inputs_problem']}")
+            if not probe.wait_until(lambda: probe.joint_states and probe.success, timeout_s=30):
+                raise RuntimeError("the probe sees no joint states or success topic")
+            t0 = time.monotonic()
+            ok, message = probe.call(f"{BRIDGE}/start")
+            if not ok:
+                raise RuntimeError(message)
+            time.sleep(seconds)
+            status = probe.status()
+            probe.call(f"{BRIDGE}/hold")
+            with probe.lock:
+                opened = [t - t0 for t, ok in probe.success if t > t0 and ok]
+                energies = [s["tank"]["energy_j"] for t, s in probe.statuses if t > t0]
+                joint_states = sum(t > t0 for t, *_ in probe.joint_states)
+            commands = len(probe.commands_since(t0)[0])
+    tank = status["tank"]
+    rates = (
+        commands / (seconds * CONTROL_HZ),
+        joint_states / (seconds * JOINT_STATE_HZ),
+        status["policy_steps"] / (seconds * POLICY_HZ),
+    )
+    return {
+        "seed": seed,
+        "opened_s": round(opened[0], 2) if opened else "no",
+        "tank_min_j": round(min([*energies, tank["energy_j"]]), 3),
+        "tank_end_j": round(tank["energy_j"], 3),
+        "alpha<1_steps": tank["activations"],
+        "interventions": ", ".join(f"{k} {v}" for k, v in status["interventions"].items())
+        or "none",
+        "real time": "/".join(f"{r:.2f}" for r in rates),
+    }
+
+
+def run(quick: bool = False, seeds=None, repeats: int = 1, seconds: float = 15.0) -> list[dict]:
+    """bench.run entry: one row per start (quick: seeds 0 and 1, once each)."""
+    seeds = ((0, 1) if quick else tuple(range(10))) if seeds is None else tuple(seeds)
+    return [start_once(s, seconds) for _ in range(repeats) for s in seeds]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run import format_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench.ros2_drawer", description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--repeats", type=int, default=3, help="starts per seed")
+    parser.add_argument("--seconds", type=float, default=15.0, help="real time per start")
+    args = parser.parse_args(argv)
+    rows = []
+    for _ in range(args.repeats):
+        for seed in args.seeds:
+            row = start_once(seed, args.seconds)
+            rows.append(row)
+            print(
+                f"seed {seed}: opened {row['opened_s']}, tank min {row['tank_min_j']} J", flush=True
+            )
+    opened = [r for r in rows if r["opened_s"] != "no"]
+    dry = sum(r["tank_min_j"] < PassivityConfig().energy_min_j + 0.01 for r in rows)
+    print()
+    print(format_table(rows))
+    times = sorted(r["opened_s"] for r in opened)
+    span = f", after {times[0]:g}-{times[-1]:g} s" if times else ""
+    print(
+        f"\nopened in {len(opened)} of {len(rows)} starts{span}; the tank reached E_min "
+        f"in {dry} of {len(rows)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
