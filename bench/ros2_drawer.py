@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from hardware.passivity import PassivityConfig  # noqa: E402
-from hardware.ros2_probe import BRIDGE, NodeProcess, nodes_and_probe  # noqa: E402
+from hardware.ros2_probe import BRIDGE, driver_and_bridge  # noqa: E402
 
 CONTROL_HZ = 100.0
 POLICY_HZ = 5.0
@@ -36,36 +34,27 @@ JOINT_STATE_HZ = 100.0
 
 def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc") -> dict:
     """One fresh start of driver + bridge on scene `seed`; a row of the table."""
-    with tempfile.TemporaryDirectory(prefix="ros2_drawer_") as tmp:
-        domain = random.SystemRandom().randint(1, 200)
-        env = {"ROS_LOG_DIR": str(Path(tmp) / "ros_log")}
-        driver = NodeProcess(
-            "hardware.ros2_sim_driver",
-            {"task": "drawer", "seed": seed},
-            domain,
-            Path(tmp) / "driver.log",
-            env,
-        )
-        params = {"checkpoint": policy, "joint_state_timeout_s": 0.5, "image_timeout_s": 1.0}
-        bridge = NodeProcess("hardware.ros2_node", params, domain, Path(tmp) / "bridge.log", env)
-        with nodes_and_probe(domain, driver, bridge) as probe:
-            probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=180)
-            if not probe.wait_until(lambda: probe.status()["ready"], timeout_s=30):
-                raise RuntimeError(f"bridge not ready: {probe.status()['inputs_problem']}")
-            if not probe.wait_until(lambda: probe.joint_states and probe.success, timeout_s=30):
-                raise RuntimeError("the probe sees no joint states or success topic")
-            t0 = time.monotonic()
-            ok, message = probe.call(f"{BRIDGE}/start")
-            if not ok:
-                raise RuntimeError(message)
-            time.sleep(seconds)
-            status = probe.status()
-            probe.call(f"{BRIDGE}/hold")
-            with probe.lock:
-                opened = [t - t0 for t, ok in probe.success if t > t0 and ok]
-                energies = [s["tank"]["energy_j"] for t, s in probe.statuses if t > t0]
-                joint_states = sum(t > t0 for t, *_ in probe.joint_states)
-            commands = len(probe.commands_since(t0)[0])
+    with (
+        tempfile.TemporaryDirectory(prefix="ros2_drawer_") as tmp,
+        driver_and_bridge(tmp, seed, policy) as (probe, _, bridge),
+    ):
+        probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=180)
+        if not probe.wait_until(lambda: probe.status()["ready"], timeout_s=30):
+            raise RuntimeError(f"bridge not ready: {probe.status()['inputs_problem']}")
+        if not probe.wait_until(lambda: probe.joint_states and probe.success, timeout_s=30):
+            raise RuntimeError("the probe sees no joint states or success topic")
+        t0 = time.monotonic()
+        ok, message = probe.call(f"{BRIDGE}/start")
+        if not ok:
+            raise RuntimeError(message)
+        time.sleep(seconds)
+        status = probe.status()
+        probe.call(f"{BRIDGE}/hold")
+        with probe.lock:
+            opened = [t - t0 for t, ok in probe.success if t > t0 and ok]
+            energies = [s["tank"]["energy_j"] for t, s in probe.statuses if t > t0]
+            joint_states = sum(t > t0 for t, *_ in probe.joint_states)
+        commands = len(probe.commands_since(t0)[0])
     tank = status["tank"]
     rates = (
         commands / (seconds * CONTROL_HZ),

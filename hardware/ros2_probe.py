@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -278,3 +279,40 @@ def nodes_and_probe(domain_id: int, *nodes: NodeProcess):
         probe.close()
         for node in reversed(nodes):
             node.stop()
+
+
+@contextlib.contextmanager
+def driver_and_bridge(
+    directory: str | Path, seed: int = 0, checkpoint: str = "bundle:drawer/bc", task="drawer"
+):
+    """The simulated driver (scene `task`, `seed`) and the bridge node (`checkpoint`) as fresh
+    subprocesses on a new DDS domain, logs and ROS logs under `directory`, with a Probe: yields
+    (probe, driver, bridge). The bridge's watchdog timeouts are wider than the defaults (0.5 s for
+    joint states, 1 s for images): on a shared machine a scheduling stall is not a dead driver.
+    Used by the end-to-end test (tests/hardware/test_ros2_e2e.py) and bench.ros2_drawer, so both
+    run the same thing."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    domain = random.SystemRandom().randint(1, 200)
+    env = {"ROS_LOG_DIR": str(directory / "ros_log")}
+    driver = NodeProcess(
+        "hardware.ros2_sim_driver",
+        {"task": task, "seed": seed},
+        domain,
+        directory / "driver.log",
+        env,
+    )
+    bridge = NodeProcess(
+        "hardware.ros2_node",
+        {
+            "checkpoint": checkpoint,
+            "task": task,
+            "joint_state_timeout_s": 0.5,
+            "image_timeout_s": 1.0,
+        },
+        domain,
+        directory / "bridge.log",
+        env,
+    )
+    with nodes_and_probe(domain, driver, bridge) as probe:
+        yield probe, driver, bridge

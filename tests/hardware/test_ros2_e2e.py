@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hardware.passivity import PassivityConfig
-from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
+from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, driver_and_bridge, nodes_and_probe
 from hardware.shield import ShieldConfig, tip_position_m
 
 pytestmark = pytest.mark.slow
@@ -53,30 +53,7 @@ def test_bc_policy_drives_the_simulated_arm_within_limits(tmp_path):
 
 def _attempt(directory) -> dict:
     """One fresh start: both nodes on a new DDS domain, RUN_S seconds after ~/start."""
-    directory.mkdir(parents=True)
-    domain = random.SystemRandom().randint(1, 200)
-    env = {"ROS_LOG_DIR": str(directory / "ros_log")}
-    driver = NodeProcess(
-        "hardware.ros2_sim_driver",
-        {"task": "drawer", "seed": SEED},
-        domain,
-        directory / "driver.log",
-        env,
-    )
-    # Watchdog timeouts are wider than the defaults: CI machines are shared, and a scheduling
-    # stall must not be mistaken for a dead driver here (test_ros2_faults checks the watchdog).
-    bridge = NodeProcess(
-        "hardware.ros2_node",
-        {
-            "checkpoint": "bundle:drawer/bc",
-            "joint_state_timeout_s": 0.5,
-            "image_timeout_s": 1.0,
-        },
-        domain,
-        directory / "bridge.log",
-        env,
-    )
-    with nodes_and_probe(domain, driver, bridge) as probe:
+    with driver_and_bridge(directory, SEED) as (probe, driver, bridge):
         return _run(probe, driver, bridge)
 
 
