@@ -25,11 +25,7 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from hardware.passivity import PassivityConfig  # noqa: E402
-from hardware.ros2_probe import BRIDGE, driver_and_bridge  # noqa: E402
-
-CONTROL_HZ = 100.0
-POLICY_HZ = 5.0
-JOINT_STATE_HZ = 100.0
+from hardware.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # noqa: E402
 
 
 def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc") -> dict:
@@ -53,14 +49,8 @@ def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc
         with probe.lock:
             opened = [t - t0 for t, ok in probe.success if t > t0 and ok]
             energies = [s["tank"]["energy_j"] for t, s in probe.statuses if t > t0]
-            joint_states = sum(t > t0 for t, *_ in probe.joint_states)
-        commands = len(probe.commands_since(t0)[0])
+        rates = real_time_fractions(probe, status, t0, seconds)
     tank = status["tank"]
-    rates = (
-        commands / (seconds * CONTROL_HZ),
-        joint_states / (seconds * JOINT_STATE_HZ),
-        status["policy_steps"] / (seconds * POLICY_HZ),
-    )
     return {
         "seed": seed,
         "opened_s": round(opened[0], 2) if opened else "no",
@@ -69,14 +59,23 @@ def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc
         "alpha<1_steps": tank["activations"],
         "interventions": ", ".join(f"{k} {v}" for k, v in status["interventions"].items())
         or "none",
-        "real time": "/".join(f"{r:.2f}" for r in rates),
+        "real time": "/".join(f"{r:.2f}" for r in rates.values()),
     }
 
 
-def run(quick: bool = False, seeds=None, repeats: int = 1, seconds: float = 15.0) -> list[dict]:
-    """bench.run entry: one row per start (quick: seeds 0 and 1, once each)."""
+def run(
+    quick: bool = False, seeds=None, repeats: int = 1, seconds: float = 15.0, log=None
+) -> list[dict]:
+    """bench.run entry: one row per start, `repeats` rounds over `seeds` (default 0-9; quick:
+    0 and 1, once each); `log(row)` after each start."""
     seeds = ((0, 1) if quick else tuple(range(10))) if seeds is None else tuple(seeds)
-    return [start_once(s, seconds) for _ in range(repeats) for s in seeds]
+    rows = []
+    for _ in range(repeats):
+        for seed in seeds:
+            rows.append(start_once(seed, seconds))
+            if log is not None:
+                log(rows[-1])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="starts per seed")
     parser.add_argument("--seconds", type=float, default=15.0, help="real time per start")
     args = parser.parse_args(argv)
-    rows = []
-    for _ in range(args.repeats):
-        for seed in args.seeds:
-            row = start_once(seed, args.seconds)
-            rows.append(row)
-            print(
-                f"seed {seed}: opened {row['opened_s']}, tank min {row['tank_min_j']} J", flush=True
-            )
+
+    def log(row):
+        print(
+            f"seed {row['seed']}: opened {row['opened_s']}, tank min {row['tank_min_j']} J",
+            flush=True,
+        )
+
+    rows = run(seeds=args.seeds, repeats=args.repeats, seconds=args.seconds, log=log)
     opened = [r for r in rows if r["opened_s"] != "no"]
     dry = sum(r["tank_min_j"] < PassivityConfig().energy_min_j + 0.01 for r in rows)
     print()

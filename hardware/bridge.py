@@ -61,7 +61,7 @@ import numpy as np
 
 from hardware.passivity import PassivityConfig, PassivityFilter
 from hardware.recording import DeploymentEpisode, jsonable
-from hardware.shield import Intervention, Shield, ShieldConfig
+from hardware.shield import CLIP_KINDS, Intervention, Shield, ShieldConfig
 from robolearn import bundles
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control
@@ -70,7 +70,6 @@ from robolearn.core.spec import ACTION_DIM, ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 
 MODES = ("idle", "running", "hold", "closed")
-CLIP_KINDS = ("joint_limit", "step_limit", "finger_limit")  # shield changes that do not hold
 SIM_RAMP_FRACTION = control.RAMP_CHUNKS / control.INTERP_CHUNKS
 
 

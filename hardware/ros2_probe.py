@@ -281,6 +281,26 @@ def nodes_and_probe(domain_id: int, *nodes: NodeProcess):
             node.stop()
 
 
+def real_time_fractions(
+    probe: Probe,
+    status: dict,
+    t0: float,
+    seconds: float,
+    control_hz: float = 100.0,
+    joint_state_hz: float = 100.0,
+    policy_hz: float = 5.0,
+) -> dict[str, float]:
+    """How much of real time the bridge's commands, the driver's joint states and the policy
+    steps (from the bridge `status`) kept over the `seconds` after `t0` (1.0: all of it)."""
+    with probe.lock:
+        joint_states = sum(t > t0 for t, *_ in probe.joint_states)
+    return {
+        "commands": len(probe.commands_since(t0)[0]) / (seconds * control_hz),
+        "joint states": joint_states / (seconds * joint_state_hz),
+        "policy steps": status["policy_steps"] / (seconds * policy_hz),
+    }
+
+
 @contextlib.contextmanager
 def driver_and_bridge(
     directory: str | Path, seed: int = 0, checkpoint: str = "bundle:drawer/bc", task="drawer"

@@ -59,6 +59,7 @@ KINDS = (
     "effort",
     "stopped",
 )
+CLIP_KINDS = ("joint_limit", "step_limit", "finger_limit")  # kinds that change a command, not hold
 
 
 @dataclasses.dataclass(frozen=True)

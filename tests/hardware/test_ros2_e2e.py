@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from hardware.passivity import PassivityConfig
-from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, driver_and_bridge, nodes_and_probe
+from hardware.ros2_probe import (
+    BRIDGE,
+    NodeProcess,
+    Probe,
+    driver_and_bridge,
+    nodes_and_probe,
+    real_time_fractions,
+)
 from hardware.shield import ShieldConfig, tip_position_m
 
 pytestmark = pytest.mark.slow
@@ -106,13 +113,7 @@ def _run(probe: Probe, driver: NodeProcess, bridge: NodeProcess) -> dict:
     success = [ok for t, ok in probe.success if t > t0]
     assert len(success) >= RUN_S * 5  # the driver's 10 Hz success topic kept coming
     assert driver.alive() and bridge.alive()
-    with probe.lock:
-        joint_states = sum(t > t0 for t, *_ in probe.joint_states)
-    rates = {
-        "commands": len(commands) / (RUN_S * CONTROL_HZ),
-        "joint states": joint_states / (RUN_S * 100.0),
-        "policy steps": status["policy_steps"] / (RUN_S * 5.0),
-    }
+    rates = real_time_fractions(probe, status, t0, RUN_S, control_hz=CONTROL_HZ)
     tk = status["tank"]
     summary = (
         f"success {any(success)}, tank min {min(energies):.3f} J, alpha < 1 on "
