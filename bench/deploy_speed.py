@@ -7,13 +7,14 @@ sample, microseconds) and `note`. Each part of the path adds its rows with a fun
 (`run` concatenates them), so the ROS rows (bridge loop jitter at 100 Hz, observation-to-command
 latency on loopback) can come as `ros_rows(quick)` beside `filter_shield_rows(quick)`.
 
-filter_shield_rows: hardware.passivity.PassivityFilter.filter and hardware.shield.Shield.check
-with their default configs, called once per 100 Hz control step as a bridge calls them, on a
-realistic command stream built beforehand: reaching moves to a new random waypoint every 2 s
-through core.widowx_control.step_target at 5 Hz (IK, the workspace box; up to 5 cm and pi/5 rad
-per joint a step), joint targets ramped linearly over each 0.2 s step, and an arm that follows
-its command as the port model's overdamped servo (D qdot = K (q_cmd - q), capped at pi rad/s).
-Timed with time.perf_counter_ns around each call, Python's garbage collector on, as in a real
+filter_shield_rows: robolearn.hardware.passivity.PassivityFilter.filter and
+robolearn.hardware.shield.Shield.check with their default configs, called once per 100 Hz control
+step as a bridge calls them, on a realistic command stream built beforehand: reaching moves to a new
+random waypoint every 2 s through core.widowx_control.step_target at 5 Hz (IK, the workspace box; up
+to 5 cm and pi/5 rad per joint a step), joint targets ramped linearly over each 0.2 s step, and an
+arm that follows its command as the port model's overdamped servo (D qdot = K (q_cmd - q), capped at
+pi rad/s). Timed with time.perf_counter_ns around each call, Python's garbage collector on, as in a
+real
 loop; no ROS, no simulator.
 """
 
@@ -27,9 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
+from robolearn.hardware.shield import Shield, ShieldConfig
 
-from hardware.passivity import PassivityConfig, PassivityFilter
-from hardware.shield import Shield, ShieldConfig
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as wxc
 
@@ -150,14 +151,14 @@ def _ros_env(tmp: Path) -> dict[str, str]:
 
 
 def _jitter_row(tmp: Path, seconds: float) -> dict:
-    from hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
 
     domain = random.SystemRandom().randint(1, 200)
     env = _ros_env(tmp)
-    driver = NodeProcess("hardware.ros2_sim_driver", {}, domain, tmp / "driver.log", env)
+    driver = NodeProcess("robolearn.hardware.ros2_sim_driver", {}, domain, tmp / "driver.log", env)
     # A wide watchdog: a stall of this shared machine must not stop the measurement.
     params = {"checkpoint": "bundle:drawer/bc", "joint_state_timeout_s": 1.0}
-    bridge = NodeProcess("hardware.ros2_node", params, domain, tmp / "bridge.log", env)
+    bridge = NodeProcess("robolearn.hardware.ros2_node", params, domain, tmp / "bridge.log", env)
     probe = Probe(domain)
     try:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=300)
@@ -185,14 +186,15 @@ def _jitter_row(tmp: Path, seconds: float) -> dict:
 
 
 def _latency_row(tmp: Path, samples: int) -> dict:
+    from robolearn.hardware import ros2_msgs as msgs
+    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
     from sensor_msgs.msg import Image, JointState
-
-    from hardware import ros2_msgs as msgs
-    from hardware.ros2_probe import BRIDGE, NodeProcess, Probe
 
     domain = random.SystemRandom().randint(1, 200)
     params = {"checkpoint": "python:bench.deploy_speed:zero_policy", "joint_state_timeout_s": 1.0}
-    bridge = NodeProcess("hardware.ros2_node", params, domain, tmp / "latency.log", _ros_env(tmp))
+    bridge = NodeProcess(
+        "robolearn.hardware.ros2_node", params, domain, tmp / "latency.log", _ros_env(tmp)
+    )
     probe = Probe(domain)
     q0 = wxc.start_target().q_rad
     state = {"q": q0, "effort": np.zeros(wx.NUM_JOINTS)}

@@ -5,13 +5,13 @@
     python -m bench.run ros2_drawer [--quick]          # as a benchmark table (--quick: seeds 0-1)
 
 Each start is what tests/hardware/test_ros2_e2e.py runs once per attempt: the simulated WidowX
-driver (hardware.ros2_sim_driver, MuJoCo drawer scene stepped on the wall clock) and the bridge
-node (hardware.ros2_node, `bundle:drawer/bc`, default filter and shield) as fresh subprocesses on
-their own DDS domain, ~/start, `--seconds` of real time, ~/hold. One row per start: when the
-driver first reported the drawer open, the tank's lowest and last level (J, from the 1 Hz status
-topic and a final ~/status call), the control steps the filter scaled (alpha < 1), the shield's
-interventions by kind, and the fraction of real time the three processes kept (commands, joint
-states, policy steps). Runs are sequential and need the machine's cores to themselves: another
+driver (robolearn.hardware.ros2_sim_driver, MuJoCo drawer scene stepped on the wall clock) and the
+bridge node (robolearn.hardware.ros2_node, `bundle:drawer/bc`, default filter and shield) as fresh
+subprocesses on their own DDS domain, ~/start, `--seconds` of real time, ~/hold. One row per start:
+when the driver first reported the drawer open, the tank's lowest and last level (J, from the 1 Hz
+status topic and a final ~/status call), the control steps the filter scaled (alpha < 1), the
+shield's interventions by kind, and the fraction of real time the three processes kept (commands,
+joint states, policy steps). Runs are sequential and need the machine's cores to themselves: another
 heavy job on the machine makes the processes miss real time (see the `real time` column).
 """
 
@@ -24,8 +24,8 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from hardware.passivity import PassivityConfig  # noqa: E402
-from hardware.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # noqa: E402
+from robolearn.hardware.passivity import PassivityConfig  # noqa: E402
+from robolearn.hardware.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # noqa: E402
 
 
 def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc") -> dict:

@@ -4,7 +4,8 @@ analysis and, on a GPU, model FLOPs utilization (MFU).
 
 Rows (one per preset, measurement and batch):
 
-    train    the jitted, data-parallel train step (world_models.train) at global batch 16 and 32 on
+    train    the jitted, data-parallel train step (robolearn.world_models.train) at global batch 16
+    and 32 on
              random uint8 frames; `sec` is the median of a few timed steps after one warm-up step.
     imagine  `sampler.open_loop` jitted with graph, sampler config and proprio stats closed over,
              from `train.start_window`, `horizon` steps under random actions, default sampler
@@ -33,12 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-from bench.timing import timed as _timed
-from world_models.config import preset
-from world_models.model import count_params
-from world_models.sampler import open_loop
-from world_models.train import (
+from robolearn.world_models.config import preset
+from robolearn.world_models.model import count_params
+from robolearn.world_models.sampler import open_loop
+from robolearn.world_models.train import (
     ProprioStats,
     data_mesh,
     init_train_state,
@@ -47,6 +46,8 @@ from world_models.train import (
     shard_batch,
     start_window,
 )
+
+from bench.timing import timed as _timed
 
 IMAGE = 64
 DEFAULT_PEAK_TFLOPS = 989.0  # H100/H200 SXM, bf16 dense

@@ -12,7 +12,7 @@ robolearn.core.widowx_control, shared with the simulator):
 - `bridge`: the bridge core with no ROS in it (Bridge, BridgeConfig, JointCommand, load_policy).
 - `recording`: deployment episodes written into the episode store (robolearn.data).
 - `sim_arm`: the MuJoCo WidowX scene behind a joint-position driver interface (SimArm), and the
-  simulated closed loop (`python -m hardware.sim_arm`).
+  simulated closed loop (`python -m robolearn.hardware.sim_arm`).
 - `ros2_node`, `ros2_sim_driver`, `ros2_msgs`: the rclpy bridge node, the simulated driver node
   and message conversion; the only modules that import rclpy.
 

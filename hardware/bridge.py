@@ -19,16 +19,17 @@ target to the new one over `ramp_fraction` of the policy period and then holds. 
 over 70 % (SIM_RAMP_FRACTION; with that setting at 50 Hz the commands equal its per-chunk targets);
 the bridge's default is the whole period: a 70 % ramp moves a joint up to 1/0.7 times the
 velocity limit, and on the strongly damped servos that injects more energy than the default tank
-holds. Measured on the simulated arm (hardware.sim_arm, drawer BC policy, 20 seeds of 15 s): whole
-period, filter on: 20/20 opened, alpha < 1 on 0.4 % of control steps; 70 %, filter on: 15/20,
-alpha < 1 on 55 %; 70 %, filter off: 20/20 but every episode overdraws the tank (by up to 31 J).
-Any ramp is slowed where a joint would exceed the shield's velocity limit, and starts at the
-first control step after the action arrived (counted from the policy call, inference time would
-be a jump). The setpoint is clipped into the shield's joint limits and per-step limit
-(Shield.limit) before the passivity filter (hardware.passivity), so the tank pays only for a step
-that can be sent: a late control tick or a target past a joint limit asks for more, and charged
-in full and cut afterwards it drained the tank over ROS 2 while the arm moved normally. Then the
-shield checks everything (hardware.shield); only its output is ever returned, and the filter is
+holds. Measured on the simulated arm (robolearn.hardware.sim_arm, drawer BC policy, 20 seeds of 15
+s): whole period, filter on: 20/20 opened, alpha < 1 on 0.4 % of control steps; 70 %, filter on:
+15/20, alpha < 1 on 55 %; 70 %, filter off: 20/20 but every episode overdraws the tank (by up to 31
+J). Any ramp is slowed where a joint would exceed the shield's velocity limit, and starts at the
+first control step after the action arrived (counted from the policy call, inference time would be a
+jump). The setpoint is clipped into the shield's joint limits and per-step limit (Shield.limit)
+before the passivity filter (robolearn.hardware.passivity), so the tank pays only for a step that
+can be sent: a late control tick or a target past a joint limit asks for more, and charged in full
+and cut afterwards it drained the tank over ROS 2 while the arm moved normally. Then the shield
+checks everything (robolearn.hardware.shield); only its output is ever returned, and the
+filter is
 told when the shield changed it.
 
 Modes: idle (not started) -> running (start) -> hold (hold(), a bad action, a policy exception,
@@ -39,8 +40,8 @@ shield (the measured position before the first one), still checked by the shield
 next `start`, which restarts the end-effector target from the measured pose, refills the tank and
 resets the shield (clearing a safe stop).
 
-Recording (record_dir set): each start opens a deployment episode (hardware.recording) that is
-written to the episode store when the bridge holds, restarts or closes.
+Recording (record_dir set): each start opens a deployment episode (robolearn.hardware.recording)
+that is written to the episode store when the bridge holds, restarts or closes.
 
 Thread safety: every public method takes one lock; the policy itself runs outside it, so a slow
 policy call never delays control_step. A policy result that arrives after a hold or a new start is
@@ -58,10 +59,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
+from robolearn.hardware.recording import DeploymentEpisode, jsonable
+from robolearn.hardware.shield import CLIP_KINDS, Intervention, Shield, ShieldConfig
 
-from hardware.passivity import PassivityConfig, PassivityFilter
-from hardware.recording import DeploymentEpisode, jsonable
-from hardware.shield import CLIP_KINDS, Intervention, Shield, ShieldConfig
 from robolearn import bundles
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control

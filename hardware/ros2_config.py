@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from hardware import ros2_msgs as msgs
-from hardware.bridge import BridgeConfig, load_policy
-from hardware.passivity import PassivityConfig
-from hardware.shield import JOINT_MARGIN_RAD, ShieldConfig
+from robolearn.hardware import ros2_msgs as msgs
+from robolearn.hardware.bridge import BridgeConfig, load_policy
+from robolearn.hardware.passivity import PassivityConfig
+from robolearn.hardware.shield import JOINT_MARGIN_RAD, ShieldConfig
+
 from robolearn.core import widowx as wx
 from robolearn.core.errors import ConfigError
 
@@ -113,7 +114,7 @@ def bridge_config(p: dict) -> BridgeConfig:
 
 def make_policy(spec: str, task: str, image_size: int):
     """The policy named by `spec`: `python:MODULE:FACTORY` (FACTORY() returns the policy) or a
-    checkpoint (hardware.bridge.load_policy)."""
+    checkpoint (robolearn.hardware.bridge.load_policy)."""
     if not spec:
         raise ConfigError("parameter checkpoint is required (e.g. -p checkpoint:=bundle:drawer/bc)")
     if not spec.startswith(PYTHON_POLICY):

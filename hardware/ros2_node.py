@@ -1,6 +1,8 @@
-"""The rclpy node `robolearn_bridge`: moves ROS 2 messages in and out of hardware.bridge.Bridge.
+"""The rclpy node `robolearn_bridge`: moves ROS 2 messages in and out of
+robolearn.hardware.bridge.Bridge.
 
-    python -m hardware.ros2_node --ros-args -p checkpoint:=bundle:drawer/bc -p autostart:=false
+    python -m robolearn.hardware.ros2_node --ros-args -p checkpoint:=bundle:drawer/bc -p
+    autostart:=false
 
 Subscribes (under robot_namespace, default /wx250s): `joint_states` (sensor_msgs/JointState,
 arm joints and fingers by name, effort in mA) and `camera/image_raw` (sensor_msgs/Image). A
@@ -53,14 +55,14 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from robolearn.hardware import ros2_msgs as msgs
+from robolearn.hardware.bridge import Bridge, ObservationError
+from robolearn.hardware.ros2_config import PARAMS, bridge_config, import_interbotix, make_policy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from hardware import ros2_msgs as msgs
-from hardware.bridge import Bridge, ObservationError
-from hardware.ros2_config import PARAMS, bridge_config, import_interbotix, make_policy
 from robolearn.core import widowx as wx
 from robolearn.core.errors import ConfigError, RobolearnError
 
@@ -353,7 +355,7 @@ class BridgeNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point: `python -m hardware.ros2_node --ros-args -p checkpoint:=... ...`."""
+    """Entry point: `python -m robolearn.hardware.ros2_node --ros-args -p checkpoint:=... ...`."""
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:

@@ -1,7 +1,9 @@
 """Run and watch the bridge over real ROS 2: node subprocesses and a probe node (tests, bench).
 
-    with NodeProcess("hardware.ros2_sim_driver", {"task": "drawer"}, domain_id, log) as driver, \\
-         NodeProcess("hardware.ros2_node", {"checkpoint": "bundle:drawer/bc"}, domain_id, log2):
+    with NodeProcess("robolearn.hardware.ros2_sim_driver", {"task": "drawer"}, domain_id, log) as
+    driver, \\
+         NodeProcess("robolearn.hardware.ros2_node", {"checkpoint": "bundle:drawer/bc"}, domain_id,
+         log2):
         probe = Probe(domain_id)
         probe.wait_for_service("/robolearn_bridge/start", timeout_s=120)
         ok, message = probe.call("/robolearn_bridge/start")
@@ -34,11 +36,10 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
+from robolearn.hardware import ros2_msgs as msgs
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
-
-from hardware import ros2_msgs as msgs
 
 BRIDGE = "/robolearn_bridge"
 DRIVER = "/robolearn_sim_driver"
@@ -316,14 +317,14 @@ def driver_and_bridge(
     domain = random.SystemRandom().randint(1, 200)
     env = {"ROS_LOG_DIR": str(directory / "ros_log")}
     driver = NodeProcess(
-        "hardware.ros2_sim_driver",
+        "robolearn.hardware.ros2_sim_driver",
         {"task": task, "seed": seed},
         domain,
         directory / "driver.log",
         env,
     )
     bridge = NodeProcess(
-        "hardware.ros2_node",
+        "robolearn.hardware.ros2_node",
         {
             "checkpoint": checkpoint,
             "task": task,

@@ -1,10 +1,11 @@
-"""A simulated WidowX driver: a real rclpy node over the MuJoCo scene (hardware.sim_arm.SimArm).
+"""A simulated WidowX driver: a real rclpy node over the MuJoCo scene
+(robolearn.hardware.sim_arm.SimArm).
 
 It stands in for the Interbotix driver (or a ros2_control arm) so the whole robot path runs
 without hardware: the same topics under the robot namespace (default /wx250s), physics stepped in
 real time (wall clock), position commands applied to the simulated servos.
 
-    python -m hardware.ros2_sim_driver --ros-args -p task:=drawer -p seed:=0
+    python -m robolearn.hardware.ros2_sim_driver --ros-args -p task:=drawer -p seed:=0
 
 Publishes: `joint_states` (sensor_msgs/JointState at joint_state_rate, 100 Hz; names = the six
 arm joints + left_finger, right_finger (mirrored, negative, as Interbotix publishes it); effort in
@@ -30,13 +31,13 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from robolearn.hardware import ros2_msgs as msgs
+from robolearn.hardware.sim_arm import PHYSICS_DT_S, SimArm
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from hardware import ros2_msgs as msgs
-from hardware.sim_arm import PHYSICS_DT_S, SimArm
 from robolearn.core.errors import RobolearnError
 
 NODE_NAME = "robolearn_sim_driver"
@@ -162,7 +163,7 @@ class SimDriverNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point: `python -m hardware.ros2_sim_driver [--ros-args ...]`."""
+    """Entry point: `python -m robolearn.hardware.ros2_sim_driver [--ros-args ...]`."""
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:

@@ -1,12 +1,13 @@
 """The simulated WidowX: a MuJoCo WidowX scene driven by joint position commands, as a driver is.
 
-`SimArm` is what the robot bridge (hardware.bridge) and the simulated ROS 2 driver
-(hardware.ros2_sim_driver) talk to instead of the Interbotix driver: it takes joint position
-targets for the six arm joints and the gripper fingers, advances physics in steps of the driver
-period, and reports joint states (position, velocity, effort) and the 64x64 task camera image the
-policy was trained on. It wraps a WidowX task of robolearn.envs (`drawer` by default): `reset(seed)`
-places the scene and puts the arm in the task's start pose exactly as the task does, but after that
-the task's own end-effector control is bypassed, so everything between policy and joints is the
+`SimArm` is what the robot bridge (robolearn.hardware.bridge) and the simulated ROS 2 driver
+(robolearn.hardware.ros2_sim_driver) talk to instead of the Interbotix driver: it takes joint
+position targets for the six arm joints and the gripper fingers, advances physics in steps of the
+driver period, and reports joint states (position, velocity, effort) and the 64x64 task camera image
+the policy was trained on. It wraps a WidowX task of robolearn.envs (`drawer` by default):
+`reset(seed)` places the scene and puts the arm in the task's start pose exactly as the task does,
+but after that the task's own end-effector control is bypassed, so everything between policy and
+joints is the
 bridge's.
 
 Effort is reported in the unit the real driver uses, motor current in mA, scaled from the
@@ -19,8 +20,8 @@ safe-stop every episode. The default shield therefore never safe-stops the simul
 own effort; set ShieldConfig.effort_limit below NOMINAL_CURRENT_MA to exercise the safe stop in
 simulation.
 
-`run_closed_loop` drives a SimArm with a Bridge in simulated time, and `python -m hardware.sim_arm`
-measures the closed-loop success of a policy over seeds.
+`run_closed_loop` drives a SimArm with a Bridge in simulated time, and `python -m
+robolearn.hardware.sim_arm` measures the closed-loop success of a policy over seeds.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def run_closed_loop(
     camera_hz: float = 30.0,
     joint_latency_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Drive `arm` with a hardware.bridge.Bridge in simulated time (no sleeping), from `start`.
+    """Drive `arm` with a robolearn.hardware.bridge.Bridge in simulated time (no sleeping), from
+    `start`.
 
     Each control period (1 / bridge.cfg.control_hz): joint state -> bridge; a camera frame when
     one is due (camera_hz, and always right before a policy step, so the policy sees the current
@@ -170,13 +172,16 @@ def _beyond_limits(q_rad: np.ndarray, finger_m: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m hardware.sim_arm`: the bridge driving the simulated arm; success over seeds."""
+    """`python -m robolearn.hardware.sim_arm`: the bridge driving the simulated arm; success over
+    seeds."""
     import argparse
     import json
 
-    from hardware.bridge import Bridge, BridgeConfig, load_policy
+    from robolearn.hardware.bridge import Bridge, BridgeConfig, load_policy
 
-    parser = argparse.ArgumentParser(prog="python -m hardware.sim_arm", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m robolearn.hardware.sim_arm", description=main.__doc__
+    )
     parser.add_argument("--policy", default="bundle:drawer/bc")
     parser.add_argument("--task", default="drawer")
     parser.add_argument("--episodes", type=int, default=10)

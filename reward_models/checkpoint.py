@@ -34,11 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import struct
-
-from reward_models.calibration import sigmoid
-from reward_models.config import RewardConfig
-from reward_models.siglip import SiglipFormatError, copy_hf
-from reward_models.train import (
+from robolearn.reward_models.calibration import sigmoid
+from robolearn.reward_models.config import RewardConfig
+from robolearn.reward_models.siglip import SiglipFormatError, copy_hf
+from robolearn.reward_models.train import (
     Classifier,
     make_classifier,
     make_task_logits,
@@ -46,6 +45,7 @@ from reward_models.train import (
     predict_logits,
     split_params,
 )
+
 from robolearn.core.checkpoint import (
     CheckpointError,
     make_manager,

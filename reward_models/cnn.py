@@ -1,14 +1,13 @@
 """A small CNN success classifier C(x, task) -> logit of P(success | frame, task), trained from
 scratch (World4RL-style; the light default for simulated tasks). Model only; see
-reward_models.train for training and reward_models.checkpoint for loading."""
+robolearn.reward_models.train for training and robolearn.reward_models.checkpoint for loading."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from reward_models.config import CNNConfig
+from robolearn.reward_models.config import CNNConfig
 
 __all__ = ["CNNConfig", "SuccessCNN", "cnn_functions"]
 

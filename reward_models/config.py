@@ -42,11 +42,11 @@ class CNNConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SiglipRewardConfig:
-    """The VLM classifier: SigLIP towers and a success head (reward_models.siglip, RoboFuME's
-    VLM reward with SigLIP in place of MiniGPT-4), prompted with the task's instruction.
+    """The VLM classifier: SigLIP towers and a success head (robolearn.reward_models.siglip,
+    RoboFuME's VLM reward with SigLIP in place of MiniGPT-4), prompted with the task's instruction.
 
     source: the Hugging Face SigLIP directory the towers were initialised from. A record only:
-        a reward checkpoint holds its own copy (reward_models.checkpoint).
+        a reward checkpoint holds its own copy (robolearn.reward_models.checkpoint).
     head_hidden: width of the head's MLP.
     finetune_towers: train the towers too; by default they stay frozen and only the head
         (initialised at SigLIP's own image-text logit) is trained, at optim.learning_rate.
@@ -72,7 +72,7 @@ class SiglipRewardConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LabelConfig:
-    """RoboFuME's labelling recipe (see reward_models.labels).
+    """RoboFuME's labelling recipe (see robolearn.reward_models.labels).
 
     positives_last: the last frames of a success run that are positives (RoboFuME: 3).
     ambiguous_before: frames just before a success run (and just after one the episode

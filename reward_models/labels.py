@@ -26,8 +26,8 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from robolearn.reward_models.config import LabelConfig
 
-from reward_models.config import LabelConfig
 from robolearn.core.errors import RobolearnError
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from robolearn.reward_models.cnn import cnn_functions
+from robolearn.reward_models.config import CNNConfig, OptimConfig, RewardConfig
+from robolearn.reward_models.labels import balanced_batch
+from robolearn.reward_models.vlm import TOWERS, siglip_functions
 
-from reward_models.cnn import cnn_functions
-from reward_models.config import CNNConfig, OptimConfig, RewardConfig
-from reward_models.labels import balanced_batch
-from reward_models.vlm import TOWERS, siglip_functions
 from robolearn.core.augment import random_shift
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import warmup_cosine_adamw

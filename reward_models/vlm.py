@@ -1,7 +1,7 @@
 """The VLM success classifier C(x, instruction) -> logit of P(success | frame, instruction):
-SigLIP towers and a success head (reward_models.siglip) as pure functions of their parameters,
-prompted with each task's instruction text. Model only; see reward_models.train for training
-and reward_models.checkpoint for loading.
+SigLIP towers and a success head (robolearn.reward_models.siglip) as pure functions of their
+parameters, prompted with each task's instruction text. Model only; see
+robolearn.reward_models.train for training and robolearn.reward_models.checkpoint for loading.
 
 RoboFuME prompts its VLM with paraphrases of the task's instruction at training time; here each
 training frame gets one of labels.paraphrases(instruction), drawn with the rng the train step
@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-from reward_models.config import SiglipRewardConfig
-from reward_models.labels import paraphrases
-from reward_models.siglip import (
+from robolearn.reward_models.config import SiglipRewardConfig
+from robolearn.reward_models.labels import paraphrases
+from robolearn.reward_models.siglip import (
     HeadConfig,
     SiglipFormatError,
     SiglipModel,
@@ -31,7 +30,7 @@ from reward_models.siglip import (
     read_config,
     trainable_filter,
 )
-from reward_models.siglip.load import WEIGHTS_FILE
+from robolearn.reward_models.siglip.load import WEIGHTS_FILE
 
 HEAD, TOWERS = "head", "towers"
 

@@ -40,7 +40,7 @@ def _cmd_train_reward(args: argparse.Namespace) -> None:
 
 def add_train_parser(train_sub) -> None:
     """`robolearn train reward`, under the `train` command's subparsers."""
-    from reward_models.config import KINDS, PRESETS
+    from robolearn.reward_models.config import KINDS, PRESETS
 
     p = train_sub.add_parser(
         "reward",

@@ -48,7 +48,7 @@ def _cmd_train_world_model(args: argparse.Namespace) -> None:
 
 def add_train_parser(train_sub) -> None:
     """`robolearn train world-model`, under the `train` command's subparsers."""
-    from world_models.config import PRESETS
+    from robolearn.world_models.config import PRESETS
 
     p = train_sub.add_parser(
         "world-model",
@@ -124,7 +124,7 @@ def _cmd_eval_world_model(args: argparse.Namespace) -> None:
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.eval_world_model import EvalWorldModelConfig, run_eval_world_model
     from robolearn.runs.imagine import sampler_override
-    from world_models.checkpoint import load_world_model
+    from robolearn.world_models.checkpoint import load_world_model
 
     cfg = EvalWorldModelConfig(
         model=args.model,
@@ -331,7 +331,7 @@ def add_bundles_parser(sub) -> None:
 
 def _cmd_export_world_model(args: argparse.Namespace) -> None:
     from robolearn import bundles
-    from world_models.checkpoint import export_ema
+    from robolearn.world_models.checkpoint import export_ema
 
     path = export_ema(bundles.resolve(args.model), args.out)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

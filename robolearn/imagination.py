@@ -12,8 +12,8 @@ e.g. a loaded BC policy's `apply`. With deterministic=False actions are sampled 
 N(mean, exp(log_std)^2) and clipped to [-1, 1].
 
 Recorded episodes replayed open loop (the model imagines, the recorded actions drive it):
-`Imaginer` batches `world_models.sampler.open_loop`, `context_window` cuts a real context out of
-an episode, `imagine_episodes` imagines whole episodes from their first frames.
+`Imaginer` batches `robolearn.world_models.sampler.open_loop`, `context_window` cuts a real context
+out of an episode, `imagine_episodes` imagines whole episodes from their first frames.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from robolearn.core.errors import ConfigError
-from world_models import sampler
+from robolearn.world_models import sampler
 
 
 def check_pair(wm_info, policy_info, task: str | None = None) -> None:

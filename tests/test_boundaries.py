@@ -25,7 +25,10 @@ FORBIDDEN = {
 }
 # The simulated arm (MuJoCo behind the driver's interface) is the one part of hardware/ that is a
 # simulator: it may use the WidowX scenes of robolearn.envs.
-ALLOWED = {"hardware.sim_arm": ("robolearn.envs",), "hardware.ros2_sim_driver": ("robolearn.envs",)}
+ALLOWED = {
+    "robolearn.hardware.sim_arm": ("robolearn.envs",),
+    "robolearn.hardware.ros2_sim_driver": ("robolearn.envs",),
+}
 
 
 def _modules():
@@ -57,7 +60,7 @@ def test_import_arrows_hold():
             if imported == "robolearn.cli" or imported.startswith("robolearn.cli."):
                 broken.append(f"{module} imports robolearn.cli")
             if imported.split(".")[0] == "rclpy" and not (
-                module.startswith("hardware.ros2") or module.startswith("ros_ws")
+                module.startswith("robolearn.hardware.ros2") or module.startswith("ros_ws")
             ):
                 broken.append(f"{module} imports rclpy (only hardware/ros2* may)")
             for owner, banned in FORBIDDEN.items():

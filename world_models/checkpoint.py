@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
+from robolearn.world_models.config import WorldModelConfig
+from robolearn.world_models.train import ProprioStats, init_model, init_train_state
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
@@ -34,8 +36,6 @@ from robolearn.core.checkpoint import (  # noqa: F401
     write_marker,
 )
 from robolearn.core.errors import ConfigError
-from world_models.config import WorldModelConfig
-from world_models.train import ProprioStats, init_model, init_train_state
 
 FORMAT = "robolearn-world-model"
 VERSION = 1
@@ -89,8 +89,9 @@ def restore_train_state(manager: ocp.CheckpointManager, cfg: WorldModelConfig, s
 class FrozenWorldModel:
     """A trained world model for inference: EMA weights, config, stats, info.
 
-    graphdef/params: the model as (static, arrays), for pure functions (world_models.sampler).
-    sampler: the SamplerConfig to use: the checkpoint's, with the fields given at load replaced
+    graphdef/params: the model as (static, arrays), for pure functions
+    (robolearn.world_models.sampler). sampler: the SamplerConfig to use: the checkpoint's, with the
+    fields given at load replaced
         (e.g. {"steps": 5, "method": "heun"}).
     """
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-from world_models.config import EDMConfig, SamplerConfig
+from robolearn.world_models.config import EDMConfig, SamplerConfig
 
 
 def coefficients(sigma: jax.Array, cfg: EDMConfig) -> tuple[jax.Array, ...]:

@@ -12,10 +12,9 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from world_models import edm
-from world_models.actions import encode_actions
-from world_models.config import EDMConfig, ModelConfig
+from robolearn.world_models import edm
+from robolearn.world_models.actions import encode_actions
+from robolearn.world_models.config import EDMConfig, ModelConfig
 
 
 def _groups(channels: int) -> int:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from world_models import edm
-from world_models.config import SamplerConfig
+from robolearn.world_models import edm
+from robolearn.world_models.config import SamplerConfig
 
 
 def to_float(image: jax.Array) -> jax.Array:

@@ -24,12 +24,12 @@ import numpy as np
 import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from robolearn.world_models import edm
+from robolearn.world_models.config import OptimConfig, WorldModelConfig
+from robolearn.world_models.model import WorldModel
+from robolearn.world_models.sampler import to_float
 
 from robolearn.core.optim import warmup_cosine_adamw
-from world_models import edm
-from world_models.config import OptimConfig, WorldModelConfig
-from world_models.model import WorldModel
-from world_models.sampler import to_float
 
 STD_FLOOR = 1e-3  # proprio units (m, rad): dims the data never moves are not blown up
 NORM_CLIP = 5.0

@@ -10,22 +10,28 @@ tokenizer, classifier (head, trainable filter, per-instruction reward function),
 HF-format checkpoints for tests and examples; not imported here).
 """
 
-from reward_models.siglip.classifier import (
+from robolearn.reward_models.siglip.classifier import (
     HeadConfig,
     SuccessHead,
     VLMSuccessClassifier,
     make_success_logit_fn,
     trainable_filter,
 )
-from reward_models.siglip.config import (
+from robolearn.reward_models.siglip.config import (
     SiglipConfig,
     SiglipFormatError,
     SiglipTextConfig,
     SiglipVisionConfig,
 )
-from reward_models.siglip.load import copy_hf, hf_state_dict, load_hf, read_config, save_hf
-from reward_models.siglip.model import SiglipModel
-from reward_models.siglip.tokenizer import (
+from robolearn.reward_models.siglip.load import (
+    copy_hf,
+    hf_state_dict,
+    load_hf,
+    read_config,
+    save_hf,
+)
+from robolearn.reward_models.siglip.model import SiglipModel
+from robolearn.reward_models.siglip.tokenizer import (
     JsonTokenizer,
     SentencePieceTokenizer,
     canonicalize_text,

@@ -28,8 +28,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from reward_models.siglip.model import SiglipModel, normalize, similarity_logits
+from robolearn.reward_models.siglip.model import SiglipModel, normalize, similarity_logits
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,10 +21,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-from reward_models.siglip.config import SiglipConfig, SiglipFormatError
-from reward_models.siglip.model import SiglipModel
-from reward_models.siglip.tokenizer import SPIECE_FILE, TOKENIZER_JSON
+from robolearn.reward_models.siglip.config import SiglipConfig, SiglipFormatError
+from robolearn.reward_models.siglip.model import SiglipModel
+from robolearn.reward_models.siglip.tokenizer import SPIECE_FILE, TOKENIZER_JSON
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -20,8 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from reward_models.siglip.config import SiglipConfig, SiglipTextConfig, SiglipVisionConfig
+from robolearn.reward_models.siglip.config import SiglipConfig, SiglipTextConfig, SiglipVisionConfig
 
 
 def activation(name: str, x: jax.Array) -> jax.Array:

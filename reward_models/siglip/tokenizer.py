@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from reward_models.siglip.config import SiglipFormatError
+from robolearn.reward_models.siglip.config import SiglipFormatError
 
 SPIECE_FILE = "spiece.model"
 TOKENIZER_JSON = "tokenizer.json"

@@ -12,13 +12,13 @@ Two measurements, both from the recorded frames and actions of the held-out stor
 
 2. Outcome fidelity (World4RL's failure claim). Every episode is imagined in full from its first
    frame under all its recorded actions. A success detector judges the final imagined frame; the
-   detector is a small CNN (reward_models.cnn) fitted, for this evaluation only, to the held-out
-   stores' *real* frames and their simulator success flags (balanced batches). Reported per
-   outcome of the real episode: on failed episodes, the fraction of imagined endings the
-   detector calls success (hallucinated success: lower is better); on successful ones, the
-   fraction it calls success (higher is better); and, as the detector's own error, the same
-   fractions on the real final frames. In simulation the real outcome under the same actions is
-   the recorded success flag of the final frame.
+   detector is a small CNN (robolearn.reward_models.cnn) fitted, for this evaluation only, to the
+   held-out stores' *real* frames and their simulator success flags (balanced batches). Reported per
+   outcome of the real episode: on failed episodes, the fraction of imagined endings the detector
+   calls success (hallucinated success: lower is better); on successful ones, the fraction it calls
+   success (higher is better); and, as the detector's own error, the same fractions on the real
+   final frames. In simulation the real outcome under the same actions is the recorded success flag
+   of the final frame.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
 from robolearn.data.loader import EpisodeCache
 from robolearn.imagination import Imaginer, context_window, imagine_episodes
-from world_models import metrics
-from world_models.checkpoint import FrozenWorldModel
+from robolearn.world_models import metrics
+from robolearn.world_models.checkpoint import FrozenWorldModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +159,7 @@ def _outcome(cfg, cache, episodes, imaginer, rng, progress) -> dict | None:
     labels = cache.arrays["success"].astype(bool)
     if labels.all() or not labels.any():
         return {"skipped": "the held-out frames hold only one outcome; no detector can be fitted"}
-    from reward_models.train import fit_success_cnn
+    from robolearn.reward_models.train import fit_success_cnn
 
     bar = Progress(2, "outcome fidelity", enabled=progress)
     detector = fit_success_cnn(cache.arrays["image"], labels, steps=cfg.detector_steps)

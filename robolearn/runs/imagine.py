@@ -90,7 +90,7 @@ def load_parts(cfg: ImagineConfig):
     from robolearn import envs
     from robolearn.imagination import check_pair
     from robolearn.policies.bc.checkpoint import check_compatible, load_policy
-    from world_models.checkpoint import load_world_model
+    from robolearn.world_models.checkpoint import load_world_model
 
     info = envs.task_info(cfg.task)
     wm_path, policy_path = bundles.resolve(cfg.world_model_spec), bundles.resolve(cfg.policy_spec)
@@ -107,8 +107,8 @@ def load_reward(cfg: ImagineConfig, wm_info):
     """The reward classifier of `cfg` (None without one), checked against the world model."""
     if cfg.reward_spec is None:
         return None
-    from reward_models.checkpoint import load_reward_model
     from robolearn.imagination import check_reward
+    from robolearn.reward_models.checkpoint import load_reward_model
 
     reward = load_reward_model(bundles.resolve(cfg.reward_spec), cfg.task)
     check_reward(wm_info, reward.info)
@@ -125,7 +125,7 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     """Imagine, replay in the simulator, film; returns the results (also in results.json)."""
     from robolearn import envs
     from robolearn.imagination import make_policy_rollout
-    from world_models import metrics
+    from robolearn.world_models import metrics
 
     info, wm, policy = load_parts(cfg)
     reward = load_reward(cfg, wm.info)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from reward_models.checkpoint import RewardModel, check_task, load_reward_model
 from robolearn import bundles
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
@@ -32,6 +31,7 @@ from robolearn.data.store import (
     read_meta,
     write_episode,
 )
+from robolearn.reward_models.checkpoint import RewardModel, check_task, load_reward_model
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,13 +6,14 @@ passivity-agnostic policy is `AggressivePress`, a scripted end-effector controll
 4 cm above the button and then drives its target at full speed (5 cm per 5 Hz step) to the
 workspace floor, about 3 cm past the button's stop -- the way a policy trained for success alone
 pushes "harder" to be sure. The reference is the task's gentle scripted expert (it stops its target
-7 mm past first contact). The arm is driven as on the robot: hardware.sim_arm.SimArm (the task's
-MuJoCo scene behind joint position commands) at the 100 Hz driver rate; each 5 Hz action becomes an
-end-effector and joint target (robolearn.core.widowx_control), ramped over the first 70 % of the
-0.2 s step as the simulator does, and every 10 ms setpoint goes through the PassivityFilter
-(hardware.passivity). Filter "off" runs it with enabled=False: commands pass unscaled, the tank
-is still accounted and the steps that leave it below E_min are counted as violations. Filter "on"
-gates. The shield is left out on purpose: its effort stop would end the pushing episodes and hide
+7 mm past first contact). The arm is driven as on the robot: robolearn.hardware.sim_arm.SimArm (the
+task's MuJoCo scene behind joint position commands) at the 100 Hz driver rate; each 5 Hz action
+becomes an end-effector and joint target (robolearn.core.widowx_control), ramped over the first 70 %
+of the 0.2 s step as the simulator does, and every 10 ms setpoint goes through the PassivityFilter
+(robolearn.hardware.passivity). Filter "off" runs it with enabled=False: commands pass unscaled, the
+tank is still accounted and the steps that leave it below E_min are counted as violations. Filter
+"on" gates. The shield is left out on purpose: its effort stop would end the pushing episodes and
+hide
 the filter's effect.
 
 Per episode: success (button >= 8 mm down at the end of any 0.2 s step, as `robolearn eval`
@@ -32,12 +33,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hardware.passivity import PassivityConfig, PassivityFilter
-from hardware.sim_arm import SimArm
 from robolearn.core import widowx_control as control
 from robolearn.core.errors import ConfigError
 from robolearn.core.stats import wilson_interval
 from robolearn.envs.widowx import contact, experts
+from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
+from robolearn.hardware.sim_arm import SimArm
 
 TASK = "press"
 CONTROL_HZ = 100.0
@@ -45,10 +46,11 @@ CONTROL_PER_POLICY_STEP = round(CONTROL_HZ / control.CONTROL_HZ)  # 20 driver pe
 RAMP_PERIODS = round(CONTROL_PER_POLICY_STEP * control.RAMP_CHUNKS / control.INTERP_CHUNKS)
 POLICIES = ("aggressive", "expert")
 
-# The study's tank (K and D: hardware.passivity's port model, the simulated servo's gains). The
-# budget E_init - E_min = 0.4 J is calibrated on this task, noise-free: the gentle expert spends
-# at most ~0.3 J of it over 60 placements (its approach dips the tank ~0.2 J until damping refills
-# it, holding the button down costs ~0.1 J), while the aggressive policy loads 0.8-1.2 J into the
+# The study's tank (K and D: robolearn.hardware.passivity's port model, the simulated servo's
+# gains). The budget E_init - E_min = 0.4 J is calibrated on this task, noise-free: the gentle
+# expert spends at most ~0.3 J of it over 60 placements (its approach dips the tank ~0.2 J until
+# damping refills it, holding the button down costs ~0.1 J), while the aggressive policy loads
+# 0.8-1.2 J into the
 # port when it drives past the stop.
 ENERGY_INIT_J = 0.5
 ENERGY_MIN_J = 0.1
@@ -65,7 +67,8 @@ class StudyConfig:
     policies: "aggressive" (the passivity-agnostic AggressivePress) and/or "expert" (the task's
         gentle scripted expert, a reference for what the filter costs a well-behaved policy).
     noise_std: Gaussian noise added to every action dimension (0: deterministic policies).
-    energy_*_j: the tank (hardware.passivity.PassivityConfig) of the "on" and "off" conditions.
+    energy_*_j: the tank (robolearn.hardware.passivity.PassivityConfig) of the "on" and "off"
+    conditions.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)

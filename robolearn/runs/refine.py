@@ -102,11 +102,11 @@ class Parts:
 
 def load_parts(cfg: RefineConfig) -> Parts:
     """Task, world model, reward model and policy, checked against each other (one-line errors)."""
-    from reward_models.checkpoint import load_reward_model
     from robolearn import envs
     from robolearn.imagination import check_pair, check_reward
     from robolearn.policies.bc.checkpoint import check_compatible, load_policy
-    from world_models.checkpoint import load_world_model
+    from robolearn.reward_models.checkpoint import load_reward_model
+    from robolearn.world_models.checkpoint import load_world_model
 
     info = envs.task_info(cfg.task)
     wm = load_world_model(bundles.resolve(cfg.spec("world_model")), cfg.task, envs.ACTION_DIM)
@@ -124,7 +124,7 @@ def initial_windows(
     """Real starts as world-model context windows: frames uint8 [N, T, H, W, 3], the actions
     that led into them [N, T, A] and proprio float32 [N, T, P] (T = the model's context).
     episodes: recorded_episodes(cfg, ...) when already read (None: read the --data stores)."""
-    from world_models.train import start_window
+    from robolearn.world_models.train import start_window
 
     t, size = wm_info.context, wm_info.image_size
     if not cfg.data:

@@ -3,10 +3,11 @@
 1. Episodes are split into training and validation episodes, per task and outcome (whole
    episodes: no frame of a training episode is ever validated on); every covered task keeps at
    least one successful episode on each side.
-2. Frames are labelled by RoboFuME's recipe (reward_models.labels) and the classifier is
+2. Frames are labelled by RoboFuME's recipe (robolearn.reward_models.labels) and the classifier is
    trained on 50/50 balanced batches of the training episodes' labelled frames.
-3. Temperature and threshold are fitted on the validation episodes (reward_models.calibration).
-4. The calibrated classifier is scored on held-out episodes (--heldout; else the validation
+3. Temperature and threshold are fitted on the validation episodes
+(robolearn.reward_models.calibration). 4. The calibrated classifier is scored on held-out episodes
+(--heldout; else the validation
    split, which then also chose the threshold) against (a) the recipe's labels and (b) the
    store's own per-frame success flags (every frame of the covered tasks' episodes).
 
@@ -22,8 +23,8 @@ can score frames the model draws off the data (smears, checkerboards) as success
 then seeks out. Real episodes of a refined policy in the data teach it, through their imagined
 twins, what that policy's imagined successes really were. Held-out episodes are imagined and
 scored too. The output
-directory is the checkpoint (reward_models.checkpoint; a siglip one holds a copy of the SigLIP
-files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
+directory is the checkpoint (robolearn.reward_models.checkpoint; a siglip one holds a copy of the
+SigLIP files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
 (calibration and evaluation).
 """
 
@@ -38,10 +39,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from reward_models import checkpoint as ckpt
-from reward_models.calibration import calibrate, classification_metrics, sigmoid
-from reward_models.config import KINDS, RewardConfig, preset
-from reward_models.labels import (
+from robolearn.core import checkpoint as ckpt_io
+from robolearn.core.config import save_yaml
+from robolearn.core.errors import ConfigError
+from robolearn.core.progress import Progress
+from robolearn.data.loader import EpisodeCache
+from robolearn.reward_models import checkpoint as ckpt
+from robolearn.reward_models.calibration import calibrate, classification_metrics, sigmoid
+from robolearn.reward_models.config import KINDS, RewardConfig, preset
+from robolearn.reward_models.labels import (
     LabelError,
     LabelledFrames,
     balanced_batch,
@@ -49,19 +55,14 @@ from reward_models.labels import (
     label_dataset,
     split_episodes,
 )
-from reward_models.train import (
+from robolearn.reward_models.train import (
     init_train_state,
     make_classifier,
     make_train_step,
     merge_params,
     predict_logits,
 )
-from reward_models.vlm import check_source
-from robolearn.core import checkpoint as ckpt_io
-from robolearn.core.config import save_yaml
-from robolearn.core.errors import ConfigError
-from robolearn.core.progress import Progress
-from robolearn.data.loader import EpisodeCache
+from robolearn.reward_models.vlm import check_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ class TrainRewardConfig:
     val_fraction: share of each task's successful and of its failed episodes held out for
         calibration (at least one successful episode per task).
     target_fpr: false-positive rate on the validation negatives the threshold is chosen for.
-    kind: the classifier family (reward_models.config.KINDS).
+    kind: the classifier family (robolearn.reward_models.config.KINDS).
     siglip: kind siglip: the Hugging Face SigLIP directory to start from.
     finetune_towers: kind siglip: train the towers too (default: the head only).
     world_model: a world-model checkpoint whose open-loop imagination of the covered tasks'
@@ -266,7 +267,7 @@ def _load_world_model(spec: str, tasks, image_size: int, caches):
     if not spec:
         return None
     from robolearn import bundles
-    from world_models.checkpoint import load_world_model
+    from robolearn.world_models.checkpoint import load_world_model
 
     wm = load_world_model(bundles.resolve(spec))
     missing = [t for t in tasks if t not in wm.info.tasks]

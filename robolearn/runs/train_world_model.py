@@ -1,8 +1,8 @@
 """`robolearn train world-model`: fit the diffusion world model to episode stores; resumable,
 data-parallel over every local device (and every host with --distributed).
 
-The output directory is the checkpoint directory (see world_models.checkpoint) plus train.yaml
-(this run's settings) and metrics.jsonl (one JSON object per logged step).
+The output directory is the checkpoint directory (see robolearn.world_models.checkpoint) plus
+train.yaml (this run's settings) and metrics.jsonl (one JSON object per logged step).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
 from robolearn.data.loader import WindowLoader
-from world_models import checkpoint as ckpt
-from world_models.config import WorldModelConfig, preset
-from world_models.train import (
+from robolearn.world_models import checkpoint as ckpt
+from robolearn.world_models.config import WorldModelConfig, preset
+from robolearn.world_models.train import (
     ProprioStats,
     data_mesh,
     init_train_state,

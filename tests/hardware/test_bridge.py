@@ -1,4 +1,5 @@
-"""The bridge core (hardware.bridge): rates, ramp, holds, status, recording, and the closed loop.
+"""The bridge core (robolearn.hardware.bridge): rates, ramp, holds, status, recording, and the
+closed loop.
 
 Unit tests feed the bridge joint states directly and use small scripted policies (plain callables
 with the policy's signature); the ramp is checked against the real simulator's joint targets, and
@@ -12,8 +13,7 @@ import threading
 import mujoco
 import numpy as np
 import pytest
-
-from hardware.bridge import (
+from robolearn.hardware.bridge import (
     SIM_RAMP_FRACTION,
     Bridge,
     BridgeConfig,
@@ -21,9 +21,10 @@ from hardware.bridge import (
     ObservationError,
     load_policy,
 )
-from hardware.passivity import PassivityConfig
-from hardware.shield import ShieldConfig
-from hardware.sim_arm import SimArm, run_closed_loop
+from robolearn.hardware.passivity import PassivityConfig
+from robolearn.hardware.shield import ShieldConfig
+from robolearn.hardware.sim_arm import SimArm, run_closed_loop
+
 from robolearn import envs
 from robolearn.bundles import BundleError
 from robolearn.core import widowx as wx

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hardware import ros2_config, ros2_msgs, ros2_node, ros2_sim_driver
+from robolearn.hardware import ros2_config, ros2_msgs, ros2_node, ros2_sim_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "ros_ws" / "src" / "robolearn_ros"
@@ -229,8 +228,7 @@ def test_every_node_parameter_has_a_description():
 def test_bridge_yaml_loads_into_the_running_node(tmp_path):
     """config/bridge.yaml through rcl's own parser (--params-file), read back from the node."""
     from rcl_interfaces.srv import GetParameters
-
-    from hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
 
     (tmp_path / "launch_policies.py").write_text(
         "import numpy as np\n\ndef still():\n    return lambda obs: np.zeros(7, np.float32)\n"
@@ -238,7 +236,7 @@ def test_bridge_yaml_loads_into_the_running_node(tmp_path):
     domain = random.SystemRandom().randint(1, 200)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONPATH": str(tmp_path)}
     node = NodeProcess(
-        "hardware.ros2_node",
+        "robolearn.hardware.ros2_node",
         {"checkpoint": "python:launch_policies:still"},  # after the file: overrides it
         domain,
         tmp_path / "bridge.log",

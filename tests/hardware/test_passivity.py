@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
 
-from hardware.passivity import PassivityConfig, PassivityFilter
 from robolearn.core.errors import ActionError, ConfigError
 
 Q0 = np.array([0.0, -0.78, 0.82, 0.0, 0.76, 0.0])  # about the drawer start pose

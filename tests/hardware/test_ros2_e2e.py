@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 import pytest
-
-from hardware.passivity import PassivityConfig
-from hardware.ros2_probe import (
+from robolearn.hardware.passivity import PassivityConfig
+from robolearn.hardware.ros2_probe import (
     BRIDGE,
     NodeProcess,
     Probe,
@@ -23,7 +22,7 @@ from hardware.ros2_probe import (
     nodes_and_probe,
     real_time_fractions,
 )
-from hardware.shield import ShieldConfig, tip_position_m
+from robolearn.hardware.shield import ShieldConfig, tip_position_m
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +137,9 @@ def test_joint_trajectory_mode_drives_the_simulated_arm(tmp_path):
     (tmp_path / "e2e_policies.py").write_text(SIDEWAYS)
     domain = random.SystemRandom().randint(1, 200)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONPATH": str(tmp_path)}
-    driver = NodeProcess("hardware.ros2_sim_driver", {}, domain, tmp_path / "driver.log", env)
+    driver = NodeProcess(
+        "robolearn.hardware.ros2_sim_driver", {}, domain, tmp_path / "driver.log", env
+    )
     params = {
         "checkpoint": "python:e2e_policies:sideways",
         "output_mode": "joint_trajectory",
@@ -146,7 +147,9 @@ def test_joint_trajectory_mode_drives_the_simulated_arm(tmp_path):
         "joint_state_timeout_s": 0.5,
         "image_timeout_s": 1.0,
     }
-    bridge = NodeProcess("hardware.ros2_node", params, domain, tmp_path / "bridge.log", env)
+    bridge = NodeProcess(
+        "robolearn.hardware.ros2_node", params, domain, tmp_path / "bridge.log", env
+    )
     with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30)

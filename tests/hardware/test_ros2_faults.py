@@ -1,8 +1,8 @@
 """Fault injection over real ROS 2: the simulated driver hangs, dies and comes back, the policy
 returns NaN, and malformed messages arrive; the bridge node must hold (latched) and keep running.
 
-Nodes run in subprocesses (hardware.ros2_probe.NodeProcess), so a hung driver is a real SIGSTOP
-and a dead one a real SIGKILL. The policies are small Python policies given to the node as
+Nodes run in subprocesses (robolearn.hardware.ros2_probe.NodeProcess), so a hung driver is a real
+SIGSTOP and a dead one a real SIGKILL. The policies are small Python policies given to the node as
 `checkpoint:=python:fault_policies:FACTORY` (the node's documented mechanism for test policies;
 the module is written to tmp_path and put on the node's PYTHONPATH), so no JAX is loaded.
 """
@@ -15,10 +15,9 @@ import time
 
 import numpy as np
 import pytest
+from robolearn.hardware import ros2_msgs as msgs
+from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
 from sensor_msgs.msg import Image, JointState
-
-from hardware import ros2_msgs as msgs
-from hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +67,7 @@ def _system(tmp_path, policy: str, **params):
     path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONPATH": path}
     driver = NodeProcess(
-        "hardware.ros2_sim_driver", {"seed": 1}, domain, tmp_path / "driver.log", env
+        "robolearn.hardware.ros2_sim_driver", {"seed": 1}, domain, tmp_path / "driver.log", env
     )
     bridge_params = {
         "checkpoint": f"python:fault_policies:{policy}",
@@ -79,7 +78,9 @@ def _system(tmp_path, policy: str, **params):
         "filter_enabled": False,
         **params,
     }
-    bridge = NodeProcess("hardware.ros2_node", bridge_params, domain, tmp_path / "bridge.log", env)
+    bridge = NodeProcess(
+        "robolearn.hardware.ros2_node", bridge_params, domain, tmp_path / "bridge.log", env
+    )
     with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30), probe.status()
@@ -265,7 +266,11 @@ def test_bad_configuration_exits_with_one_line(tmp_path, params, error):
     if params["checkpoint"] is None:
         del params["checkpoint"]
     node = NodeProcess(
-        "hardware.ros2_node", params, random.SystemRandom().randint(1, 200), tmp_path / "n.log", env
+        "robolearn.hardware.ros2_node",
+        params,
+        random.SystemRandom().randint(1, 200),
+        tmp_path / "n.log",
+        env,
     )
     assert node.proc.wait(timeout=60) == 2
     lines = [line for line in node.log().splitlines() if line.startswith("error: ")]

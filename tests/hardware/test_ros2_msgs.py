@@ -1,4 +1,4 @@
-"""ROS 2 message conversions (hardware.ros2_msgs) and the bridge node's parameter table.
+"""ROS 2 message conversions (robolearn.hardware.ros2_msgs) and the bridge node's parameter table.
 
 Real message classes from the ros-*-msgs wheels; no node is started. The one stand-in is
 `interbotix_xs_msgs` (its package cannot be installed here): a small module with the same
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from robolearn.hardware import ros2_msgs as msgs
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from hardware import ros2_msgs as msgs
 from robolearn.core import widowx as wx
 from robolearn.core.errors import ConfigError
 
@@ -247,8 +247,8 @@ def test_parameters_are_coerced_to_the_defaults_type():
 
 
 def test_node_parameter_defaults_reproduce_the_bridge_defaults():
-    from hardware import ros2_config
-    from hardware.bridge import BridgeConfig
+    from robolearn.hardware import ros2_config
+    from robolearn.hardware.bridge import BridgeConfig
 
     defaults = {p.name: p.default for p in ros2_config.PARAMS}
     assert len(defaults) == len(ros2_config.PARAMS)  # no name twice
@@ -262,7 +262,7 @@ def test_node_parameter_defaults_reproduce_the_bridge_defaults():
 
 
 def test_python_policy_specs_name_a_factory(tmp_path, monkeypatch):
-    from hardware import ros2_config
+    from robolearn.hardware import ros2_config
 
     (tmp_path / "my_policies.py").write_text(
         "import numpy as np\ndef make_zero():\n    return lambda obs: np.zeros(7, np.float32)\n"

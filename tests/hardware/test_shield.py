@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from robolearn.hardware.shield import Shield, ShieldConfig, tip_position_m
 
-from hardware.shield import Shield, ShieldConfig, tip_position_m
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as wxc
 from robolearn.core.errors import ActionError, ConfigError

@@ -1,9 +1,10 @@
-"""The simulated WidowX (hardware.sim_arm): real MuJoCo drawer scene driven by joint commands."""
+"""The simulated WidowX (robolearn.hardware.sim_arm): real MuJoCo drawer scene driven by joint
+commands."""
 
 import numpy as np
 import pytest
+from robolearn.hardware.sim_arm import NOMINAL_CURRENT_MA, SimArm, torque_to_current_ma
 
-from hardware.sim_arm import NOMINAL_CURRENT_MA, SimArm, torque_to_current_ma
 from robolearn import envs
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control

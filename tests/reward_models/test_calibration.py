@@ -3,8 +3,7 @@ worked by hand and a deliberately over-confident synthetic classifier."""
 
 import numpy as np
 import pytest
-
-from reward_models.calibration import (
+from robolearn.reward_models.calibration import (
     calibrate,
     classification_metrics,
     expected_calibration_error,

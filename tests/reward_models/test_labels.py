@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from reward_models.config import LabelConfig
-from reward_models.labels import (
+from robolearn.reward_models.config import LabelConfig
+from robolearn.reward_models.labels import (
     IGNORED,
     NEGATIVE,
     POSITIVE,

@@ -9,9 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from safetensors.numpy import load_file
-
-from reward_models.siglip import (
+from robolearn.reward_models.siglip import (
     SiglipFormatError,
     VLMSuccessClassifier,
     load_hf,
@@ -22,7 +20,7 @@ from reward_models.siglip import (
     testing,
     trainable_filter,
 )
-from reward_models.siglip.testing import (
+from robolearn.reward_models.siglip.testing import (
     CONFIG,
     HEADS,
     IMAGE,
@@ -35,6 +33,7 @@ from reward_models.siglip.testing import (
     write_checkpoint,
     write_spiece_tokenizer,
 )
+from safetensors.numpy import load_file
 
 EPS = 1e-6  # HF's default layer_norm_eps; testing.CONFIG leaves it out on purpose
 

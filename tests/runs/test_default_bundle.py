@@ -4,12 +4,12 @@ committed under robolearn/bundles/ and the README's first command)."""
 import json
 
 import pytest
+from robolearn.reward_models.checkpoint import read_info as read_reward_info
+from robolearn.world_models.checkpoint import read_info
 
-from reward_models.checkpoint import read_info as read_reward_info
 from robolearn import bundles
 from robolearn.cli import main
 from robolearn.policies.bc.checkpoint import check_compatible
-from world_models.checkpoint import read_info
 
 MAX_BUNDLE_BYTES = 50_000_000  # all bundles together, as shipped in the package
 

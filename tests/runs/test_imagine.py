@@ -7,11 +7,11 @@ import imageio.v2 as imageio
 import jax
 import numpy as np
 import pytest
+from robolearn.world_models.checkpoint import load_world_model, read_info
 
 from robolearn import bundles
 from robolearn.cli import main
 from robolearn.data.synthetic import write_random_store
-from world_models.checkpoint import load_world_model, read_info
 
 
 def _outcome_store(root, episodes=4, steps=6, task="drawer"):

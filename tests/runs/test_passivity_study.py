@@ -1,8 +1,8 @@
 """The passivity study: the `press` contact task and the filter off/on comparison on it.
 
-Real physics (MuJoCo), the real filter (hardware.passivity) and the real simulated arm
-(hardware.sim_arm); no mocks. Episodes are shortened to 12-16 policy steps (the button is pressed
-by step ~9), so the whole file runs in seconds.
+Real physics (MuJoCo), the real filter (robolearn.hardware.passivity) and the real simulated arm
+(robolearn.hardware.sim_arm); no mocks. Episodes are shortened to 12-16 policy steps (the button is
+pressed by step ~9), so the whole file runs in seconds.
 """
 
 import json

@@ -89,9 +89,10 @@ def test_parts_that_do_not_fit_are_refused(parts, tmp_path, capsys, override, ne
 
 
 def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, capsys):
+    from robolearn.world_models.checkpoint import load_world_model
+
     from robolearn.data.store import iter_episodes
     from robolearn.runs.refine import RefineConfig, initial_windows
-    from world_models.checkpoint import load_world_model
 
     info = load_world_model(parts["wm"], "drawer", 7).info
     cfg = RefineConfig(task="drawer", data=(str(parts["data"]),), start_step=4)

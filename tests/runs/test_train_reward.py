@@ -7,8 +7,8 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from robolearn.reward_models.checkpoint import load_reward_model, read_info
 
-from reward_models.checkpoint import load_reward_model, read_info
 from robolearn.cli import main
 from robolearn.core.checkpoint import CheckpointError
 from robolearn.core.spec import ACTION_NAMES

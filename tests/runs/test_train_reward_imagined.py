@@ -11,10 +11,10 @@ import json
 
 import numpy as np
 import pytest
+from robolearn.reward_models.checkpoint import load_reward_model
+from robolearn.reward_models.labels import label_dataset
 from test_train_reward import SIZE, train, write_patch_store
 
-from reward_models.checkpoint import load_reward_model
-from reward_models.labels import label_dataset
 from robolearn import imagination
 from robolearn.cli import main
 from robolearn.data.loader import EpisodeCache

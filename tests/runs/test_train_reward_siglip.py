@@ -1,5 +1,6 @@
 """`robolearn train reward --kind siglip` end to end on a tiny HF-format SigLIP
-(reward_models.siglip.testing) and a tiny random store: a self-contained checkpoint, the jitted
+(robolearn.reward_models.siglip.testing) and a tiny random store: a self-contained checkpoint, the
+jitted
 reward function, frozen or fine-tuned towers, one-line errors for bad SigLIP directories."""
 
 import json
@@ -10,16 +11,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-
-from reward_models.checkpoint import (
+from robolearn.reward_models.checkpoint import (
     load_reward_model,
     make_checkpoint_classifier,
     read_config,
     read_info,
 )
-from reward_models.siglip import SiglipModel, hf_state_dict
-from reward_models.siglip import read_config as read_siglip_config
-from reward_models.siglip.testing import SENTENCES, random_tensors, write_tiny_siglip
+from robolearn.reward_models.siglip import SiglipModel, hf_state_dict
+from robolearn.reward_models.siglip import read_config as read_siglip_config
+from robolearn.reward_models.siglip.testing import SENTENCES, random_tensors, write_tiny_siglip
+
 from robolearn.cli import main
 from robolearn.data.synthetic import write_random_store
 

@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+from robolearn.world_models import checkpoint as ckpt
 
 from robolearn.cli import main
 from robolearn.data.synthetic import write_random_store
-from world_models import checkpoint as ckpt
 
 
 def _train(data, out, steps, *extra):

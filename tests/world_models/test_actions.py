@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from world_models.actions import bin_centres, decode_two_hot, encode_actions, one_hot, two_hot
+from robolearn.world_models.actions import (
+    bin_centres,
+    decode_two_hot,
+    encode_actions,
+    one_hot,
+    two_hot,
+)
 
 K = 21  # bins uniform on [-1, 1]: centres -1.0, -0.9, ..., 0.9, 1.0
 CENTRES = np.linspace(-1.0, 1.0, K)

@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from world_models import edm
-from world_models.config import EDMConfig, SamplerConfig
+from robolearn.world_models import edm
+from robolearn.world_models.config import EDMConfig, SamplerConfig
 
 CFG = EDMConfig(sigma_data=0.5, sigma_offset=0.3)
 

@@ -2,8 +2,7 @@
 sigma 1.5, K1 0.01, K2 0.03, range 255, 'valid' windows, mean over positions and channels)."""
 
 import numpy as np
-
-from world_models import metrics
+from robolearn.world_models import metrics
 
 
 def _ssim_reference(a: np.ndarray, b: np.ndarray) -> float:

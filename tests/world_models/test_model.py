@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from robolearn.world_models import edm, sampler
+from robolearn.world_models.config import SamplerConfig, preset
+from robolearn.world_models.model import count_params, depth_to_space, space_to_depth
+from robolearn.world_models.train import ProprioStats, init_model
 
 from robolearn.core.errors import ConfigError
-from world_models import edm, sampler
-from world_models.config import SamplerConfig, preset
-from world_models.model import count_params, depth_to_space, space_to_depth
-from world_models.train import ProprioStats, init_model
 
 SIZE, T, A, P, B = 16, 4, 7, 7, 2
 CFG = preset("tiny", image_size=SIZE)

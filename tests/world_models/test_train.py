@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-
-from world_models import checkpoint as ckpt
-from world_models import train as wt
-from world_models.config import preset
+from robolearn.world_models import checkpoint as ckpt
+from robolearn.world_models import train as wt
+from robolearn.world_models.config import preset
 
 SIZE, T, A, P = 16, 4, 7, 7
 CFG = preset("tiny", image_size=SIZE)
@@ -161,8 +160,8 @@ SHARDED = textwrap.dedent(
     import jax
     import numpy as np
 
-    from world_models import train as wt
-    from world_models.config import preset
+    from robolearn.world_models import train as wt
+    from robolearn.world_models.config import preset
 
     assert len(jax.devices()) == 8, jax.devices()
     cfg = preset("tiny", image_size=16)

@@ -141,7 +141,8 @@ class WidowXTask(Task):
         """Measured arm joint angles (rad) [6]."""
         return self.data.qpos[self._arm_qadr].copy()
 
-    # -- joint-level driving (hardware.sim_arm: the simulated arm behind the robot bridge) ------
+    # -- joint-level driving (robolearn.hardware.sim_arm: the simulated arm behind the robot bridge)
+    # ------
 
     def arm_qdot(self) -> np.ndarray:
         """Measured arm joint velocities (rad/s) [6]."""

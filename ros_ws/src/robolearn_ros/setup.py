@@ -1,8 +1,9 @@
 """ament_python package robolearn_ros: launch files, parameter files and the two node executables.
 
-The nodes themselves are robolearn's `hardware.ros2_node` and `hardware.ros2_sim_driver`; the
-executables installed here (lib/robolearn_ros/robolearn_bridge, lib/robolearn_ros/sim_driver) call
-their main(), so robolearn must be installed in the Python that runs ROS 2.
+The nodes themselves are robolearn's `robolearn.hardware.ros2_node` and
+`robolearn.hardware.ros2_sim_driver`; the executables installed here
+(lib/robolearn_ros/robolearn_bridge, lib/robolearn_ros/sim_driver) call their main(), so robolearn
+must be installed in the Python that runs ROS 2.
 """
 
 from glob import glob

@@ -1,11 +1,11 @@
-"""Executable `robolearn_bridge`: runs hardware.ros2_node (the policy bridge node)."""
+"""Executable `robolearn_bridge`: runs robolearn.hardware.ros2_node (the policy bridge node)."""
 
 import sys
 
 
 def main() -> int:
     """Run the robolearn_bridge node with this process's arguments (--ros-args ...)."""
-    from hardware.ros2_node import main as node_main
+    from robolearn.hardware.ros2_node import main as node_main
 
     return node_main()
 
