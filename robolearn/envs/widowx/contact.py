@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 
 from robolearn.envs.widowx import experts, scenes
-from robolearn.envs.widowx.tasks import WidowXTask
+from robolearn.envs.widowx.base import WidowXTask
 
 HOUSING_HALF_M = (0.045, 0.045, 0.015)  # x, y, z half sizes; the top face is at 2 * z
 CAP_RADIUS_M = 0.028

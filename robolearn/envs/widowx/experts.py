@@ -9,20 +9,52 @@ to an earlier phase, so it recovers from noise added to its actions.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from robolearn.core import widowx_control as control
 from robolearn.envs.widowx import scenes
 
-if TYPE_CHECKING:
-    from robolearn.envs.widowx.tasks import DrawerTask, PushTask, WidowXTask
-
 OPEN, CLOSED = 1.0, -1.0
 
 
-def move_action(task: WidowXTask, pos_m, pitch_rad: float, gripper: float) -> np.ndarray:
+class ArmView(Protocol):
+    """What an expert reads of any WidowX task (base.WidowXTask has it): base frame, m."""
+
+    target: control.EETarget  # the commanded end-effector target
+
+    def tip_pos(self) -> np.ndarray:
+        """Measured gripper-tip position (m) [3]."""
+
+    def finger_q(self) -> np.ndarray:
+        """Measured finger joint positions (m from the centre) [2]."""
+
+
+class DrawerView(ArmView, Protocol):
+    """What the drawer experts read (drawer.DrawerTask has it)."""
+
+    def handle_pos(self) -> np.ndarray:
+        """Centre of the handle bar (m) [3]."""
+
+    def cabinet_yaw(self) -> float:
+        """Yaw of the cabinet's inward axis (rad)."""
+
+    def drawer_opening_m(self) -> float:
+        """How far the drawer is pulled out (m)."""
+
+
+class PushView(ArmView, Protocol):
+    """What the push expert reads (push.PushTask has it)."""
+
+    def block_pos(self) -> np.ndarray:
+        """Block centre (m) [3]."""
+
+    def target_pos(self) -> np.ndarray:
+        """Target disc centre on the table (m) [3]."""
+
+
+def move_action(task: ArmView, pos_m, pitch_rad: float, gripper: float) -> np.ndarray:
     """Normalized action [7] taking the commanded ee target toward `pos_m` at roll 0, `pitch_rad`.
 
     The yaw follows the arm's vertical plane (yaw = azimuth of the next target position): yawing
@@ -44,14 +76,14 @@ class Expert(abc.ABC):
         self.count = 0
 
     @abc.abstractmethod
-    def act(self, task: WidowXTask) -> np.ndarray:
+    def act(self, task: ArmView) -> np.ndarray:
         """The normalized action [7] for the task's current state."""
 
     def _goto(self, phase: int) -> None:
         self.phase, self.count = phase, 0
 
 
-def _drawer_frame(task: DrawerTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _drawer_frame(task: DrawerView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Handle centre (m), the cabinet's inward axis and its left axis, base frame, [3] each."""
     yaw = task.cabinet_yaw()
     inward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
@@ -75,7 +107,7 @@ class DrawerOpenExpert(Expert):
     def __init__(self):
         self.reset()
 
-    def act(self, task: DrawerTask) -> np.ndarray:
+    def act(self, task: DrawerView) -> np.ndarray:
         handle, inward, _ = _drawer_frame(task)
         grasp = handle + 0.008 * inward
         tip, opening = task.tip_pos(), task.drawer_opening_m()
@@ -133,7 +165,7 @@ class DrawerCloseExpert(Expert):
         super().reset()
         self.side = 0.0
 
-    def act(self, task: DrawerTask) -> np.ndarray:
+    def act(self, task: DrawerView) -> np.ndarray:
         handle, inward, left = _drawer_frame(task)
         if self.side == 0.0:  # push on the side nearer the arm's x axis (easier to reach)
             self.side = -1.0 if float(handle @ left) > 0 else 1.0
@@ -157,7 +189,7 @@ class DrawerCloseExpert(Expert):
         return move_action(task, face - 0.08 * inward, self.PITCH_RAD, CLOSED)
 
 
-def _pitch_ok(task: WidowXTask, pitch_rad: float) -> bool:
+def _pitch_ok(task: ArmView, pitch_rad: float) -> bool:
     """Commanded roll within 0.1 rad of 0 and pitch within 0.1 rad of `pitch_rad`."""
     return bool(np.all(np.abs(task.target.rpy_rad[:2] - [0.0, pitch_rad]) < 0.1))
 
@@ -183,7 +215,7 @@ class PushExpert(Expert):
         super().reset()
         self.lift_xy = np.zeros(2)
 
-    def act(self, task: PushTask) -> np.ndarray:
+    def act(self, task: PushView) -> np.ndarray:
         block, goal = task.block_pos(), task.target_pos()
         to_goal = goal[:2] - block[:2]
         dist = np.linalg.norm(to_goal)
