@@ -151,14 +151,14 @@ def _ros_env(tmp: Path) -> dict[str, str]:
 
 
 def _jitter_row(tmp: Path, seconds: float) -> dict:
-    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
 
     domain = random.SystemRandom().randint(1, 200)
     env = _ros_env(tmp)
     driver = NodeProcess("robolearn.hardware.ros2_sim_driver", {}, domain, tmp / "driver.log", env)
     # A wide watchdog: a stall of this shared machine must not stop the measurement.
     params = {"checkpoint": "bundle:drawer/bc", "joint_state_timeout_s": 1.0}
-    bridge = NodeProcess("robolearn.hardware.ros2_node", params, domain, tmp / "bridge.log", env)
+    bridge = NodeProcess(BRIDGE_MODULE, params, domain, tmp / "bridge.log", env)
     probe = Probe(domain)
     try:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=300)
@@ -187,14 +187,12 @@ def _jitter_row(tmp: Path, seconds: float) -> dict:
 
 def _latency_row(tmp: Path, samples: int) -> dict:
     from robolearn.hardware import ros2_msgs as msgs
-    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
     from sensor_msgs.msg import Image, JointState
 
     domain = random.SystemRandom().randint(1, 200)
     params = {"checkpoint": "python:bench.deploy_speed:zero_policy", "joint_state_timeout_s": 1.0}
-    bridge = NodeProcess(
-        "robolearn.hardware.ros2_node", params, domain, tmp / "latency.log", _ros_env(tmp)
-    )
+    bridge = NodeProcess(BRIDGE_MODULE, params, domain, tmp / "latency.log", _ros_env(tmp))
     probe = Probe(domain)
     q0 = wxc.start_target().q_rad
     state = {"q": q0, "effort": np.zeros(wx.NUM_JOINTS)}

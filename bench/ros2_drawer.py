@@ -6,7 +6,7 @@
 
 Each start is what tests/hardware/test_ros2_e2e.py runs once per attempt: the simulated WidowX
 driver (robolearn.hardware.ros2_sim_driver, MuJoCo drawer scene stepped on the wall clock) and the
-bridge node (robolearn.hardware.ros2_node, `bundle:drawer/bc`, default filter and shield) as fresh
+bridge node (robolearn.runs.deploy, `bundle:drawer/bc`, default filter and shield) as fresh
 subprocesses on their own DDS domain, ~/start, `--seconds` of real time, ~/hold. One row per start:
 when the driver first reported the drawer open, the tank's lowest and last level (J, from the 1 Hz
 status topic and a final ~/status call), the control steps the filter scaled (alpha < 1), the

@@ -9,12 +9,22 @@ robolearn.core.widowx_control, shared with the simulator):
 - `passivity`: the energy-tank passivity filter over a virtual spring-damper port at the joints.
 - `shield`: joint, step/velocity and workspace limits, NaN/inf rejection, the watchdog on stale
   joint states and images, the effort safe stop, and a record of every intervention.
-- `bridge`: the bridge core with no ROS in it (Bridge, BridgeConfig, JointCommand, load_policy).
-- `recording`: deployment episodes written into the episode store (robolearn.data).
+- `bridge`: the bridge core with no ROS in it: the mode machine (Bridge), and the names users
+  import (BridgeConfig, JointCommand, ObservationError, load_policy).
+- `bridge_types`: BridgeConfig, the JointCommand out, the measured joints in and their checks.
+- `ramp`: the policy action checked and mapped to an end-effector target, and the joint setpoint
+  ramp at the control rate.
+- `safety_chain`: shield limits -> passivity filter -> shield check, and the hold position.
+- `recording`: deployment episodes in memory and the hand-off of finished ones to an episode
+  writer on their own thread. hardware never imports robolearn.data: the episode store's writer
+  (robolearn.data.deployment) is handed in by robolearn.runs.deploy.
+- `policy_loader`: a checkpoint or shipped part as a bridge policy (load_policy).
 - `sim_arm`: the MuJoCo WidowX scene behind a joint-position driver interface (SimArm), and the
-  simulated closed loop (`python -m robolearn.hardware.sim_arm`).
-- `ros2_node`, `ros2_sim_driver`, `ros2_msgs`: the rclpy bridge node, the simulated driver node
-  and message conversion; the only modules that import rclpy.
+  simulated closed loop (`python -m robolearn.hardware.sim_arm`; recording through
+  `python -m robolearn.runs.deploy sim`).
+- `ros2_node`, `ros2_sim_driver`, `ros2_msgs`, `ros2_config`, `ros2_probe`: the rclpy bridge node
+  (run with recording by `python -m robolearn.runs.deploy`), the simulated driver node, message
+  conversion, the node's parameters, and the test/bench harness; no other module imports rclpy.
 
 Importing `hardware` (or bridge, passivity, shield, recording) imports neither rclpy nor jax; a
 policy checkpoint loads jax when `bridge.load_policy` is called.

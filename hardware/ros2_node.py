@@ -1,8 +1,13 @@
 """The rclpy node `robolearn_bridge`: moves ROS 2 messages in and out of
 robolearn.hardware.bridge.Bridge.
 
-    python -m robolearn.hardware.ros2_node --ros-args -p checkpoint:=bundle:drawer/bc -p
-    autostart:=false
+    python -m robolearn.runs.deploy --ros-args -p checkpoint:=bundle:drawer/bc -p autostart:=false
+    python -m robolearn.hardware.ros2_node --ros-args ...    # the same, but cannot record
+
+Recording (`record_dir`) needs an episode writer, which this module cannot build (hardware never
+imports robolearn.data): robolearn.runs.deploy (the `robolearn_bridge` executable of ros_ws) runs
+this node with robolearn.data.deployment.store_writer; here a record_dir is a one-line error.
+Finished episodes are written on the bridge's recording thread, never in a callback.
 
 Subscribes (under robot_namespace, default /wx250s): `joint_states` (sensor_msgs/JointState,
 arm joints and fingers by name, effort in mA) and `camera/image_raw` (sensor_msgs/Image). A
@@ -57,6 +62,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from robolearn.hardware import ros2_msgs as msgs
 from robolearn.hardware.bridge import Bridge, ObservationError
+from robolearn.hardware.recording import WriterFactory
 from robolearn.hardware.ros2_config import PARAMS, bridge_config, import_interbotix, make_policy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -73,17 +79,29 @@ __all__ = ["PARAMS", "NODE_NAME", "BridgeNode", "main"]
 class BridgeNode(Node):
     """The bridge node. Callbacks (observations, control timer, services) run one at a time on
     the executor's thread (a SingleThreadedExecutor: the cheapest on CPU, and nothing in them
-    blocks); the policy runs in its own thread, woken by each control tick and camera frame."""
+    blocks); the policy runs in its own thread, woken by each control tick and camera frame.
 
-    def __init__(self, **kwargs):
+    make_writer: builds the episode writer for the record_dir parameter (needed when it is set).
+    """
+
+    def __init__(self, make_writer: WriterFactory | None = None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.p = p = msgs.declare_params(self, PARAMS)
         cfg = bridge_config(p)
+        writer = None
+        if cfg.record_dir is not None:
+            if make_writer is None:
+                raise ConfigError(
+                    f"record_dir {cfg.record_dir!r}: this entry point cannot record; run the "
+                    "bridge as python -m robolearn.runs.deploy (ros2 run robolearn_ros "
+                    "robolearn_bridge)"
+                )
+            writer = make_writer(cfg.record_dir)
         self.interbotix = import_interbotix() if p["output_mode"] == "interbotix" else None
         if p["output_mode"] == "interbotix" and self.interbotix is None:
             raise ConfigError("output_mode interbotix needs interbotix_xs_msgs (not importable)")
         self.get_logger().info(f"loading policy {p['checkpoint']} ...")
-        self.bridge = Bridge(make_policy(p["checkpoint"], p["task"], p["image_size"]), cfg)
+        self.bridge = Bridge(make_policy(p["checkpoint"], p["task"], p["image_size"]), cfg, writer)
         self.bridge.warmup()
         self._t_joint = self._t_image = None
         self._prev_q: tuple[float, np.ndarray] | None = None
@@ -347,19 +365,23 @@ class BridgeNode(Node):
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
     def shutdown(self) -> None:
-        """Stop the policy thread and close the bridge (writes a recorded episode)."""
+        """Stop the policy thread and close the bridge (waits for recorded episodes' writes)."""
         self._stop.set()
         self._wake.set()
         self._worker.join(timeout=5.0)
         self.bridge.close(time.monotonic())
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point: `python -m robolearn.hardware.ros2_node --ros-args -p checkpoint:=... ...`."""
+def main(args: list[str] | None = None, make_writer: WriterFactory | None = None) -> int:
+    """Run the node until SIGINT: `python -m robolearn.hardware.ros2_node --ros-args -p ...`.
+
+    args: the command line (sys.argv by default); make_writer: see BridgeNode (robolearn.runs.deploy
+    passes the episode store's). Returns the exit code: 2 after a one-line configuration error.
+    """
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
-        node = BridgeNode()
+        node = BridgeNode(make_writer)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

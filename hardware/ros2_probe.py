@@ -1,9 +1,7 @@
 """Run and watch the bridge over real ROS 2: node subprocesses and a probe node (tests, bench).
 
-    with NodeProcess("robolearn.hardware.ros2_sim_driver", {"task": "drawer"}, domain_id, log) as
-    driver, \\
-         NodeProcess("robolearn.hardware.ros2_node", {"checkpoint": "bundle:drawer/bc"}, domain_id,
-         log2):
+    with NodeProcess(DRIVER_MODULE, {"task": "drawer"}, domain_id, log) as driver, \\
+         NodeProcess(BRIDGE_MODULE, {"checkpoint": "bundle:drawer/bc"}, domain_id, log2):
         probe = Probe(domain_id)
         probe.wait_for_service("/robolearn_bridge/start", timeout_s=120)
         ok, message = probe.call("/robolearn_bridge/start")
@@ -43,6 +41,11 @@ from std_srvs.srv import Trigger
 
 BRIDGE = "/robolearn_bridge"
 DRIVER = "/robolearn_sim_driver"
+# The bridge node runs through the deployment entry point, the one that can record (record_dir):
+# robolearn.hardware.ros2_node alone cannot build an episode writer (hardware never imports
+# robolearn.data). A module name to start, not an import.
+BRIDGE_MODULE = "robolearn.runs.deploy"
+DRIVER_MODULE = "robolearn.hardware.ros2_sim_driver"
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
@@ -317,14 +320,14 @@ def driver_and_bridge(
     domain = random.SystemRandom().randint(1, 200)
     env = {"ROS_LOG_DIR": str(directory / "ros_log")}
     driver = NodeProcess(
-        "robolearn.hardware.ros2_sim_driver",
+        DRIVER_MODULE,
         {"task": task, "seed": seed},
         domain,
         directory / "driver.log",
         env,
     )
     bridge = NodeProcess(
-        "robolearn.hardware.ros2_node",
+        BRIDGE_MODULE,
         {
             "checkpoint": checkpoint,
             "task": task,

@@ -21,7 +21,8 @@ own effort; set ShieldConfig.effort_limit below NOMINAL_CURRENT_MA to exercise t
 simulation.
 
 `run_closed_loop` drives a SimArm with a Bridge in simulated time, and `python -m
-robolearn.hardware.sim_arm` measures the closed-loop success of a policy over seeds.
+robolearn.hardware.sim_arm` measures the closed-loop success of a policy over seeds
+(`python -m robolearn.runs.deploy sim` runs the same with `--record DIR` recording the episodes).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from robolearn.hardware.recording import WriterFactory
 
 from robolearn import envs
 from robolearn.core import widowx as wx
 from robolearn.envs.widowx.arm import TORQUE_LIMIT
-from robolearn.envs.widowx.tasks import WidowXTask
+from robolearn.envs.widowx.base import WidowXTask
 
 PHYSICS_DT_S = 0.002
 NOMINAL_CURRENT_MA = np.array([800.0, 1000.0, 600.0, 600.0, 600.0, 700.0])
@@ -121,6 +123,7 @@ def run_closed_loop(
     scene as in the simulator); the policy step when due; control_step; command; physics.
     joint_latency_s delays the joint states the bridge sees (with their sampling stamps), as a
     real driver and transport do.
+    The episode ends with a hold (and a recorded episode written, when the bridge records).
     Returns success (at any time), the first success time (s), the bridge's status, the lowest
     tank level (J), the largest command excursion beyond the hardware joint limits (rad, 0 when
     inside) and the peak contact force (N).
@@ -154,6 +157,7 @@ def run_closed_loop(
         peak_force = max(peak_force, arm.contact_force_n())
     bridge.mark_success(arm.success())
     bridge.hold(t0 + round(seconds / dt) * dt, "episode end")
+    bridge.flush_recording()  # simulated time: waiting for the writer stalls no arm
     return {
         "success": first_success is not None,
         "first_success_s": first_success,
@@ -171,16 +175,24 @@ def _beyond_limits(q_rad: np.ndarray, finger_m: float) -> float:
     return float(max(over.max(), finger))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m robolearn.hardware.sim_arm`: the bridge driving the simulated arm; success over
-    seeds."""
+def main(
+    argv: list[str] | None = None,
+    make_writer: WriterFactory | None = None,
+    prog: str = "python -m robolearn.hardware.sim_arm",
+) -> None:
+    """The bridge driving the simulated arm over seeds: a JSON line per episode, then the count.
+
+    argv: the flags (sys.argv[1:] by default). make_writer: builds the episode writer for
+    `--record DIR` (robolearn.runs.deploy passes the episode store's; without one, --record is an
+    error, since hardware never imports robolearn.data).
+    """
     import argparse
     import json
 
     from robolearn.hardware.bridge import Bridge, BridgeConfig, load_policy
 
     parser = argparse.ArgumentParser(
-        prog="python -m robolearn.hardware.sim_arm", description=main.__doc__
+        prog=prog, description="The bridge driving the simulated arm; success over seeds."
     )
     parser.add_argument("--policy", default="bundle:drawer/bc")
     parser.add_argument("--task", default="drawer")
@@ -190,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-filter", action="store_true", help="passivity filter off")
     parser.add_argument("--record", default=None, help="episode store for the episodes")
     args = parser.parse_args(argv)
+    if args.record is not None and make_writer is None:
+        parser.error("--record writes an episode store: run python -m robolearn.runs.deploy sim")
+    writer = None if args.record is None else make_writer(args.record)
     policy = load_policy(args.policy, args.task)
     cfg = BridgeConfig(task=args.task, record_dir=args.record, policy_name=args.policy)
     if args.no_filter:
@@ -198,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for i in range(args.episodes):
             arm.reset(args.seed + i)
-            out = run_closed_loop(Bridge(policy, cfg), arm, args.seconds)
+            out = run_closed_loop(Bridge(policy, cfg, writer), arm, args.seconds)
             wins += out["success"]
             status = out["status"]
             print(

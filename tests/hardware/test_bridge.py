@@ -1,5 +1,5 @@
-"""The bridge core (robolearn.hardware.bridge): rates, ramp, holds, status, recording, and the
-closed loop.
+"""The bridge core (robolearn.hardware.bridge): rates, ramp, holds, status, recording (through
+robolearn.data.deployment's writer, on the recording thread), and the closed loop.
 
 Unit tests feed the bridge joint states directly and use small scripted policies (plain callables
 with the policy's signature); the ramp is checked against the real simulator's joint targets, and
@@ -9,6 +9,7 @@ the closed-loop test runs the shipped BC drawer policy through the bridge on the
 import dataclasses
 import json
 import threading
+import types
 
 import mujoco
 import numpy as np
@@ -22,6 +23,7 @@ from robolearn.hardware.bridge import (
     load_policy,
 )
 from robolearn.hardware.passivity import PassivityConfig
+from robolearn.hardware.recording import DeploymentEpisode, RecordingThread
 from robolearn.hardware.shield import ShieldConfig
 from robolearn.hardware.sim_arm import SimArm, run_closed_loop
 
@@ -30,6 +32,7 @@ from robolearn.bundles import BundleError
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control
 from robolearn.core.errors import ConfigError
+from robolearn.data.deployment import store_writer
 from robolearn.data.store import list_episodes, read_episode
 
 START_Q = control.start_target().q_rad
@@ -351,7 +354,8 @@ def test_policy_runs_outside_the_lock_and_late_results_are_dropped():
 def test_recording_writes_a_store_episode(tmp_path):
     store = tmp_path / "deploy"
     policy = Scripted(SMALL, SMALL * 0.5)
-    bridge = Bridge(policy, BridgeConfig(record_dir=str(store), policy_name="scripted"))
+    cfg = BridgeConfig(record_dir=str(store), policy_name="scripted")
+    bridge = Bridge(policy, cfg, store_writer(store))
     feed(bridge, 0.0)
     bridge.start(0.0)
     for i in range(100):
@@ -363,6 +367,7 @@ def test_recording_writes_a_store_episode(tmp_path):
             bridge.run_policy(now)
         bridge.control_step(now)
     bridge.hold(1.0, "operator")
+    assert bridge.flush_recording(10.0)
     (path,) = list_episodes(store)
     assert bridge.status()["last_episode"] == str(path)
     episode = read_episode(path)
@@ -382,7 +387,121 @@ def test_recording_writes_a_store_episode(tmp_path):
     # A start followed by a hold before any action records nothing.
     bridge.start(2.0)
     bridge.hold(2.01, "operator")
+    assert bridge.flush_recording(10.0)
     assert len(list_episodes(store)) == 1
+
+
+def test_record_dir_without_a_writer_is_an_error(tmp_path):
+    """hardware cannot write an episode store itself: silently recording nothing is no option."""
+    with pytest.raises(ConfigError, match="no episode writer"):
+        Bridge(Scripted(SMALL), BridgeConfig(record_dir=str(tmp_path / "store")))
+
+
+class _BlockingWriter:
+    """An episode writer that waits for `release` (a hung disk) and notes the thread it ran on."""
+
+    def __init__(self, fail: bool = False):
+        self.release, self.entered = threading.Event(), threading.Event()
+        self.threads, self.steps, self.fail = [], [], fail
+
+    def __call__(self, meta, observations, actions, success):
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        assert self.release.wait(10.0)
+        if self.fail:
+            raise OSError("No space left on device")
+        self.steps.append(len(actions))
+        assert len(observations) == len(success) == len(actions) + 1 and meta["source"] == "robot"
+        return f"episode-{len(self.steps)}"
+
+
+def test_episodes_are_written_on_the_recording_thread_not_in_the_control_step():
+    """A hold decided in control_step (stale joint states) ends the episode there; its write runs
+    on the recording thread, so control steps go on while the disk hangs."""
+    writer = _BlockingWriter()
+    bridge = Bridge(Scripted(SMALL), BridgeConfig(), writer)
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 0.5)
+    t = 0.5
+    while bridge.mode == "running":  # no more joint states: the shield holds in control_step
+        t += 0.01
+        bridge.control_step(t)
+    assert writer.entered.wait(10.0)  # the write started, and blocks ...
+    for i in range(50):  # ... while the control steps go on
+        assert bridge.control_step(t + 0.01 * (i + 1)) is not None
+    assert bridge.status()["last_episode"] == "" and not bridge.flush_recording(0.05)
+    writer.release.set()
+    assert bridge.flush_recording(10.0)
+    assert writer.threads[0] is not threading.current_thread()
+    assert writer.steps == [3] and bridge.status()["last_episode"] == "episode-1"
+
+
+def test_a_failed_write_is_reported_and_the_bridge_carries_on():
+    writer = _BlockingWriter(fail=True)
+    writer.release.set()
+    bridge = Bridge(Scripted(SMALL), BridgeConfig(), writer)
+    feed(bridge, 0.0)
+    bridge.start(0.0)
+    run(bridge, 0.0, 0.5)
+    bridge.hold(0.5, "operator")
+    assert bridge.flush_recording(10.0)
+    status = bridge.status()
+    assert status["interventions"]["record_error"] == 1 and status["last_episode"] == ""
+    assert status["last_error"] == "recording failed: OSError: No space left on device"
+    bridge.start(0.6)
+    run(bridge, 0.6, 0.3)
+    assert bridge.mode == "running"
+
+
+def test_recording_backlog_is_bounded():
+    """With the writer stuck, finished episodes wait up to max_pending; more are dropped and
+    reported, never blocking the caller."""
+    writer, errors, written = _BlockingWriter(), [], []
+    thread = RecordingThread(writer, written.append, lambda t, m: errors.append((t, m)), 2)
+
+    def episode(end_s):
+        ep = DeploymentEpisode({"source": "robot", "extra": {}})
+        tank = types.SimpleNamespace(energy_j=1.0, injected_energy_j=0.0)
+        for _ in range(2):
+            ep.observe({"image": np.zeros((8, 8, 3), np.uint8)}, np.zeros(12), False, tank)
+            ep.act(SMALL)
+        ep.observe({"image": np.zeros((8, 8, 3), np.uint8)}, np.zeros(12), False, tank)
+        ep.end("operator", end_s)
+        return ep
+
+    thread.submit(episode(1.0))
+    assert writer.entered.wait(10.0)  # the first is being written; two more may wait
+    for end_s in (2.0, 3.0, 4.0):
+        thread.submit(episode(end_s))
+    assert [t for t, _ in errors] == [4.0] and "backlog full" in errors[0][1]
+    writer.release.set()
+    assert thread.wait(10.0)
+    assert written == ["episode-1", "episode-2", "episode-3"] and writer.steps == [2, 2, 2]
+
+
+def test_deploy_sim_records_episodes_and_the_bare_sim_arm_refuses_to(tmp_path, monkeypatch, capsys):
+    """`--record DIR` needs robolearn.data: python -m robolearn.runs.deploy sim writes the store,
+    python -m robolearn.hardware.sim_arm says to use it (and writes nothing)."""
+    import robolearn.hardware.bridge as bridge_module
+    from robolearn.hardware import sim_arm
+
+    from robolearn.runs import deploy
+
+    monkeypatch.setattr(bridge_module, "load_policy", lambda spec, task: Scripted(SMALL))
+    store = tmp_path / "sim-episodes"
+    flags = ["--episodes", "2", "--seconds", "0.6", "--record", str(store)]
+    with pytest.raises(SystemExit) as exit_info:
+        sim_arm.main(flags)
+    assert exit_info.value.code == 2 and "robolearn.runs.deploy sim" in capsys.readouterr().err
+    assert not store.exists()
+    assert deploy.main(["deploy", "sim", *flags]) == 0
+    episodes = [read_episode(path) for path in list_episodes(store)]
+    assert [e.num_steps for e in episodes] == [3, 3]  # policy steps at 0, 0.2 and 0.4 s
+    for episode in episodes:
+        assert episode.meta.source == "robot" and episode.meta.policy == "bundle:drawer/bc"
+        assert episode.meta.extra["bridge"]["end_reason"] == "episode end"
+        np.testing.assert_allclose(episode.action, np.broadcast_to(SMALL, (3, 7)))
 
 
 def test_load_policy_errors(tmp_path):
@@ -402,8 +521,8 @@ def bc_policy():
 def test_closed_loop_bc_policy_opens_the_drawer(bc_policy, tmp_path):
     arm = SimArm("drawer", seed=0)
     cfg = BridgeConfig(record_dir=str(tmp_path / "store"), policy_name="bundle:drawer/bc")
-    bridge = Bridge(bc_policy, cfg)
-    out = run_closed_loop(bridge, arm, seconds=6.0)
+    bridge = Bridge(bc_policy, cfg, store_writer(cfg.record_dir))
+    out = run_closed_loop(bridge, arm, seconds=6.0)  # returns once the episode is written
     arm.close()
     status = out["status"]
     assert out["success"] and out["first_success_s"] < 5.0
@@ -413,6 +532,7 @@ def test_closed_loop_bc_policy_opens_the_drawer(bc_policy, tmp_path):
     assert status["interventions"].get("stale_image", 0) == 0
     assert status["policy_steps"] == 30
     (path,) = list_episodes(tmp_path / "store")
+    assert status["last_episode"] == str(path)
     episode = read_episode(path)
     assert episode.num_steps == 30 and episode.succeeded and episode.success[-1]
 

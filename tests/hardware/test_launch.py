@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from robolearn.hardware import ros2_config, ros2_msgs, ros2_node, ros2_sim_driver
+from robolearn.hardware import ros2_config, ros2_msgs, ros2_sim_driver
+
+from robolearn.runs import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "ros_ws" / "src" / "robolearn_ros"
@@ -183,7 +185,8 @@ def test_setup_py_installs_launch_and_config_and_entry_points_import(monkeypatch
     targets = dict(s.replace(" ", "").split("=") for s in scripts)
     assert set(targets) == {"robolearn_bridge", "sim_driver"}
     monkeypatch.syspath_prepend(str(PKG))
-    expected = {"robolearn_bridge": ros2_node.main, "sim_driver": ros2_sim_driver.main}
+    # The bridge executable runs the deployment entry point, the one that can record (record_dir).
+    expected = {"robolearn_bridge": deploy.main, "sim_driver": ros2_sim_driver.main}
     for name, target in targets.items():
         module_name, func = target.split(":")
         module = __import__(module_name, fromlist=[func])
@@ -228,7 +231,7 @@ def test_every_node_parameter_has_a_description():
 def test_bridge_yaml_loads_into_the_running_node(tmp_path):
     """config/bridge.yaml through rcl's own parser (--params-file), read back from the node."""
     from rcl_interfaces.srv import GetParameters
-    from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe
+    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
 
     (tmp_path / "launch_policies.py").write_text(
         "import numpy as np\n\ndef still():\n    return lambda obs: np.zeros(7, np.float32)\n"
@@ -236,7 +239,7 @@ def test_bridge_yaml_loads_into_the_running_node(tmp_path):
     domain = random.SystemRandom().randint(1, 200)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONPATH": str(tmp_path)}
     node = NodeProcess(
-        "robolearn.hardware.ros2_node",
+        BRIDGE_MODULE,
         {"checkpoint": "python:launch_policies:still"},  # after the file: overrides it
         domain,
         tmp_path / "bridge.log",

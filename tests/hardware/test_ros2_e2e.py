@@ -16,6 +16,7 @@ import pytest
 from robolearn.hardware.passivity import PassivityConfig
 from robolearn.hardware.ros2_probe import (
     BRIDGE,
+    BRIDGE_MODULE,
     NodeProcess,
     Probe,
     driver_and_bridge,
@@ -147,9 +148,7 @@ def test_joint_trajectory_mode_drives_the_simulated_arm(tmp_path):
         "joint_state_timeout_s": 0.5,
         "image_timeout_s": 1.0,
     }
-    bridge = NodeProcess(
-        "robolearn.hardware.ros2_node", params, domain, tmp_path / "bridge.log", env
-    )
+    bridge = NodeProcess(BRIDGE_MODULE, params, domain, tmp_path / "bridge.log", env)
     with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30)

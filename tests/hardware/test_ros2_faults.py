@@ -1,5 +1,7 @@
 """Fault injection over real ROS 2: the simulated driver hangs, dies and comes back, the policy
 returns NaN, and malformed messages arrive; the bridge node must hold (latched) and keep running.
+The bridge runs through robolearn.runs.deploy (as the robolearn_bridge executable does), so it
+records deployment episodes when given record_dir.
 
 Nodes run in subprocesses (robolearn.hardware.ros2_probe.NodeProcess), so a hung driver is a real
 SIGSTOP and a dead one a real SIGKILL. The policies are small Python policies given to the node as
@@ -16,8 +18,16 @@ import time
 import numpy as np
 import pytest
 from robolearn.hardware import ros2_msgs as msgs
-from robolearn.hardware.ros2_probe import BRIDGE, NodeProcess, Probe, nodes_and_probe
+from robolearn.hardware.ros2_probe import (
+    BRIDGE,
+    BRIDGE_MODULE,
+    NodeProcess,
+    Probe,
+    nodes_and_probe,
+)
 from sensor_msgs.msg import Image, JointState
+
+from robolearn.data.store import list_episodes, read_episode
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +88,7 @@ def _system(tmp_path, policy: str, **params):
         "filter_enabled": False,
         **params,
     }
-    bridge = NodeProcess(
-        "robolearn.hardware.ros2_node", bridge_params, domain, tmp_path / "bridge.log", env
-    )
+    bridge = NodeProcess(BRIDGE_MODULE, bridge_params, domain, tmp_path / "bridge.log", env)
     with nodes_and_probe(domain, driver, bridge) as probe:
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=60)
         assert probe.wait_until(lambda: probe.status()["ready"], timeout_s=30), probe.status()
@@ -166,8 +174,9 @@ def test_driver_killed_and_restarted_bridge_holds_until_started(tmp_path):
         assert bridge.alive()
 
 
-def test_nan_from_the_policy_holds(tmp_path):
-    with _system(tmp_path, "nan_after_5") as (probe, driver, bridge):
+def test_nan_from_the_policy_holds_and_the_episode_is_recorded(tmp_path):
+    store = tmp_path / "episodes"
+    with _system(tmp_path, "nan_after_5", record_dir=str(store)) as (probe, driver, bridge):
         ok, message = probe.call(f"{BRIDGE}/start")
         assert ok, message
         assert probe.wait_until(lambda: probe.status()["mode"] == "hold", timeout_s=5.0)
@@ -181,6 +190,17 @@ def test_nan_from_the_policy_holds(tmp_path):
         _held_since(probe, t, status)
         assert [r.split()[0] for _, r in _hold_log_times(bridge.log())] == ["policy_nan"]
         assert bridge.alive() and driver.alive()
+        # The episode up to the hold, written by the recording thread into the episode store.
+        assert probe.wait_until(lambda: probe.status()["last_episode"], timeout_s=10)
+        (path,) = list_episodes(store)
+        assert probe.status()["last_episode"] == str(path)
+    episode = read_episode(path)
+    assert episode.num_steps == 4 and episode.image.shape == (5, 64, 64, 3)
+    assert np.all(np.abs(episode.action[:, 1]) == np.float32(0.4))  # the sway actions
+    meta = episode.meta
+    assert meta.source == "robot" and meta.policy == "python:fault_policies:nan_after_5"
+    assert meta.extra["bridge"]["end_reason"] == "policy_nan"
+    assert meta.extra["bridge"]["record_dir"] == str(store)
 
 
 def _bad_joint_states() -> list[tuple[JointState, str]]:
@@ -247,18 +267,32 @@ def test_malformed_messages_are_rejected_with_a_log_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "params, error",
+    "module, params, error",
     [
-        ({"checkpoint": None}, "parameter checkpoint is required"),
-        ({"output_mode": "interbotix"}, "output_mode interbotix needs interbotix_xs_msgs"),
-        ({"output_mode": "servo"}, "output_mode 'servo': use one of forward_position"),
-        ({"policy_rate": "fast"}, "parameter policy_rate: 'fast' is not a float"),
-        ({"stiffness": [1.0, 2.0]}, "parameter stiffness: needs 6 numbers, got 2"),
-        ({"energy_min": 50.0}, "energy_init_j must lie within"),
-        ({"checkpoint": "/no/such/policy"}, "no policy at '/no/such/policy'"),
+        (BRIDGE_MODULE, {"checkpoint": None}, "parameter checkpoint is required"),
+        (
+            BRIDGE_MODULE,
+            {"output_mode": "interbotix"},
+            "output_mode interbotix needs interbotix_xs_msgs",
+        ),
+        (
+            BRIDGE_MODULE,
+            {"output_mode": "servo"},
+            "output_mode 'servo': use one of forward_position",
+        ),
+        (BRIDGE_MODULE, {"policy_rate": "fast"}, "parameter policy_rate: 'fast' is not a float"),
+        (BRIDGE_MODULE, {"stiffness": [1.0, 2.0]}, "parameter stiffness: needs 6 numbers, got 2"),
+        (BRIDGE_MODULE, {"energy_min": 50.0}, "energy_init_j must lie within"),
+        (BRIDGE_MODULE, {"checkpoint": "/no/such/policy"}, "no policy at '/no/such/policy'"),
+        # hardware never imports robolearn.data: the bare node cannot record and says where to go.
+        (
+            "robolearn.hardware.ros2_node",
+            {"record_dir": "/tmp/never-written"},
+            "cannot record; run the bridge as python -m robolearn.runs.deploy",
+        ),
     ],
 )
-def test_bad_configuration_exits_with_one_line(tmp_path, params, error):
+def test_bad_configuration_exits_with_one_line(tmp_path, module, params, error):
     """A node that cannot run as configured exits (code 2) before it touches the arm."""
     (tmp_path / "fault_policies.py").write_text(POLICIES)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log"), "PYTHONPATH": str(tmp_path)}
@@ -266,7 +300,7 @@ def test_bad_configuration_exits_with_one_line(tmp_path, params, error):
     if params["checkpoint"] is None:
         del params["checkpoint"]
     node = NodeProcess(
-        "robolearn.hardware.ros2_node",
+        module,
         params,
         random.SystemRandom().randint(1, 200),
         tmp_path / "n.log",

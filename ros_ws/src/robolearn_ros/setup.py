@@ -1,9 +1,10 @@
 """ament_python package robolearn_ros: launch files, parameter files and the two node executables.
 
-The nodes themselves are robolearn's `robolearn.hardware.ros2_node` and
-`robolearn.hardware.ros2_sim_driver`; the executables installed here
-(lib/robolearn_ros/robolearn_bridge, lib/robolearn_ros/sim_driver) call their main(), so robolearn
-must be installed in the Python that runs ROS 2.
+The nodes themselves are robolearn's: the executables installed here call
+`robolearn.runs.deploy.main` (lib/robolearn_ros/robolearn_bridge: the bridge node of
+robolearn.hardware.ros2_node, recording deployment episodes when record_dir is set) and
+`robolearn.hardware.ros2_sim_driver.main` (lib/robolearn_ros/sim_driver), so robolearn must be
+installed in the Python that runs ROS 2.
 """
 
 from glob import glob

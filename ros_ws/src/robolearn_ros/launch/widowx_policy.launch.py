@@ -8,8 +8,9 @@ use_sim:=true (the default, so a bare launch never moves a real arm) starts robo
 WidowX driver (MuJoCo, same topics); use_sim:=false includes the Interbotix driver
 (interbotix_xsarm_control/launch/xsarm_control.launch.py) for `robot_model`. The camera driver of a
 real arm is launched separately; point image_topic at it. The bridge holds the arm until its
-~/start service is called (or autostart:=true). Arguments left empty keep the value of
-config/bridge.yaml (or the node's default).
+~/start service is called (or autostart:=true). The bridge executable runs robolearn.runs.deploy,
+so record_dir:=DIR records each run's deployment episode into the episode store at DIR. Arguments
+left empty keep the value of config/bridge.yaml (or the node's default).
 """
 
 from __future__ import annotations
