@@ -7,15 +7,16 @@ import time
 import jax
 import numpy as np
 
+from robolearn.core.normalize import NormStats
 from robolearn.policies.bc.config import preset
-from robolearn.policies.bc.train import ProprioStats, init_train_state, make_train_step
+from robolearn.policies.bc.train import init_train_state, make_train_step
 
 
 def measure(name: str, batch_size: int, steps: int) -> dict:
     """Compile time and steady-state steps/s of one preset's train_step."""
     cfg = preset(name, image_size=64)
     graphdef, state = init_train_state(cfg, jax.random.key(0))
-    stats = ProprioStats(np.zeros(7, np.float32), np.ones(7, np.float32))
+    stats = NormStats(np.zeros(7, np.float32), np.ones(7, np.float32))
     step = make_train_step(cfg, graphdef, stats)
     rng = np.random.default_rng(0)
     batch = {

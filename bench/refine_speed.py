@@ -159,7 +159,8 @@ class _RandomPolicy:
 def measure_sim(name: str, policy, label: str, episodes: int, max_steps: int) -> dict:
     """One sim row: `episodes` episodes of at most `max_steps` steps with rendering at 64x64."""
     from robolearn import envs
-    from robolearn.runs.eval import episode_seed, run_episode
+    from robolearn.core.seeds import episode_seed
+    from robolearn.runs.eval import run_episode
 
     task = envs.make(name, image_size=IMAGE, max_steps=max_steps)
     try:

@@ -37,17 +37,11 @@ from flax import nnx
 from robolearn.world_models.config import preset
 from robolearn.world_models.model import count_params
 from robolearn.world_models.sampler import open_loop
-from robolearn.world_models.train import (
-    ProprioStats,
-    data_mesh,
-    init_train_state,
-    make_train_step,
-    replicate,
-    shard_batch,
-    start_window,
-)
+from robolearn.world_models.train import init_train_state, make_train_step, start_window
 
 from bench.timing import timed as _timed
+from robolearn.core.mesh import data_mesh, replicate, shard_batch
+from robolearn.core.normalize import NormStats
 
 IMAGE = 64
 DEFAULT_PEAK_TFLOPS = 989.0  # H100/H200 SXM, bf16 dense
@@ -121,7 +115,7 @@ def measure_train(name: str, batch: int, reps: int) -> dict:
     cfg = preset(name, image_size=IMAGE)
     graphdef, state = init_train_state(cfg, jax.random.key(0), _dtype())
     params = count_params(nnx.merge(graphdef, state.params))
-    stats = ProprioStats(np.zeros(7, np.float32), np.ones(7, np.float32), np.ones(7, np.float32))
+    stats = NormStats(np.zeros(7, np.float32), np.ones(7, np.float32), np.ones(7, np.float32))
     mesh = data_mesh()
     step = make_train_step(cfg, graphdef, stats, mesh)
     state = replicate(state, mesh)
@@ -174,7 +168,7 @@ def measure_imagine(name: str, batch: int, horizon: int, reps: int, warmup: int,
     graphdef, state = init_train_state(cfg, jax.random.key(0), _dtype())
     params = state.params
     n_params = count_params(nnx.merge(graphdef, params))
-    stats = ProprioStats(jnp.zeros(m.proprio_dim), jnp.ones(m.proprio_dim), jnp.ones(m.proprio_dim))
+    stats = NormStats(jnp.zeros(m.proprio_dim), jnp.ones(m.proprio_dim), jnp.ones(m.proprio_dim))
     rng = np.random.default_rng(0)
     first = rng.integers(0, 256, (batch, IMAGE, IMAGE, 3), dtype=np.uint8)
     frames, actions, proprio = start_window(

@@ -5,7 +5,9 @@ Layout of a checkpoint directory DIR (what `robolearn train reward` writes):
     DIR/robolearn-reward.json  {"format": "robolearn-reward", "version": 1, "kind": "cnn",
                                 "tasks": [...], "instructions": {task: text}, "image_size": 64,
                                 "temperature": T, "threshold": p, "target_fpr": 0.02}
-    DIR/config.yaml            the RewardConfig (model, labelling recipe, optimizer)
+    DIR/config.yaml            the RewardConfig (model, labelling recipe, optimizer, training);
+                               an older one with shift_pad under `optim` (now `training`) is
+                               migrated on reading (migrate_config)
     DIR/stats.json             labelled-frame counts per split and task, episodes per split
     DIR/checkpoints/<step>/    orbax {"step", "params"}: the trained parameters only
     DIR/siglip/                kind "siglip" only: the HF SigLIP files the towers started from
@@ -48,12 +50,11 @@ from robolearn.reward_models.train import (
 
 from robolearn.core.checkpoint import (
     CheckpointError,
+    CheckpointFiles,
+    CheckpointFormat,
     make_manager,
-    read_config_and_stats,
-    read_marker,
+    move_keys,
     save_state,
-    write_config_and_stats,
-    write_marker,
 )
 
 FORMAT = "robolearn-reward"
@@ -97,6 +98,19 @@ class LabelStats:
         return cls(dict(data["episodes"]), dict(data["frames"]))
 
 
+def migrate_config(data: dict) -> dict:
+    """config.yaml before robolearn.core.optim: shift_pad sat in `optim`."""
+    return move_keys(data, "optim", "training", ("shift_pad",))
+
+
+CHECKPOINT = CheckpointFormat(FORMAT, VERSION, RewardInfo, "reward", "robolearn train reward")
+FILES = CheckpointFiles(RewardConfig, LabelStats, migrate_config)
+# read_info(root) -> RewardInfo and read_config(root) -> (RewardConfig, LabelStats), old layouts
+# migrated; one-line CheckpointErrors for a directory that is not a (complete) reward checkpoint.
+read_info = CHECKPOINT.read_info
+read_config = FILES.read
+
+
 class SavedParams(struct.PyTreeNode):
     """What checkpoints/<step>/ holds."""
 
@@ -106,7 +120,7 @@ class SavedParams(struct.PyTreeNode):
 
 def write_config(root: Path, cfg: RewardConfig, stats: LabelStats) -> None:
     """Create `root` with config.yaml and stats.json."""
-    write_config_and_stats(root, cfg, stats)
+    FILES.write(root, cfg, stats)
 
 
 def write_towers(root: Path, source: str | Path) -> Path:
@@ -134,25 +148,7 @@ def save_params(root: Path, step: int, params: Any) -> None:
 
 def write_info(root: Path, info: RewardInfo) -> None:
     """Write the marker (last: it makes the directory a complete reward checkpoint)."""
-    fields = dataclasses.asdict(info)
-    fields["tasks"] = list(info.tasks)
-    write_marker(root, MARKER, FORMAT, VERSION, fields)
-
-
-def read_info(root: str | Path) -> RewardInfo:
-    """The RewardInfo of a checkpoint directory; CheckpointError (one line) if it is not one."""
-    missing = f"not a reward checkpoint (no {MARKER}); train one with `robolearn train reward`"
-    data = read_marker(root, MARKER, FORMAT, VERSION, missing, kind="reward")
-    try:
-        data["tasks"] = tuple(data["tasks"])
-        return RewardInfo(**data)
-    except (TypeError, KeyError) as exc:
-        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
-
-
-def read_config(root: str | Path) -> tuple[RewardConfig, LabelStats]:
-    """The RewardConfig and label counts of a checkpoint directory."""
-    return read_config_and_stats(root, RewardConfig, LabelStats)
+    CHECKPOINT.write_info(root, info)
 
 
 def check_task(root: str | Path, info: RewardInfo, task: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Configs of the success classifiers, their labelling recipe and optimizer; named presets.
+"""Configs of the success classifiers, their labelling recipe, optimizer and training; presets.
 
 A RewardConfig is saved as config.yaml in every reward checkpoint and loaded back strictly.
 `kind` names the classifier family: "cnn" (a small CNN from scratch, the light default) or
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.optim import OptimConfig
 
 KINDS = ("cnn", "siglip")
 
@@ -95,32 +96,35 @@ class LabelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """AdamW, linear warm-up then cosine decay over the run, global-norm clipping.
+class TrainingConfig:
+    """How the classifier is trained, besides its optimizer.
 
-    learning_rate: peak rate of the CNN, or of the head on frozen SigLIP towers (1e-3 suits
-        both: a small network trained from scratch).
     shift_pad: random-shift augmentation in pixels (pad by replicating edges, crop back); 0 off.
     """
 
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    decay_steps: int = 2000
-    grad_clip: float = 1.0
     shift_pad: int = 4
+
+
+OPTIM = OptimConfig(learning_rate=1e-3, weight_decay=1e-4, warmup_steps=50, decay_steps=2000)
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
-    """Everything that defines a reward classifier and how it was trained (config.yaml)."""
+    """Everything that defines a reward classifier and how it was trained (config.yaml).
+
+    optim: AdamW, linear warm-up then cosine decay over the run (robolearn.core.optim; preset()
+        sets decay_steps). learning_rate is the peak rate of the CNN, or of the head on frozen
+        SigLIP towers (1e-3 suits both: a small network trained from scratch); fine-tuned towers
+        have their own (siglip.tower_learning_rate).
+    """
 
     kind: str = "cnn"
     preset: str = "base"
     cnn: CNNConfig = CNNConfig()
     siglip: SiglipRewardConfig = SiglipRewardConfig()
     labels: LabelConfig = LabelConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: OptimConfig = OPTIM
+    training: TrainingConfig = TrainingConfig()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -132,7 +136,8 @@ PRESETS: dict[str, RewardConfig] = {
         preset="tiny",
         cnn=CNNConfig(channels=(8, 16), hidden=32),
         siglip=SiglipRewardConfig(head_hidden=32),
-        optim=OptimConfig(learning_rate=3e-3, warmup_steps=0, shift_pad=2),
+        optim=dataclasses.replace(OPTIM, learning_rate=3e-3, warmup_steps=0),
+        training=TrainingConfig(shift_pad=2),
     ),
     "base": RewardConfig(preset="base"),
 }

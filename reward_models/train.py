@@ -1,9 +1,11 @@
 """Training a success classifier: the model as pure functions, the train state, the pure jitted
-`train_step(state, batch) -> (state, metrics)` and batched inference.
+`train_step(state, batch) -> (state, metrics)` and batched inference. The state is
+robolearn.core's TrainState; its params are the trained part of the classifier's params (the
+frozen part is passed to make_train_step).
 
     classifier = make_classifier(cfg, instructions, siglip_dir)  # cfg.kind picks the family
     state, frozen = init_train_state(classifier, cfg.optim, rng)
-    step = make_train_step(classifier, cfg.optim, frozen)
+    step = make_train_step(classifier, cfg, frozen)
     state, metrics = step(state, batch)   # image uint8 [B, H, W, 3], task int32 [B], label bool [B]
     params = merge_params(state.params, frozen)
 
@@ -12,6 +14,7 @@ fit_success_cnn(images, labels) fits a CNN in memory in one call (eval world-mod
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -21,15 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 from robolearn.reward_models.cnn import cnn_functions
-from robolearn.reward_models.config import CNNConfig, OptimConfig, RewardConfig
+from robolearn.reward_models.config import OPTIM, CNNConfig, RewardConfig, TrainingConfig
 from robolearn.reward_models.labels import balanced_batch
 from robolearn.reward_models.vlm import TOWERS, siglip_functions
 
+from robolearn.core import optim as core_optim
 from robolearn.core.augment import random_shift
 from robolearn.core.errors import ConfigError
-from robolearn.core.optim import warmup_cosine_adamw
+from robolearn.core.optim import OptimConfig
+from robolearn.core.train_state import TrainState
 
 
 class Classifier(NamedTuple):
@@ -102,32 +106,19 @@ def make_task_logits(classifier: Classifier, params: Any, task: int) -> Callable
     return fn
 
 
-class TrainState(struct.PyTreeNode):
-    """Everything that changes during training, as one pytree. params: the trained part of
-    the classifier's params (its frozen part is passed to make_train_step)."""
-
-    step: jax.Array
-    params: Any
-    opt_state: optax.OptState
-    rng: jax.Array
-
-
 def make_optimizer(
     cfg: OptimConfig, learning_rates: Mapping[str, float] = MappingProxyType({})
 ) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim).
-    `learning_rates` {key: peak rate} gives parts of a dict of params their own rate (and their
-    own clipping)."""
+    """robolearn.core.optim.make_optimizer(cfg); `learning_rates` {key: peak rate} gives parts
+    of a dict of params their own rate (and their own clipping), the rest of cfg shared."""
 
-    def adamw(rate: float) -> optax.GradientTransformation:
-        return warmup_cosine_adamw(
-            rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
-        )
+    def at(rate: float) -> optax.GradientTransformation:
+        return core_optim.make_optimizer(dataclasses.replace(cfg, learning_rate=rate))
 
     if not learning_rates:
-        return adamw(cfg.learning_rate)
+        return at(cfg.learning_rate)
     # "" labels the params at the base rate.
-    transforms = {"": adamw(cfg.learning_rate)} | {k: adamw(v) for k, v in learning_rates.items()}
+    transforms = {"": at(cfg.learning_rate)} | {k: at(v) for k, v in learning_rates.items()}
 
     def groups(params: dict) -> dict:
         return {
@@ -150,12 +141,13 @@ def init_train_state(
 
 
 def make_train_step(
-    classifier: Classifier, cfg: OptimConfig, frozen: dict | None = None
+    classifier: Classifier, cfg: RewardConfig, frozen: dict | None = None
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """The jitted binary cross-entropy step. Metrics: loss, accuracy (at logit 0), grad_norm.
-    `frozen` (from init_train_state) goes in as an argument of the compiled step, not as
-    constants, and gets no gradient."""
-    tx = make_optimizer(cfg, classifier.learning_rates)
+    """The jitted binary cross-entropy step (cfg.optim, cfg.training). Metrics: loss, accuracy
+    (at logit 0), grad_norm. `frozen` (from init_train_state) goes in as an argument of the
+    compiled step, not as constants, and gets no gradient."""
+    tx = make_optimizer(cfg.optim, classifier.learning_rates)
+    shift_pad = cfg.training.shift_pad
     frozen = frozen or {}
 
     def loss_fn(params, frozen, image, task, label, rng):
@@ -166,8 +158,8 @@ def make_train_step(
     def step(state: TrainState, frozen: dict, batch: dict) -> tuple[TrainState, dict]:
         rng, shift_rng, model_rng = jax.random.split(state.rng, 3)
         image = batch["image"]
-        if cfg.shift_pad:
-            image = random_shift(shift_rng, image, cfg.shift_pad)
+        if shift_pad:
+            image = random_shift(shift_rng, image, shift_pad)
         label = batch["label"].astype(jnp.float32)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, logits), grads = grad_fn(
@@ -220,11 +212,16 @@ def fit_success_cnn(
     balanced 50/50 between the classes; returns frames [M, H, W, 3] -> P(success) float32 [M].
     Needs both classes. No calibration: for quick detectors, not for rewards."""
     labels = np.asarray(labels, bool)
-    cfg = RewardConfig(cnn=CNNConfig(image_size=int(images.shape[1])))
-    optim = OptimConfig(learning_rate, warmup_steps=0, decay_steps=steps, shift_pad=0)
+    cfg = RewardConfig(
+        cnn=CNNConfig(image_size=int(images.shape[1])),
+        optim=dataclasses.replace(
+            OPTIM, learning_rate=learning_rate, warmup_steps=0, decay_steps=steps
+        ),
+        training=TrainingConfig(shift_pad=0),
+    )
     classifier = make_classifier(cfg)
-    state, _ = init_train_state(classifier, optim, jax.random.key(seed))
-    train_step = make_train_step(classifier, optim)
+    state, _ = init_train_state(classifier, cfg.optim, jax.random.key(seed))
+    train_step = make_train_step(classifier, cfg)
     rng = np.random.default_rng(seed)
     task = np.zeros(batch_size, np.int32)
     for _ in range(steps):

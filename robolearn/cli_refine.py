@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 
 from robolearn.policies.ppo.config import PPOConfig
 
 _PPO_FLAGS = {
-    # flag: (PPOConfig field, type, help)
+    # flag: (PPOConfig field, dotted for a field of a nested config, type, help)
     "--rollouts": ("rollouts", int, "imagined episodes per iteration"),
     "--horizon": ("horizon", int, "imagined steps per episode (default: to the task's end)"),
     "--epochs": ("epochs", int, "PPO epochs per iteration"),
     "--minibatches": ("minibatches", int, "minibatches per epoch"),
-    "--actor-lr": ("actor_lr", float, "actor Adam learning rate"),
-    "--critic-lr": ("critic_lr", float, "critic Adam learning rate"),
+    "--actor-lr": ("actor_optim.learning_rate", float, "actor Adam learning rate"),
+    "--critic-lr": ("critic_optim.learning_rate", float, "critic Adam learning rate"),
     "--clip": ("clip", float, "PPO ratio clip"),
     "--gamma": ("gamma", float, "discount"),
     "--gae-lambda": ("gae_lambda", float, "GAE lambda"),
@@ -32,9 +34,15 @@ _PPO_FLAGS = {
 }
 
 
-def _cmd_refine(args: argparse.Namespace) -> None:
-    import dataclasses
+def _replace(cfg, field: str, value):
+    """dataclasses.replace of a dotted field ("actor_optim.learning_rate") of nested configs."""
+    head, _, rest = field.partition(".")
+    return dataclasses.replace(
+        cfg, **{head: _replace(getattr(cfg, head), rest, value) if rest else value}
+    )
 
+
+def _cmd_refine(args: argparse.Namespace) -> None:
     from robolearn.core.errors import ConfigError
     from robolearn.core.rundir import make_run_dir
     from robolearn.runs.refine import RefineConfig, run_refine
@@ -42,7 +50,10 @@ def _cmd_refine(args: argparse.Namespace) -> None:
     given = {
         field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, *_) in _PPO_FLAGS.items()
     }
-    ppo_fields = {field: value for field, value in given.items() if value is not None}
+    ppo = PPOConfig()
+    for field, value in given.items():
+        if value is not None:
+            ppo = _replace(ppo, field, value)
     cfg = RefineConfig(
         task=args.task,
         world_model=args.world_model,
@@ -54,7 +65,7 @@ def _cmd_refine(args: argparse.Namespace) -> None:
         initial_states=args.initial_states,
         save_every=args.save_every,
         start_step=args.start_step,
-        ppo=dataclasses.replace(PPOConfig(), **ppo_fields),
+        ppo=ppo,
     )
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
@@ -115,7 +126,7 @@ def add_refine_parser(sub) -> None:
     )
     defaults = PPOConfig()
     for flag, (field, kind, text) in _PPO_FLAGS.items():
-        default = getattr(defaults, field)
+        default = functools.reduce(getattr, field.split("."), defaults)
         shown = "" if default is None else f" (default: {default})"
         p.add_argument(flag, type=kind, default=None, help=f"{text}{shown}")
     p.add_argument("--out", help="run = policy checkpoint directory (default: under ./runs/)")

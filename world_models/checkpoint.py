@@ -3,13 +3,16 @@
     DIR/robolearn-world-model.json  {"format": "robolearn-world-model", "version": 1,
                                      "tasks": [...], "image_size": 64, "context": 4,
                                      "action_dim": 7, "proprio_dim": 7, "weights": "train"}
-    DIR/config.yaml                 the WorldModelConfig (model, EDM, sampler, optimizer)
-    DIR/stats.json                  proprio normalization (mean, std, delta_std)
+    DIR/config.yaml                 the WorldModelConfig (model, EDM, sampler, optimizer,
+                                    training)
+    DIR/stats.json                  proprio normalization (robolearn.core.normalize.NormStats):
+                                    {"mean": [P], "std": [P], "delta_std": [P]}
     DIR/checkpoints/<step>/         orbax: the whole TrainState ("weights": "train"), or only
                                     {"step", "ema"} ("weights": "ema", what bundles ship)
 
 Loading never unpickles (orbax arrays + JSON + YAML); orbax lists only complete steps, so after
-a kill the latest step is the last complete checkpoint.
+a kill the latest step is the last complete checkpoint. An older config.yaml, with ema_decay and
+proprio_weight under `optim` (now `training`), is migrated on reading (migrate_config).
 """
 
 from __future__ import annotations
@@ -22,20 +25,21 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 from robolearn.world_models.config import WorldModelConfig
-from robolearn.world_models.train import ProprioStats, init_model, init_train_state
+from robolearn.world_models.train import init_model, init_train_state
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
+    CheckpointFiles,
+    CheckpointFormat,
     abstract_init,
     make_manager,
-    read_config_and_stats,
-    read_marker,
+    move_keys,
+    restore_latest,
     save_state,
-    write_config_and_stats,
-    write_marker,
 )
 from robolearn.core.errors import ConfigError
+from robolearn.core.normalize import NormStats
 
 FORMAT = "robolearn-world-model"
 VERSION = 1
@@ -54,36 +58,35 @@ class WorldModelInfo:
     weights: str = "train"
 
 
-def write_info(
-    root: Path, info: WorldModelInfo, cfg: WorldModelConfig, stats: ProprioStats
-) -> None:
-    write_config_and_stats(root, cfg, stats)
-    fields = {**dataclasses.asdict(info), "tasks": list(info.tasks)}
-    write_marker(root, MARKER, FORMAT, VERSION, fields)
+def migrate_config(data: dict) -> dict:
+    """config.yaml before robolearn.core.optim: ema_decay and proprio_weight sat in `optim`."""
+    return move_keys(data, "optim", "training", ("ema_decay", "proprio_weight"))
 
 
-def read_info(root: str | Path) -> WorldModelInfo:
-    """The info of a checkpoint directory; a one-line CheckpointError if it is not one."""
-    hint = " (it is a policy checkpoint)" if (Path(root) / "robolearn-policy.json").exists() else ""
-    missing = f"not a world-model checkpoint{hint}; train one with `robolearn train world-model`"
-    data = read_marker(root, MARKER, FORMAT, VERSION, missing, kind="world-model")
-    try:
-        data["tasks"] = tuple(data["tasks"])
-        return WorldModelInfo(**data)
-    except (TypeError, KeyError) as exc:
-        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
+CHECKPOINT = CheckpointFormat(
+    FORMAT, VERSION, WorldModelInfo, "world-model", "robolearn train world-model"
+)
+FILES = CheckpointFiles(WorldModelConfig, NormStats, migrate_config)
+read_info = CHECKPOINT.read_info  # (root) -> WorldModelInfo; one-line CheckpointErrors
 
 
-def read_config(root: str | Path) -> tuple[WorldModelConfig, ProprioStats]:
-    return read_config_and_stats(root, WorldModelConfig, ProprioStats)
+def write_info(root: Path, info: WorldModelInfo, cfg: WorldModelConfig, stats: NormStats) -> None:
+    """Write config.yaml, stats.json and the marker of a new checkpoint directory."""
+    FILES.write(root, cfg, stats)
+    CHECKPOINT.write_info(root, info)
+
+
+def read_config(root: str | Path) -> tuple[WorldModelConfig, NormStats]:
+    """The WorldModelConfig and proprio statistics of a checkpoint (old layouts migrated)."""
+    cfg, stats = FILES.read(root)
+    if stats.delta_std is None:  # the proprio head's outputs are scaled by it
+        raise CheckpointError(f"{root}: broken checkpoint (stats.json has no delta_std)")
+    return cfg, stats
 
 
 def restore_train_state(manager: ocp.CheckpointManager, cfg: WorldModelConfig, step=None):
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
-    graphdef, abstract = abstract_init(lambda rng: init_train_state(cfg, rng))
-    return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    """(graphdef, TrainState) of `step` (default: the latest complete one)."""
+    return restore_latest(manager, lambda rng: init_train_state(cfg, rng), step)
 
 
 class FrozenWorldModel:

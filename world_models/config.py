@@ -1,4 +1,5 @@
-"""Configs of the diffusion world model (architecture, EDM, sampler, optimizer) and its presets.
+"""Configs of the diffusion world model (architecture, EDM, sampler, optimizer, training) and
+its presets.
 
 Presets (all 64x64 unless the data says otherwise; `robolearn train world-model --preset NAME`):
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.optim import OptimConfig
 
 ACTION_ENCODINGS = ("two_hot", "one_hot", "linear")
 SAMPLERS = ("euler", "heun")
@@ -123,31 +125,34 @@ class SamplerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """AdamW, linear warm-up then constant-to-cosine decay, gradient clipping, EMA of the weights.
+class TrainingConfig:
+    """How the world model is trained, besides its optimizer.
 
     ema_decay: the evaluated and shipped weights are an exponential moving average.
     proprio_weight: weight of the proprio head's MSE (on normalized deltas) in the loss.
     """
 
-    learning_rate: float = 2e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 200
-    decay_steps: int = 50_000
-    grad_clip: float = 1.0
     ema_decay: float = 0.999
     proprio_weight: float = 0.1
 
 
+OPTIM = OptimConfig(learning_rate=2e-4, weight_decay=1e-2, warmup_steps=200, decay_steps=50_000)
+
+
 @dataclasses.dataclass(frozen=True)
 class WorldModelConfig:
-    """Everything that defines a world model and how it is trained (saved in every checkpoint)."""
+    """Everything that defines a world model and how it is trained (saved in every checkpoint).
+
+    optim: AdamW, linear warm-up then cosine decay (robolearn.core.optim); `robolearn train
+        world-model` decays over the run's steps (also when it starts from --init).
+    """
 
     preset: str = "base"
     model: ModelConfig = ModelConfig()
     edm: EDMConfig = EDMConfig()
     sampler: SamplerConfig = SamplerConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: OptimConfig = OPTIM
+    training: TrainingConfig = TrainingConfig()
 
 
 PRESETS: dict[str, WorldModelConfig] = {
@@ -162,12 +167,14 @@ PRESETS: dict[str, WorldModelConfig] = {
             attention_heads=1,
             proprio_hidden=(16,),
         ),
-        optim=OptimConfig(learning_rate=2e-3, warmup_steps=0, decay_steps=1000, ema_decay=0.9),
+        optim=dataclasses.replace(OPTIM, learning_rate=2e-3, warmup_steps=0, decay_steps=1000),
+        training=TrainingConfig(ema_decay=0.9),
     ),
     "small": WorldModelConfig(
         preset="small",
         model=ModelConfig(channels=(32, 64, 96), res_blocks=2, patch=2, cond_dim=256),
-        optim=OptimConfig(learning_rate=3e-4, ema_decay=0.998),
+        optim=dataclasses.replace(OPTIM, learning_rate=3e-4),
+        training=TrainingConfig(ema_decay=0.998),
     ),
     "base": WorldModelConfig(preset="base"),
     "large": WorldModelConfig(
@@ -180,7 +187,8 @@ PRESETS: dict[str, WorldModelConfig] = {
             attention_heads=8,
             proprio_hidden=(512, 512),
         ),
-        optim=OptimConfig(learning_rate=1e-4, warmup_steps=1000, ema_decay=0.9995),
+        optim=dataclasses.replace(OPTIM, learning_rate=1e-4, warmup_steps=1000),
+        training=TrainingConfig(ema_decay=0.9995),
     ),
 }
 

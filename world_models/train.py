@@ -2,7 +2,7 @@
 data-parallel over a device mesh.
 
     graphdef, state = init_train_state(cfg, rng)
-    mesh = data_mesh()                       # all local devices on one "data" axis
+    mesh = data_mesh()                       # robolearn.core.mesh: every device, one "data" axis
     step = make_train_step(cfg, graphdef, stats, mesh)
     state = replicate(state, mesh)
     state, metrics = step(state, shard_batch(batch, mesh))
@@ -22,59 +22,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx, struct
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from robolearn.world_models import edm
-from robolearn.world_models.config import OptimConfig, WorldModelConfig
+from robolearn.world_models.config import WorldModelConfig
 from robolearn.world_models.model import WorldModel
 from robolearn.world_models.sampler import to_float
 
-from robolearn.core.optim import warmup_cosine_adamw
-
-STD_FLOOR = 1e-3  # proprio units (m, rad): dims the data never moves are not blown up
-NORM_CLIP = 5.0
-
-
-class ProprioStats(struct.PyTreeNode):
-    """Proprio normalization of the training data: mean and std of proprio and std of its
-    one-step change, float32 [P] each. A pytree, so it passes through jit as arrays."""
-
-    mean: jax.Array
-    std: jax.Array
-    delta_std: jax.Array
-
-    @classmethod
-    def of(cls, proprio: np.ndarray, deltas: np.ndarray) -> ProprioStats:
-        """From proprio rows [N, P] and one-step deltas [M, P], stds floored at STD_FLOOR."""
-        floor = lambda x: np.maximum(x, STD_FLOOR).astype(np.float32)  # noqa: E731
-        return cls(proprio.mean(0).astype(np.float32), floor(proprio.std(0)), floor(deltas.std(0)))
-
-    def normalize(self, proprio: jax.Array) -> jax.Array:
-        return jnp.clip((proprio - self.mean) / self.std, -NORM_CLIP, NORM_CLIP)
-
-    def to_json(self) -> dict:
-        return {k: np.asarray(getattr(self, k)).tolist() for k in ("mean", "std", "delta_std")}
-
-    @classmethod
-    def from_json(cls, data: dict) -> ProprioStats:
-        return cls(*(np.asarray(data[k], np.float32) for k in ("mean", "std", "delta_std")))
+from robolearn.core import train_state
+from robolearn.core.mesh import replicate
+from robolearn.core.normalize import NormStats
+from robolearn.core.optim import make_optimizer
 
 
-class TrainState(struct.PyTreeNode):
-    """Everything that changes during training, as one pytree (what the checkpoint holds)."""
+class TrainState(train_state.TrainState):
+    """robolearn.core's TrainState plus `ema`, the moving average of params (the weights that
+    are evaluated and shipped); a subclass because only the world model keeps one."""
 
-    step: jax.Array
-    params: nnx.State
     ema: nnx.State
-    opt_state: optax.OptState
-    rng: jax.Array
-
-
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on a warm-up + cosine schedule (robolearn.core.optim)."""
-    return warmup_cosine_adamw(
-        cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.grad_clip, cfg.weight_decay
-    )
 
 
 def init_model(cfg: WorldModelConfig, rng: jax.Array, dtype=jnp.float32) -> WorldModel:
@@ -89,10 +54,11 @@ def init_train_state(
     graphdef, params = nnx.split(init_model(cfg, init_rng, dtype))
     opt_state = make_optimizer(cfg.optim).init(params)
     ema = jax.tree.map(jnp.copy, params)
-    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, ema, opt_state, rng)
+    step = jnp.zeros((), jnp.int32)
+    return graphdef, TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema)
 
 
-def losses(model: WorldModel, cfg: WorldModelConfig, stats: ProprioStats, batch, rng):
+def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rng):
     """(total loss, metrics) of one batch; see the module doc for the batch layout."""
     t = cfg.model.context
     images = to_float(batch["image"])
@@ -108,35 +74,12 @@ def losses(model: WorldModel, cfg: WorldModelConfig, stats: ProprioStats, batch,
     delta = (proprio[:, t] - proprio[:, t - 1]) / stats.delta_std
     pred = model.proprio_delta(stats.normalize(proprio[:, :t]), actions)
     proprio_loss = jnp.mean((pred - delta) ** 2)
-    total = denoise_loss + cfg.optim.proprio_weight * proprio_loss
+    total = denoise_loss + cfg.training.proprio_weight * proprio_loss
     return total, {"loss": total, "denoise_loss": denoise_loss, "proprio_loss": proprio_loss}
 
 
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh named "data" over `devices` (default: every device of every process)."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), ("data",))
-
-
-def replicate(tree, mesh: Mesh):
-    """Place a pytree on every device of the mesh (fully replicated)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
-
-
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Split this process's part of the global batch over the mesh's "data" axis.
-
-    With several processes each passes its own rows (the loaders shard by process index); the
-    global batch is their concatenation. Its size must divide by the number of devices.
-    """
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
-    }
-
-
 def make_train_step(
-    cfg: WorldModelConfig, graphdef: nnx.GraphDef, stats: ProprioStats, mesh: Mesh
+    cfg: WorldModelConfig, graphdef: nnx.GraphDef, stats: NormStats, mesh: Mesh
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """The jitted step: EDM loss + proprio loss, AdamW, EMA update. Metrics are scalars."""
     tx = make_optimizer(cfg.optim)
@@ -154,10 +97,10 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         # EMA with warm-up: the decay ramps from 0 so early EMA weights are not the init.
         step = state.step + 1
-        decay = jnp.minimum(cfg.optim.ema_decay, (1.0 + step) / (10.0 + step))
+        decay = jnp.minimum(cfg.training.ema_decay, (1.0 + step) / (10.0 + step))
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema, params)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-        return TrainState(step, params, ema, opt_state, rng), metrics
+        return TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema), metrics
 
     return jax.jit(train_step, out_shardings=(replicated, replicated), donate_argnums=0)
 

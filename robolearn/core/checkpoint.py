@@ -8,15 +8,17 @@ checkpoint. Nothing here unpickles.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
+import yaml
 
-from robolearn.core.config import load_yaml, save_yaml
+from robolearn.core.config import from_dict, load_yaml, save_yaml
 from robolearn.core.errors import ConfigError, RobolearnError
 
 
@@ -24,53 +26,146 @@ class CheckpointError(RobolearnError, ValueError):
     """A directory that is not the checkpoint asked for, or one that does not fit its use."""
 
 
-def write_marker(root: Path, marker: str, fmt: str, version: int, fields: dict) -> None:
-    """Write root/marker = {"format": fmt, "version": version, **fields}."""
-    data = {"format": fmt, "version": version, **fields}
-    (root / marker).write_text(json.dumps(data, indent=1) + "\n")
+CONFIG = "config.yaml"
+STATS = "stats.json"
+Info = TypeVar("Info")
+Config = TypeVar("Config")
+Stats = TypeVar("Stats")
 
 
-def write_config_and_stats(root: Path, cfg: Any, stats: Any) -> None:
-    """Create `root` with config.yaml (a config dataclass) and stats.json (`stats.to_json()`)."""
-    root.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, root / "config.yaml")
-    (root / "stats.json").write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+@dataclasses.dataclass(frozen=True)
+class CheckpointFormat(Generic[Info]):
+    """One kind of checkpoint directory, declared once: the JSON marker that makes a directory
+    that kind, root/<format>.json = {"format": format, "version": version, **info}.
+
+    info_cls: the frozen dataclass of the marker's other fields, built strictly (robolearn.core.
+        config.from_dict: unknown keys and wrong types are errors naming the key and the file;
+        lists become tuples where the field is one).
+    what / how_to_make: the checkpoint's name and the command that makes one, for the errors
+        ("not a policy checkpoint ...; train one with `robolearn train bc`").
+    """
+
+    format: str
+    version: int
+    info_cls: type[Info]
+    what: str
+    how_to_make: str
+
+    @property
+    def marker(self) -> str:
+        """The marker's file name."""
+        return f"{self.format}.json"
+
+    def write_info(self, root: Path, info: Info) -> None:
+        """Write root/marker from `info` (an info_cls)."""
+        data = {"format": self.format, "version": self.version, **dataclasses.asdict(info)}
+        (Path(root) / self.marker).write_text(json.dumps(data, indent=1) + "\n")
+
+    def read_info(self, root: str | Path) -> Info:
+        """The info_cls of root/marker; a one-line CheckpointError for a missing directory, a
+        directory without the marker (naming the kind of checkpoint it is, if it is another),
+        an unreadable marker, another format or version, and unknown, missing or mistyped keys."""
+        root = Path(root)
+        path = root / self.marker
+        if not root.is_dir():
+            raise CheckpointError(f"{root}: no such {self.what} checkpoint directory")
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise CheckpointError(
+                f"{root}: not a {self.what} checkpoint{_other_kind(root, self.marker)}; "
+                f"train one with `{self.how_to_make}`"
+            ) from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: unreadable ({exc})") from exc
+        if (
+            not isinstance(data, dict)
+            or data.pop("format", None) != self.format
+            or data.pop("version", None) != self.version
+        ):
+            raise CheckpointError(f"{path}: not a version-{self.version} {self.format} checkpoint")
+        try:
+            return from_dict(self.info_cls, data, where=str(path))
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from exc
 
 
-def read_config_and_stats(root: str | Path, cfg_cls: type, stats_cls: type) -> tuple[Any, Any]:
-    """(config, stats) of a checkpoint directory, loaded strictly; a one-line CheckpointError
-    naming the directory when either file is missing or malformed."""
-    root = Path(root)
+@dataclasses.dataclass(frozen=True)
+class CheckpointFiles(Generic[Config, Stats]):
+    """A checkpoint's config.yaml (a config_cls dataclass) and stats.json (a stats_cls with
+    to_json / from_json), declared once.
+
+    migrate_config / migrate_stats: map the raw mapping of an older layout of config.yaml /
+        stats.json onto the current one before it is built strictly (None: no older layout).
+        They live in the package's checkpoint.py, the one place that knows old formats.
+    """
+
+    config_cls: type[Config]
+    stats_cls: type[Stats]
+    migrate_config: Callable[[Any], Any] | None = None
+    migrate_stats: Callable[[Any], Any] | None = None
+
+    def write(self, root: Path, cfg: Config, stats: Stats) -> None:
+        """Create `root` with config.yaml (`cfg`) and stats.json (`stats.to_json()`)."""
+        root.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, root / CONFIG)
+        (root / STATS).write_text(json.dumps(stats.to_json(), indent=1) + "\n")
+
+    def read(self, root: str | Path) -> tuple[Config, Stats]:
+        """(config, stats) of a checkpoint directory, old layouts migrated, built strictly; a
+        one-line CheckpointError naming the directory when either is missing or malformed."""
+        root = Path(root)
+        try:
+            cfg = load_config(self.config_cls, root / CONFIG, self.migrate_config)
+            stats = json.loads((root / STATS).read_text())
+            if self.migrate_stats is not None:
+                stats = self.migrate_stats(stats)
+            stats = self.stats_cls.from_json(stats)
+        except (ConfigError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
+        return cfg, stats
+
+
+def load_config(cls: type, path: Path, migrate: Callable[[Any], Any] | None = None) -> Any:
+    """load_yaml(cls, path), with `migrate` applied to the raw mapping first (old layouts)."""
+    if migrate is None:
+        return load_yaml(cls, path)
     try:
-        cfg = load_yaml(cfg_cls, root / "config.yaml")
-        stats = stats_cls.from_json(json.loads((root / "stats.json").read_text()))
-    except (ConfigError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
-    return cfg, stats
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: unreadable config ({exc})") from exc
+    return from_dict(cls, migrate(data or {}), where=str(path))
 
 
-def read_marker(
-    root: str | Path, marker: str, fmt: str, version: int, missing: str, kind: str = ""
-) -> dict:
-    """The fields of root/marker (format and version checked and removed); one-line
-    CheckpointErrors, `missing` being the message when the directory has no marker and `kind`
-    naming the checkpoint in the message for a missing directory."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: no such {kind + ' ' if kind else ''}checkpoint directory")
-    try:
-        data = json.loads((root / marker).read_text())
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{root}: {missing}") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{root / marker}: unreadable ({exc})") from exc
-    if (
-        not isinstance(data, dict)
-        or data.pop("format", None) != fmt
-        or data.pop("version", None) != version
-    ):
-        raise CheckpointError(f"{root / marker}: not a version-{version} {fmt} checkpoint")
-    return data
+def move_keys(data: Any, source: str, target: str, keys: tuple[str, ...]) -> Any:
+    """A copy of mapping `data` with `keys` moved from its section `source` into its section
+    `target` (created if needed): how a config migrates fields that changed section. Anything
+    that is not laid out that way is returned as it is, for the strict load to report."""
+    if not isinstance(data, dict) or not isinstance(data.get(source), dict):
+        return data
+    section = dict(data[source])
+    moved = {key: section.pop(key) for key in keys if key in section}
+    if not moved:
+        return data
+    existing = data.get(target, {})
+    if not isinstance(existing, dict):
+        return data
+    return {**data, source: section, target: {**moved, **existing}}
+
+
+def _other_kind(root: Path, marker: str) -> str:
+    """' (it is a <kind> checkpoint)' when `root` holds another robolearn checkpoint's marker
+    (robolearn-<kind>.json whose "format" is robolearn-<kind>), else ' (no <marker>)'."""
+    for path in sorted(root.glob("robolearn-*.json")):
+        if path.name == marker:
+            continue
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(other, dict) and other.get("format") == path.stem:
+            return f" (it is a {path.stem.removeprefix('robolearn-')} checkpoint)"
+    return f" (no {marker})"
 
 
 def abstract_init(init: Callable) -> tuple[Any, Any]:
@@ -84,6 +179,18 @@ def abstract_init(init: Callable) -> tuple[Any, Any]:
 
     abstract = jax.eval_shape(state_only, jax.random.key(0))
     return holder["graphdef"], abstract
+
+
+def restore_latest(
+    manager: ocp.CheckpointManager, init: Callable, step: int | None = None
+) -> tuple[Any, Any]:
+    """(graphdef, state) of `step` (default: the latest complete one), restored into the
+    shapes of `init(rng) -> (graphdef, state)`; a one-line CheckpointError when none is there."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
+    graphdef, abstract = abstract_init(init)
+    return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
 def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:

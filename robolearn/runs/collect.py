@@ -9,11 +9,12 @@ from pathlib import Path
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
+from robolearn.core.seeds import episode_seed
 from robolearn.core.spec import ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 from robolearn.data.recorder import EpisodeRecorder
 from robolearn.data.store import create_store
-from robolearn.runs.eval import SCRIPTED, episode_seed, make_policy
+from robolearn.runs.eval import SCRIPTED, make_policy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -190,7 +190,7 @@ def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.n
     """First observations of fresh simulator resets (collection seeds): images uint8
     [N, H, W, 3], proprio float32 [N, P]."""
     from robolearn import envs
-    from robolearn.runs.eval import episode_seed
+    from robolearn.core.seeds import episode_seed
 
     task = envs.make(cfg.task, image_size=image_size)
     try:
@@ -249,9 +249,10 @@ def _write_checkpoint_dir(out: Path, cfg: RefineConfig, ppo: PPOConfig, parts: P
 
 
 def _check_resume(out: Path, cfg: RefineConfig) -> None:
-    from robolearn.core.config import load_yaml
+    from robolearn.core.checkpoint import load_config
+    from robolearn.policies.ppo.checkpoint import migrate_ppo_section
 
-    saved = load_yaml(RefineConfig, out / "refine.yaml")
+    saved = load_config(RefineConfig, out / "refine.yaml", migrate_ppo_section)
     if saved.task != cfg.task:
         raise ConfigError(f"{out}: refines task {saved.task!r}, not {cfg.task!r}")
     for field in ("world_model", "reward", "policy"):

@@ -16,11 +16,12 @@ import jax
 from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.normalize import NormStats
 from robolearn.core.progress import Progress
 from robolearn.data.loader import TransitionLoader
 from robolearn.policies.bc import checkpoint as ckpt
 from robolearn.policies.bc.config import BCConfig, preset
-from robolearn.policies.bc.train import ProprioStats, init_train_state, make_train_step
+from robolearn.policies.bc.train import init_train_state, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         # The learning rate decays over this run's steps (the preset's decay_steps is a default).
         optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
         model_cfg = dataclasses.replace(model_cfg, optim=optim)
-        stats = ProprioStats.of(*loader.cache.proprio_stats())
+        stats = NormStats.of(loader.cache.arrays["proprio"])
         ckpt.write_info(out, info, model_cfg, stats)
     save_yaml(cfg, out / "train.yaml")
     manager = ckpt.make_manager(out, cfg.max_to_keep)
@@ -141,7 +142,7 @@ def _data_info(cfg: TrainBCConfig, loader: TransitionLoader) -> ckpt.PolicyInfo:
     )
 
 
-def _check_resume(out: Path, data: ckpt.PolicyInfo) -> tuple[BCConfig, ProprioStats]:
+def _check_resume(out: Path, data: ckpt.PolicyInfo) -> tuple[BCConfig, NormStats]:
     ckpt_io.check_same(
         out, ckpt.read_info(out), data, ("task", "action_dim", "proprio_dim", "image_size")
     )

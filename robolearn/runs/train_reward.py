@@ -213,7 +213,7 @@ def _fit(cfg, model_cfg: RewardConfig, classifier, images, train: LabelledFrames
     """cfg.steps of balanced batches of `train`, whose frames index `images`; returns (state,
     frozen params, {steps, seconds, steps_per_second, last logged metrics})."""
     state, frozen = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
-    train_step = make_train_step(classifier, model_cfg.optim, frozen)
+    train_step = make_train_step(classifier, model_cfg, frozen)
     rng = np.random.default_rng(cfg.seed)
     bar = Progress(cfg.steps, "step", enabled=progress)
     start = last_time = compiled = time.perf_counter()

@@ -19,18 +19,13 @@ import numpy as np
 from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.mesh import data_mesh, replicate, shard_batch
+from robolearn.core.normalize import NormStats
 from robolearn.core.progress import Progress
 from robolearn.data.loader import WindowLoader
 from robolearn.world_models import checkpoint as ckpt
 from robolearn.world_models.config import WorldModelConfig, preset
-from robolearn.world_models.train import (
-    ProprioStats,
-    data_mesh,
-    init_train_state,
-    make_train_step,
-    replicate,
-    shard_batch,
-)
+from robolearn.world_models.train import init_train_state, make_train_step
 
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -203,7 +198,7 @@ def _loop(cfg, step_fn, state, loader, manager, mesh, out, progress, devices, dt
     }
 
 
-def proprio_stats(loader: WindowLoader) -> ProprioStats:
+def proprio_stats(loader: WindowLoader) -> NormStats:
     """Mean/std of proprio over all cached frames and std of its within-episode one-step change."""
     cache = loader.cache
     proprio = cache.arrays["proprio"].astype(np.float64)
@@ -211,7 +206,7 @@ def proprio_stats(loader: WindowLoader) -> ProprioStats:
         np.diff(proprio[s : s + n + 1], axis=0)
         for s, n in zip(cache.frame_start, cache.num_steps, strict=True)
     ]
-    return ProprioStats.of(proprio, np.concatenate(deltas))
+    return NormStats.of(proprio, np.concatenate(deltas))
 
 
 def _context(cfg: TrainWorldModelConfig, resume_from: Path | None) -> int:

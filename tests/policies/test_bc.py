@@ -1,24 +1,26 @@
 """BC actor: shapes, the log-std bound, NLL by hand, learning, checkpoint round trip."""
 
+import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from flax import nnx
 
+from robolearn import bundles
 from robolearn.core.augment import random_shift
+from robolearn.core.normalize import NormStats
+from robolearn.core.optim import OptimConfig
 from robolearn.policies.bc import checkpoint as ckpt
-from robolearn.policies.bc.config import PRESETS, preset
+from robolearn.policies.bc.config import PRESETS, BCConfig, TrainingConfig, preset
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll, image_to_float
-from robolearn.policies.bc.train import (
-    ProprioStats,
-    init_train_state,
-    make_train_step,
-)
+from robolearn.policies.bc.train import init_train_state, make_train_step
 
-STATS = ProprioStats(np.zeros(7, np.float32), np.ones(7, np.float32))
+STATS = NormStats(np.zeros(7, np.float32), np.ones(7, np.float32))
 
 
 def _batch(rng, b=16, size=16):
@@ -56,7 +58,7 @@ def test_beta_nll_weights_each_dimension_by_its_variance():
 
 
 def test_proprio_stats_floor_and_clip():
-    stats = ProprioStats.of(np.array([0.0, 1.0]), np.array([1e-6, 2.0]))
+    stats = NormStats.of(np.array([[0.0, -1.0], [0.0, 3.0]]))  # stds 0 and 2
     assert np.allclose(stats.std, [1e-2, 2.0])
     out = stats.normalize(jnp.array([[1.0, 3.0]]))
     assert jnp.allclose(out, jnp.array([[5.0, 1.0]]))  # 100 sigma clipped to 5
@@ -129,7 +131,7 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(ckpt.CheckpointError, match="not a policy checkpoint"):
         ckpt.load_policy(tmp_path / "plain")
-    with pytest.raises(ckpt.CheckpointError, match="no such checkpoint directory"):
+    with pytest.raises(ckpt.CheckpointError, match="no such policy checkpoint directory"):
         ckpt.load_policy(tmp_path / "missing")
     policy = ckpt.load_policy(tmp_path / "ck")
     with pytest.raises(ckpt.CheckpointError, match=r"expects image uint8 \[16, 16, 3\]"):
@@ -140,3 +142,48 @@ def test_presets_are_valid():
     assert set(PRESETS) == {"tiny", "base"}
     for cfg in PRESETS.values():
         assert cfg.model.log_std_max <= 0.0
+
+
+def _old_layout(root):
+    """Rewrite a checkpoint's config.yaml and stats.json as robolearn wrote them before
+    robolearn.core.optim and robolearn.core.normalize (what users' runs and the bundles hold)."""
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    cfg["optim"].update(cfg.pop("training"))
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    stats = json.loads((root / "stats.json").read_text())
+    (root / "stats.json").write_text(
+        json.dumps({"proprio_mean": stats["mean"], "proprio_std": stats["std"]})
+    )
+
+
+def test_old_layout_checkpoint_loads_like_the_new_one(tmp_path):
+    cfg, graphdef, state = _save(tmp_path)
+    obs = {"image": np.zeros((16, 16, 3), np.uint8), "proprio": np.full(7, 0.5)}
+    new = ckpt.load_policy(tmp_path)(obs)
+    _old_layout(tmp_path)
+    assert "nll_beta" in (tmp_path / "config.yaml").read_text().split("optim:")[1]
+    loaded_cfg, stats = ckpt.read_config(tmp_path)
+    assert loaded_cfg == cfg
+    np.testing.assert_array_equal(stats.std, STATS.std)
+    np.testing.assert_array_equal(ckpt.load_policy(tmp_path)(obs), new)
+
+
+def test_shipped_bundle_in_the_old_layout_loads_and_its_train_state_restores():
+    root = Path(bundles.resolve("bundle:drawer/bc"))
+    old_stats = json.loads((root / "stats.json").read_text())
+    assert "proprio_mean" in old_stats  # the bundle keeps the old layout: this tests migration
+    cfg, stats = ckpt.read_config(root)
+    assert cfg == BCConfig(
+        optim=OptimConfig(3e-4, weight_decay=1e-4, warmup_steps=100, decay_steps=5000),
+        training=TrainingConfig(shift_pad=4, nll_beta=0.5),
+    )
+    np.testing.assert_array_equal(stats.mean, np.float32(old_stats["proprio_mean"]))
+    np.testing.assert_array_equal(stats.std, np.float32(old_stats["proprio_std"]))
+    assert stats.delta_std is None
+    # the whole TrainState, optimizer state included, restores into make_optimizer's chain
+    manager = ckpt.make_manager(root)
+    try:
+        _, state = ckpt.restore_state(manager, cfg)
+    finally:
+        manager.close()
+    assert int(state.step) == 5000 and int(state.opt_state[1][0].count) == 5000

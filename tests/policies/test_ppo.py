@@ -2,14 +2,21 @@
 learning (actions drive a reward; the trajectory shapes are the imagined ones)."""
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
+from robolearn import bundles
+from robolearn.core.config import save_yaml
+from robolearn.core.normalize import NormStats
+from robolearn.core.optim import OptimConfig
+from robolearn.policies.bc import checkpoint as bc_ckpt
 from robolearn.policies.bc.config import PRESETS, ModelConfig
-from robolearn.policies.bc.train import ProprioStats
+from robolearn.policies.ppo import checkpoint as ppo_ckpt
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.ppo.losses import clipped_surrogate, gae, gaussian_log_prob
 from robolearn.policies.ppo.train import (
@@ -66,7 +73,7 @@ TINY = dataclasses.replace(
         hidden=(16,),
     ),
 )
-STATS = ProprioStats(np.zeros(2, np.float32), np.ones(2, np.float32))
+STATS = NormStats(np.zeros(2, np.float32), np.ones(2, np.float32))
 
 
 def _toy_rollout(graphs, ppo, horizon=5, batch=32):
@@ -104,8 +111,8 @@ def test_ppo_improves_the_return_of_a_tiny_task(warmup):
     ppo = PPOConfig(
         rollouts=32,
         horizon=5,
-        actor_lr=3e-3,
-        critic_lr=3e-3,
+        actor_optim=OptimConfig(3e-3, grad_clip=0.5),
+        critic_optim=OptimConfig(3e-3, grad_clip=0.5),
         critic_warmup=warmup,
         std_floor=0.3,
         target_kl=0.5,
@@ -135,7 +142,12 @@ def test_ppo_improves_the_return_of_a_tiny_task(warmup):
 
 def test_target_kl_freezes_the_actor():
     ppo = PPOConfig(
-        rollouts=32, horizon=5, actor_lr=3e-2, critic_warmup=0, std_floor=0.3, target_kl=1e-9
+        rollouts=32,
+        horizon=5,
+        actor_optim=OptimConfig(3e-2, grad_clip=0.5),
+        critic_warmup=0,
+        std_floor=0.3,
+        target_kl=1e-9,
     )
     graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
     update = make_update(ppo, graphs, STATS)
@@ -151,7 +163,7 @@ def _free_ppo(**overrides) -> PPOConfig:
     return PPOConfig(
         rollouts=32,
         horizon=5,
-        actor_lr=3e-3,
+        actor_optim=OptimConfig(3e-3, grad_clip=0.5),
         critic_warmup=0,
         std_floor=0.3,
         target_kl=10.0,
@@ -205,3 +217,48 @@ def test_early_bc_coef_holds_the_actions_on_frames_imagination_never_visits():
         improved[coef] = float(imagined_after) - float(imagined_before)
     assert shifts[100.0] < 0.25 * shifts[0.0], shifts
     assert improved[100.0] > 0.05 and improved[0.0] > 0.05, improved
+
+
+def _old_ppo_yaml(cfg: PPOConfig) -> dict:
+    """The PPOConfig mapping as ppo.yaml held it before robolearn.core.optim."""
+    data = dataclasses.asdict(cfg)
+    actor, critic = data.pop("actor_optim"), data.pop("critic_optim")
+    assert actor["grad_clip"] == critic["grad_clip"] and not actor["weight_decay"]
+    return (
+        {"actor_lr": actor["learning_rate"], "critic_lr": critic["learning_rate"]}
+        | data
+        | {"grad_clip": actor["grad_clip"]}
+    )
+
+
+def test_old_ppo_yaml_loads_as_the_same_config(tmp_path):
+    cfg = PPOConfig(
+        horizon=7,
+        actor_optim=OptimConfig(2e-5, grad_clip=0.3),
+        critic_optim=OptimConfig(1e-3, grad_clip=0.3),
+    )
+    (tmp_path / "ppo.yaml").write_text(yaml.safe_dump(_old_ppo_yaml(cfg)))
+    assert ppo_ckpt.read_ppo_config(tmp_path) == cfg
+    save_yaml(cfg, tmp_path / "ppo.yaml")
+    assert ppo_ckpt.read_ppo_config(tmp_path) == cfg
+    (tmp_path / "ppo.yaml").write_text("actor_lr: 1.0e-5\nmomentum: 0.9\n")
+    with pytest.raises(ppo_ckpt.CheckpointError, match="unknown key 'momentum'"):
+        ppo_ckpt.read_ppo_config(tmp_path)
+
+
+def test_shipped_refined_policy_in_the_old_layout_restores():
+    """The bundle's ppo.yaml names actor_lr, critic_lr and grad_clip; its RefineState (both Adam
+    states included) restores into make_optimizer's chains."""
+    root = Path(bundles.resolve("bundle:drawer/refined"))
+    assert "actor_lr" in (root / "ppo.yaml").read_text()  # old layout: this tests migration
+    ppo = ppo_ckpt.read_ppo_config(root)
+    assert ppo == dataclasses.replace(PPOConfig(), horizon=50)
+    assert ppo.actor_optim == OptimConfig(1e-5, grad_clip=0.5)
+    assert ppo.critic_optim == OptimConfig(3e-4, grad_clip=0.5)
+    actor_cfg, _ = bc_ckpt.read_config(root)
+    manager = bc_ckpt.make_manager(root)
+    try:
+        _, state = ppo_ckpt.restore_refine_state(manager, root, actor_cfg)
+    finally:
+        manager.close()
+    assert int(state.step) == 20 and int(state.actor_opt[1][0].count) > 0

@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from test_imagine import _outcome_store, _train_bc, _train_wm
 
 from robolearn.cli import main
 from robolearn.data.synthetic import write_random_store
 from robolearn.policies.bc.checkpoint import load_policy, read_info
+from robolearn.policies.ppo.checkpoint import read_ppo_config
 
 
 def _train_reward(data, out):
@@ -37,6 +39,15 @@ def parts(tmp_path_factory):
     }
 
 
+def _old_ppo_layout(path, section=None):
+    data = yaml.safe_load(path.read_text())
+    ppo = data[section] if section else data
+    actor, critic = ppo.pop("actor_optim"), ppo.pop("critic_optim")
+    ppo.update(actor_lr=actor["learning_rate"], critic_lr=critic["learning_rate"])
+    ppo["grad_clip"] = actor["grad_clip"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def _refine(parts, out, *extra, iterations=2, **override):
     spec = {k: str(parts[k]) for k in ("wm", "reward", "bc", "data")} | override
     argv = ["refine", "--task", "drawer", "--world-model", spec["wm"], "--reward", spec["reward"]]
@@ -48,7 +59,8 @@ def _refine(parts, out, *extra, iterations=2, **override):
 
 def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, capsys):
     out = tmp_path / "refined"
-    assert _refine(parts, out, "--save-every", "1") == 0
+    lrs = ("--actor-lr", "2e-5", "--critic-lr", "1e-3")
+    assert _refine(parts, out, "--save-every", "1", *lrs) == 0
     printed = capsys.readouterr().out
     assert "imagined success" in printed and f"policy checkpoint: {out}" in printed
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -60,9 +72,14 @@ def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, cap
     assert (info.kind, info.task, info.parent) == ("ppo", "drawer", str(parts["bc"]))
     policy = load_policy(out, "drawer")
     assert policy.step == 2
-    assert (out / "ppo.yaml").is_file() and (out / "refine.yaml").is_file()
+    ppo = read_ppo_config(out)
+    assert (ppo.actor_optim.learning_rate, ppo.critic_optim.learning_rate) == (2e-5, 1e-3)
+    assert (out / "refine.yaml").is_file()
 
-    # a run stopped after 2 iterations continues to 3
+    # a run stopped after 2 iterations continues to 3, its files in the layout before
+    # robolearn.core.optim (actor_lr, critic_lr, grad_clip)
+    _old_ppo_layout(out / "ppo.yaml")
+    _old_ppo_layout(out / "refine.yaml", section="ppo")
     assert _refine(parts, out, "--resume", iterations=3) == 0
     assert "iteration 3 (1 this run" in capsys.readouterr().out
     assert load_policy(out, "drawer").step == 3

@@ -8,9 +8,10 @@ from flax import nnx
 from robolearn.world_models import edm, sampler
 from robolearn.world_models.config import SamplerConfig, preset
 from robolearn.world_models.model import count_params, depth_to_space, space_to_depth
-from robolearn.world_models.train import ProprioStats, init_model
+from robolearn.world_models.train import init_model
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.normalize import NormStats
 
 SIZE, T, A, P, B = 16, 4, 7, 7, 2
 CFG = preset("tiny", image_size=SIZE)
@@ -30,9 +31,7 @@ def _inputs(seed=0, batch=B, size=SIZE):
 
 
 def _stats():
-    return ProprioStats(
-        np.zeros(P, np.float32), np.ones(P, np.float32), np.full(P, 0.1, np.float32)
-    )
+    return NormStats(np.zeros(P, np.float32), np.ones(P, np.float32), np.full(P, 0.1, np.float32))
 
 
 def test_tiny_preset_is_tiny(model):

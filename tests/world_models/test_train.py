@@ -6,15 +6,23 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
-from flax import nnx
+import yaml
+from flax import nnx, struct
 from robolearn.world_models import checkpoint as ckpt
 from robolearn.world_models import train as wt
-from robolearn.world_models.config import preset
+from robolearn.world_models.config import TrainingConfig, preset
+
+from robolearn import bundles
+from robolearn.core.mesh import data_mesh, replicate, shard_batch
+from robolearn.core.normalize import NormStats
+from robolearn.core.optim import OptimConfig
 
 SIZE, T, A, P = 16, 4, 7, 7
 CFG = preset("tiny", image_size=SIZE)
@@ -39,9 +47,9 @@ def _batch(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def _stats() -> wt.ProprioStats:
+def _stats() -> NormStats:
     rng = np.random.default_rng(1)
-    return wt.ProprioStats.of(rng.normal(size=(50, P)), rng.normal(size=(50, P)))
+    return NormStats.of(rng.normal(size=(50, P)), rng.normal(size=(50, P)))
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +57,13 @@ def setup():
     """(graphdef, jitted train step on a 1-device mesh, mesh, stats); compiled once per module."""
     stats = _stats()
     graphdef, _ = wt.init_train_state(CFG, jax.random.key(0))
-    mesh = wt.data_mesh()
+    mesh = data_mesh()
     return graphdef, wt.make_train_step(CFG, graphdef, stats, mesh), mesh, stats
 
 
 def _fresh_state(mesh):
     _, state = wt.init_train_state(CFG, jax.random.key(0))
-    return wt.replicate(state, mesh)
+    return replicate(state, mesh)
 
 
 def test_tiny_model_overfits_a_fixed_batch(setup):
@@ -63,7 +71,7 @@ def test_tiny_model_overfits_a_fixed_batch(setup):
     initial value (the step's loss is noisy, one noise draw per step, so the start is the mean of
     the first 5 steps, the end of the last 20; measured: 1.26 -> 0.25)."""
     _, step, mesh, _ = setup
-    batch = wt.shard_batch(_batch(4), mesh)
+    batch = shard_batch(_batch(4), mesh)
     state = _fresh_state(mesh)
     history = []
     for _ in range(200):
@@ -86,7 +94,7 @@ def _denoise(model):
 
 def _save_trained(setup, root, tasks=("drawer",)):
     graphdef, step, mesh, stats = setup
-    batch = wt.shard_batch(_batch(4), mesh)
+    batch = shard_batch(_batch(4), mesh)
     state = _fresh_state(mesh)
     for _ in range(2):
         state, _ = step(state, batch)
@@ -121,6 +129,60 @@ def test_checkpoint_round_trip_and_ema_export(setup, tmp_path):
     again = ckpt.load_world_model(exported, task="drawer")
     assert again.step == 2
     np.testing.assert_array_equal(_denoise(again.model()), expected)
+
+
+class _OldTrainState(struct.PyTreeNode):
+    """The TrainState before robolearn.core.train_state: `ema` between params and opt_state."""
+
+    step: jax.Array
+    params: nnx.State
+    ema: nnx.State
+    opt_state: optax.OptState
+    rng: jax.Array
+
+
+def test_old_layout_training_checkpoint_loads(setup, tmp_path):
+    """config.yaml with ema_decay and proprio_weight under `optim`, and a train state saved in
+    the old field order (orbax restores by name), load as the current ones."""
+    graphdef, step, mesh, stats = setup
+    state = _fresh_state(mesh)
+    state, _ = step(state, shard_batch(_batch(4), mesh))
+    run = tmp_path / "old"
+    ckpt.write_info(run, ckpt.WorldModelInfo(("drawer",), SIZE, T, A, P), CFG, stats)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["optim"].update(cfg.pop("training"))
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    manager = ckpt.make_manager(run)
+    try:
+        old = _OldTrainState(state.step, state.params, state.ema, state.opt_state, state.rng)
+        ckpt.save_state(manager, old)
+        assert ckpt.read_config(run)[0] == CFG
+        _, restored = ckpt.restore_train_state(manager, CFG)
+    finally:
+        manager.close()
+    assert type(restored) is wt.TrainState
+    for name in ("step", "params", "ema", "opt_state", "rng"):
+        ours, theirs = getattr(restored, name), getattr(state, name)
+        if name == "rng":
+            ours, theirs = jax.random.key_data(ours), jax.random.key_data(theirs)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_stats_without_delta_std_are_refused(tmp_path):
+    """The proprio head's outputs are scaled by delta_std: BC-style stats do not make a model."""
+    ckpt.FILES.write(tmp_path, CFG, NormStats(np.zeros(P, np.float32), np.ones(P, np.float32)))
+    assert "stats.json has no delta_std" in _one_line_error(ckpt.read_config, tmp_path)
+
+
+def test_shipped_world_model_in_the_old_layout_loads():
+    root = Path(bundles.resolve("bundle:drawer/world-model"))
+    assert "ema_decay" in (root / "config.yaml").read_text().split("optim:")[1]  # old layout
+    cfg, stats = ckpt.read_config(root)
+    assert cfg.training == TrainingConfig(ema_decay=0.998, proprio_weight=0.1)
+    assert cfg.optim == OptimConfig(3e-4, weight_decay=1e-2, warmup_steps=200, decay_steps=5000)
+    saved = json.loads((root / "stats.json").read_text())
+    np.testing.assert_array_equal(stats.delta_std, np.float32(saved["delta_std"]))
 
 
 def _one_line_error(fn, *args, **kwargs) -> str:
@@ -163,6 +225,9 @@ SHARDED = textwrap.dedent(
     from robolearn.world_models import train as wt
     from robolearn.world_models.config import preset
 
+    from robolearn.core.mesh import data_mesh, replicate, shard_batch
+    from robolearn.core.normalize import NormStats
+
     assert len(jax.devices()) == 8, jax.devices()
     cfg = preset("tiny", image_size=16)
     rng = np.random.default_rng(0)
@@ -171,14 +236,14 @@ SHARDED = textwrap.dedent(
         "action": rng.uniform(-1, 1, (8, 4, 7)).astype(np.float32),
         "proprio": rng.normal(size=(8, 5, 7)).astype(np.float32),
     }
-    stats = wt.ProprioStats.of(rng.normal(size=(50, 7)), rng.normal(size=(50, 7)))
+    stats = NormStats.of(rng.normal(size=(50, 7)), rng.normal(size=(50, 7)))
 
     def train(devices):
-        mesh = wt.data_mesh(devices)
+        mesh = data_mesh(devices)
         graphdef, state = wt.init_train_state(cfg, jax.random.key(0))
         step = wt.make_train_step(cfg, graphdef, stats, mesh)
-        state = wt.replicate(state, mesh)
-        sharded = wt.shard_batch(batch, mesh)
+        state = replicate(state, mesh)
+        sharded = shard_batch(batch, mesh)
         assert len(sharded["image"].sharding.device_set) == len(devices)
         assert sharded["image"].addressable_shards[0].data.shape[0] == 8 // len(devices)
         losses = []

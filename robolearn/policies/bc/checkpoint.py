@@ -4,13 +4,17 @@ Layout of a checkpoint (= training run) directory DIR:
 
     DIR/robolearn-policy.json  {"format": "robolearn-policy", "version": 1, "kind": "bc",
                                 "task": ..., "action_dim": 7, "proprio_dim": 7, "image_size": 64}
-    DIR/config.yaml            the BCConfig (model + optimizer) it was trained with
-    DIR/stats.json             proprio normalization: {"proprio_mean": [P], "proprio_std": [P]}
+    DIR/config.yaml            the BCConfig (model, optimizer, training) it was trained with
+    DIR/stats.json             proprio normalization (robolearn.core.normalize.NormStats):
+                               {"mean": [P], "std": [P]}
     DIR/checkpoints/<step>/    orbax TrainState (params, optimizer state, rng, step)
 
 Orbax writes each step to a temporary directory and renames it when complete, and only lists
 complete steps, so `latest_step` after a kill is the last complete checkpoint. Nothing here
 unpickles: orbax stores arrays (tensorstore) and JSON metadata, the rest is JSON and YAML.
+
+Older layouts, migrated on reading (migrate_config, migrate_stats): config.yaml with shift_pad
+and nll_beta under `optim` (now `training`), stats.json as {"proprio_mean", "proprio_std"}.
 """
 
 from __future__ import annotations
@@ -24,21 +28,23 @@ import orbax.checkpoint as ocp
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
-    abstract_init,
+    CheckpointFiles,
+    CheckpointFormat,
     make_manager,
-    read_config_and_stats,
-    read_marker,
+    move_keys,
+    restore_latest,
     save_state,
-    write_config_and_stats,
-    write_marker,
 )
+from robolearn.core.normalize import NormStats
+from robolearn.core.train_state import TrainState
 from robolearn.policies.bc.config import BCConfig
-from robolearn.policies.bc.train import ProprioStats, TrainState, init_train_state, make_act_fn
+from robolearn.policies.bc.train import init_train_state, make_act_fn
 
 FORMAT = "robolearn-policy"
 VERSION = 1
 MARKER = "robolearn-policy.json"
 KINDS = ("bc", "ppo")
+OLD_STATS_KEYS = {"proprio_mean": "mean", "proprio_std": "std"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,43 +62,42 @@ class PolicyInfo:
     kind: str = "bc"
     parent: str = ""
 
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown policy kind {self.kind!r} (known: {', '.join(KINDS)})")
 
-def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: ProprioStats) -> None:
+
+def migrate_config(data: dict) -> dict:
+    """config.yaml before robolearn.core.optim: shift_pad and nll_beta sat in `optim`."""
+    return move_keys(data, "optim", "training", ("shift_pad", "nll_beta"))
+
+
+def migrate_stats(data: dict) -> dict:
+    """stats.json before robolearn.core.normalize: {"proprio_mean", "proprio_std"}."""
+    if not isinstance(data, dict):
+        return data
+    return {OLD_STATS_KEYS.get(key, key): value for key, value in data.items()}
+
+
+CHECKPOINT = CheckpointFormat(FORMAT, VERSION, PolicyInfo, "policy", "robolearn train bc")
+FILES = CheckpointFiles(BCConfig, NormStats, migrate_config, migrate_stats)
+# read_info(root) -> PolicyInfo and read_config(root) -> (BCConfig, NormStats), old layouts
+# migrated; one-line CheckpointErrors for a directory that is not a (complete) policy checkpoint.
+read_info = CHECKPOINT.read_info
+read_config = FILES.read
+
+
+def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: NormStats) -> None:
     """Write the marker, config.yaml and stats.json of a new checkpoint directory."""
-    write_config_and_stats(root, cfg, stats)
-    write_marker(root, MARKER, FORMAT, VERSION, dataclasses.asdict(info))
-
-
-def read_info(root: str | Path) -> PolicyInfo:
-    """The PolicyInfo of a checkpoint directory; CheckpointError (one line) if it is not one."""
-    missing = f"not a policy checkpoint (no {MARKER}); train one with `robolearn train bc`"
-    data = read_marker(root, MARKER, FORMAT, VERSION, missing)
-    try:
-        info = PolicyInfo(**data)
-    except TypeError as exc:
-        raise CheckpointError(f"{Path(root) / MARKER}: malformed ({exc})") from exc
-    if info.kind not in KINDS:
-        raise CheckpointError(
-            f"{Path(root) / MARKER}: unknown policy kind {info.kind!r} (known: {', '.join(KINDS)})"
-        )
-    return info
-
-
-def read_config(root: str | Path) -> tuple[BCConfig, ProprioStats]:
-    """The BCConfig and normalization stats of a checkpoint directory."""
-    return read_config_and_stats(root, BCConfig, ProprioStats)
+    FILES.write(root, cfg, stats)
+    CHECKPOINT.write_info(root, info)
 
 
 def restore_state(
     manager: ocp.CheckpointManager, cfg: BCConfig, step: int | None = None
 ) -> tuple[object, TrainState]:
     """(graphdef, state) of `step` (default: the latest complete one)."""
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
-    graphdef, abstract = abstract_init(lambda rng: init_train_state(cfg, rng))
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return graphdef, state
+    return restore_latest(manager, lambda rng: init_train_state(cfg, rng), step)
 
 
 class BCPolicy:

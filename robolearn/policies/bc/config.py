@@ -1,10 +1,11 @@
-"""Configs of the BC actor and its optimizer, and the named presets (`tiny`, `base`)."""
+"""Configs of the BC actor, its optimizer and training, and the named presets (`tiny`, `base`)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.optim import OptimConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +43,8 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warm-up then cosine decay, global-norm gradient clipping.
+class TrainingConfig:
+    """How the actor is trained, besides its optimizer.
 
     shift_pad: random-shift augmentation (pad by replicating edges, crop back) in pixels; 0 = off.
         Not in World4RL's description; with 50 demonstrations it is what keeps the CNN from
@@ -54,29 +55,33 @@ class OptimConfig:
         e^(2 (max - min)) and the actor underfits where it has to look; 0.5 balances them.
     """
 
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    decay_steps: int = 20_000
-    grad_clip: float = 1.0
     shift_pad: int = 4
     nll_beta: float = 0.5
 
 
+OPTIM = OptimConfig(learning_rate=3e-4, weight_decay=1e-4, warmup_steps=100, decay_steps=20_000)
+
+
 @dataclasses.dataclass(frozen=True)
 class BCConfig:
-    """Everything that defines a BC model and how it is trained (saved in every checkpoint)."""
+    """Everything that defines a BC model and how it is trained (saved in every checkpoint).
+
+    optim: AdamW, linear warm-up then cosine decay (robolearn.core.optim); `robolearn train bc`
+        decays over the run's steps, whatever decay_steps the preset says.
+    """
 
     preset: str = "base"
     model: ModelConfig = ModelConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: OptimConfig = OPTIM
+    training: TrainingConfig = TrainingConfig()
 
 
 PRESETS: dict[str, BCConfig] = {
     "tiny": BCConfig(
         preset="tiny",
         model=ModelConfig(channels=(8, 8), strides=(2, 2), feature_dim=32, hidden=(32,)),
-        optim=OptimConfig(learning_rate=1e-3, warmup_steps=0, decay_steps=1000, shift_pad=2),
+        optim=dataclasses.replace(OPTIM, learning_rate=1e-3, warmup_steps=0, decay_steps=1000),
+        training=TrainingConfig(shift_pad=2),
     ),
     "base": BCConfig(preset="base"),
 }

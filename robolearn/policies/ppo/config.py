@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.optim import OptimConfig
 from robolearn.policies.bc.config import ModelConfig
 
 CRITIC = ModelConfig(channels=(16, 32, 32, 32), feature_dim=128, hidden=(128, 128))
@@ -18,9 +19,10 @@ class PPOConfig:
     gamma/gae_lambda: discount and GAE lambda. The episode ends at the horizon (as the real one
         does): the last step does not bootstrap.
     clip: PPO ratio clip; epochs x minibatches updates per iteration.
-    actor_lr/critic_lr: Adam learning rates (separate optimizers); grad_clip: global norm. The
-        actor's is small on purpose: at 1e-4 a single Adam step moved the drawer BC policy to a
-        KL of 1.8 and its real success to 0 % (measured); at 1e-5 the KL stays near 0.01.
+    actor_optim/critic_optim: the two optimizers (robolearn.core.optim): Adam at a constant
+        rate (no weight decay, no schedule), gradients clipped at a global norm of 0.5. The
+        actor's rate is small on purpose: at 1e-4 a single Adam step moved the drawer BC policy
+        to a KL of 1.8 and its real success to 0 % (measured); at 1e-5 the KL stays near 0.01.
     target_kl: the actor stops updating for the rest of an iteration once the approximate KL to
         the rollout policy exceeds it (the critic keeps fitting).
     critic_warmup: first iterations in which only the critic learns: a fresh critic's advantages
@@ -50,9 +52,8 @@ class PPOConfig:
     clip: float = 0.2
     epochs: int = 4
     minibatches: int = 4
-    actor_lr: float = 1e-5
-    critic_lr: float = 3e-4
-    grad_clip: float = 0.5
+    actor_optim: OptimConfig = OptimConfig(learning_rate=1e-5, grad_clip=0.5)
+    critic_optim: OptimConfig = OptimConfig(learning_rate=3e-4, grad_clip=0.5)
     target_kl: float = 0.05
     critic_warmup: int = 3
     std_floor: float = 0.2

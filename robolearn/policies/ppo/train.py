@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
+from robolearn.core.normalize import NormStats
+from robolearn.core.optim import make_optimizer
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.model import GaussianActor
-from robolearn.policies.bc.train import ProprioStats
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.ppo.losses import (
     clipped_surrogate,
@@ -68,12 +69,8 @@ class RefineState(struct.PyTreeNode):
 
 
 def make_optimizers(cfg: PPOConfig) -> tuple[optax.GradientTransformation, ...]:
-    """(actor, critic) optimizers: global-norm clipping then Adam."""
-
-    def adam(lr):
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr))
-
-    return adam(cfg.actor_lr), adam(cfg.critic_lr)
+    """(actor, critic) optimizers of cfg.actor_optim and cfg.critic_optim."""
+    return make_optimizer(cfg.actor_optim), make_optimizer(cfg.critic_optim)
 
 
 def critic_config(ppo: PPOConfig, actor: BCConfig):
@@ -111,7 +108,7 @@ def effective_log_std(log_std: jax.Array, std_floor: float) -> jax.Array:
     return jnp.maximum(log_std, jnp.log(std_floor))
 
 
-def make_update(cfg: PPOConfig, graphs: tuple, stats: ProprioStats):
+def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
     """The jitted update described in the module doc.
 
     update(state, traj: Trajectory, anchor_params, early=None) -> (state, metrics);
