@@ -5,12 +5,18 @@
     robolearn/bundles/<task>/<part>/       a checkpoint directory (world-model, bc, ...)
 
 Every command that takes a checkpoint also takes `bundle:<task>/<part>`, e.g. `bundle:drawer/bc`.
+`listing()` is what `robolearn bundles` prints: one line per part, read from the parts' marker
+JSON, config YAML and orbax metadata (no JAX, so it is fast), or a task's card.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from pathlib import Path
+
+import yaml
 
 from robolearn.core.errors import RobolearnError
 
@@ -68,3 +74,144 @@ def resolve(spec: str | Path) -> str:
         shipped = ", ".join(p.name for p in list_parts()) or "none"
         raise BundleError(f"no shipped bundle part {spec!r}; shipped: {shipped}")
     return str(path)
+
+
+def listing(card: str | None = None) -> str:
+    """What `robolearn bundles` prints: per task, a line naming its card, a header and one line
+    per part (see summary); with `card` = a task, that task's lines and then its card (markdown).
+    BundleError for a task without a shipped bundle."""
+    parts = list_parts()
+    if card is not None:
+        if not any(p.task == card for p in parts):
+            shipped = ", ".join(sorted({p.task for p in parts})) or "none"
+            raise BundleError(f"no bundle for task {card!r}; shipped: {shipped}")
+        path = ROOT / card / "card.md"
+        text = path.read_text().rstrip() if path.is_file() else ""
+        return _task_lines(card, parts) + ("\n\n" + text if text else "")
+    if not parts:
+        return "no bundles are shipped in this installation"
+    return "\n\n".join(_task_lines(task, parts) for task in sorted({p.task for p in parts}))
+
+
+SUMMARY_HEADER = f"{'size':>8}  {'steps':>9}  {'params':>7}  {'task(s)':<10}  what"
+
+
+def summary(part: BundlePart) -> str:
+    """One line on a part (without its name), in the columns of SUMMARY_HEADER: size on disk,
+    training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
+    world-model preset and sampler, reward-classifier kind and threshold). Read from the marker
+    JSON, config.yaml and orbax's metadata, never by loading the model."""
+    try:
+        facts = _facts(part.path)
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        facts = _Facts(f"unreadable ({type(exc).__name__}: {exc})", "?")
+    size = f"{part.size_bytes / 1e6:.1f} MB"
+    return f"{size:>8}  {facts.steps:>9}  {facts.params:>7}  {facts.tasks:<10}  {facts.what}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Facts:
+    what: str
+    tasks: str
+    steps: str = "?"
+    params: str = "?"
+
+
+def _task_lines(task: str, parts: list[BundlePart]) -> str:
+    mine = [p for p in parts if p.task == task]
+    width = max(len(p.name) for p in mine)
+    path = ROOT / task / "card.md"
+    head = f"{task}: {len(mine)} parts" + (
+        f"; how they were made: {path}" if path.is_file() else ""
+    )
+    rows = [f"  {'part':<{width}}  {SUMMARY_HEADER}"]
+    return "\n".join([head, *rows, *(f"  {p.name:<{width}}  {summary(p)}" for p in mine)])
+
+
+def _facts(root: Path) -> _Facts:
+    for marker, read in _READERS.items():
+        if (root / marker).is_file():
+            return read(root, _json(root / marker), _yaml(root / "config.yaml"))
+    return _Facts("not a robolearn checkpoint (no robolearn-*.json marker)", "?")
+
+
+def _world_model_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
+    sampler, steps = cfg.get("sampler", {}), _latest_step(root)
+    what = (
+        f"diffusion world model, {cfg.get('preset', '?')} preset, "
+        f"{marker['context']}-frame context, {sampler.get('steps', '?')}-step "
+        f"{sampler.get('method', '?')} sampler"
+        + (", EMA weights" if marker.get("weights") == "ema" else ", training state")
+    )
+    return _Facts(what, ",".join(marker["tasks"]), steps, _params(root, steps, "ema"))
+
+
+def _policy_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
+    kind, steps = marker.get("kind", "bc"), _latest_step(root)
+    params = _params(root, steps, "params")
+    if kind != "ppo":
+        what = f"{kind.upper()} policy, {cfg.get('preset', '?')} preset"
+        return _Facts(what, marker["task"], steps, params)
+    what = f"PPO policy: {marker.get('parent') or '?'} refined in imagination"
+    ppo = _yaml(root / "refine.yaml").get("ppo", {})
+    if ppo:
+        what += f", {ppo['rollouts']} imagined {ppo['horizon']}-step episodes per iteration"
+    return _Facts(what, marker["task"], f"{steps} it", params)
+
+
+def _reward_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
+    steps = _latest_step(root)
+    what = (
+        f"{marker['kind']} reward classifier, {cfg.get('preset', '?')} preset, "
+        f"threshold {marker['threshold']:.2f}"
+    )
+    return _Facts(what, ",".join(marker["tasks"]), steps, _params(root, steps, "params"))
+
+
+# marker file -> what reads the part (robolearn.policies.bc.checkpoint, world_models.checkpoint,
+# reward_models.checkpoint write them; read here as plain JSON/YAML to stay fast)
+_READERS = {
+    "robolearn-world-model.json": _world_model_facts,
+    "robolearn-policy.json": _policy_facts,
+    "robolearn-reward.json": _reward_facts,
+}
+
+
+def _latest_step(root: Path) -> str:
+    """The latest complete checkpoint step (orbax names complete steps by their number)."""
+    steps = [int(p.name) for p in (root / "checkpoints").glob("*") if p.name.isdigit()]
+    return str(max(steps)) if steps else "?"
+
+
+def _params(root: Path, step: str, top: str) -> str:
+    """'3.96M' or '1.5k': how many values the checkpoint of `step` holds under its state's `top`
+    key, from orbax's array metadata (plus the SigLIP towers a reward checkpoint keeps beside it
+    in siglip/ when they are not in the orbax state)."""
+    found = sorted((root / "checkpoints" / step).glob("*/_METADATA"))
+    if not found:
+        return "?"
+    count, towers = 0, False
+    for entry in _json(found[0])["tree_metadata"].values():
+        keys = [k["key"] for k in entry["key_metadata"]]
+        if keys[0] == top:
+            count += math.prod(entry["value_metadata"].get("write_shape") or [0])
+            towers = towers or (len(keys) > 1 and keys[1] == "towers")
+    siglip = root / "siglip" / "model.safetensors"
+    if siglip.is_file() and not towers:
+        count += _safetensors_params(siglip)
+    return f"{count / 1e6:.2f}M" if count >= 100_000 else f"{count / 1e3:.1f}k"
+
+
+def _safetensors_params(path: Path) -> int:
+    """Values in a .safetensors file, read from its JSON header (8-byte little-endian length)."""
+    with path.open("rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _yaml(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}

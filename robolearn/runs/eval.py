@@ -7,12 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from robolearn import bundles
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
+from robolearn.core.seeds import episode_seed
 from robolearn.core.stats import wilson_interval
 from robolearn.core.video import VideoWriter, caption_frame
 
@@ -73,20 +72,6 @@ def check_policy(cfg, task_name: str, action_dim: int = 7) -> None:
         )
 
 
-SEED_STREAMS = ("eval", "collect")
-
-
-def episode_seed(seed: int, episode: int, stream: str = "eval") -> int:
-    """The reset seed of episode `episode` of a run with base seed `seed`.
-
-    Evaluation seeds are even and collection seeds odd, so the initial states a policy is tested
-    on never coincide with those its training data was recorded from, whatever --seed each used.
-    """
-    offset = SEED_STREAMS.index(stream)
-    hashed = int(np.random.SeedSequence([seed, episode, offset]).generate_state(1)[0])
-    return (hashed >> 1 << 1) | offset
-
-
 def make_policy(task, cfg: EvalConfig):
     """The policy named by `cfg.policy` for `task`: scripted, or a checkpoint's mean action."""
     if cfg.policy not in SCRIPTED:
@@ -116,12 +101,8 @@ def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label
         if info["success"] and first_success is None:
             first_success = steps
         if video is not None:
-            status = "SUCCESS" if info["success"] else ""
-            video.append(
-                caption_frame(
-                    obs["image"], [label, f"step {steps} {status}"], highlight=info["success"]
-                )
-            )
+            status = f"step {steps}" + (": SUCCESS" if info["success"] else "")
+            video.append(caption_frame(obs["image"], [label, status], highlight=info["success"]))
     return {
         "seed": seed,
         "success": first_success is not None,
@@ -150,7 +131,7 @@ def run_eval(cfg: EvalConfig, out_dir: Path, progress: bool = True) -> dict:
     try:
         for i in range(cfg.episodes):
             filming = video if i < cfg.video_episodes else None
-            label = f"{cfg.task} {cfg.policy} ep {i}"
+            label = f"{cfg.task}, episode {i}: {cfg.policy}"
             episodes.append(run_episode(task, policy, episode_seed(cfg.seed, i), filming, label))
             bar.update(i + 1, f"success {sum(e['success'] for e in episodes)}/{i + 1}")
     finally:

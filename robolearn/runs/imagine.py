@@ -5,12 +5,13 @@ the policy then acts on imagined frames and proprio for `horizon` steps entirely
 world model. Afterwards the simulator is reset to the same initial state and executes the same
 actions open loop, so the video shows what the model imagined beside what would really happen,
 with the per-step difference (PSNR, dB) plotted underneath. With a reward classifier (the task's
-bundle ships one), every imagined frame also gets its predicted success probability: shown on the
-frame, plotted per step, and thresholded into the binary reward refinement trains on.
+bundle ships one), every imagined frame also gets its predicted success probability: shown above
+the frame, plotted per step, and thresholded into the binary reward refinement trains on.
 
-Outputs in the run directory: video.mp4 (rows: rollouts; columns: imagined | real), psnr.png,
-reward.png (with a classifier), results.json (per-step PSNR/SSIM, predicted reward, real success,
-timings per rollout), config.yaml.
+Outputs in the run directory: video.mp4 (the first 4 rollouts two to a row, each imagined | real
+under caption strips and marked by its colour, over the PSNR and reward plots with a cursor at the
+step), psnr.png and reward.png (every rollout, same colours), results.json (per-step PSNR/SSIM,
+predicted reward, real success, timings per rollout), config.yaml.
 """
 
 from __future__ import annotations
@@ -20,18 +21,29 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import jax
 import numpy as np
 
 from robolearn import bundles
+from robolearn.core import plots
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
-from robolearn.core.video import VideoWriter, caption_frame, plot_series
-from robolearn.runs.eval import episode_seed
+from robolearn.core.seeds import episode_seed
+from robolearn.core.video import (
+    VIDEO_SIZE,
+    VideoWriter,
+    caption_frame,
+    caption_strip,
+    pad_to_block,
+)
 
 VIDEO_ROWS = 4
-CELL = 160
+CELL = VIDEO_SIZE  # px of a filmed frame
+BAND = 16  # px of the rollout-colour band left of each filmed rollout
+GAP = 8
+PLOT_PX = 288  # height of the plots under the filmed rollouts
+PNG_PX, PNG_DPI = (1200, 600), 150
+GREEN = "green caption: reward 1 (imagined) / success (real)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,12 +170,12 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     ssim = np.asarray(metrics.ssim(imagined[:, 1:], real[:, 1:]))
     scores = _score(reward, cfg.task, imagined, real)
     video = out / "video.mp4"
-    _film(video, imagined, real, success, psnr, scores, cfg, max(5.0, info.control_hz))
+    _film(video, imagined, real, success, seeds, psnr, scores, max(5.0, info.control_hz))
     png = out / "psnr.png"
-    cv2.imwrite(str(png), cv2.cvtColor(_psnr_plot(psnr, 640, 240, None), cv2.COLOR_RGB2BGR))
+    plots.save_png(_psnr_plot(psnr, seeds, PNG_PX, PNG_DPI), png)
     if scores is not None:
-        plot = _reward_plot(scores["imagined"], scores["threshold"], 640, 240, None)
-        cv2.imwrite(str(out / "reward.png"), cv2.cvtColor(plot, cv2.COLOR_RGB2BGR))
+        plot = _reward_plot(scores["imagined"], scores["threshold"], seeds, PNG_PX, PNG_DPI)
+        plots.save_png(plot, out / "reward.png")
     frames = cfg.rollouts * horizon
     result = {
         "task": cfg.task,
@@ -239,44 +251,111 @@ def _score(reward, task: str, imagined: np.ndarray, real: np.ndarray) -> dict | 
     return {"imagined": prob(imagined), "real": prob(real), "threshold": reward.info.threshold}
 
 
-def _reward_plot(probs, threshold, width, height, cursor) -> np.ndarray:
-    title = f"predicted P(success) of imagined frames (reward 1 above {threshold:.2f})"
-    lines = [*list(probs), np.full(probs.shape[1], threshold)]
-    colours = [(30, 90, 200), (200, 60, 30), (40, 150, 40), (150, 40, 150)][: len(probs)]
-    return plot_series(lines, width, height, (0.0, 1.0), title, cursor, colours + [(0, 0, 0)])
+def _rollout_lines(values: np.ndarray, seeds: list[int] | None) -> list[plots.Line]:
+    """One line per rollout in its colour, labelled with its seed (unless seeds is None);
+    rollouts past the palette in grey under one legend entry."""
+    lines = []
+    for r, v in enumerate(values):
+        if r < len(plots.PALETTE):
+            label = f"rollout {r}" + ("" if seeds is None else f" (seed {seeds[r]})")
+            lines.append(plots.Line(v, label, plots.colour(r)))
+        else:
+            label = f"rollouts {r}-{len(values) - 1}" if r == len(plots.PALETTE) else None
+            lines.append(plots.Line(v, label, plots.OTHERS, width=0.8, zorder=1.0))
+    return lines
 
 
-def _psnr_plot(psnr: np.ndarray, width: int, height: int, cursor: int | None) -> np.ndarray:
+def _psnr_plot(psnr, seeds, size_px, dpi) -> plots.StepPlot:
+    """PSNR [B, N] of the imagined against the real frames per step, one line per rollout
+    (legend without seeds when `seeds` is None: the video captions carry them)."""
+    lo = min(10.0, float(np.floor(np.nanmin(psnr) / 5) * 5))
     hi = float(np.ceil(max(40.0, np.nanmax(psnr)) / 10) * 10)
-    title = "PSNR imagined vs real (dB) per step, one line per rollout"
-    return plot_series(list(psnr), width, height, (10.0, hi), title, cursor)
+    return plots.step_plot(
+        _rollout_lines(psnr, seeds),
+        psnr.shape[1],
+        size_px,
+        title="imagined vs real simulator under the same actions",
+        ylabel="PSNR (dB)",
+        ylim=(lo, hi),
+        dpi=dpi,
+    )
 
 
-def _film(path, imagined, real, success, psnr, scores, cfg, fps) -> None:
+def _reward_plot(probs, threshold, seeds, size_px, dpi) -> plots.StepPlot:
+    """The classifier's P(success) [B, N] of each imagined frame, with its decision threshold."""
+    return plots.step_plot(
+        _rollout_lines(probs, seeds),
+        probs.shape[1],
+        size_px,
+        title="reward classifier on the imagined frames",
+        ylabel="predicted P(success)",
+        ylim=(-0.02, 1.02),
+        threshold=(threshold, f"threshold {threshold:.2f}"),
+        dpi=dpi,
+    )
+
+
+def _film(path, imagined, real, success, seeds, psnr, scores, fps) -> None:
+    """video.mp4: the first VIDEO_ROWS rollouts (imagined | real, two to a row) over the PSNR and
+    reward plots of those rollouts, a cursor on the plots at the current step."""
     rows = min(VIDEO_ROWS, len(imagined))
+    cols = 1 if rows == 1 else 2
+    width = cols * _tile_width()
+    n_charts = 1 if scores is None else 2
+    size = (width // n_charts if width // n_charts >= 2 * CELL else width, PLOT_PX)
+    charts = [_psnr_plot(psnr[:rows], None, size, 100)]
+    if scores is not None:
+        charts.append(_reward_plot(scores["imagined"][:rows], scores["threshold"], None, size, 100))
+    steps = imagined.shape[1] - 1
     with VideoWriter(path, fps=fps) as video:
-        for k in range(imagined.shape[1]):
-            lines = []
-            for r in range(rows):
-                ok = k > 0 and bool(success[r, k - 1])
-                text, predicted = [f"imagined #{r} step {k}"], False
-                if scores is not None and k > 0:
-                    p = float(scores["imagined"][r, k - 1])
-                    predicted = p >= scores["threshold"]
-                    text.append(f"P(success) {p:.2f}" + (" reward 1" if predicted else ""))
-                left = caption_frame(imagined[r, k], text, size=CELL, highlight=predicted)
-                right = caption_frame(
-                    real[r, k],
-                    ["real sim, same actions", "SUCCESS" if ok else ""],
-                    size=CELL,
-                    highlight=ok,
-                )
-                lines.append(np.concatenate([left, right], axis=1))
-            plots = [_psnr_plot(psnr[:rows], 2 * CELL, 128, max(k, 1))]
-            if scores is not None:
-                plots.append(
-                    _reward_plot(
-                        scores["imagined"][:rows], scores["threshold"], 2 * CELL, 128, max(k, 1)
-                    )
-                )
-            video.append(np.concatenate([*lines, *plots], axis=0))
+        for k in range(steps + 1):
+            tiles = [_tile(r, k, imagined, real, success, seeds, scores) for r in range(rows)]
+            header = [f"step {k} / {steps}    each rollout: imagined | real simulator", GREEN]
+            if cols == 2:  # wide enough for one line
+                header = [f"{header[0]};  {header[1]}"]
+            video.append(_compose(header, tiles, [c.with_cursor(k) for c in charts], cols))
+
+
+def _tile_width() -> int:
+    return BAND + CELL + GAP + CELL + GAP
+
+
+def _tile(r, k, imagined, real, success, seeds, scores) -> np.ndarray:
+    """Rollout r at step k: its colour band, then the imagined and the real frame, each under a
+    caption strip (green where the classifier gives reward 1 / the simulator reports success)."""
+    ok = k > 0 and bool(success[r, k - 1])
+    text, predicted = "imagined (real first frame)" if k == 0 else "imagined", False
+    if scores is not None and k > 0:
+        p = float(scores["imagined"][r, k - 1])
+        predicted = p >= scores["threshold"]
+        text = f"imagined: P(success) {p:.2f}" + (", reward 1" if predicted else "")
+    colour = plots.colour(r)
+    left = caption_frame(
+        imagined[r, k], [f"rollout {r} (seed {seeds[r]})", text], CELL, predicted, colour
+    )
+    right = caption_frame(
+        real[r, k], ["real sim, same actions", "success: YES" if ok else "success: no"], CELL, ok
+    )
+    band = np.empty((left.shape[0], BAND, 3), np.uint8)
+    band[:] = colour
+    gap = np.full((left.shape[0], GAP, 3), 255, np.uint8)
+    return np.concatenate([band, left, gap, right, gap], axis=1)
+
+
+def _compose(header: list[str], tiles, charts, cols: int) -> np.ndarray:
+    """One video frame: a header strip, the tiles `cols` to a row, the charts side by side where
+    they fit (else stacked); every side a multiple of 16 pixels."""
+    tile_w = tiles[0].shape[1]
+    blank = np.full_like(tiles[0], 255)
+    grid = [tiles[i : i + cols] for i in range(0, len(tiles), cols)]
+    rows = [np.concatenate(row + [blank] * (cols - len(row)), axis=1) for row in grid]
+    width = cols * tile_w
+    per_row = max(1, width // charts[0].shape[1])
+    chart_rows = []
+    for i in range(0, len(charts), per_row):
+        row = np.concatenate(charts[i : i + per_row], axis=1)
+        chart_rows.append(
+            np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+        )
+    top = caption_strip(width, header)
+    return pad_to_block(np.concatenate([top, *rows, *chart_rows], axis=0))

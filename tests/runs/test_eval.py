@@ -4,10 +4,13 @@ import subprocess
 import sys
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 
 from robolearn.cli import main, make_parser
-from robolearn.runs.eval import EvalConfig, episode_seed, run_eval
+from robolearn.core.seeds import episode_seed
+from robolearn.core.video import SUCCESS, VIDEO_SIZE, caption_frame, strip_height
+from robolearn.runs.eval import EvalConfig, run_eval
 
 
 # imageio's reader spawns ffmpeg (fork + exec) after JAX started threads: harmless here.
@@ -24,19 +27,20 @@ def test_eval_of_the_expert_writes_results_config_and_video(tmp_path):
     assert "task: drawer" in (tmp_path / "config.yaml").read_text()
     frames = imageio.mimread(tmp_path / "video.mp4", memtest=False)
     steps = saved["per_episode"][0]["steps"]
-    assert len(frames) == steps + 1 and frames[0].shape == (256, 256, 3)
+    # a 48-px caption strip above each 256-px frame
+    assert len(frames) == steps + 1 and frames[0].shape == (48 + 256, 256, 3)
 
 
-def test_episode_seeds_differ_across_base_seeds():
-    seeds = {episode_seed(s, i) for s in range(3) for i in range(50)}
-    assert len(seeds) == 150
-
-
-def test_collection_never_reuses_an_evaluation_initial_state():
-    evals = {episode_seed(s, i) for s in range(5) for i in range(200)}
-    collects = {episode_seed(s, i, "collect") for s in range(5) for i in range(200)}
-    assert all(x % 2 == 0 for x in evals) and all(x % 2 == 1 for x in collects)
-    assert not evals & collects
+def test_caption_strip_is_above_the_untouched_frame_and_fits_long_labels():
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    label = "drawer, episode 0: /a/very/long/path/to/some/training/run/checkpoint-directory"
+    frame = caption_frame(image, [label, "step 3: SUCCESS"], highlight=True)
+    top = strip_height(2)
+    assert frame.shape == (top + VIDEO_SIZE, VIDEO_SIZE, 3) and top % 16 == 0
+    np.testing.assert_array_equal(frame[top:], image.repeat(4, axis=0).repeat(4, axis=1))
+    assert tuple(frame[1, 1]) == SUCCESS  # a success step turns the strip green
+    # the text stays inside the strip: its last column is background only
+    assert (frame[:top, -2] == SUCCESS).all()
 
 
 def test_cli_eval_prints_the_summary(tmp_path, capsys):

@@ -11,7 +11,10 @@ from robolearn.world_models.checkpoint import load_world_model, read_info
 
 from robolearn import bundles
 from robolearn.cli import main
+from robolearn.core import plots
+from robolearn.core.video import strip_height
 from robolearn.data.synthetic import write_random_store
+from robolearn.runs import imagine
 
 
 def _outcome_store(root, episodes=4, steps=6, task="drawer"):
@@ -68,11 +71,12 @@ def test_imagine_writes_video_plot_and_per_step_comparison(parts, capsys):
         assert all(np.isfinite(row["psnr"]))
     frames = imageio.mimread(out / "video.mp4", memtest=False)
     assert len(frames) == 4  # the real first frame + 3 imagined steps
-    # two rollout rows, the PSNR plot and the predicted-reward plot (bundle:drawer/reward
-    # scores the frames by default)
-    assert frames[0].shape == (2 * 160 + 2 * 128, 320, 3)
+    # a header strip, the two rollouts side by side, the PSNR and the predicted-reward plots side
+    # by side under them (bundle:drawer/reward scores the frames by default)
+    assert frames[0].shape == (32 + 304 + imagine.PLOT_PX, 2 * imagine._tile_width(), 3)
     assert result["reward"]["classifier"] == "bundle:drawer/reward"
-    assert (out / "psnr.png").stat().st_size > 0
+    for name in ("psnr.png", "reward.png"):
+        assert imageio.imread(out / name).shape[:2] == (600, 1200)
 
 
 def test_imagine_is_deterministic_per_seed(parts):
@@ -164,3 +168,77 @@ def test_sampler_can_be_overridden_and_is_checked(parts, capsys):
     assert _imagine(parts, parts["root"] / "bad-steps", "--sampler-steps", "0") == 2
     err = capsys.readouterr().err.strip()
     assert "sampler.steps must be >= 1" in err and len(err.splitlines()) == 1
+
+
+def _fake_rollouts(b=3, n=4, size=64, seed=0):
+    """imagined and real frames [B, N+1, H, W, 3], success [B, N], PSNR [B, N], scores, seeds."""
+    rng = np.random.default_rng(seed)
+    imagined = rng.integers(0, 256, (b, n + 1, size, size, 3), np.uint8)
+    real = rng.integers(0, 256, (b, n + 1, size, size, 3), np.uint8)
+    success = np.zeros((b, n), bool)
+    success[0, 2:] = True
+    psnr = rng.uniform(12.0, 30.0, (b, n))
+    probs = rng.uniform(0.0, 1.0, (b, n))
+    scores = {"imagined": probs, "real": probs, "threshold": 0.5}
+    return imagined, real, success, psnr, scores, [101 + 2 * r for r in range(b)]
+
+
+def test_plots_label_each_rollout_in_the_colour_of_its_video_row():
+    imagined, real, success, psnr, scores, seeds = _fake_rollouts()
+    psnr_plot = imagine._psnr_plot(psnr, seeds, (600, 300), 100)
+    reward_plot = imagine._reward_plot(scores["imagined"], 0.5, seeds, (600, 300), 100)
+    rows = [(f"rollout {r} (seed {s})", plots.PALETTE[r]) for r, s in enumerate(seeds)]
+    assert list(psnr_plot.legend) == rows
+    assert list(reward_plot.legend) == rows + [("threshold 0.50", (0, 0, 0))]
+    for r, (_, colour) in enumerate(rows):
+        tile = imagine._tile(r, 1, imagined, real, success, seeds, scores)
+        band, swatch = tile[100, imagine.BAND // 2], tile[10, imagine.BAND + 12]
+        assert tuple(band) == colour and tuple(swatch) == colour
+    # beyond the palette: grey lines under one legend entry
+    many = imagine._psnr_plot(np.tile(psnr, (4, 1)), list(range(12)), (600, 300), 100).legend
+    assert len(many) == len(plots.PALETTE) + 1 and many[-1] == ("rollouts 8-11", plots.OTHERS)
+
+
+def test_captions_sit_above_the_frames_and_leave_them_untouched():
+    imagined, real, success, psnr, scores, seeds = _fake_rollouts()
+    tile = imagine._tile(0, 3, imagined, real, success, seeds, scores)
+    top, cell, band, gap = strip_height(2), imagine.CELL, imagine.BAND, imagine.GAP
+    assert tile.shape == (top + cell, imagine._tile_width(), 3)
+    scale = cell // imagined.shape[2]
+    for frames, x in ((imagined, band), (real, band + cell + gap)):
+        upscaled = frames[0, 3].repeat(scale, axis=0).repeat(scale, axis=1)
+        np.testing.assert_array_equal(tile[top:, x : x + cell], upscaled)
+    # rollout 0 succeeds in the real sim at step 3: its real caption strip is green
+    strip = tile[:top, band + cell + gap :][:, :cell]
+    assert tuple(strip[2, 2]) == (30, 150, 60)
+
+
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+@pytest.mark.parametrize("rollouts, with_reward", [(1, False), (3, True), (5, True)])
+def test_video_frames_are_blocks_of_16_with_a_moving_cursor(tmp_path, rollouts, with_reward):
+    imagined, real, success, psnr, scores, seeds = _fake_rollouts(b=rollouts, n=3)
+    path = tmp_path / "video.mp4"
+    imagine._film(path, imagined, real, success, seeds, psnr, scores if with_reward else None, 5)
+    frames = imageio.mimread(path, memtest=False)
+    cols = 1 if rollouts == 1 else 2
+    grid_rows = -(-min(rollouts, imagine.VIDEO_ROWS) // cols)
+    charts = 2 if with_reward else 1
+    chart_rows = 1 if cols == 2 else charts
+    header = strip_height(1 if cols == 2 else 2)  # the header wraps to two lines when narrow
+    height = header + grid_rows * (strip_height(2) + imagine.CELL) + chart_rows * imagine.PLOT_PX
+    assert len(frames) == 4
+    assert frames[0].shape == (height, cols * imagine._tile_width(), 3)
+    assert frames[0].shape[0] % 16 == 0 and frames[0].shape[1] % 16 == 0
+
+
+def test_the_cursor_is_drawn_on_a_copy_at_the_step():
+    plot = imagine._psnr_plot(np.full((2, 10), 20.0), [1, 2], (544, 288), 100)
+    assert plot.image.shape == (288, 544, 3)
+    columns = [plot.column(k) for k in range(11)]
+    assert columns == sorted(columns) and columns[-1] - columns[0] > 300
+    for k in (0, 3, 7, 10):
+        drawn = plot.with_cursor(k)
+        changed = set(np.nonzero((drawn != plot.image).any(axis=(0, 2)))[0])
+        assert changed <= {columns[k], columns[k] + 1, columns[k] - 1}
+        assert (drawn[plot.top + 5 : plot.bottom - 5, min(columns[k], 542)] == 0).all()
+        assert k in (0, 10) or changed

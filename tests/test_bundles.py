@@ -1,0 +1,121 @@
+"""`robolearn.bundles.listing` and `summary`: one line per shipped part, read from its files (no
+JAX), that agrees with the parts on disk; the card on request."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from robolearn import bundles
+
+
+def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
+    text = bundles.listing()
+    lines = text.splitlines()
+    parts = bundles.list_parts()
+    assert lines[0].startswith("drawer: 5 parts") and "card.md" in lines[0]
+    assert bundles.SUMMARY_HEADER in lines[1]
+    assert len(lines) == 2 + len(parts)
+    for part, line in zip(parts, lines[2:], strict=True):
+        assert line.split()[0] == part.name
+        assert f"{part.size_bytes / 1e6:.1f} MB" in line
+        step = max(int(p.name) for p in (part.path / "checkpoints").iterdir() if p.name.isdigit())
+        assert f" {step} " in line and " drawer " in line
+    assert "## How it was made" not in text  # the card only on request
+    by_name = {line.split()[0]: line for line in lines[2:]}
+    assert "BC policy, base preset" in by_name["bundle:drawer/bc"]
+    assert "PPO policy: bundle:drawer/bc-3demos" in by_name["bundle:drawer/refined"]
+    assert "cnn reward classifier" in by_name["bundle:drawer/reward"]
+    assert "threshold 0.50" in by_name["bundle:drawer/reward"]
+    wm = by_name["bundle:drawer/world-model"]
+    assert "3.96M" in wm and "small preset" in wm and "3-step euler sampler" in wm
+
+
+def test_listing_of_a_task_adds_its_card_and_unknown_tasks_are_one_line():
+    text = bundles.listing("drawer")
+    assert text.startswith(bundles.listing().splitlines()[0])
+    assert text.endswith(bundles.card("drawer").rstrip())
+    with pytest.raises(bundles.BundleError, match="no bundle for task 'nowhere'; shipped: drawer"):
+        bundles.listing("nowhere")
+
+
+def test_the_card_leaves_sizes_to_the_listing():
+    card = bundles.card("drawer")
+    assert not re.search(r"\d\s*[kKM]B\b", card), "sizes belong to `robolearn bundles`"
+    assert "robolearn bundles" in card
+
+
+def test_listing_needs_no_jax():
+    code = (
+        "import sys; from robolearn import bundles; bundles.listing(); print('jax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _fake_part(root, marker, fields, config, step=7, arrays=None):
+    """A checkpoint directory: marker JSON, config.yaml and orbax-like metadata of `arrays`
+    ({(key, ...): shape})."""
+    root.mkdir(parents=True)
+    (root / marker).write_text(json.dumps({"version": 1, **fields}))
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    meta = root / "checkpoints" / str(step) / "default"
+    meta.mkdir(parents=True)
+    (root / "checkpoints" / f"{step + 5}.orbax-checkpoint-tmp-1").mkdir()  # incomplete: ignored
+    tree = {
+        str(keys): {
+            "key_metadata": [{"key": k, "key_type": 2} for k in keys],
+            "value_metadata": {"value_type": "jax.Array", "write_shape": list(shape)},
+        }
+        for keys, shape in (arrays or {}).items()
+    }
+    (meta / "_METADATA").write_text(json.dumps({"tree_metadata": tree}))
+    return bundles.BundlePart("t", root.name, root)
+
+
+def test_summary_reads_kind_preset_steps_and_parameters(tmp_path):
+    arrays = {("params", "a", "kernel"): (10, 100), ("params", "b"): (500,), ("opt", "x"): (9,)}
+    bc = _fake_part(
+        tmp_path / "bc",
+        "robolearn-policy.json",
+        {"format": "robolearn-policy", "task": "push", "kind": "bc"},
+        {"preset": "tiny"},
+        arrays=arrays,
+    )
+    line = bundles.summary(bc)
+    assert re.search(r"\s7\s+1\.5k\s+push\s+BC policy, tiny preset$", line)
+    wm = _fake_part(
+        tmp_path / "wm",
+        "robolearn-world-model.json",
+        {"format": "robolearn-world-model", "tasks": ["a", "b"], "context": 2, "weights": "ema"},
+        {"preset": "base", "sampler": {"steps": 5, "method": "heun"}},
+        step=300,
+        arrays={("ema", "w"): (1000, 2000), ("step",): ()},
+    )
+    line = bundles.summary(wm)
+    assert "300" in line and "2.00M" in line and "a,b" in line
+    assert "base preset, 2-frame context, 5-step heun sampler, EMA weights" in line
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    assert "not a robolearn checkpoint" in bundles.summary(bundles.BundlePart("t", "odd", odd))
+    (bc.path / "robolearn-policy.json").write_text("{not json")
+    assert "unreadable (JSONDecodeError" in bundles.summary(bc)
+
+
+def test_summary_counts_siglip_towers_kept_beside_the_orbax_head(tmp_path):
+    part = _fake_part(
+        tmp_path / "reward",
+        "robolearn-reward.json",
+        {"format": "robolearn-reward", "kind": "siglip", "tasks": ["drawer"], "threshold": 0.7},
+        {"preset": "siglip"},
+        arrays={("params", "head", "w"): (10_000,)},
+    )
+    header = json.dumps({"a": {"dtype": "F32", "shape": [1000, 990], "data_offsets": [0, 0]}})
+    (part.path / "siglip").mkdir()
+    raw = len(header).to_bytes(8, "little") + header.encode()
+    (part.path / "siglip" / "model.safetensors").write_bytes(raw)
+    line = bundles.summary(part)
+    assert "1.00M" in line and "siglip reward classifier, siglip preset, threshold 0.70" in line
