@@ -8,7 +8,9 @@ A RewardConfig is saved as config.yaml in every reward checkpoint and loaded bac
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
+from robolearn.core.config import load_preset
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
 
@@ -118,6 +120,8 @@ class RewardConfig:
         have their own (siglip.tower_learning_rate).
     """
 
+    PRESET_KIND: ClassVar[str] = "reward"  # presets: configs/reward/<name>.yaml
+
     kind: str = "cnn"
     preset: str = "base"
     cnn: CNNConfig = CNNConfig()
@@ -131,23 +135,9 @@ class RewardConfig:
             raise ConfigError(f"unknown reward model kind {self.kind!r}; choose from {KINDS}")
 
 
-PRESETS: dict[str, RewardConfig] = {
-    "tiny": RewardConfig(
-        preset="tiny",
-        cnn=CNNConfig(channels=(8, 16), hidden=32),
-        siglip=SiglipRewardConfig(head_hidden=32),
-        optim=dataclasses.replace(OPTIM, learning_rate=3e-3, warmup_steps=0),
-        training=TrainingConfig(shift_pad=2),
-    ),
-    "base": RewardConfig(preset="base"),
-}
-
-
 def preset(name: str, image_size: int, num_tasks: int, steps: int) -> RewardConfig:
-    """The named preset for frames of `image_size`, `num_tasks` tasks, decaying over `steps`."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
+    """Preset `name` (configs/reward/<name>.yaml) for frames of `image_size`, `num_tasks` tasks, decaying over `steps`."""
+    cfg = load_preset(RewardConfig, name)
     cnn = dataclasses.replace(cfg.cnn, image_size=image_size, num_tasks=num_tasks)
     optim = dataclasses.replace(cfg.optim, decay_steps=steps)
     return dataclasses.replace(cfg, cnn=cnn, optim=optim)

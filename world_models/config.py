@@ -16,7 +16,9 @@ Presets (all 64x64 unless the data says otherwise; `robolearn train world-model 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
+from robolearn.core.config import load_preset
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
 
@@ -147,6 +149,8 @@ class WorldModelConfig:
         world-model` decays over the run's steps (also when it starts from --init).
     """
 
+    PRESET_KIND: ClassVar[str] = "world_model"  # presets: configs/world_model/<name>.yaml
+
     preset: str = "base"
     model: ModelConfig = ModelConfig()
     edm: EDMConfig = EDMConfig()
@@ -155,47 +159,8 @@ class WorldModelConfig:
     training: TrainingConfig = TrainingConfig()
 
 
-PRESETS: dict[str, WorldModelConfig] = {
-    "tiny": WorldModelConfig(
-        preset="tiny",
-        model=ModelConfig(
-            channels=(8, 16),
-            res_blocks=1,
-            patch=2,
-            cond_dim=16,
-            action_embed=4,
-            attention_heads=1,
-            proprio_hidden=(16,),
-        ),
-        optim=dataclasses.replace(OPTIM, learning_rate=2e-3, warmup_steps=0, decay_steps=1000),
-        training=TrainingConfig(ema_decay=0.9),
-    ),
-    "small": WorldModelConfig(
-        preset="small",
-        model=ModelConfig(channels=(32, 64, 96), res_blocks=2, patch=2, cond_dim=256),
-        optim=dataclasses.replace(OPTIM, learning_rate=3e-4),
-        training=TrainingConfig(ema_decay=0.998),
-    ),
-    "base": WorldModelConfig(preset="base"),
-    "large": WorldModelConfig(
-        preset="large",
-        model=ModelConfig(
-            channels=(128, 256, 512, 512),
-            res_blocks=3,
-            cond_dim=512,
-            action_embed=64,
-            attention_heads=8,
-            proprio_hidden=(512, 512),
-        ),
-        optim=dataclasses.replace(OPTIM, learning_rate=1e-4, warmup_steps=1000),
-        training=TrainingConfig(ema_decay=0.9995),
-    ),
-}
-
-
 def preset(name: str, **model_overrides) -> WorldModelConfig:
-    """The named preset with model fields replaced (image_size, action_dim, ... from the data)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
+    """Preset `name` (configs/world_model/<name>.yaml) with model fields replaced (image_size,
+    action_dim, ... from the data)."""
+    cfg = load_preset(WorldModelConfig, name)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_overrides))

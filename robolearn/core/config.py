@@ -1,14 +1,25 @@
-"""Typed configs: frozen dataclasses loaded strictly from mappings and YAML.
+"""Typed configs: frozen dataclasses loaded strictly from mappings and YAML, presets from
+`configs/`, and layered resolution (defaults < a config file < flags < dotted overrides).
 
 Unknown keys and values of the wrong type are errors that name the key, so a typo in a preset
 fails at load time instead of silently falling back to a default.
+
+Presets: a config class that declares `PRESET_KIND: ClassVar[str] = "<kind>"` has named presets in
+`configs/<kind>/<name>.yaml` (shipped inside the package in a wheel). In a mapping resolved for
+such a class, `preset: NAME` (or the bare string NAME) means "that preset, then the other keys of
+this mapping over it".
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,6 +86,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            shown = ", ".join(map(str, choices))
+            raise ConfigError(f"{where}: expected one of {shown}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin in (tuple, list):
@@ -87,6 +104,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 3e-4 as a string: it wants 3.0e-4. Accept what a person writes.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     if isinstance(hint, type) and not isinstance(value, hint):
@@ -94,3 +117,165 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+def require_positive(config: Any, *names: str) -> None:
+    """One-line ConfigError unless every named integer field of `config` is >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+def configs_dir() -> Path:
+    """The `configs/` presets: inside the package in a wheel, beside it in a source checkout."""
+    here = Path(__file__).resolve().parent.parent  # robolearn/
+    for candidate in (here / "configs", here.parent / "configs"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"no configs/ directory beside or inside {here}; reinstall robolearn")
+
+
+def preset_names(kind: str) -> list[str]:
+    """The names of the presets of `kind` (configs/<kind>/*.yaml), sorted."""
+    return sorted(p.stem for p in (configs_dir() / kind).glob("*.yaml"))
+
+
+def preset_dict(kind: str, name: str) -> dict[str, Any]:
+    """The mapping of preset `name` of `kind`; a one-line error naming the choices."""
+    path = configs_dir() / kind / f"{name}.yaml"
+    if not path.is_file():
+        choices = ", ".join(preset_names(kind)) or "none"
+        raise ConfigError(f"unknown {kind} preset {name!r}; choose from {choices}")
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return data
+
+
+def load_preset(cls: type[T], name: str) -> T:
+    """Preset `name` of config class `cls` (which declares PRESET_KIND), loaded strictly."""
+    return resolve(cls, {"preset": name}, where=f"{_kind(cls)} preset {name!r}")
+
+
+def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; nested mappings merge key by key, anything else is replaced."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = deep_merge(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Dotted overrides `KEY.SUB=VALUE` -> a nested mapping; each VALUE is read as YAML (so
+    `steps=10`, `lr=3e-4`, `channels=[32,64]`, `init=null` have their types)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. model.optim.lr=3e-4)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part}")
+        node[leaf] = value
+    return out
+
+
+def resolve(cls: type[T], *layers: Mapping[str, Any], where: str = "config") -> T:
+    """`cls` from mapping layers (later ones win), presets expanded, loaded strictly."""
+    return from_dict(cls, _expand(cls, deep_merge(*layers), where), where)
+
+
+def load_layers(cls: type[T], path: str | Path | None, *layers: Mapping[str, Any]) -> T:
+    """`cls` from a YAML file (None: none) under the given layers, e.g. flags then overrides."""
+    base = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        base = _read_yaml(path) or {}
+        if not isinstance(base, dict):
+            raise ConfigError(f"{path}: expected a mapping of {cls.__name__} keys")
+    return resolve(cls, base, *layers, where=str(path) if path else "config")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """{field: its attribute docstring} of a dataclass (the string literal under each field),
+    its bases' too; '' for an undocumented field. What `--help` shows for each flag."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_attribute_docs(klass))
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
+
+
+@functools.cache
+def _attribute_docs(cls: type) -> dict[str, str]:
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def _kind(cls: type) -> str | None:
+    return getattr(cls, "PRESET_KIND", None)
+
+
+def _expand(cls: type, data: Any, where: str) -> Any:
+    """Expand `preset:` keys (and bare preset names) of presettable configs, recursively."""
+    kind = _kind(cls)
+    if kind and isinstance(data, str):
+        data = {"preset": data}
+    if not isinstance(data, dict):
+        return data
+    if kind and isinstance(data.get("preset"), str):
+        data = deep_merge(preset_dict(kind, data["preset"]), data)
+        if "preset" not in {f.name for f in dataclasses.fields(cls)}:
+            data.pop("preset")  # a class that does not record its preset's name
+    hints = typing.get_type_hints(cls)
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        hint = _dataclass_of(hints[f.name])
+        if hint is not None and f.name in out:
+            out[f.name] = _expand(hint, out[f.name], f"{where}.{f.name}")
+    return out
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass of a field hint (`X` or `X | None`), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        found = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc

@@ -16,7 +16,8 @@ from robolearn.core.augment import random_shift
 from robolearn.core.normalize import NormStats
 from robolearn.core.optim import OptimConfig
 from robolearn.policies.bc import checkpoint as ckpt
-from robolearn.policies.bc.config import PRESETS, BCConfig, TrainingConfig, preset
+from robolearn.core.config import preset_names
+from robolearn.policies.bc.config import BCConfig, TrainingConfig, preset
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll, image_to_float
 from robolearn.policies.bc.train import init_train_state, make_train_step
 
@@ -139,9 +140,9 @@ def test_checkpoint_errors_are_one_line(tmp_path):
 
 
 def test_presets_are_valid():
-    assert set(PRESETS) == {"tiny", "base"}
-    for cfg in PRESETS.values():
-        assert cfg.model.log_std_max <= 0.0
+    assert set(preset_names("policy")) == {"tiny", "base"}
+    for name in preset_names("policy"):
+        assert preset(name).model.log_std_max <= 0.0
 
 
 def _old_layout(root):

@@ -15,7 +15,7 @@ from robolearn.core.config import save_yaml
 from robolearn.core.normalize import NormStats
 from robolearn.core.optim import OptimConfig
 from robolearn.policies.bc import checkpoint as bc_ckpt
-from robolearn.policies.bc.config import PRESETS, ModelConfig
+from robolearn.policies.bc.config import ModelConfig, preset
 from robolearn.policies.ppo import checkpoint as ppo_ckpt
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.ppo.losses import clipped_surrogate, gae, gaussian_log_prob
@@ -62,7 +62,7 @@ def test_log_prob_and_std_floor():
 
 
 TINY = dataclasses.replace(
-    PRESETS["tiny"],
+    preset("tiny"),
     model=ModelConfig(
         image_size=8,
         proprio_dim=2,

@@ -4,11 +4,11 @@ The configs import eagerly (no JAX, so the CLI can declare flags from them); the
 (BCPolicy, load_policy, read_info, CheckpointError) loads JAX on first use.
 """
 
-from robolearn.policies.bc.config import PRESETS, BCConfig, ModelConfig, TrainingConfig
+from robolearn.policies.bc.config import BCConfig, ModelConfig, TrainingConfig, preset
 
 _LAZY = ("BCPolicy", "CheckpointError", "load_policy", "read_info")
 
-__all__ = ["PRESETS", "BCConfig", "ModelConfig", "TrainingConfig", *_LAZY]
+__all__ = ["BCConfig", "ModelConfig", "TrainingConfig", "preset", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -1,9 +1,11 @@
-"""Configs of the BC actor, its optimizer and training, and the named presets (`tiny`, `base`)."""
+"""Configs of the BC actor, its optimizer and training, and the named presets (configs/policy/*.yaml)."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
+from robolearn.core.config import load_preset
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
 
@@ -70,26 +72,16 @@ class BCConfig:
         decays over the run's steps, whatever decay_steps the preset says.
     """
 
+    PRESET_KIND: ClassVar[str] = "policy"  # presets: configs/policy/<name>.yaml
+
     preset: str = "base"
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OPTIM
     training: TrainingConfig = TrainingConfig()
 
 
-PRESETS: dict[str, BCConfig] = {
-    "tiny": BCConfig(
-        preset="tiny",
-        model=ModelConfig(channels=(8, 8), strides=(2, 2), feature_dim=32, hidden=(32,)),
-        optim=dataclasses.replace(OPTIM, learning_rate=1e-3, warmup_steps=0, decay_steps=1000),
-        training=TrainingConfig(shift_pad=2),
-    ),
-    "base": BCConfig(preset="base"),
-}
-
-
 def preset(name: str, **model_overrides) -> BCConfig:
-    """The named preset, with model fields replaced (e.g. image_size, action_dim from the data)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
+    """Preset `name` (configs/policy/<name>.yaml), with model fields replaced (e.g. image_size,
+    action_dim from the data)."""
+    cfg = load_preset(BCConfig, name)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_overrides))

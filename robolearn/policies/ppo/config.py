@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
@@ -44,6 +45,9 @@ class PPOConfig:
     normalize_advantages: per-minibatch advantage standardization.
     critic: the value network's CNN/MLP (same building blocks as the actor, smaller).
     """
+
+    PRESET_KIND: ClassVar[str] = "ppo"  # presets: configs/ppo/<name>.yaml (`ppo: NAME`)
+
 
     rollouts: int = 32
     horizon: int | None = None
