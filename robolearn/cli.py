@@ -1,470 +1,278 @@
-"""`robolearn <command>`: argument parsing and dispatch only; the work lives in robolearn.runs."""
+"""`robolearn <command>`: parsing and dispatch only. Every command's flags come from its typed run
+config (robolearn.core.flags); the work, and what it prints, lives in robolearn.runs.
+
+A command is a row of COMMANDS: its words, a help line, its run config class and its entry point
+`main(cfg, options) -> exit code | None`, both named as "module:attribute" and imported only
+when that command runs (so `robolearn tasks` never imports JAX). Train commands (and the others
+that take a config) also take `--config FILE` (YAML of the run config) and dotted overrides
+`KEY=VALUE` after the flags, resolved as defaults < file < flags < overrides.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import difflib
+import importlib
 import sys
+from collections.abc import Sequence
 
-from robolearn import cli_refine, cli_reward, cli_world
-from robolearn.core.errors import RobolearnError
+from robolearn.core.config import load_layers, parse_overrides, preset_names
+from robolearn.core.errors import ConfigError, RobolearnError
+from robolearn.core.flags import Alias, add_config_flags
+from robolearn.core.rundir import RunOptions
+
+PROG = "robolearn"
+DESCRIPTION = "Robot learning in JAX: world models, rewards, imagination RL, safe robots."
 
 
-def _cmd_tasks(args: argparse.Namespace) -> None:
-    from robolearn import envs
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command. options: which of the shared flags it takes: out (or out_required), resume,
+    quiet, config (--config FILE and KEY=VALUE overrides), distributed (multi-host flags)."""
 
-    suites = ["widowx", "metaworld", "robosuite"]
-    infos = sorted(
-        (envs.task_info(n) for n in envs.task_names()),
-        key=lambda i: (suites.index(i.suite) if i.suite in suites else 9, i.name),
+    words: str
+    help: str
+    config: str
+    run: str
+    options: tuple[str, ...] = ()
+    aliases: tuple[Alias, ...] = ()
+    description: str = ""
+
+
+def _presets(kind: str):
+    return lambda: preset_names(kind)
+
+
+_TRAIN = ("out", "resume", "quiet", "config")
+COMMANDS = (
+    Command("tasks", "list every task: suite, rate, length, instruction, action meaning",
+            "robolearn.runs.tasks:TasksConfig", "robolearn.runs.tasks:main"),
+    Command("eval", "run a policy in a task's simulator: success rate with an interval, a video",
+            "robolearn.runs.eval:EvalConfig", "robolearn.runs.eval:main",
+            ("out", "quiet", "config")),
+    Command("eval world-model", "fidelity of a world model on held-out episodes",
+            "robolearn.runs.eval_world_model:EvalWorldModelConfig",
+            "robolearn.runs.eval_world_model:main", ("out", "quiet", "config")),
+    Command("collect", "record episodes of a policy in a task into an episode store",
+            "robolearn.runs.collect:CollectConfig", "robolearn.runs.collect:main",
+            ("out_required", "quiet", "config")),
+    Command("data info", "episodes, steps, success rate per task and source, size of a store",
+            "robolearn.runs.data:StoreConfig", "robolearn.runs.data:info"),
+    Command("data validate", "read every episode of a store; name the torn or malformed ones",
+            "robolearn.runs.data:StoreConfig", "robolearn.runs.data:validate"),
+    Command("data import rlds", "RLDS / Open X-Embodiment TFRecord files -> an episode store",
+            "robolearn.runs.import_data:ImportRldsConfig", "robolearn.runs.import_data:main_rlds",
+            ("out", "quiet")),
+    Command("data import rosbag", "ROS 2 bags (MCAP or sqlite3) of a WidowX -> an episode store",
+            "robolearn.runs.import_data:ImportRosbagConfig",
+            "robolearn.runs.import_data:main_rosbag", ("out", "quiet")),
+    Command("train bc", "behaviour cloning: Gaussian actor, NLL on demonstrations",
+            "robolearn.runs.train_bc:TrainBCConfig", "robolearn.runs.train_bc:main", _TRAIN,
+            (Alias("--preset", "model.preset", "model size (configs/policy/)",
+                   _presets("policy")),)),
+    Command("train world-model", "diffusion world model of the next frame given frames and actions",
+            "robolearn.runs.train_world_model:TrainWorldModelConfig",
+            "robolearn.runs.train_world_model:main", (*_TRAIN, "distributed"),
+            (Alias("--preset", "model.preset", "model size (configs/world_model/): tiny (tests), "
+                   "small (CPU), base (DIAMOND's), large (GPU/TPU)", _presets("world_model")),)),
+    Command("train reward", "success classifier (reward model) with a calibrated threshold",
+            "robolearn.runs.train_reward:TrainRewardConfig", "robolearn.runs.train_reward:main",
+            ("out", "quiet", "config"),
+            (Alias("--preset", "model.preset", "model size (configs/reward/)", _presets("reward")),
+             Alias("--kind", "model.kind", "cnn: a small CNN from scratch; siglip: SigLIP towers "
+                   "and a success head prompted with the task's instruction (needs --siglip)",
+                   lambda: _load("robolearn.reward_models.config:KINDS")),
+             Alias("--finetune-towers", "model.siglip.finetune_towers", "--kind siglip: train "
+                   "the towers too, at a small learning rate (default: only the head trains)"))),
+    Command("imagine", "a policy acting inside the world model, filmed beside the real simulator",
+            "robolearn.runs.imagine:ImagineConfig", "robolearn.runs.imagine:main",
+            ("out", "config")),
+    Command("label", "copy an episode store with rewards from a reward classifier",
+            "robolearn.runs.label:LabelRunConfig", "robolearn.runs.label:main",
+            ("out_required", "quiet")),
+    Command("refine", "PPO inside the frozen world model: refine a policy in imagination",
+            "robolearn.runs.refine:RefineConfig", "robolearn.runs.refine:main", _TRAIN,
+            (*(Alias("--" + f.replace("_", "-"), "ppo." + f) for f in (
+                "rollouts", "horizon", "epochs", "minibatches")),
+             Alias("--actor-lr", "ppo.actor_optim.learning_rate", "actor Adam learning rate"),
+             Alias("--critic-lr", "ppo.critic_optim.learning_rate", "critic Adam learning rate"),
+             *(Alias("--" + f.replace("_", "-"), "ppo." + f) for f in (
+                 "clip", "gamma", "gae_lambda", "target_kl", "critic_warmup", "std_floor",
+                 "entropy_coef", "bc_coef", "early_bc_coef")),
+             Alias("--reward-kind", "ppo.reward", choices=("binary", "prob")))),
+    Command("bundles", "the shipped model bundles, one line per part (a task's card on request)",
+            "robolearn.runs.bundles:BundlesConfig", "robolearn.runs.bundles:main"),
+    Command("export world-model", "keep a world model's EMA weights only (what bundles ship)",
+            "robolearn.runs.export:ExportConfig", "robolearn.runs.export:world_model"),
+    Command("export policy", "keep a policy's actor weights only (what eval and the robot load)",
+            "robolearn.runs.export:ExportConfig", "robolearn.runs.export:policy"),
+)  # fmt: skip
+
+
+def _load(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _usage_line(command: Command) -> str:
+    return f"usage: {PROG} {command.words} [flags]  (`{PROG} {command.words} --help` lists them)"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line under the command's own usage line."""
+
+    def __init__(self, command: Command, **kwargs):
+        super().__init__(prog=f"{PROG} {command.words}", **kwargs)
+        self.command = command
+
+    def error(self, message: str):
+        sys.stderr.write(f"{_usage_line(self.command)}\n{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser(command: Command) -> tuple[CommandParser, object]:
+    """The parser of one command and the FlagSet of its config's flags."""
+    parser = CommandParser(
+        command, description=command.description or command.help, allow_abbrev=False
     )
-    if args.suite:
-        infos = [i for i in infos if i.suite == args.suite]
-    if args.json:
-        print(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
-        return
-    width = max(len(i.name) for i in infos)
-    print(f"{'task':<{width}}  {'suite':<9}  {'rate':>6}  {'steps':>5}  instruction")
-    for i in infos:
-        print(
-            f"{i.name:<{width}}  {i.suite:<9}  {i.control_hz:>4.0f}Hz  {i.max_steps:>5}  "
-            f"{i.instruction}"
+    opts = set(command.options)
+    flags = add_config_flags(parser, _load(command.config), command.aliases)
+    if "out" in opts:
+        parser.add_argument("--out", help="output directory (default: a new one under ./runs/)")
+    if "out_required" in opts:
+        parser.add_argument("--out", required=True, help="output directory (created if new)")
+    if "resume" in opts:
+        parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    if "quiet" in opts:
+        parser.add_argument("--quiet", action="store_true", help="no progress line")
+    if "config" in opts:
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            help="YAML of this command's settings "
+            "(see configs/); flags and KEY=VALUE overrides go over it",
         )
-    print(
-        "\naction (7-D, normalized to [-1, 1]): delta xyz, delta roll/pitch/yaw, gripper (+1 open)"
-    )
-    seen: dict[str, list[str]] = {}  # one line per distinct meaning, e.g. Meta-World at 80/40 Hz
-    for i in infos:
-        meanings = seen.setdefault(i.suite, [])
-        if i.action_meaning not in meanings:
-            meanings.append(i.action_meaning)
-    for suite, meanings in seen.items():
-        for meaning in meanings:
-            print(f"  {suite}: {meaning}")
-
-
-def _check_run_args(cfg) -> None:
-    """Task name, image size, episode length and policy of an eval/collect config, checked
-    before any output directory is created (each failure is a one-line error)."""
-    from robolearn import envs
-    from robolearn.runs.eval import check_policy
-
-    envs.task_info(cfg.task)
-    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
-    check_policy(cfg, cfg.task, envs.ACTION_DIM)
-
-
-def _cmd_eval(args: argparse.Namespace) -> None:
-    from robolearn.core.errors import ConfigError
-    from robolearn.core.rundir import make_run_dir
-
-    if args.task is None:
-        raise ConfigError("eval needs --task TASK (or `eval world-model` for a world model)")
-    from robolearn.runs.eval import EvalConfig, run_eval
-
-    cfg = EvalConfig(**_rollout_fields(args), video_episodes=args.video_episodes)
-    _check_run_args(cfg)
-    out = make_run_dir(args.out, "eval", f"{cfg.task}-{cfg.policy.rstrip('/').split('/')[-1]}")
-    result = run_eval(cfg, out, progress=not args.quiet)
-    low, high = result["ci95"]
-    print(
-        f"{cfg.task} / {cfg.policy}: success {result['successes']}/{result['episodes']} "
-        f"= {result['success_rate']:.0%} (95% CI {low:.0%}-{high:.0%}), "
-        f"{result['steps_per_second']:.1f} env steps/s"
-    )
-    print(f"results: {out / 'results.json'}")
-    if "video" in result:
-        print(f"video:   {result['video']}")
-
-
-def _cmd_collect(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from robolearn.runs.collect import CollectConfig, run_collect
-
-    cfg = CollectConfig(**_rollout_fields(args), visual_randomization=args.visual_randomization)
-    _check_run_args(cfg)
-    result = run_collect(cfg, Path(args.out), progress=not args.quiet)
-    print(
-        f"{cfg.task} / {cfg.policy}: wrote {result['episodes']} episodes "
-        f"({result['steps']} steps, {result['successes']} successful, "
-        f"{result['steps_per_second']:.0f} steps/s) to {args.out}"
-    )
-
-
-def _cmd_data_info(args: argparse.Namespace) -> None:
-    from robolearn.data.inspect import store_size, summarize_store
-
-    groups, problems = summarize_store(args.dir)
-    episodes = sum(g.episodes for g in groups)
-    steps = sum(g.steps for g in groups)
-    print(
-        f"{args.dir}: {episodes} episodes, {steps} steps, "
-        f"{store_size(args.dir) / 1e6:.1f} MB on disk"
-    )
-    if groups:
-        width = max(len(g.task) for g in groups)
-        print(
-            f"  {'task':<{width}}  {'source':<8}  {'episodes':>8}  {'steps':>7}  "
-            f"{'success':>7}  {'MB':>6}"
+        parser.epilog = (
+            "Any setting, nested ones too, can also be given as a dotted override "
+            "after the flags: KEY=VALUE, e.g. model.optim.learning_rate=1e-4 "
+            "(values are read as YAML)."
         )
-        for g in groups:
-            print(
-                f"  {g.task:<{width}}  {g.source:<8}  {g.episodes:>8}  {g.steps:>7}  "
-                f"{g.success_rate:>7.0%}  {g.bytes / 1e6:>6.1f}"
-            )
-    for line in problems:
-        print(f"  problem: {line}")
+    if "distributed" in opts:
+        parser.add_argument(
+            "--distributed",
+            action="store_true",
+            help="multi-host: join the "
+            "other processes with jax.distributed.initialize() first (auto-"
+            "detected on TPU pods, SLURM and Open MPI)",
+        )
+        parser.add_argument("--coordinator", help="with --distributed: host:port of process 0")
+        parser.add_argument("--num-processes", type=int, help="with --distributed: processes")
+        parser.add_argument("--process-id", type=int, help="with --distributed: this process")
+    return parser, flags  # fmt: skip
 
 
-def _cmd_data_validate(args: argparse.Namespace) -> int:
-    from robolearn.data.inspect import validate_store
-
-    report = validate_store(args.dir)
-    for line in report.bad:
-        print(f"bad: {line}")
-    for path in report.torn:
-        print(f"torn: {path}: its writer stopped mid-episode; readers ignore it (delete it)")
-    verdict = "ok" if report.ok else "problems"
-    print(
-        f"{verdict}: {report.episodes} readable episodes ({report.steps} steps), "
-        f"{len(report.bad)} bad, {len(report.torn)} torn"
-    )
-    return 0 if report.ok else 1
+def find_command(argv: Sequence[str]) -> tuple[Command | None, list[str]]:
+    """The command named by the longest run of leading words of argv, and the rest of argv."""
+    for command in sorted(COMMANDS, key=lambda c: -len(c.words.split())):
+        words = command.words.split()
+        if list(argv[: len(words)]) == words:
+            return command, list(argv[len(words) :])
+    return None, list(argv)
 
 
-def _cmd_data_import_rlds(args: argparse.Namespace) -> None:
-    from robolearn.data.rlds import RldsConfig
-    from robolearn.runs.import_data import import_rlds
-
-    cfg = RldsConfig(image_key=args.image_key, image_size=args.image_size, task=args.task)
-    result = import_rlds(args.paths, args.out, cfg, progress=not args.quiet)
-    print(
-        f"imported {result['episodes']} episodes, {result['steps']} steps "
-        f"({result['episodes_per_second']:.1f} episodes/s; {result['skipped']} skipped, "
-        f"{result['clipped_action_values']} action values clipped to [-1, 1])"
-    )
-    print(f"store: {result['out']}")
-
-
-def _add_data_import_parser(data_sub) -> None:
-    """`robolearn data import <format>`: add under the `data` command's subparsers."""
-    imp = data_sub.add_parser("import", help="convert recorded episodes into an episode store")
-    formats = imp.add_subparsers(dest="format", required=True, metavar="<format>")
-    p = formats.add_parser(
-        "rlds",
-        help="RLDS / Open X-Embodiment TFRecord files (BridgeData V2 layout)",
-        description="Convert RLDS TFRecord episodes (one tf.train.Example per episode, "
-        "steps/<key> features) into an episode store. Actions are normalized to [-1, 1] "
-        "in the BridgeData convention (xyz/0.05 m, rpy/0.25 rad, gripper +1 open); the final "
-        "step's action, which has no next observation, is dropped.",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="TFRecord file(s) to import")
-    p.add_argument(
-        "--out", default=None, help="store directory (default: a new directory under ./runs/)"
-    )
-    p.add_argument(
-        "--image-key",
-        default="observation/image_0",
-        help="camera key without the steps/ prefix (default: observation/image_0)",
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="resize frames to N x N pixels (default: keep the source size)",
-    )
-    p.add_argument(
-        "--task", default="bridge", help="task name written into each episode (default: bridge)"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(func=_cmd_data_import_rlds)
-    _add_rosbag_import_parser(formats)
+def parse(argv: Sequence[str]) -> tuple[Command, argparse.Namespace, object]:
+    """(command, parsed flags, flag set); exits 2 with a one-line error on a bad command line."""
+    command, rest = find_command(argv)
+    if command is None:
+        _top_level(argv)
+    parser, flags = build_parser(command)
+    args, unknown = parser.parse_known_args(rest)
+    takes_overrides = "config" in command.options
+    args.overrides = [u for u in unknown if takes_overrides and _is_override(u)]
+    unknown = [u for u in unknown if u not in args.overrides]
+    if unknown:
+        parser.error(_unknown(parser, unknown, takes_overrides))
+    return command, args, flags
 
 
-def _cmd_data_import_rosbag(args: argparse.Namespace) -> None:
-    from robolearn.data.rosbag import RosbagConfig
-    from robolearn.runs.import_data import import_rosbag
-
-    cfg = RosbagConfig(
-        joint_topic=args.joint_topic,
-        image_topic=args.image_topic,
-        command_topic=args.command_topic,
-        rate_hz=args.rate,
-        image_size=args.image_size or None,
-        episode_gap_s=args.episode_gap,
-        max_age_s=args.max_age,
-        task=args.task,
-        instruction=args.instruction,
-    )
-    result = import_rosbag(args.paths, args.out, cfg, progress=not args.quiet)
-    print(
-        f"imported {result['episodes']} episodes, {result['steps']} steps at {cfg.rate_hz:g} Hz "
-        f"from {result['bags']} bag(s) ({result['dropped_steps']} steps dropped for a stale "
-        f"frame or joint state, {result['clipped_action_values']} action values clipped to "
-        "[-1, 1])"
-    )
-    print(f"store: {result['out']}")
+def _is_override(token: str) -> bool:
+    key, sep, _ = token.partition("=")
+    return bool(sep) and not token.startswith("-") and all(p.isidentifier() for p in key.split("."))
 
 
-def _add_rosbag_import_parser(formats) -> None:
-    """`robolearn data import rosbag`: add under the `data import` formats."""
-    p = formats.add_parser(
-        "rosbag",
-        help="ROS 2 bags (MCAP or sqlite3) of a WidowX: joint states, camera, commands",
-        description="Convert ROS 2 bags (a bag directory, or its .mcap/.db3 file) into an "
-        "episode store, sampled at --rate on a grid aligned with the camera: each step's image "
-        "is the latest frame and its proprio the tip pose (forward kinematics) of the latest "
-        "joint state. Actions are reconstructed from the measured motion in the BridgeData "
-        "convention (delta xyz/0.05 m, delta rpy/0.25 rad, gripper +1 open from the commanded "
-        "finger target or the measured opening), clipped to [-1, 1]. A pause in the joint states "
-        "longer than --episode-gap starts a new episode.",
-    )
-    p.add_argument("paths", nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
-    p.add_argument(
-        "--out", default=None, help="store directory (default: a new directory under ./runs/)"
-    )
-    p.add_argument(
-        "--joint-topic",
-        default="/wx250s/joint_states",
-        help="sensor_msgs/JointState topic (default: /wx250s/joint_states)",
-    )
-    p.add_argument(
-        "--image-topic",
-        default="/wx250s/camera/image_raw",
-        help="sensor_msgs/Image or CompressedImage topic (default: /wx250s/camera/image_raw)",
-    )
-    p.add_argument(
-        "--command-topic",
-        default=None,
-        help="Float64MultiArray, JointGroupCommand or JointTrajectory topic; 'none' ignores "
-        "commands (default: the first present of /wx250s/arm_controller/commands, "
-        "/wx250s/commands/joint_group, /wx250s/arm_controller/joint_trajectory)",
-    )
-    p.add_argument(
-        "--rate", type=float, default=5.0, help="steps per second (default: 5, the policy rate)"
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=64,
-        help="resize frames to N x N pixels; 0 keeps the source size (default: 64)",
-    )
-    p.add_argument(
-        "--episode-gap",
-        type=float,
-        default=1.0,
-        help="a pause in the joint states longer than this many seconds splits episodes "
-        "(default: 1.0)",
-    )
-    p.add_argument(
-        "--max-age",
-        type=float,
-        default=0.2,
-        help="drop a step whose frame or joint state is older than this many seconds "
-        "(default: 0.2)",
-    )
-    p.add_argument(
-        "--task", default="widowx", help="task name written into each episode (default: widowx)"
-    )
-    p.add_argument("--instruction", default="", help="language instruction of the episodes")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(func=_cmd_data_import_rosbag)
+def resolve_config(command: Command, args: argparse.Namespace, flags):
+    """The run config: defaults < --config file < flags < KEY=VALUE overrides."""
+    overrides = parse_overrides(args.overrides)
+    return load_layers(_load(command.config), getattr(args, "config", None), flags.given(args),
+                       overrides)  # fmt: skip
 
 
-def _cmd_train_bc(args: argparse.Namespace) -> None:
-    from robolearn.core.errors import ConfigError
-    from robolearn.core.rundir import make_run_dir
-    from robolearn.runs.train_bc import TrainBCConfig, run_train_bc
-
-    cfg = TrainBCConfig(
-        data=tuple(args.data),
-        preset=args.preset,
-        task=args.task,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        save_every=args.save_every,
-        log_every=args.log_every,
+def _unknown(parser: argparse.ArgumentParser, unknown: list[str], overrides: bool) -> str:
+    bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+    if not bad.startswith("-"):
+        how = "--flag VALUE or KEY=VALUE" if overrides else "--flag VALUE"
+        return f"unexpected argument {bad!r} (settings are given as {how})"
+    known = [s for a in parser._actions for s in a.option_strings]
+    close = difflib.get_close_matches(bad.split("=")[0], known, n=1)
+    return f"unrecognized flag {bad.split('=')[0]}" + (
+        f" (did you mean {close[0]}?)" if close else ""
     )
-    if args.resume and args.out is None:
-        raise ConfigError("--resume needs --out DIR, the run to continue")
-    out = make_run_dir(args.out, "train", f"bc-{args.task or args.preset}")
-    result = run_train_bc(cfg, out, resume=args.resume, progress=not args.quiet)
-    metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
-    print(
-        f"bc: step {result['step']} ({result['trained_steps']} this run, "
-        f"{result['steps_per_second']:.1f} steps/s)  {metrics}"
-    )
-    print(f"checkpoint: {out}")
 
 
-def _add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model from episode stores")
-    train_sub = p.add_subparsers(dest="train_command", required=True, metavar="<model>")
-    p = train_sub.add_parser("bc", help="behaviour cloning: Gaussian actor, NLL on demonstrations")
-    p.add_argument(
-        "--data",
-        action="append",
-        required=True,
-        metavar="DIR",
-        help="episode store directory (repeat for several)",
-    )
-    p.add_argument(
-        "--task", default=None, help="train on this task's episodes (default: the data's only task)"
-    )
-    p.add_argument(
-        "--preset",
-        default="base",
-        choices=["tiny", "base"],
-        help="model size: tiny (tests, seconds) or base (default)",
-    )
-    p.add_argument("--steps", type=int, default=5000, help="total optimizer steps (default: 5000)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="init and data-order seed (default: 0)")
-    p.add_argument(
-        "--save-every", type=int, default=1000, help="checkpoint interval in steps (default: 1000)"
-    )
-    p.add_argument("--log-every", type=int, default=50, help="metrics interval (default: 50)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="run = checkpoint directory (default: a new directory under ./runs/)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last complete checkpoint",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(func=_cmd_train_bc)
-    cli_world.add_train_parser(train_sub)
-    cli_reward.add_train_parser(train_sub)
-
-
-def _add_rollout_args(
-    p: argparse.ArgumentParser, episodes: int, seed_help: str, task_required: bool = True
-) -> None:
-    """The flags of every command that runs a policy in a task (eval, collect)."""
-    p.add_argument(
-        "--task", required=task_required, help="task name (see `robolearn tasks`), e.g. drawer"
-    )
-    p.add_argument(
-        "--policy",
-        default="expert",
-        help="expert | noisy | random: the task's scripted expert, the expert with "
-        "Gaussian action noise, or uniform random actions; or a checkpoint directory from "
-        "`robolearn train bc`, or a shipped part such as bundle:drawer/bc (default: expert)",
-    )
-    p.add_argument(
-        "--episodes", type=int, default=episodes, help=f"number of episodes (default: {episodes})"
-    )
-    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: 0)")
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=64,
-        help="camera image side in pixels, 16..256 (default: 64)",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="episode length in control steps (default: the task's)",
-    )
-    p.add_argument(
-        "--noise-std",
-        type=float,
-        default=0.3,
-        help="action noise std of the noisy expert, normalized units (default: 0.3)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-
-
-def _rollout_fields(args: argparse.Namespace) -> dict:
-    """The config fields shared by EvalConfig and CollectConfig, from the rollout flags."""
-    names = ("task", "policy", "episodes", "seed", "image_size", "max_steps", "noise_std")
-    return {name: getattr(args, name) for name in names}
-
-
-def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command (also used to test that --help works)."""
-    parser = argparse.ArgumentParser(
-        prog="robolearn",
-        description="Robot learning in JAX: world models, rewards, imagination RL, safe robots.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-
-    p = sub.add_parser("tasks", help="list every task with its suite, rate and instruction")
-    p.add_argument(
-        "--suite", choices=["widowx", "metaworld", "robosuite"], help="only the tasks of this suite"
-    )
-    p.add_argument("--json", action="store_true", help="print the task table as JSON")
-    p.set_defaults(func=_cmd_tasks)
-
-    p = sub.add_parser("eval", help="run a policy in a task's simulator: success rate and a video")
-    # --task is checked in _cmd_eval: `eval world-model` does not take it.
-    _add_rollout_args(p, episodes=50, seed_help="base seed of the episodes", task_required=False)
-    p.add_argument(
-        "--video-episodes",
-        type=int,
-        default=3,
-        help="how many of the first episodes to film into video.mp4 (default: 3; 0: none)",
-    )
-    p.add_argument(
-        "--out", default=None, help="output directory (default: a new directory under ./runs/)"
-    )
-    p.set_defaults(func=_cmd_eval)
-    cli_world.add_eval_parser(p)
-
-    p = sub.add_parser("collect", help="record episodes of a policy in a task into a store")
-    _add_rollout_args(
-        p,
-        episodes=10,
-        seed_help="base seed; episode k of the store resets with a seed derived from (seed, k), "
-        "so appending never repeats an initial state",
-    )
-    p.add_argument(
-        "--out", required=True, help="episode store directory; created if new, appended to"
-    )
-    p.add_argument(
-        "--visual-randomization",
-        action="store_true",
-        help="randomize light, colours and camera pose per episode",
-    )
-    p.set_defaults(func=_cmd_collect)
-
-    p = sub.add_parser("data", help="inspect, validate and import episode stores")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="<subcommand>")
-    q = data_sub.add_parser("info", help="episodes, steps, success rate per task and source, size")
-    q.add_argument("dir", help="episode store directory")
-    q.set_defaults(func=_cmd_data_info)
-    q = data_sub.add_parser("validate", help="read every episode; name the torn or malformed ones")
-    q.add_argument("dir", help="episode store directory")
-    q.set_defaults(func=_cmd_data_validate)
-    _add_data_import_parser(data_sub)
-    _add_train_parser(sub)
-    cli_world.add_imagine_parser(sub)
-    cli_reward.add_label_parser(sub)
-    cli_refine.add_refine_parser(sub)
-    cli_world.add_bundles_parser(sub)
-    cli_world.add_export_parser(sub)
-    return parser
+def _top_level(argv: Sequence[str]):
+    """`robolearn`, `robolearn --help`, or an unknown command: the command list (exits)."""
+    lines = [f"usage: {PROG} <command> [flags]", "", DESCRIPTION, "", "commands:"]
+    width = max(len(c.words) for c in COMMANDS)
+    lines += [f"  {c.words:<{width}}  {c.help}" for c in COMMANDS]
+    lines += ["", f"`{PROG} <command> --help` explains every flag of a command."]
+    if not argv or argv[0] in ("-h", "--help"):
+        print("\n".join(lines))
+        sys.exit(0)
+    close = difflib.get_close_matches(" ".join(argv[:2]), [c.words for c in COMMANDS], n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else f"; `{PROG} --help` lists the commands"
+    sys.stderr.write(f"usage: {PROG} <command> [flags]\n{PROG}: error: unknown command "
+                     f"{' '.join(argv[:2])!r}{hint}\n")  # fmt: skip
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `robolearn` console script."""
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command, args, flags = parse(argv)
     try:
-        code = args.func(args)
+        cfg = resolve_config(command, args, flags)
+        if getattr(args, "resume", False) and args.out is None:
+            raise ConfigError("--resume needs --out DIR, the run to continue")
+        options = RunOptions(
+            out=getattr(args, "out", None),
+            resume=getattr(args, "resume", False),
+            progress=not getattr(args, "quiet", False),
+            distributed=getattr(args, "distributed", False),
+            coordinator=getattr(args, "coordinator", None),
+            num_processes=getattr(args, "num_processes", None),
+            process_id=getattr(args, "process_id", None),
+        )
+        return _load(command.run)(cfg, options) or 0
     except RobolearnError as exc:
-        print(f"robolearn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {command.words}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"robolearn {args.command}: interrupted", file=sys.stderr)
+        print(f"{PROG} {command.words}: interrupted", file=sys.stderr)
         return 130
-    return code or 0
+
+
+class _CompatParser:
+    """`make_parser().parse_args(argv)`: checks a command line (exits 2 on a bad one) without
+    running it, as tests of documented commands do."""
+
+    def parse_args(self, argv: Sequence[str]) -> argparse.Namespace:
+        return parse(argv)[1]
+
+
+def make_parser() -> _CompatParser:
+    """A checker of command lines; see _CompatParser."""
+    return _CompatParser()
 
 
 if __name__ == "__main__":

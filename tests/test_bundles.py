@@ -26,8 +26,8 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
         assert f" {step} " in line and " drawer " in line
     assert "## How it was made" not in text  # the card only on request
     by_name = {line.split()[0]: line for line in lines[2:]}
-    assert "BC policy, base preset" in by_name["bundle:drawer/bc"]
-    assert "PPO policy: bundle:drawer/bc-3demos" in by_name["bundle:drawer/refined"]
+    assert "BC policy, actor only, base preset" in by_name["bundle:drawer/bc"]
+    assert "PPO policy, actor only: bundle:drawer/bc-3demos" in by_name["bundle:drawer/refined"]
     assert "cnn reward classifier" in by_name["bundle:drawer/reward"]
     assert "threshold 0.50" in by_name["bundle:drawer/reward"]
     wm = by_name["bundle:drawer/world-model"]

@@ -149,10 +149,11 @@ def _world_model_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
 def _policy_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
     kind, steps = marker.get("kind", "bc"), _latest_step(root)
     params = _params(root, steps, "params")
+    weights = ", actor only" if marker.get("weights") == "actor" else ""
     if kind != "ppo":
-        what = f"{kind.upper()} policy, {cfg.get('preset', '?')} preset"
+        what = f"{kind.upper()} policy{weights}, {cfg.get('preset', '?')} preset"
         return _Facts(what, marker["task"], steps, params)
-    what = f"PPO policy: {marker.get('parent') or '?'} refined in imagination"
+    what = f"PPO policy{weights}: {marker.get('parent') or '?'} refined in imagination"
     ppo = _yaml(root / "refine.yaml").get("ppo", {})
     if ppo:
         what += f", {ppo['rollouts']} imagined {ppo['horizon']}-step episodes per iteration"

@@ -193,6 +193,33 @@ def restore_latest(
     return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
+def restore_part(manager: ocp.CheckpointManager, abstract: dict, step: int | None = None) -> dict:
+    """Only the top-level entries of `abstract` (e.g. {"step", "params"}) of a saved pytree,
+    restored into those shapes; the rest (optimizer state, a critic) is never read from disk.
+    A one-line CheckpointError when there is no complete checkpoint or the entries differ."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), abstract)
+    args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+    try:
+        return manager.restore(step, args=args)
+    except (ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{manager.directory}/{step}: does not fit ({first})") from exc
+
+
+def save_tree(root: str | Path, tree: dict, step: int) -> None:
+    """Write `tree` (a pytree of arrays) as root/checkpoints/<step>/, the only step kept."""
+    manager = make_manager(root, max_to_keep=1)
+    try:
+        manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
 def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
     """The orbax manager of root/checkpoints (keeps the newest `max_to_keep` steps)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)

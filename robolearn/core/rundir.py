@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from pathlib import Path
+
+from robolearn.core.errors import ConfigError
 
 
 def make_run_dir(out: str | Path | None, command: str, tag: str = "") -> Path:
@@ -24,3 +27,28 @@ def make_run_dir(out: str | Path | None, command: str, tag: str = "") -> Path:
             path = Path("runs") / f"{name}-{suffix}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a command runs, beside what it computes (its run config): where it writes, whether it
+    resumes, whether it shows progress, and how a multi-host job joins its peers.
+
+    out: the output directory (None: a new one under ./runs/, see make_run_dir).
+    distributed: join the other processes with jax.distributed.initialize() first; coordinator,
+        num_processes, process_id: its arguments (None: auto-detected on TPU pods, SLURM, MPI).
+    """
+
+    out: str | None = None
+    resume: bool = False
+    progress: bool = True
+    distributed: bool = False
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+    def run_dir(self, command: str, tag: str = "") -> Path:
+        """The output directory of this run (created); `--resume` needs an explicit --out."""
+        if self.resume and self.out is None:
+            raise ConfigError("--resume needs --out DIR, the run to continue")
+        return make_run_dir(self.out, command, tag)

@@ -9,36 +9,58 @@ from pathlib import Path
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
+from robolearn.core.rundir import RunOptions
 from robolearn.core.seeds import episode_seed
 from robolearn.core.spec import ACTION_NAMES
 from robolearn.data.episode import EpisodeMeta
 from robolearn.data.recorder import EpisodeRecorder
 from robolearn.data.store import create_store
-from robolearn.runs.eval import SCRIPTED, make_policy
+from robolearn.runs.eval import SCRIPTED, check_run_config, make_policy
 
 
 @dataclasses.dataclass(frozen=True)
 class CollectConfig:
-    """What `robolearn collect` records.
+    """What `robolearn collect` records (saved under the store's logs/).
 
-    policy: expert | noisy | random (the task's scripted sources) or a policy checkpoint.
     Episode k of the store (its file index) resets with episode_seed(seed, k, "collect"), so reruns
     that append to a store continue with fresh initial states instead of repeating earlier ones,
     and no collected initial state is ever one that `robolearn eval` tests on.
     """
 
-    task: str
+    task: str = ""
+    """task name (see `robolearn tasks`), e.g. drawer"""
     policy: str = "expert"
+    """expert | noisy | random, a policy checkpoint or a shipped part (e.g. bundle:drawer/bc)"""
     episodes: int = 10
+    """number of episodes to add"""
     seed: int = 0
+    """base seed; episode k of the store resets with a seed derived from (seed, k), so appending
+    never repeats an initial state"""
     image_size: int = 64
+    """camera image side in pixels, 16..256"""
     max_steps: int | None = None
+    """episode length in control steps (default: the task's)"""
     noise_std: float = 0.3
+    """action noise std of the noisy expert, in normalized units"""
     visual_randomization: bool = False
+    """randomize light, colours and camera pose per episode"""
 
     def __post_init__(self):
+        if not self.task:
+            raise ConfigError("collect needs --task TASK (see `robolearn tasks`)")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+
+
+def main(cfg: CollectConfig, options: RunOptions) -> None:
+    """`robolearn collect`: record into the store --out, print what was added."""
+    check_run_config(cfg)
+    result = run_collect(cfg, Path(options.out), progress=options.progress)
+    print(
+        f"{cfg.task} / {cfg.policy}: wrote {result['episodes']} episodes "
+        f"({result['steps']} steps, {result['successes']} successful, "
+        f"{result['steps_per_second']:.0f} steps/s) to {options.out}"
+    )
 
 
 def source_of(policy: str) -> str:

@@ -11,6 +11,7 @@ from robolearn import bundles
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.progress import Progress
+from robolearn.core.rundir import RunOptions
 from robolearn.core.seeds import episode_seed
 from robolearn.core.stats import wilson_interval
 from robolearn.core.video import VideoWriter, caption_frame
@@ -20,30 +21,63 @@ SCRIPTED = ("expert", "noisy", "random")
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """What `robolearn eval` runs.
+    """What `robolearn eval` runs (saved as config.yaml in the run)."""
 
-    policy: "expert", "noisy" or "random" (the task's scripted sources), a checkpoint
-        directory written by `robolearn train bc` or a shipped part such as bundle:drawer/bc
-        (its mean action is used).
-    seed: base seed; episode i resets the task with a seed derived from (seed, i), so two runs
-        with different base seeds never share an initial state by construction.
-    """
-
-    task: str
+    task: str = ""
+    """task name (see `robolearn tasks`), e.g. drawer"""
     policy: str = "expert"
+    """expert | noisy | random, a policy checkpoint or a shipped part (e.g. bundle:drawer/bc)"""
     episodes: int = 50
+    """number of episodes"""
     seed: int = 0
+    """base seed: episode i resets with a seed derived from (seed, i); evaluation seeds never
+    coincide with collection seeds"""
     image_size: int = 64
+    """camera image side in pixels, 16..256"""
     max_steps: int | None = None
+    """episode length in control steps (default: the task's)"""
     video_episodes: int = 3
+    """how many of the first episodes to film into video.mp4 (0: none)"""
     noise_std: float = 0.3
+    """action noise std of the noisy expert, in normalized units"""
 
     def __post_init__(self):
+        if not self.task:
+            raise ConfigError(
+                "eval needs --task TASK (see `robolearn tasks`; `robolearn eval world-model` "
+                "evaluates a world model)"
+            )
         check_policy_name(self.policy)
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.video_episodes < 0:
             raise ConfigError(f"video_episodes must be >= 0, got {self.video_episodes}")
+
+
+def check_run_config(cfg) -> None:
+    """Task, image size, episode length and policy of an eval/collect config, checked before any
+    output directory is created (each failure is a one-line error)."""
+    from robolearn import envs
+
+    envs.task_info(cfg.task)
+    envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
+    check_policy(cfg, cfg.task, envs.ACTION_DIM)
+
+
+def main(cfg: EvalConfig, options: RunOptions) -> None:
+    """`robolearn eval`: evaluate, print the success rate with its interval and the outputs."""
+    check_run_config(cfg)
+    out = options.run_dir("eval", f"{cfg.task}-{cfg.policy.rstrip('/').split('/')[-1]}")
+    result = run_eval(cfg, out, progress=options.progress)
+    low, high = result["ci95"]
+    print(
+        f"{cfg.task} / {cfg.policy}: success {result['successes']}/{result['episodes']} "
+        f"= {result['success_rate']:.0%} (95% CI {low:.0%}-{high:.0%}), "
+        f"{result['steps_per_second']:.1f} env steps/s"
+    )
+    print(f"results: {out / 'results.json'}")
+    if "video" in result:
+        print(f"video:   {result['video']}")
 
 
 def check_policy_name(policy: str) -> None:

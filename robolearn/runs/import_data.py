@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from robolearn.core.errors import RobolearnError
+from robolearn.core.flags import flag
 from robolearn.core.progress import Progress
-from robolearn.core.rundir import make_run_dir
+from robolearn.core.rundir import RunOptions, make_run_dir
 from robolearn.data.rlds import RldsConfig, iter_rlds_episodes
 from robolearn.data.rosbag import RosbagConfig, RosbagError, bag_to_episodes, check_bag
 from robolearn.data.store import create_store, write_episode
@@ -135,3 +137,93 @@ def import_rosbag(
     summary["episodes_per_second"] = summary["episodes"] / elapsed if elapsed > 0 else 0.0
     summary["out"] = str(store)
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportRldsConfig:
+    """What `robolearn data import rlds` converts. Actions are normalized to [-1, 1] in the
+    BridgeData convention (xyz/0.05 m, rpy/0.25 rad, gripper +1 open); the final step's action,
+    which has no next observation, is dropped."""
+
+    paths: tuple[str, ...] = dataclasses.field(
+        default=(), metadata=flag(positional=True, metavar="PATH")
+    )
+    """RLDS TFRecord file(s) (one tf.train.Example per episode, steps/<key> features)"""
+    image_key: str = "observation/image_0"
+    """camera key without the steps/ prefix"""
+    image_size: int | None = None
+    """resize frames to N x N pixels (default: keep the source size)"""
+    task: str = "bridge"
+    """task name written into each episode"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportRosbagConfig:
+    """What `robolearn data import rosbag` converts: ROS 2 bags (a bag directory, or its .mcap/
+    .db3 file) sampled at --rate on a grid aligned with the camera. Each step's image is the
+    latest frame, its proprio the tip pose (forward kinematics) of the latest joint state;
+    actions are reconstructed from the measured motion in the BridgeData convention (gripper +1
+    open from the commanded finger target or the measured opening), clipped to [-1, 1]."""
+
+    paths: tuple[str, ...] = dataclasses.field(
+        default=(), metadata=flag(positional=True, metavar="BAG")
+    )
+    """bag directories or .mcap/.db3 files"""
+    joint_topic: str = RosbagConfig.joint_topic
+    """sensor_msgs/JointState topic"""
+    image_topic: str = RosbagConfig.image_topic
+    """sensor_msgs/Image or CompressedImage topic"""
+    command_topic: str | None = None
+    """Float64MultiArray, JointGroupCommand or JointTrajectory topic; 'none' ignores commands
+    (default: the first present of the arm controller, joint group and trajectory topics)"""
+    rate: float = RosbagConfig.rate_hz
+    """steps per second (the policy rate)"""
+    image_size: int = 64
+    """resize frames to N x N pixels; 0 keeps the source size"""
+    episode_gap: float = RosbagConfig.episode_gap_s
+    """a pause in the joint states longer than this many seconds starts a new episode"""
+    max_age: float = RosbagConfig.max_age_s
+    """drop a step whose frame or joint state is older than this many seconds"""
+    task: str = RosbagConfig.task
+    """task name written into each episode"""
+    instruction: str = ""
+    """language instruction of the episodes"""
+
+    def rosbag(self) -> RosbagConfig:
+        """The importer's config."""
+        return RosbagConfig(
+            joint_topic=self.joint_topic,
+            image_topic=self.image_topic,
+            command_topic=self.command_topic,
+            rate_hz=self.rate,
+            image_size=self.image_size or None,
+            episode_gap_s=self.episode_gap,
+            max_age_s=self.max_age,
+            task=self.task,
+            instruction=self.instruction,
+        )
+
+
+def main_rlds(cfg: ImportRldsConfig, options: RunOptions) -> None:
+    """`robolearn data import rlds`: import and print what was written."""
+    rlds = RldsConfig(image_key=cfg.image_key, image_size=cfg.image_size, task=cfg.task)
+    result = import_rlds(list(cfg.paths), options.out, rlds, progress=options.progress)
+    print(
+        f"imported {result['episodes']} episodes, {result['steps']} steps "
+        f"({result['episodes_per_second']:.1f} episodes/s; {result['skipped']} skipped, "
+        f"{result['clipped_action_values']} action values clipped to [-1, 1])"
+    )
+    print(f"store: {result['out']}")
+
+
+def main_rosbag(cfg: ImportRosbagConfig, options: RunOptions) -> None:
+    """`robolearn data import rosbag`: import and print what was written."""
+    rosbag = cfg.rosbag()
+    result = import_rosbag(list(cfg.paths), options.out, rosbag, progress=options.progress)
+    print(
+        f"imported {result['episodes']} episodes, {result['steps']} steps at {cfg.rate:g} Hz "
+        f"from {result['bags']} bag(s) ({result['dropped_steps']} steps dropped for a stale "
+        f"frame or joint state, {result['clipped_action_values']} action values clipped to "
+        "[-1, 1])"
+    )
+    print(f"store: {result['out']}")

@@ -389,7 +389,7 @@ def _error(tmp_path, capsys, *args) -> str:
     argv = ["data", "import", "rosbag", *map(str, args), "--out", str(out), "--quiet"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("robolearn data: error: ") and "\n" not in err
+    assert err.startswith("robolearn data import rosbag: error: ") and "\n" not in err
     assert not out.exists()  # checked before anything is written
     return err
 

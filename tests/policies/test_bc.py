@@ -13,11 +13,10 @@ from flax import nnx
 
 from robolearn import bundles
 from robolearn.core.augment import random_shift
-from robolearn.core.normalize import NormStats
-from robolearn.core.optim import OptimConfig
-from robolearn.policies.bc import checkpoint as ckpt
 from robolearn.core.config import preset_names
-from robolearn.policies.bc.config import BCConfig, TrainingConfig, preset
+from robolearn.core.normalize import NormStats
+from robolearn.policies.bc import checkpoint as ckpt
+from robolearn.policies.bc.config import preset
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll, image_to_float
 from robolearn.policies.bc.train import init_train_state, make_train_step
 
@@ -169,22 +168,19 @@ def test_old_layout_checkpoint_loads_like_the_new_one(tmp_path):
     np.testing.assert_array_equal(ckpt.load_policy(tmp_path)(obs), new)
 
 
-def test_shipped_bundle_in_the_old_layout_loads_and_its_train_state_restores():
-    root = Path(bundles.resolve("bundle:drawer/bc"))
-    old_stats = json.loads((root / "stats.json").read_text())
-    assert "proprio_mean" in old_stats  # the bundle keeps the old layout: this tests migration
-    cfg, stats = ckpt.read_config(root)
-    assert cfg == BCConfig(
-        optim=OptimConfig(3e-4, weight_decay=1e-4, warmup_steps=100, decay_steps=5000),
-        training=TrainingConfig(shift_pad=4, nll_beta=0.5),
-    )
-    np.testing.assert_array_equal(stats.mean, np.float32(old_stats["proprio_mean"]))
-    np.testing.assert_array_equal(stats.std, np.float32(old_stats["proprio_std"]))
-    assert stats.delta_std is None
-    # the whole TrainState, optimizer state included, restores into make_optimizer's chain
-    manager = ckpt.make_manager(root)
-    try:
-        _, state = ckpt.restore_state(manager, cfg)
-    finally:
-        manager.close()
-    assert int(state.step) == 5000 and int(state.opt_state[1][0].count) == 5000
+@pytest.mark.parametrize("part", ["bc", "bc-3demos", "refined"])
+def test_shipped_policies_are_actor_only_exports(part):
+    """The bundle's policies hold the actor's parameters only (no optimizer state, no critic) and
+    load as policies; the refined one needs no PPO code to load."""
+    import orbax.checkpoint as ocp
+
+    root = Path(bundles.resolve(f"bundle:drawer/{part}"))
+    assert ckpt.read_info(root).weights == "actor"
+    step_dir = next((root / "checkpoints").iterdir()) / "default"
+    assert set(ocp.StandardCheckpointer().metadata(step_dir).item_metadata.tree) == {
+        "step",
+        "params",
+    }
+    policy = ckpt.load_policy(root, "drawer", 7)
+    action = policy({"image": np.zeros((64, 64, 3), np.uint8), "proprio": np.zeros(7)})
+    assert action.shape == (7,) and np.all(np.abs(action) <= 1)

@@ -61,7 +61,9 @@ def test_bundles_command_lists_parts_with_the_card(capsys):
     assert main(["bundles"]) == 0
     printed = capsys.readouterr().out
     assert "bundle:drawer/world-model" in printed and "bundle:drawer/bc" in printed
-    assert "robolearn train world-model" in printed
+    assert "robolearn train world-model" not in printed  # the card only on request
+    assert main(["bundles", "--card", "drawer"]) == 0
+    assert "robolearn train world-model" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("part", ["bc", "refined"])

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -11,6 +12,8 @@ from robolearn.cli import main
 from robolearn.data.store import create_store
 from robolearn.data.synthetic import write_random_store
 from robolearn.policies.bc import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _store(path, task="drawer", episodes=3, steps=6, action_dim=7, size=64):
@@ -125,3 +128,45 @@ def test_eval_refuses_checkpoints_of_another_task(trained, tmp_path, capsys):
     assert f"{tmp_path}: not a policy checkpoint" in err
     err = _error(["eval", "--task", "drawer", "--policy", str(run), "--image-size", "32"], capsys)
     assert "evaluate with --image-size 64" in err
+
+
+def test_train_from_a_config_file_with_overrides_writes_tensorboard_and_the_resolved_config(
+    tmp_path,
+):
+    """`--config configs/runs/bc-drawer.yaml` with the data and size overridden: the run's
+    train.yaml holds the resolved model (data-derived sizes, decay over the run's steps), and the
+    metrics reach TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from robolearn.core.config import load_yaml
+    from robolearn.runs.train_bc import TrainBCConfig
+
+    data = _store(tmp_path / "data", size=32)
+    config = ROOT / "configs" / "runs" / "bc-drawer.yaml"
+    argv = ["train", "bc", "--config", str(config), "--steps", "3", "--out", str(tmp_path / "run")]
+    argv += ["--quiet", f"data=[{data}]", "model.preset=tiny", "log_every=1", "batch_size=4"]
+    assert main(argv) == 0
+    resolved = load_yaml(TrainBCConfig, tmp_path / "run" / "train.yaml")
+    assert resolved.data == (str(data),) and resolved.steps == 3
+    assert resolved.model.preset == "tiny" and resolved.model.model.image_size == 32
+    assert resolved.model.optim.decay_steps == 3
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("nll")] == [1, 2, 3]
+    export = ckpt.read_info(tmp_path / "run" / ckpt.EXPORT_DIR)
+    assert export.weights == "actor" and ckpt.load_policy(tmp_path / "run" / "policy").step == 3
+
+
+def test_the_actor_export_holds_no_optimizer_state(trained):
+    """OUT/policy: only the actor's parameters (and the step), a third of the training state."""
+    import orbax.checkpoint as ocp
+
+    _, run = trained
+    step_dir = run / ckpt.EXPORT_DIR / "checkpoints" / "2" / "default"
+    tree = ocp.StandardCheckpointer().metadata(step_dir).item_metadata.tree
+    assert set(tree) == {"step", "params"}
+
+    def size(path):
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+    assert size(run / ckpt.EXPORT_DIR / "checkpoints") < size(run / "checkpoints") / 2

@@ -7,7 +7,16 @@ Layout of a checkpoint (= training run) directory DIR:
     DIR/config.yaml            the BCConfig (model, optimizer, training) it was trained with
     DIR/stats.json             proprio normalization (robolearn.core.normalize.NormStats):
                                {"mean": [P], "std": [P]}
-    DIR/checkpoints/<step>/    orbax TrainState (params, optimizer state, rng, step)
+    DIR/checkpoints/<step>/    orbax TrainState (params, optimizer state, rng, step); a refined
+                               policy's RefineState (robolearn.policies.ppo.checkpoint)
+    DIR/policy/                the actor-only export of the latest step (below), written by
+                               `train bc` and `refine` at every save
+
+An actor-only export (what bundles ship and the robot PC loads; `robolearn export policy`) is the
+same layout with "weights": "actor" in the marker and checkpoints/<step>/ holding only
+{"step", "params"}: no optimizer state, no critic. Every consumer (eval, collect, imagine, the
+bridge) loads a policy the same way from either: only the actor's parameters are read from disk
+(orbax partial restore), so loading never needs PPO or an optimizer.
 
 Orbax writes each step to a temporary directory and renames it when complete, and only lists
 complete steps, so `latest_step` after a kill is the last complete checkpoint. Nothing here
@@ -20,30 +29,43 @@ and nll_beta under `optim` (now `training`), stats.json as {"proprio_mean", "pro
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
     CheckpointError,
     CheckpointFiles,
     CheckpointFormat,
+    abstract_init,
     make_manager,
     move_keys,
     restore_latest,
+    restore_part,
     save_state,
+    save_tree,
 )
 from robolearn.core.normalize import NormStats
 from robolearn.core.train_state import TrainState
 from robolearn.policies.bc.config import BCConfig
+from robolearn.policies.bc.model import GaussianActor
 from robolearn.policies.bc.train import init_train_state, make_act_fn
 
 FORMAT = "robolearn-policy"
 VERSION = 1
 MARKER = "robolearn-policy.json"
 KINDS = ("bc", "ppo")
+WEIGHTS = ("train", "actor")
+EXPORT_DIR = "policy"
+# The run's settings and curve travel with an export, so it still says how it was made.
+PROVENANCE = ("train.yaml", "refine.yaml", "metrics.jsonl")
 OLD_STATS_KEYS = {"proprio_mean": "mean", "proprio_std": "std"}
 
 
@@ -51,8 +73,9 @@ OLD_STATS_KEYS = {"proprio_mean": "mean", "proprio_std": "std"}
 class PolicyInfo:
     """What a checkpoint was trained for (robolearn-policy.json).
 
-    kind: "bc" (robolearn train bc) or "ppo" (robolearn refine; its orbax state is a
-    RefineState, see robolearn.policies.ppo.checkpoint); parent: the policy it was refined from.
+    kind: "bc" (robolearn train bc) or "ppo" (robolearn refine); parent: the policy it was
+    refined from. weights: "train" (a training run: checkpoints hold its whole training state)
+    or "actor" (an export: checkpoints hold {"step", "params"} only).
     """
 
     task: str
@@ -61,10 +84,13 @@ class PolicyInfo:
     image_size: int
     kind: str = "bc"
     parent: str = ""
+    weights: str = "train"
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown policy kind {self.kind!r} (known: {', '.join(KINDS)})")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"unknown weights {self.weights!r} (known: {', '.join(WEIGHTS)})")
 
 
 def migrate_config(data: dict) -> dict:
@@ -93,6 +119,48 @@ def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: NormStats) ->
     CHECKPOINT.write_info(root, info)
 
 
+def restore_actor(root: str | Path, cfg: BCConfig, step: int | None = None):
+    """(graphdef, params, step) of the actor of a policy checkpoint of any kind and weights:
+    only {"step", "params"} are read (robolearn.core.checkpoint.restore_part)."""
+    graphdef, params = abstract_init(lambda rng: nnx.split(GaussianActor(cfg.model, nnx.Rngs(rng))))
+    abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params}
+    manager = make_manager(root)
+    try:
+        restored = restore_part(manager, abstract, step)
+    finally:
+        manager.close()
+    return graphdef, restored["params"], int(restored["step"])
+
+
+def export_actor(root: str | Path, dst: str | Path, params=None, step: int | None = None) -> Path:
+    """Write the actor-only export of policy checkpoint `root` into `dst` (replaced if it is an
+    export already; refused if it is anything else that is not empty). params/step: the actor to
+    write (default: the latest checkpoint's). Returns `dst`."""
+    root, dst = Path(root), Path(dst)
+    info = read_info(root)
+    cfg, stats = read_config(root)
+    if params is None:
+        _, params, step = restore_actor(root, cfg)
+    if dst.exists() and any(dst.iterdir()):
+        try:
+            replace = read_info(dst).weights == "actor"
+        except CheckpointError:
+            replace = False
+        if not replace:
+            raise CheckpointError(f"{dst}: exists and is not a policy export; choose a new --out")
+    tmp = dst.with_name(dst.name + ".writing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_info(tmp, dataclasses.replace(info, weights="actor"), cfg, stats)
+    save_tree(tmp, {"step": jnp.asarray(step, jnp.int32), "params": params}, step)
+    for name in PROVENANCE:
+        if (root / name).is_file():
+            shutil.copy2(root / name, tmp / name)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)  # a reader sees the old export or the new one, never half of one
+    return dst
+
+
 def restore_state(
     manager: ocp.CheckpointManager, cfg: BCConfig, step: int | None = None
 ) -> tuple[object, TrainState]:
@@ -110,18 +178,9 @@ class BCPolicy:
 
     def __init__(self, root: Path, info: PolicyInfo, deterministic: bool = True, seed: int = 0):
         cfg, stats = read_config(root)
-        manager = make_manager(root)
-        try:
-            if info.kind == "ppo":
-                from robolearn.policies.ppo.checkpoint import restore_refine_state
-
-                (graphdef, _), state = restore_refine_state(manager, root, cfg)
-            else:
-                graphdef, state = restore_state(manager, cfg)
-        finally:
-            manager.close()
-        self.root, self.info, self.config, self.step = root, info, cfg, int(state.step)
-        self.params, self.graphdef, self.stats = state.params, graphdef, stats
+        graphdef, params, step = restore_actor(root, cfg)
+        self.root, self.info, self.config, self.step = root, info, cfg, step
+        self.params, self.graphdef, self.stats = params, graphdef, stats
         self.deterministic = deterministic
         # apply(params, image [B, H, W, 3] uint8, proprio [B, P]) -> (mean, log_std) [B, A]:
         # pure and jitted, so imagination can call it inside lax.scan.

@@ -16,58 +16,63 @@ CRITIC = ModelConfig(channels=(16, 32, 32, 32), feature_dim=128, hidden=(128, 12
 class PPOConfig:
     """PPO over imagined episodes (World4RL section 1; values World4RL leaves open are ours).
 
-    rollouts: imagined episodes per iteration, each `horizon` steps from a real first frame.
-    gamma/gae_lambda: discount and GAE lambda. The episode ends at the horizon (as the real one
-        does): the last step does not bootstrap.
-    clip: PPO ratio clip; epochs x minibatches updates per iteration.
-    actor_optim/critic_optim: the two optimizers (robolearn.core.optim): Adam at a constant
-        rate (no weight decay, no schedule), gradients clipped at a global norm of 0.5. The
-        actor's rate is small on purpose: at 1e-4 a single Adam step moved the drawer BC policy
-        to a KL of 1.8 and its real success to 0 % (measured); at 1e-5 the KL stays near 0.01.
-    target_kl: the actor stops updating for the rest of an iteration once the approximate KL to
-        the rollout policy exceeds it (the critic keeps fitting).
-    critic_warmup: first iterations in which only the critic learns: a fresh critic's advantages
-        are noise and would push the pre-trained actor around.
-    std_floor: exploration std used for sampling and log-probabilities, max(std, floor). BC's own
-        std collapses to ~0.05 on clean demonstrations, too little to explore with; the world
-        model saw noisy-expert actions (std 0.3), so 0.2 stays where it is reliable. The policy's
-        log-std itself is still bounded <= 0 (World4RL: std <= 1).
-    entropy_coef: entropy bonus (0: World4RL does not mention one).
-    bc_coef: weight of the squared distance between the actor's mean action and the BC
-        policy's on the rollout states (0 = pure PPO); keeps the actor close to the demonstrations.
-    early_bc_coef: the same pull, on recorded frames *before* the imagined episodes' start step
-        (`refine --start-step`): imagination from step S never visits the earlier steps, yet PPO's
-        updates move the actor's actions there too (measured on coffee-pull: 10-80 % faster
-        descents at step 30, real success 0/150). None = the refine default (see RefineConfig).
-    early_batch: recorded early frames per minibatch for that pull.
-    reward: "binary" = 1 if the classifier's calibrated probability of the next imagined frame
-        reaches its threshold (World4RL's thresholded reward), "prob" = the probability itself.
-    normalize_advantages: per-minibatch advantage standardization.
-    critic: the value network's CNN/MLP (same building blocks as the actor, smaller).
+    Each field's meaning is the string under it (what `robolearn refine --help` shows for its
+    flag). The two optimizers are robolearn.core.optim's: Adam at a constant rate (no weight
+    decay, no schedule), gradients clipped at a global norm of 0.5.
     """
 
     PRESET_KIND: ClassVar[str] = "ppo"  # presets: configs/ppo/<name>.yaml (`ppo: NAME`)
 
-
     rollouts: int = 32
+    """imagined episodes per iteration, each `horizon` steps from a real start"""
     horizon: int | None = None
+    """imagined steps per episode (default: to the task's end, from --start-step if given)"""
     gamma: float = 0.99
+    """discount; the episode ends at the horizon (as the real one does): the last step does not
+    bootstrap"""
     gae_lambda: float = 0.95
+    """GAE lambda"""
     clip: float = 0.2
+    """PPO ratio clip"""
     epochs: int = 4
+    """PPO epochs per iteration"""
     minibatches: int = 4
+    """minibatches per epoch (rollouts x horizon must divide into them)"""
     actor_optim: OptimConfig = OptimConfig(learning_rate=1e-5, grad_clip=0.5)
+    """the actor's optimizer. Its rate is small on purpose: at 1e-4 a single Adam step moved the
+    drawer BC policy to a KL of 1.8 and its real success to 0/50 (measured); at 1e-5 the KL
+    stays near 0.01"""
     critic_optim: OptimConfig = OptimConfig(learning_rate=3e-4, grad_clip=0.5)
+    """the critic's optimizer"""
     target_kl: float = 0.05
+    """freeze the actor for the rest of an iteration once the approximate KL to the rollout
+    policy exceeds this (the critic keeps fitting)"""
     critic_warmup: int = 3
+    """first iterations that train only the critic: a fresh critic's advantages are noise and
+    would push the pre-trained actor around"""
     std_floor: float = 0.2
+    """exploration std floor, <= 1: sampling and log-probabilities use max(std, floor). BC's own
+    std collapses to ~0.05 on clean demonstrations, too little to explore with; the world model
+    saw noisy-expert actions (std 0.3), so 0.2 stays where it is reliable. The policy's log-std
+    itself stays bounded <= 0 (World4RL: std <= 1)"""
     entropy_coef: float = 0.0
+    """entropy bonus (0: World4RL does not mention one)"""
     bc_coef: float = 0.0
+    """pull of the actor's mean toward the BC policy's: weight of their squared distance on the
+    rollout states (0 = pure PPO)"""
     early_bc_coef: float | None = None
+    """the same pull on the recorded frames before --start-step, which imagination never visits
+    yet PPO's updates move the actor's actions there too (measured on coffee-pull: descents
+    1.1-1.8x as fast at step 30, real success 0/150) (default with --start-step: 10, else 0)"""
     early_batch: int = 128
+    """recorded early frames per minibatch for that pull"""
     reward: str = "binary"
+    """binary (1 when the classifier's calibrated probability of the next imagined frame reaches
+    its threshold: World4RL's thresholded reward) or prob (the probability itself)"""
     normalize_advantages: bool = True
+    """standardize the advantages per minibatch"""
     critic: ModelConfig = CRITIC
+    """the value network's CNN/MLP (the actor's building blocks, smaller)"""
 
     def __post_init__(self):
         for name in ("rollouts", "epochs", "minibatches", "early_batch"):
