@@ -220,7 +220,8 @@ def _sim_rows(policy, episodes: int, horizon: int) -> list[dict]:
 def run(quick: bool = False) -> list[dict]:
     """Sim rows first (the reference), then imagine/iterate rows per batch with the ratios."""
     from robolearn import envs
-    from robolearn.runs.refine import RefineConfig, initial_windows, load_parts
+    from robolearn.runs.parts import load_parts
+    from robolearn.runs.refine import RefineConfig, initial_windows
 
     batches = (8,) if quick else (8, 32)
     horizon = 10 if quick else envs.task_info(TASK).max_steps
@@ -229,7 +230,7 @@ def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="refine-speed-") as tmp:
         reward_path, reward_note = _reward_spec(Path(tmp))
         cfg = RefineConfig(task=TASK, reward=reward_path, initial_states=POOL)
-        parts = load_parts(cfg)
+        parts = load_parts(TASK, reward=reward_path)
     rows = _sim_rows(parts.policy, episodes, horizon)
     sim_bc, sim_random = rows[0]["steps_per_s"], rows[1]["steps_per_s"]
     pool = initial_windows(cfg, parts.world_model.info)

@@ -20,7 +20,9 @@ import numpy as np
 
 from robolearn import bundles
 from robolearn.core.errors import ConfigError
+from robolearn.core.flags import flag
 from robolearn.core.progress import Progress
+from robolearn.core.rundir import RunOptions
 from robolearn.data.episode import Episode
 from robolearn.data.store import (
     MARKER,
@@ -36,12 +38,36 @@ from robolearn.reward_models.checkpoint import RewardModel, check_task, load_rew
 
 @dataclasses.dataclass(frozen=True)
 class LabelRunConfig:
-    """data: the source store; reward: a reward checkpoint or bundle part (bundle:drawer/reward);
-    tasks: label only these tasks' episodes (() = every episode, all tasks covered)."""
+    """What `robolearn label` relabels, and with which classifier (the store it writes is --out)."""
 
-    data: str
-    reward: str
-    tasks: tuple[str, ...] = ()
+    data: str = dataclasses.field(default="", metadata=flag(metavar="DIR"))
+    """source episode store (only read)"""
+    reward: str = dataclasses.field(default="", metadata=flag(metavar="CKPT"))
+    """reward checkpoint from `robolearn train reward`, or a shipped part such as
+    bundle:drawer/reward"""
+    tasks: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--task", metavar="TASK"))
+    """label only this task's episodes (repeat for several; default: every episode, whose tasks
+    the checkpoint must all cover)"""
+
+    def __post_init__(self):
+        if not self.data:
+            raise ConfigError("label needs --data DIR, the episode store to relabel")
+        if not self.reward:
+            raise ConfigError(
+                "label needs --reward CKPT, a checkpoint of `robolearn train reward` or a "
+                "shipped part such as bundle:drawer/reward"
+            )
+
+
+def main(cfg: LabelRunConfig, options: RunOptions) -> None:
+    """`robolearn label`: write the relabelled store --out, then say what it holds."""
+    result = run_label(cfg, Path(options.out), progress=options.progress)
+    print(
+        f"labelled {result['episodes']} episodes ({result['steps']} steps, "
+        f"{result['reward_steps']} rewarded; agrees with the success flags on "
+        f"{result['agreement_with_flags']:.1%} of steps) in {result['seconds']:.1f}s"
+    )
+    print(f"store: {options.out}")
 
 
 def run_label(cfg: LabelRunConfig, out: Path, progress: bool = True) -> dict:

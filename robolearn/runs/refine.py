@@ -4,69 +4,76 @@ Every iteration draws `rollouts` real starts (the first frames of recorded episo
 of fresh simulator resets; or, with `start_step` S, the real context window at step S of recorded
 episodes), lets the policy act for `horizon` steps in the world model, scores each
 imagined frame with the reward classifier, then runs PPO epochs on the batch; rollout and
-update are jitted (`lax.scan`). The run directory is a policy checkpoint (kind "ppo") that
-`robolearn eval`, `collect` and `imagine` load like a BC one, plus refine.yaml (this run's
-settings) and metrics.jsonl (one line per iteration). `--resume` continues after a kill.
+update are one jitted step (`lax.scan`) that the one training loop (robolearn.core.loop) runs,
+one loop step per iteration (it takes no batch: it imagines its own).
+
+The run directory is a policy checkpoint (kind "ppo") that `robolearn eval`, `collect` and
+`imagine` load like a BC one, holding the training state for `--resume` (actor, critic and both
+optimizers: robolearn.policies.ppo.checkpoint), plus policy/ (the actor-only export the robot
+loads, rewritten at every save), refine.yaml (this run's settings, resolved: the parts, horizon
+and early anchor used), metrics.jsonl (one row per iteration, keyed "step") and tensorboard/.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from robolearn import bundles
-from robolearn.core import checkpoint as ckpt_io
-from robolearn.core.config import save_yaml
+from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
-from robolearn.core.progress import Progress
+from robolearn.core.flags import flag
+from robolearn.core.rundir import RunOptions
 from robolearn.policies.ppo.config import PPOConfig
+from robolearn.runs.parts import Parts, part_spec
 
 # Default pull toward the BC policy on the recorded frames before --start-step. Measured on
 # metaworld/lever-pull (start step 25): with 10 the early shift stayed at 1-3e-4 for 20
 # iterations; with 0 it grew every iteration, to 2.8e-3 by the 7th (README).
 EARLY_BC_COEF = 10.0
+PARTS = ("world_model", "reward", "policy")
+SHOW = ("imagined_success", "imagined_return", "approx_kl", "clip_fraction", "early_shift")
 
 
 @dataclasses.dataclass(frozen=True)
 class RefineConfig:
-    """What `robolearn refine` runs.
+    """What `robolearn refine` runs (saved, resolved, as refine.yaml in the run)."""
 
-    world_model/reward/policy: checkpoint directories or shipped parts; None = the task's bundle
-        (bundle:<task>/world-model, bundle:<task>/reward, bundle:<task>/bc).
-    data: episode stores whose episodes of `task` give the real first frames; empty = reset the
-        task's simulator `initial_states` times (collection seeds, never evaluation ones).
-    start_step: imagined episodes start at this step of the `data` episodes, from their real
-        context window (frames, actions, proprio), and run to the task's end (horizon default:
-        max_steps - start_step). A model's drift then only has to be survived over the end of the
-        task, where success is decided; the recordings should come from the policy being refined
-        (its own states at that step). 0 = from the first frames.
-        With a start step the actor is also pulled toward the BC policy on the recorded frames
-        before it (ppo.early_bc_coef, default EARLY_BC_COEF): imagination never visits them, and
-        unanchored updates change the policy's actions there too.
-    iterations: PPO iterations (a resumed run continues up to this number).
-    """
-
-    task: str
+    task: str = ""
+    """task name, e.g. drawer (`robolearn tasks` lists them)"""
     world_model: str | None = None
+    """world-model checkpoint or shipped part (default: bundle:<task>/world-model)"""
     reward: str | None = None
+    """reward-classifier checkpoint or shipped part (default: bundle:<task>/reward)"""
     policy: str | None = None
-    data: tuple[str, ...] = ()
+    """policy to refine (default: bundle:<task>/bc)"""
+    data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """episode store whose first frames start imagined episodes (repeatable; default: fresh
+    simulator resets)"""
     iterations: int = 20
+    """PPO iterations (a resumed run continues up to this number)"""
     seed: int = 0
+    """seed"""
     initial_states: int = 128
+    """simulator resets in the first-frame pool when no --data"""
     save_every: int = 5
+    """checkpoint interval in iterations (the last one is always saved)"""
     start_step: int = 0
+    """start imagined episodes at this step of the --data episodes (their real context window)
+    and imagine to the task's end: drift only has to be survived where success is decided (0:
+    the first frames). The recordings should come from the policy being refined (its own states
+    at that step). The actor is then also pulled toward the BC policy on the recorded frames
+    before that step (--early-bc-coef, default 10): imagination never visits them, and unanchored
+    updates change the policy's actions there too"""
     ppo: PPOConfig = PPOConfig()
+    """the PPO settings (configs/ppo/default.yaml); flags such as --actor-lr set its fields. A
+    resumed run keeps its checkpoint's (ppo.yaml)"""
 
     def __post_init__(self):
-        for name in ("iterations", "initial_states", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.task:
+            raise ConfigError("give --task, e.g. drawer (`robolearn tasks` lists them)")
+        require_positive(self, "iterations", "initial_states", "save_every")
         if self.start_step < 0:
             raise ConfigError(f"start_step must be >= 0, got {self.start_step}")
         if self.start_step and not self.data:
@@ -86,36 +93,183 @@ class RefineConfig:
             early = EARLY_BC_COEF if self.start_step else 0.0
         return dataclasses.replace(self.ppo, horizon=horizon, early_bc_coef=early)
 
-    def spec(self, part: str) -> str:
-        """The checkpoint spec of part "world_model", "reward" or "policy"."""
-        default = {"world_model": "world-model", "reward": "reward", "policy": "bc"}[part]
-        return getattr(self, part) or f"{bundles.PREFIX}{self.task}/{default}"
+
+def main(cfg: RefineConfig, options: RunOptions) -> None:
+    """`robolearn refine`: refine, then say where the policy is and how to evaluate it."""
+    out = options.run_dir("refine", cfg.task)
+    result = run_refine(cfg, out, resume=options.resume, progress=options.progress)
+    first, last = result["first"], result["last"]
+    if first is not None:
+        print(
+            f"refine {cfg.task}: iteration {result['iterations']} "
+            f"({result['trained_iterations']} this run, {result['seconds']:.0f} s); imagined "
+            f"success {first['imagined_success']:.0%} (iteration {first['step']}) -> "
+            f"{last['imagined_success']:.0%}, {result['imagined_steps_per_second']:.0f} "
+            "imagined steps/s"
+        )
+    print(f"policy checkpoint: {out}")
+    print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
 
 
-@dataclasses.dataclass
-class Parts:
-    info: object  # TaskInfo
-    world_model: object  # FrozenWorldModel
-    reward: object  # RewardModel
-    policy: object  # BCPolicy
+def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True) -> dict:
+    """Refine (or resume) into `out`; returns {"iterations", "trained_iterations", "seconds",
+    "imagined_steps_per_second", "first" (this run's first metrics row, None when it ran no
+    iteration), "last" (the last iteration's metrics), "preempted"}."""
+    from robolearn.core import checkpoint as ckpt_io
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.policies.ppo.checkpoint import read_ppo_config
+    from robolearn.runs.parts import load_parts
+
+    resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
+    parts = load_parts(cfg.task, cfg.world_model, cfg.policy, cfg.reward)
+    if resuming:
+        _check_resume(out, cfg, parts.specs)
+    max_steps = parts.info.max_steps
+    if cfg.start_step >= max_steps:
+        raise ConfigError(
+            f"--start-step {cfg.start_step} is not inside {cfg.task}'s {max_steps} steps"
+        )
+    horizon = cfg.ppo.horizon or max_steps - cfg.start_step
+    if cfg.start_step and cfg.start_step + horizon > max_steps:
+        raise ConfigError(
+            f"--horizon {horizon} from --start-step {cfg.start_step} runs past {cfg.task}'s "
+            f"{max_steps} steps"
+        )
+    # a resumed run's state (critic shape, optimizer chains) and updates follow its ppo.yaml
+    ppo = read_ppo_config(out) if resuming else cfg.resolved_ppo(horizon)
+    size = parts.world_model.info.image_size
+    episodes = recorded_episodes(cfg, size) if cfg.data else None  # read the stores once
+    pool = initial_windows(cfg, parts.world_model.info, episodes)
+    early = early_frames(cfg, parts, episodes)
+    if not resuming:
+        _write_checkpoint_dir(out, ppo, parts)
+    resolved = dataclasses.replace(cfg, ppo=ppo, **{p: parts.specs[p] for p in PARTS})
+    save_yaml(resolved, out / "refine.yaml")
+    result = _train(cfg, ppo, parts, pool, early, out, progress)
+    steps_per_second = result.steps_per_second or result.trained_steps / max(result.seconds, 1e-9)
+    return {
+        "iterations": result.step,
+        "trained_iterations": result.trained_steps,
+        "seconds": result.seconds,
+        "imagined_steps_per_second": steps_per_second * ppo.rollouts * ppo.horizon,
+        "first": result.first,
+        "last": result.metrics,
+        "preempted": result.preempted,
+    }
 
 
-def load_parts(cfg: RefineConfig) -> Parts:
-    """Task, world model, reward model and policy, checked against each other (one-line errors)."""
-    from robolearn import envs
-    from robolearn.imagination import check_pair, check_reward
-    from robolearn.policies.bc.checkpoint import check_compatible, load_policy
-    from robolearn.reward_models.checkpoint import load_reward_model
-    from robolearn.world_models.checkpoint import load_world_model
+def _write_checkpoint_dir(out: Path, ppo: PPOConfig, parts: Parts) -> None:
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.policies.ppo.checkpoint import write_ppo_config
 
-    info = envs.task_info(cfg.task)
-    wm = load_world_model(bundles.resolve(cfg.spec("world_model")), cfg.task, envs.ACTION_DIM)
-    policy_path = bundles.resolve(cfg.spec("policy"))
-    check_pair(wm.info, check_compatible(policy_path, cfg.task, envs.ACTION_DIM), cfg.task)
-    reward = load_reward_model(bundles.resolve(cfg.spec("reward")), cfg.task)
-    check_reward(wm.info, reward.info)
-    policy = load_policy(policy_path, cfg.task, envs.ACTION_DIM)
-    return Parts(info, wm, reward, policy)
+    info = dataclasses.replace(parts.policy.info, kind="ppo", parent=parts.specs["policy"])
+    policy_ckpt.write_info(out, info, parts.policy.config, parts.policy.stats)
+    write_ppo_config(out, ppo)
+
+
+def _check_resume(out: Path, cfg: RefineConfig, specs: dict[str, str]) -> None:
+    """One-line errors when the run in `out` refined another task or with other parts."""
+    from robolearn.core.checkpoint import load_config
+    from robolearn.policies.ppo.checkpoint import migrate_ppo_section
+
+    saved = load_config(RefineConfig, out / "refine.yaml", migrate_ppo_section)
+    if saved.task != cfg.task:
+        raise ConfigError(f"{out}: refines task {saved.task!r}, not {cfg.task!r}")
+    for part in PARTS:
+        was = part_spec(saved.task, part, getattr(saved, part))
+        if was != specs[part]:
+            raise ConfigError(
+                f"{out}: was refined with {part} {was!r}, not {specs[part]!r}; "
+                "resume with the same parts or refine into a new --out"
+            )
+
+
+def _train(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, out: Path, progress):
+    """The iterations in the one training loop, from the latest checkpoint in `out` (or the BC
+    policy's weights and a fresh critic); every save writes the training state and OUT/policy/.
+    Returns the loop's LoopResult."""
+    import jax
+
+    from robolearn.core import checkpoint as ckpt_io
+    from robolearn.core.loop import Schedule, train
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.policies.ppo.checkpoint import restore_refine_state
+    from robolearn.policies.ppo.train import init_refine_state
+
+    manager = ckpt_io.make_manager(out, max_to_keep=2)
+    try:
+        actor_cfg = parts.policy.config
+        if manager.latest_step() is not None:
+            graphs, state = restore_refine_state(manager, out, actor_cfg)
+        else:
+            rng = jax.random.key(cfg.seed)
+            graphs, state = init_refine_state(ppo, actor_cfg, rng, parts.policy.params)
+        iteration = make_iteration(ppo, parts, graphs)
+        # on the device once, not transferred again every iteration
+        frozen = jax.device_put(
+            (parts.world_model.params, parts.reward.params, parts.policy.params, *pool, early)
+        )
+
+        def save(state) -> None:
+            ckpt_io.save_state(manager, state)
+            export = out / policy_ckpt.EXPORT_DIR
+            policy_ckpt.export_actor(out, export, state.params, int(state.step))
+
+        return train(
+            state,
+            lambda state, _: iteration(state, *frozen),
+            None,
+            Schedule(cfg.iterations, log_every=1, save_every=cfg.save_every),
+            out=out,
+            save=save,
+            show=SHOW,
+            unit="iteration",
+            progress=progress,
+            rates={"imagined_steps_per_second": ppo.rollouts * ppo.horizon},
+        )
+    finally:
+        manager.close()
+
+
+def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
+    """iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions,
+    pool_proprio, early=None) -> (state, metrics): sample starts, imagine a scored batch, update
+    (early: the EarlyFrames of a run with a start step). Jitted."""
+    import jax
+
+    from robolearn.imagination import make_scored_rollout
+    from robolearn.policies.ppo.train import make_update
+
+    reward = parts.reward
+    rollout = make_scored_rollout(
+        parts.world_model,
+        parts.policy.apply,
+        reward.make_logit_fn(parts.info.name),
+        ppo.horizon,
+        ppo.std_floor,
+        reward.info.threshold,
+        ppo.reward,
+    )
+    update = make_update(ppo, graphs, parts.policy.stats)
+
+    @jax.jit
+    def iteration(
+        state, wm_params, reward_params, anchor, pool_frames, pool_actions, pool_proprio, early=None
+    ):
+        rng, idx_rng, roll_rng = jax.random.split(state.rng, 3)
+        idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_frames.shape[0])
+        traj = rollout(
+            wm_params,
+            state.params,
+            reward_params,
+            roll_rng,
+            pool_frames[idx],
+            pool_actions[idx],
+            pool_proprio[idx],
+        )
+        return update(state.replace(rng=rng), traj, anchor, early)
+
+    return iteration
 
 
 def initial_windows(
@@ -124,14 +278,12 @@ def initial_windows(
     """Real starts as world-model context windows: frames uint8 [N, T, H, W, 3], the actions
     that led into them [N, T, A] and proprio float32 [N, T, P] (T = the model's context).
     episodes: recorded_episodes(cfg, ...) when already read (None: read the --data stores)."""
-    from robolearn.world_models.train import start_window
+    from robolearn.imagination import context_window, start_window
 
     t, size = wm_info.context, wm_info.image_size
     if not cfg.data:
         image, proprio = initial_frames(cfg, size)
         return start_window(image, proprio, t, wm_info.action_dim)
-    from robolearn.imagination import context_window
-
     windows = [
         context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t)
         for ep in episodes or recorded_episodes(cfg, size)
@@ -204,158 +356,3 @@ def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.n
         np.stack([o["image"] for o in obs]),
         np.stack([o["proprio"] for o in obs]).astype(np.float32),
     )
-
-
-def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True) -> dict:
-    """Refine (or resume) into `out`; returns the first and last iterations' metrics."""
-    from robolearn.policies.bc import checkpoint as policy_ckpt
-
-    resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
-    parts = load_parts(cfg)
-    if resuming:
-        _check_resume(out, cfg)
-    if cfg.start_step >= parts.info.max_steps:
-        raise ConfigError(
-            f"--start-step {cfg.start_step} is not inside {cfg.task}'s {parts.info.max_steps} steps"
-        )
-    horizon = cfg.ppo.horizon or parts.info.max_steps - cfg.start_step
-    if cfg.start_step and cfg.start_step + horizon > parts.info.max_steps:
-        raise ConfigError(
-            f"--horizon {horizon} from --start-step {cfg.start_step} runs past {cfg.task}'s "
-            f"{parts.info.max_steps} steps"
-        )
-    ppo = cfg.resolved_ppo(horizon)
-    size = parts.world_model.info.image_size
-    episodes = recorded_episodes(cfg, size) if cfg.data else None  # read the stores once
-    pool = initial_windows(cfg, parts.world_model.info, episodes)
-    early = early_frames(cfg, parts, episodes)
-    if not resuming:
-        _write_checkpoint_dir(out, cfg, ppo, parts)
-    save_yaml(dataclasses.replace(cfg, ppo=ppo), out / "refine.yaml")
-    manager = ckpt_io.make_manager(out, max_to_keep=2)
-    try:
-        return _loop(cfg, ppo, parts, pool, early, manager, out, progress)
-    finally:
-        manager.close()
-
-
-def _write_checkpoint_dir(out: Path, cfg: RefineConfig, ppo: PPOConfig, parts: Parts) -> None:
-    from robolearn.policies.bc import checkpoint as policy_ckpt
-    from robolearn.policies.ppo.checkpoint import write_ppo_config
-
-    info = dataclasses.replace(parts.policy.info, kind="ppo", parent=cfg.spec("policy"))
-    policy_ckpt.write_info(out, info, parts.policy.config, parts.policy.stats)
-    write_ppo_config(out, ppo)
-
-
-def _check_resume(out: Path, cfg: RefineConfig) -> None:
-    from robolearn.core.checkpoint import load_config
-    from robolearn.policies.ppo.checkpoint import migrate_ppo_section
-
-    saved = load_config(RefineConfig, out / "refine.yaml", migrate_ppo_section)
-    if saved.task != cfg.task:
-        raise ConfigError(f"{out}: refines task {saved.task!r}, not {cfg.task!r}")
-    for field in ("world_model", "reward", "policy"):
-        if saved.spec(field) != cfg.spec(field):
-            raise ConfigError(
-                f"{out}: was refined with {field} {saved.spec(field)!r}, not {cfg.spec(field)!r}; "
-                "resume with the same parts or refine into a new --out"
-            )
-
-
-def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
-    """iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions,
-    pool_proprio, early=None) -> (state, metrics): sample starts, imagine a scored batch, update
-    (early: the EarlyFrames of a run with a start step). Jitted."""
-    from robolearn.imagination import make_scored_rollout
-    from robolearn.policies.ppo.train import make_update
-
-    reward = parts.reward
-    rollout = make_scored_rollout(
-        parts.world_model,
-        parts.policy.apply,
-        reward.make_logit_fn(parts.info.name),
-        ppo.horizon,
-        ppo.std_floor,
-        reward.info.threshold,
-        ppo.reward,
-    )
-    update = make_update(ppo, graphs, parts.policy.stats)
-
-    @jax.jit
-    def iteration(
-        state, wm_params, reward_params, anchor, pool_frames, pool_actions, pool_proprio, early=None
-    ):
-        rng, idx_rng, roll_rng = jax.random.split(state.rng, 3)
-        idx = jax.random.randint(idx_rng, (ppo.rollouts,), 0, pool_frames.shape[0])
-        traj = rollout(
-            wm_params,
-            state.params,
-            reward_params,
-            roll_rng,
-            pool_frames[idx],
-            pool_actions[idx],
-            pool_proprio[idx],
-        )
-        return update(state.replace(rng=rng), traj, anchor, early)
-
-    return iteration
-
-
-def _loop(
-    cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, manager, out, progress
-) -> dict:
-    from robolearn.policies.ppo.checkpoint import restore_refine_state
-    from robolearn.policies.ppo.train import init_refine_state
-
-    actor_cfg = parts.policy.config
-    if manager.latest_step() is not None:
-        graphs, state = restore_refine_state(manager, out, actor_cfg)
-    else:
-        graphs, state = init_refine_state(
-            ppo, actor_cfg, jax.random.key(cfg.seed), parts.policy.params
-        )
-    iteration = make_iteration(ppo, parts, graphs)
-    # on the device once, not transferred again every iteration
-    frozen = jax.device_put(
-        (parts.world_model.params, parts.reward.params, parts.policy.params, *pool, early)
-    )
-    step = start = int(state.step)
-    bar = Progress(cfg.iterations, "iteration", enabled=progress, start_at=step)
-    first = last = None
-    t0 = time.perf_counter()
-    with open(out / "metrics.jsonl", "a") as log:
-        while step < cfg.iterations:
-            tick = time.perf_counter()
-            state, metrics = iteration(state, *frozen)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            step += 1
-            seconds = time.perf_counter() - tick
-            row = {
-                "iteration": step,
-                **metrics,
-                "seconds": seconds,
-                "imagined_steps_per_second": ppo.rollouts * ppo.horizon / max(seconds, 1e-9),
-            }
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            first, last = first or row, row
-            early_shift = (
-                f"  early shift {metrics['early_shift']:.4f}" if "early_shift" in metrics else ""
-            )
-            bar.update(
-                step,
-                f"imagined success {metrics['imagined_success']:.0%}  "
-                f"return {metrics['imagined_return']:.2f}  kl {metrics['approx_kl']:.4f}  "
-                f"clip {metrics['clip_fraction']:.2f}{early_shift}",
-            )
-            if step % cfg.save_every == 0 or step == cfg.iterations:
-                ckpt_io.save_state(manager, state)
-    bar.close()
-    return {
-        "iterations": step,
-        "trained_iterations": step - start,
-        "seconds": time.perf_counter() - t0,
-        "first": first,
-        "last": last,
-    }

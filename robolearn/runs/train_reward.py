@@ -4,10 +4,11 @@
    episodes: no frame of a training episode is ever validated on); every covered task keeps at
    least one successful episode on each side.
 2. Frames are labelled by RoboFuME's recipe (robolearn.reward_models.labels) and the classifier is
-   trained on 50/50 balanced batches of the training episodes' labelled frames.
+   trained on 50/50 balanced batches of the training episodes' labelled frames, by the one
+   training loop (robolearn.core.loop; no resume: a run is minutes).
 3. Temperature and threshold are fitted on the validation episodes
-(robolearn.reward_models.calibration). 4. The calibrated classifier is scored on held-out episodes
-(--heldout; else the validation
+   (robolearn.reward_models.calibration).
+4. The calibrated classifier is scored on held-out episodes (--heldout; else the validation
    split, which then also chose the threshold) against (a) the recipe's labels and (b) the
    store's own per-frame success flags (every frame of the covered tasks' episodes).
 
@@ -22,171 +23,151 @@ refined in imagination is rewarded by frames like these; a classifier that saw o
 can score frames the model draws off the data (smears, checkerboards) as success, which PPO
 then seeks out. Real episodes of a refined policy in the data teach it, through their imagined
 twins, what that policy's imagined successes really were. Held-out episodes are imagined and
-scored too. The output
-directory is the checkpoint (robolearn.reward_models.checkpoint; a siglip one holds a copy of the
-SigLIP files) plus train.yaml (this run's settings), metrics.jsonl (training curve) and metrics.json
-(calibration and evaluation).
+scored too (robolearn.runs.reward_eval).
+
+The output directory is the checkpoint (robolearn.reward_models.checkpoint; a siglip one holds a
+copy of the SigLIP files) plus train.yaml (this run's resolved settings), metrics.jsonl and
+tensorboard/ (the training curve) and metrics.json (calibration and evaluation).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 
 from robolearn.core import checkpoint as ckpt_io
-from robolearn.core.config import save_yaml
+from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
-from robolearn.core.progress import Progress
+from robolearn.core.flags import flag
+from robolearn.core.rundir import RunOptions
 from robolearn.data.loader import EpisodeCache
-from robolearn.reward_models import checkpoint as ckpt
-from robolearn.reward_models.calibration import calibrate, classification_metrics, sigmoid
-from robolearn.reward_models.config import KINDS, RewardConfig, preset
-from robolearn.reward_models.labels import (
-    LabelError,
-    LabelledFrames,
-    balanced_batch,
-    flag_labels,
-    label_dataset,
-    split_episodes,
-)
-from robolearn.reward_models.train import (
-    init_train_state,
-    make_classifier,
-    make_train_step,
-    merge_params,
-    predict_logits,
-)
-from robolearn.reward_models.vlm import check_source
+from robolearn.reward_models.config import RewardConfig
+from robolearn.reward_models.labels import LabelError, LabelledFrames, label_dataset
+
+if TYPE_CHECKING:
+    from robolearn.reward_models.checkpoint import LabelStats
+    from robolearn.runs.reward_eval import Imagined
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainRewardConfig:
-    """What `robolearn train reward` runs.
+    """What `robolearn train reward` runs (saved, resolved, as train.yaml in the run)."""
 
-    data: episode stores to train and calibrate on (every episode: other tasks' frames are
-        negatives for the covered tasks).
-    tasks: the tasks the classifier covers; () = every task in the data.
-    heldout: stores of episodes never trained or calibrated on (other seeds), to report on.
-    val_fraction: share of each task's successful and of its failed episodes held out for
-        calibration (at least one successful episode per task).
-    target_fpr: false-positive rate on the validation negatives the threshold is chosen for.
-    kind: the classifier family (robolearn.reward_models.config.KINDS).
-    siglip: kind siglip: the Hugging Face SigLIP directory to start from.
-    finetune_towers: kind siglip: train the towers too (default: the head only).
-    world_model: a world-model checkpoint whose open-loop imagination of the covered tasks'
-        episodes is trained, calibrated and scored on beside the recorded frames ("" = none).
-    """
-
-    data: tuple[str, ...]
-    tasks: tuple[str, ...] = ()
-    heldout: tuple[str, ...] = ()
-    preset: str = "base"
+    data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """episode store directory (repeat for several; several tasks are fine): every episode is
+    used, other tasks' frames as negatives for the covered tasks"""
+    tasks: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--task", metavar="TASK"))
+    """a task the classifier covers (repeat for several; default: every task in the data).
+    Episodes of other tasks are still used, as negatives"""
+    heldout: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """store of held-out episodes (other seeds) to report on (repeat for several; default:
+    report on the validation split)"""
     val_fraction: float = 0.15
+    """share of each task's successful and of its failed episodes held out for calibration (at
+    least one successful episode per task)"""
     target_fpr: float = 0.02
+    """false-positive rate on validation negatives the threshold is chosen for; the threshold
+    never goes below probability 0.5"""
     steps: int = 2000
+    """optimizer steps; the learning rate decays over exactly these (model.optim.decay_steps is
+    set to it)"""
     batch_size: int = 64
+    """labelled frames per batch, half positives, half negatives"""
     seed: int = 0
+    """init, split and data seed"""
     log_every: int = 50
-    kind: str = "cnn"
-    siglip: str = ""
-    finetune_towers: bool = False
-    world_model: str = ""
+    """metrics interval in steps"""
+    siglip: str = dataclasses.field(default="", metadata=flag(metavar="DIR"))
+    """--kind siglip: Hugging Face SigLIP checkpoint directory to start from (config.json,
+    model.safetensors and spiece.model or tokenizer.json, as in google/siglip-base-patch16-224);
+    copied into the checkpoint"""
+    world_model: str = dataclasses.field(default="", metadata=flag(metavar="CKPT"))
+    """world-model checkpoint (or shipped part, e.g. bundle:drawer/world-model): every episode of
+    the covered tasks is also imagined by it, open loop under its recorded actions, and the
+    imagined frames are trained, calibrated and scored on with the label of the recorded frame
+    at the same step, so the classifier judges imagined frames by what really happened: the
+    reward for `robolearn refine` with that model"""
+    model: RewardConfig = RewardConfig()
+    """the classifier, its labelling recipe, optimizer and training settings
+    (configs/reward/<preset>.yaml); image size and number of tasks come from the data, the
+    SigLIP source and prompt length from --siglip"""
 
     def __post_init__(self):
         if not self.data:
             raise ConfigError("give at least one --data directory")
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown --kind {self.kind!r}; choose from {', '.join(KINDS)}")
-        if self.kind == "siglip" and not self.siglip:
+        if self.model.kind == "siglip" and not self.siglip:
             raise ConfigError(
                 "--kind siglip needs --siglip DIR, a Hugging Face SigLIP checkpoint directory "
                 "(config.json, model.safetensors, spiece.model; e.g. siglip-base-patch16-224)"
             )
-        if self.kind != "siglip" and (self.siglip or self.finetune_towers):
+        if self.model.kind != "siglip" and (self.siglip or self.model.siglip.finetune_towers):
             raise ConfigError("--siglip and --finetune-towers go with --kind siglip")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.target_fpr < 1.0:
             raise ConfigError(f"--target-fpr must be in [0, 1), got {self.target_fpr}")
-        for name in ("steps", "batch_size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "steps", "batch_size", "log_every")
+
+
+def main(cfg: TrainRewardConfig, options: RunOptions) -> None:
+    """`robolearn train reward`: train, calibrate, evaluate; print the table and the paths."""
+    from robolearn.runs.reward_eval import summary_lines
+
+    out = options.run_dir("train", f"reward-{'-'.join(cfg.tasks) or cfg.model.preset}")
+    result = run_train_reward(cfg, out, progress=options.progress)
+    tr = result["training"]
+    print(
+        f"reward classifier for {', '.join(result['tasks'])}: {tr['steps']} steps "
+        f"({tr['steps_per_second']:.1f} steps/s), train loss {tr['last']['loss']:.4f}"
+    )
+    print("\n".join(summary_lines(result)))
+    print(f"metrics: {out / 'metrics.json'}")
+    print(f"checkpoint: {out}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """What the classifier trains and calibrates on. images uint8 [N, H, W, 3]: the cache's
+    frames, then any imagined ones; train, val: the labelled frames of each side, indexing
+    images; val_episodes: the validation episodes (cache indices); imagined: the cache's
+    episodes imagined by --world-model (None without one); stats: the counts (stats.json)."""
+
+    cache: EpisodeCache
+    tasks: tuple[str, ...]
+    images: np.ndarray
+    train: LabelledFrames
+    val: LabelledFrames
+    val_episodes: np.ndarray
+    imagined: Imagined | None
+    stats: LabelStats
 
 
 def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict:
     """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds."""
+    from robolearn.reward_models import checkpoint as ckpt
+    from robolearn.reward_models.vlm import check_source
+
     ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
-    text_length = check_source(cfg.siglip) if cfg.kind == "siglip" else None
-    cache = EpisodeCache(list(cfg.data))
-    tasks = _covered_tasks(cfg.tasks, cache, ", ".join(cfg.data))
-    image_size = _image_size(cache, ", ".join(cfg.data))
+    siglip = cfg.model.kind == "siglip"
+    text_length = check_source(cfg.siglip, cfg.model.siglip.max_text_length) if siglip else None
+    cache, where = EpisodeCache(list(cfg.data)), ", ".join(cfg.data)
+    tasks = _covered_tasks(cfg.tasks, cache, where)
+    image_size = _image_size(cache, where)
     heldout = _load_heldout(cfg.heldout, tasks, image_size)
     wm = _load_world_model(cfg.world_model, tasks, image_size, [cache, heldout])
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
-    successes, episode_tasks = _episodes(cache)
-    label_dataset(successes, episode_tasks, tasks, model_cfg.labels)  # no-positives error first
-    train_eps, val_eps = split_episodes(successes, episode_tasks, tasks, cfg.val_fraction, cfg.seed)
-    train = _labelled(cache, train_eps, tasks, model_cfg)
-    val = _labelled(cache, val_eps, tasks, model_cfg)
-    if val.label.all():
-        raise LabelError(
-            f"{', '.join(cfg.data)}: the validation episodes hold no negative frame to calibrate "
-            "on; raise --val-fraction or collect failed episodes (--policy random)"
-        )
-    images = cache.arrays["image"]
-    counts = {"train": train.counts(tasks), "validation": val.counts(tasks)}
-    if wm is not None:
-        imagined = _imagine(wm, cache, tasks, cfg.batch_size, cfg.seed, "training data", progress)
-        offset, images = len(images), np.concatenate([images, imagined.images])
-        imagined_train = imagined.labelled(cache, train_eps, tasks, model_cfg.labels, offset)
-        imagined_val = imagined.labelled(cache, val_eps, tasks, model_cfg.labels, offset)
-        train, val = train.join(imagined_train), val.join(imagined_val)
-        counts["imagined_train"] = imagined_train.counts(tasks)
-        counts["imagined_validation"] = imagined_val.counts(tasks)
-    stats = ckpt.LabelStats({"train": len(train_eps), "validation": len(val_eps)}, counts)
-    ckpt.write_config(out, model_cfg, stats)
-    save_yaml(cfg, out / "train.yaml")
+    data = _data(cfg, model_cfg.labels, cache, tasks, wm, progress)
+    ckpt.write_config(out, model_cfg, data.stats)
+    save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     instructions = {t: _instruction(cache, t) for t in tasks}
-    siglip_dir = ckpt.write_towers(out, cfg.siglip) if cfg.kind == "siglip" else None
-    classifier = make_classifier(model_cfg, [instructions[t] for t in tasks], siglip_dir)
-    state, frozen, training = _fit(cfg, model_cfg, classifier, images, train, out, progress)
-    params = merge_params(state.params, frozen)
-    logit_fn = jax.jit(classifier.logits)
-    val_logits = predict_logits(logit_fn, params, images, val.frame, val.task)
-    calibration = calibrate(val_logits, val.label, cfg.target_fpr)
-    ckpt.save_params(out, cfg.steps, state.params)
-
-    def probs(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
-        logits = predict_logits(logit_fn, params, images, frame, task)
-        return sigmoid(logits / calibration.temperature)
-
-    def score(images: np.ndarray, labelled: LabelledFrames) -> dict:
-        p = probs(images, labelled.frame, labelled.task)
-        return _metrics(p, labelled, tasks, calibration)
-
-    evaluation = _evaluate(heldout, cache, val_eps, tasks, model_cfg.labels, score)
-    if wm is not None:
-        on, episodes = (heldout, None) if heldout is not None else (cache, val_eps)
-        if heldout is not None:
-            imagined = _imagine(wm, heldout, tasks, cfg.batch_size, cfg.seed, "held out", progress)
-        evaluation["imagined"] = _evaluate_imagined(
-            on, episodes, imagined, tasks, model_cfg.labels, probs, calibration
-        )
-    result = {
-        "tasks": list(tasks),
-        "training": training,
-        "calibration": dataclasses.asdict(calibration),
-        "validation": _metrics(
-            sigmoid(val_logits / calibration.temperature), val, tasks, calibration
-        ),
-        "evaluation": evaluation,
-    }
+    siglip_dir = ckpt.write_towers(out, cfg.siglip) if siglip else None
+    logits, training = _fit(cfg, model_cfg, instructions, siglip_dir, data, out, progress)
+    result = {"tasks": list(tasks), "training": training}
+    result |= _calibrate_and_score(cfg, model_cfg.labels, logits, data, heldout, wm, progress)
     info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
     ckpt.write_info(out, info)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -196,54 +177,138 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
 def _model_config(
     cfg: TrainRewardConfig, image_size: int, num_tasks: int, text_length: int | None
 ) -> RewardConfig:
-    """The preset for this data and run, with the kind's settings (siglip: resolved)."""
-    model_cfg = preset(cfg.preset, image_size, num_tasks, cfg.steps)
-    if cfg.kind != "siglip":
-        return model_cfg
+    """cfg.model as trained: sized for the data, decaying over cfg.steps, and (kind siglip) its
+    source and prompt length resolved."""
+    model = cfg.model
+    cnn = dataclasses.replace(model.cnn, image_size=image_size, num_tasks=num_tasks)
+    optim = dataclasses.replace(model.optim, decay_steps=cfg.steps)
+    model = dataclasses.replace(model, cnn=cnn, optim=optim)
+    if model.kind != "siglip":
+        return model
     siglip = dataclasses.replace(
-        model_cfg.siglip,
-        source=str(Path(cfg.siglip).absolute()),
-        finetune_towers=cfg.finetune_towers,
-        max_text_length=text_length,
+        model.siglip, source=str(Path(cfg.siglip).absolute()), max_text_length=text_length
     )
-    return dataclasses.replace(model_cfg, kind="siglip", siglip=siglip)
+    return dataclasses.replace(model, siglip=siglip)
 
 
-def _fit(cfg, model_cfg: RewardConfig, classifier, images, train: LabelledFrames, out, progress):
-    """cfg.steps of balanced batches of `train`, whose frames index `images`; returns (state,
-    frozen params, {steps, seconds, steps_per_second, last logged metrics})."""
-    state, frozen = init_train_state(classifier, model_cfg.optim, jax.random.key(cfg.seed))
-    train_step = make_train_step(classifier, model_cfg, frozen)
-    rng = np.random.default_rng(cfg.seed)
-    bar = Progress(cfg.steps, "step", enabled=progress)
-    start = last_time = compiled = time.perf_counter()
-    metrics: dict = {}
-    with open(out / "metrics.jsonl", "w") as log:
-        for step in range(1, cfg.steps + 1):
-            idx = balanced_batch(rng, train.label, cfg.batch_size)
-            batch = {"image": images[train.frame[idx]], "task": train.task[idx]}
-            state, metrics = train_step(state, {**batch, "label": train.label[idx]})
-            if step == 1:
-                jax.block_until_ready(state)
-                compiled = last_time = time.perf_counter()
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                now = time.perf_counter()
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                rate = (step - max(step - cfg.log_every, 1)) / max(now - last_time, 1e-9)
-                log.write(json.dumps({"step": step, **metrics, "steps_per_second": rate}) + "\n")
-                log.flush()
-                text = f"loss {metrics['loss']:.4f}  acc {metrics['accuracy']:.3f}"
-                bar.update(step, f"{text}  {rate:.1f} steps/s")
-                last_time = now
-    bar.close()
-    end = time.perf_counter()
+def _data(cfg: TrainRewardConfig, labels_cfg, cache, tasks, wm, progress: bool) -> _Data:
+    """The split, the labelled frames of each side (with their imagined twins given a world
+    model) and their counts; one-line LabelErrors for data that cannot train or calibrate."""
+    from robolearn.reward_models.checkpoint import LabelStats
+    from robolearn.reward_models.labels import split_episodes
+    from robolearn.runs import reward_eval as ev
+
+    successes, episode_tasks = ev.success_flags(cache)
+    label_dataset(successes, episode_tasks, tasks, labels_cfg)  # the no-positives error first
+    train_eps, val_eps = split_episodes(successes, episode_tasks, tasks, cfg.val_fraction, cfg.seed)
+    train = ev.labelled(cache, train_eps, tasks, labels_cfg)
+    val = ev.labelled(cache, val_eps, tasks, labels_cfg)
+    if val.label.all():
+        raise LabelError(
+            f"{', '.join(cfg.data)}: the validation episodes hold no negative frame to calibrate "
+            "on; raise --val-fraction or collect failed episodes (--policy random)"
+        )
+    images, imagined = cache.arrays["image"], None
+    counts = {"train": train.counts(tasks), "validation": val.counts(tasks)}
+    if wm is not None:
+        imagined = ev.imagine(wm, cache, tasks, cfg.batch_size, cfg.seed, "training data", progress)
+        offset, images = len(images), np.concatenate([images, imagined.images])
+        imagined_train = imagined.labelled(cache, train_eps, tasks, labels_cfg, offset)
+        imagined_val = imagined.labelled(cache, val_eps, tasks, labels_cfg, offset)
+        train, val = train.join(imagined_train), val.join(imagined_val)
+        counts["imagined_train"] = imagined_train.counts(tasks)
+        counts["imagined_validation"] = imagined_val.counts(tasks)
+    stats = LabelStats({"train": len(train_eps), "validation": len(val_eps)}, counts)
+    return _Data(cache, tasks, images, train, val, val_eps, imagined, stats)
+
+
+def _fit(
+    cfg: TrainRewardConfig,
+    model_cfg: RewardConfig,
+    instructions: dict[str, str],
+    siglip_dir: Path | None,
+    data: _Data,
+    out: Path,
+    progress: bool,
+):
+    """cfg.steps of balanced batches of data.train in the training loop, then the trained
+    parameters saved. Returns (logits(images, frame, task) -> the trained classifier's logits
+    float32 [F] of images[frame], {steps, seconds, first_step_seconds, steps_per_second, last:
+    the last logged metrics})."""
+    import jax
+
+    from robolearn.core.loop import Schedule, train
+    from robolearn.reward_models import train as reward_train
+    from robolearn.reward_models.checkpoint import save_params
+    from robolearn.reward_models.labels import balanced_batch
+
+    classifier = reward_train.make_classifier(model_cfg, list(instructions.values()), siglip_dir)
+    rng = jax.random.key(cfg.seed)
+    state, frozen = reward_train.init_train_state(classifier, model_cfg.optim, rng)
+    images, frames = data.images, data.train
+
+    def batches():
+        rng = np.random.default_rng(cfg.seed)
+        while True:
+            idx = balanced_batch(rng, frames.label, cfg.batch_size)
+            batch = {"image": images[frames.frame[idx]], "task": frames.task[idx]}
+            yield {**batch, "label": frames.label[idx]}
+
+    result = train(
+        state,
+        reward_train.make_train_step(classifier, model_cfg, frozen),
+        batches(),
+        Schedule(cfg.steps, cfg.log_every),
+        out=out,
+        show=("loss", "accuracy"),
+        progress=progress,
+    )
+    save_params(out, result.step, result.state.params)
+    params = reward_train.merge_params(result.state.params, frozen)
+    logit_fn = jax.jit(classifier.logits)
+
+    def logits(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
+        return reward_train.predict_logits(logit_fn, params, images, frame, task)
+
     summary = {
-        "steps": cfg.steps,
-        "seconds": end - start,
-        "first_step_seconds": compiled - start,  # mostly XLA compilation
-        "steps_per_second": (cfg.steps - 1) / max(end - compiled, 1e-9),
+        "steps": result.step,
+        "seconds": result.seconds,
+        "first_step_seconds": result.compile_seconds,  # mostly XLA compilation
+        "steps_per_second": result.steps_per_second,
+        "last": result.metrics,
     }
-    return state, frozen, {**summary, "last": metrics}
+    return logits, summary
+
+
+def _calibrate_and_score(cfg, labels_cfg, logits, data: _Data, heldout, wm, progress) -> dict:
+    """Temperature and threshold fitted on the validation frames, then the calibrated
+    classifier scored: {"calibration", "validation", "evaluation"} of metrics.json."""
+    from robolearn.reward_models.calibration import calibrate
+    from robolearn.runs import reward_eval as ev
+
+    val, tasks = data.val, data.tasks
+    val_logits = logits(data.images, val.frame, val.task)
+    calibration = calibrate(val_logits, val.label, cfg.target_fpr)
+
+    def probs(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
+        return ev.calibrated(logits(images, frame, task), calibration)
+
+    on, episodes = (data.cache, data.val_episodes) if heldout is None else (heldout, None)
+    evaluation = ev.evaluate(on, episodes, tasks, labels_cfg, probs, calibration)
+    if wm is not None:
+        imagined = data.imagined
+        if heldout is not None:
+            imagined = ev.imagine(
+                wm, heldout, tasks, cfg.batch_size, cfg.seed, "held out", progress
+            )
+        evaluation["imagined"] = ev.evaluate_imagined(
+            on, episodes, imagined, tasks, labels_cfg, probs, calibration
+        )
+    return {
+        "calibration": dataclasses.asdict(calibration),
+        "validation": ev.scores(ev.calibrated(val_logits, calibration), val, tasks, calibration),
+        "evaluation": evaluation,
+    }
 
 
 def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCache | None:
@@ -292,154 +357,6 @@ def _load_world_model(spec: str, tasks, image_size: int, caches):
     return wm
 
 
-@dataclasses.dataclass(frozen=True)
-class _Imagined:
-    """Episodes of a cache imagined open loop, laid out like the cache: images uint8 [F, H, W, 3]
-    hold each imagined episode's N+1 frames in order (frame 0 the recorded first frame, then the
-    N imagined ones); start {cache episode: row of its frame 0}."""
-
-    images: np.ndarray
-    start: dict[int, int]
-
-    def frames(self, cache: EpisodeCache, episodes, offset: int = 0):
-        """(row int64 [F] into offset + images, step int64 [F]) of every frame of `episodes`,
-        in the order _episodes and _frame_index give them."""
-        rows = [np.arange(cache.num_steps[e] + 1) + offset + self.start[e] for e in episodes]
-        steps = [np.arange(cache.num_steps[e] + 1) for e in episodes]
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(rows).astype(np.int64), np.concatenate(steps)
-
-    def labelled(self, cache, episodes, tasks, labels_cfg, offset: int) -> LabelledFrames:
-        """The recipe's triples of the imagined frames (not frame 0, which is recorded) of the
-        imagined ones among `episodes`, labelled like the recorded frame at the same step;
-        frames index the recorded images with these appended at `offset`."""
-        episodes = [int(e) for e in episodes if int(e) in self.start]
-        successes, episode_tasks = _episodes(cache, episodes)
-        out = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
-        rows, steps = self.frames(cache, episodes, offset)
-        keep = steps[out.frame] > 0
-        return LabelledFrames(rows[out.frame[keep]], out.task[keep], out.label[keep])
-
-
-def _imagine(wm, cache: EpisodeCache, tasks, batch_size: int, seed: int, what: str, progress):
-    """Every episode of `cache` of a covered task imagined in full under its recorded actions."""
-    from robolearn.imagination import Imaginer, imagine_episodes
-
-    a = cache.arrays
-    episodes = [e for e, m in enumerate(cache.meta) if m.task in tasks]
-    recorded = []
-    for e in episodes:
-        fs, ss, n = cache.frame_start[e], cache.step_start[e], cache.num_steps[e]
-        recorded.append(
-            (a["image"][fs : fs + n + 1], a["action"][ss : ss + n], a["proprio"][fs : fs + n + 1])
-        )
-    frames = sum(len(r[1]) for r in recorded)
-    bar = Progress(1, f"imagining {what}", enabled=progress)
-    start = time.perf_counter()
-    imagined = imagine_episodes(Imaginer(wm, batch_size), jax.random.key(seed), recorded)
-    seconds = time.perf_counter() - start
-    bar.update(1, f"{len(recorded)} episodes, {frames} frames ({frames / seconds:.0f}/s)")
-    bar.close()
-    rows = [np.concatenate([r[0][:1], im]) for r, im in zip(recorded, imagined, strict=True)]
-    starts = np.cumsum([0] + [len(r) for r in rows])
-    images = np.concatenate(rows) if rows else np.zeros((0, *a["image"].shape[1:]), np.uint8)
-    return _Imagined(images, {e: int(starts[k]) for k, e in enumerate(episodes)})
-
-
-def _evaluate_imagined(on, episodes, imagined: _Imagined, tasks, labels_cfg, probs, calibration):
-    """Scores of the imagined frames of `on`'s `episodes` (None: all) at the recipe's labels,
-    and per episode of a covered task: is any frame after an action rewarded (P >= threshold),
-    imagined and recorded, split by the recorded outcome. A policy refined in imagination is
-    paid for the imagined failures rewarded here. probs(images, frame, task) -> calibrated
-    P(success) of images[frame] for each frame's task."""
-    episodes = range(len(on.meta)) if episodes is None else episodes
-    episodes = [int(e) for e in episodes if int(e) in imagined.start]
-    labelled = imagined.labelled(on, episodes, tasks, labels_cfg, 0)
-    result = {
-        "episodes": len(episodes),
-        "recipe": _metrics(
-            probs(imagined.images, labelled.frame, labelled.task), labelled, tasks, calibration
-        ),
-    }
-    real_frames = _frame_index(on, episodes)
-    rows, steps = imagined.frames(on, episodes)
-    successes, _ = _episodes(on, episodes)
-    lengths = [len(s) for s in successes]
-    after = steps > 0  # the frames after each action
-    episode = np.repeat(np.arange(len(episodes)), lengths)[after]
-    task = np.repeat([tasks.index(on.meta[e].task) for e in episodes], lengths)[after]
-    task = task.astype(np.int32)
-    won = np.array([s.any() for s in successes], bool)
-    for name, images, frames in (
-        ("imagined", imagined.images, rows[after]),
-        ("real", on.arrays["image"], real_frames[after]),
-    ):
-        hits = probs(images, frames, task) >= calibration.threshold
-        rewarded = np.bincount(episode, hits, minlength=len(episodes)) > 0
-        result[f"failed_rewarded_{name}"] = int(np.sum(rewarded & ~won))
-        result[f"successful_rewarded_{name}"] = int(np.sum(rewarded & won))
-    result["failed_episodes"], result["successful_episodes"] = int(np.sum(~won)), int(np.sum(won))
-    return result
-
-
-def _evaluate(heldout, cache, val_eps, tasks, labels_cfg, score: Callable) -> dict:
-    """Scores at the recipe's labels and at the stores' success flags, on the `heldout` cache
-    or else on the validation episodes of `cache`."""
-    if heldout is not None:
-        on, episodes, where = heldout, None, ", ".join(map(str, heldout.roots))
-    else:
-        on, episodes, where = cache, val_eps, "validation split (no --heldout)"
-    successes, episode_tasks = _episodes(on, episodes)
-    recipe = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
-    flags = flag_labels(successes, episode_tasks, tasks)
-    frames, images = _frame_index(on, episodes), on.arrays["image"]
-    return {
-        "on": where,
-        "episodes": len(successes),
-        "recipe": score(images, dataclasses.replace(recipe, frame=frames[recipe.frame])),
-        "sim_flags": score(images, dataclasses.replace(flags, frame=frames[flags.frame])),
-    }
-
-
-def _metrics(probs, labelled: LabelledFrames, tasks, calibration) -> dict:
-    """Overall and per-task classification_metrics at the calibrated threshold."""
-    result = classification_metrics(probs, labelled.label, calibration.threshold)
-    if len(tasks) > 1:
-        result["per_task"] = {
-            task: classification_metrics(
-                probs[labelled.task == k], labelled.label[labelled.task == k], calibration.threshold
-            )
-            for k, task in enumerate(tasks)
-        }
-    return result
-
-
-def _labelled(cache, episodes: np.ndarray, tasks, model_cfg: RewardConfig) -> LabelledFrames:
-    """The recipe's triples of a subset of the cache's episodes, frames indexing the cache."""
-    successes, episode_tasks = _episodes(cache, episodes)
-    out = label_dataset(successes, episode_tasks, tasks, model_cfg.labels, require_both=False)
-    return dataclasses.replace(out, frame=_frame_index(cache, episodes)[out.frame])
-
-
-def _episodes(cache: EpisodeCache, episodes=None) -> tuple[list[np.ndarray], list[str]]:
-    """(success flags bool [T+1] per episode, task per episode) of `episodes` (default all)."""
-    episodes = range(len(cache.meta)) if episodes is None else episodes
-    flags = cache.arrays["success"]
-    successes = [
-        flags[cache.frame_start[e] : cache.frame_start[e] + cache.num_steps[e] + 1]
-        for e in episodes
-    ]
-    return successes, [cache.meta[e].task for e in episodes]
-
-
-def _frame_index(cache: EpisodeCache, episodes=None) -> np.ndarray:
-    """Cache frame index int64 [F] of every frame of `episodes` (default all), in order."""
-    episodes = range(len(cache.meta)) if episodes is None else episodes
-    ranges = [np.arange(cache.num_steps[e] + 1) + cache.frame_start[e] for e in episodes]
-    return np.concatenate(ranges).astype(np.int64) if ranges else np.zeros(0, np.int64)
-
-
 def _covered_tasks(tasks: tuple[str, ...], cache: EpisodeCache, where: str) -> tuple[str, ...]:
     if not tasks:
         return tuple(cache.task_names)
@@ -463,36 +380,3 @@ def _instruction(cache: EpisodeCache, task: str) -> str:
     """The most common instruction of the task's episodes."""
     texts = [m.instruction for m in cache.meta if m.task == task]
     return max(dict.fromkeys(texts), key=texts.count)
-
-
-def summary_lines(result: dict) -> list[str]:
-    """The evaluation table `robolearn train reward` prints."""
-    ev, cal = result["evaluation"], result["calibration"]
-    lines = [
-        f"calibrated on validation: temperature {cal['temperature']:.3f}, threshold "
-        f"{cal['threshold']:.4f} (false positives <= {cal['target_fpr']:.1%})",
-        f"scored on {ev['on']}: {ev['episodes']} episodes",
-        f"  {'labels':<10} {'frames':>7} {'pos':>6} {'acc':>6} {'FPR':>6} {'FNR':>6} "
-        f"{'prec':>6} {'ECE':>6}",
-    ]
-    for name, key in (("recipe", "recipe"), ("sim flags", "sim_flags")):
-        m = ev[key]
-        cells = [_pct(m[k]) for k in ("accuracy", "fpr", "fnr", "precision", "ece")]
-        lines.append(f"  {name:<10} {m['frames']:>7} {m['positives']:>6} " + " ".join(cells))
-    imagined = ev.get("imagined")
-    if imagined is not None:
-        m = imagined["recipe"]
-        cells = [_pct(m[k]) for k in ("accuracy", "fpr", "fnr", "precision", "ece")]
-        lines.append(f"  {'imagined':<10} {m['frames']:>7} {m['positives']:>6} " + " ".join(cells))
-        lines.append("episodes with a rewarded frame, imagined | recorded:")
-        for outcome in ("failed", "successful"):
-            n = imagined[f"{outcome}_episodes"]
-            lines.append(
-                f"  {outcome:<10} {imagined[f'{outcome}_rewarded_imagined']:>4}/{n} | "
-                f"{imagined[f'{outcome}_rewarded_real']}/{n}"
-            )
-    return lines
-
-
-def _pct(value: float | None) -> str:
-    return f"{'-':>6}" if value is None else f"{value:>6.1%}"

@@ -46,7 +46,9 @@ def test_label_writes_classifier_rewards_into_a_new_store(setup, tmp_path, capsy
         np.testing.assert_array_equal(new.reward, (prob >= extra["reward_threshold"]))
         # the patch is easy: the classifier's reward matches the simulator's flags
         np.testing.assert_array_equal(new.reward > 0, old.success[1:])
-    assert "labelled 3 episodes (60 steps, 14 rewarded" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "labelled 3 episodes (60 steps, 14 rewarded" in printed
+    assert printed.splitlines()[-1] == f"store: {out}"
 
 
 def _error(argv, capsys) -> str:
@@ -77,6 +79,12 @@ def test_label_refusals(setup, tmp_path, capsys):
     assert not (tmp_path / "o3").exists()
     err = _error(base[:-2] + ["--reward", str(source), "--out", str(tmp_path / "o4")], capsys)
     assert "not a reward checkpoint" in err
+    err = _error(base[:-2] + ["--out", str(tmp_path / "o5")], capsys)
+    assert "label needs --reward CKPT" in err
+    with pytest.raises(SystemExit) as exit_:  # --out is required
+        main(["label", "--data", str(source), "--reward", str(root / "reward")])
+    assert exit_.value.code == 2
+    assert "the following arguments are required: --out" in capsys.readouterr().err
 
 
 def _store_of_size(tmp_path, size):

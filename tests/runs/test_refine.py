@@ -1,18 +1,27 @@
 """`robolearn refine` end to end on tiny parts (tiny world model, BC policy and reward classifier
-trained for a few steps): the refined checkpoint is a policy that eval loads, metrics are logged,
-a killed run resumes, and parts that do not fit together are refused in one line."""
+trained for a few steps): the refined checkpoint is a policy that eval loads, with an actor-only
+export beside it; metrics reach metrics.jsonl and TensorBoard; a killed run resumes; a run config
+file works; parts that do not fit together are refused in one line."""
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import yaml
 from test_imagine import _outcome_store, _train_bc, _train_wm
 
 from robolearn.cli import main
+from robolearn.core.config import load_yaml
 from robolearn.data.synthetic import write_random_store
-from robolearn.policies.bc.checkpoint import load_policy, read_info
+from robolearn.policies.bc.checkpoint import EXPORT_DIR, load_policy, read_info
 from robolearn.policies.ppo.checkpoint import read_ppo_config
+from robolearn.runs.refine import RefineConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _train_reward(data, out):
@@ -57,37 +66,107 @@ def _refine(parts, out, *extra, iterations=2, **override):
     return main([*argv, *extra])
 
 
+def _tensorboard_steps(out, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
 def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, capsys):
+    """From a --config file (flags and KEY=VALUE overrides over it), then resumed with flags."""
     out = tmp_path / "refined"
-    lrs = ("--actor-lr", "2e-5", "--critic-lr", "1e-3")
-    assert _refine(parts, out, "--save-every", "1", *lrs) == 0
-    printed = capsys.readouterr().out
-    assert "imagined success" in printed and f"policy checkpoint: {out}" in printed
+    config = {
+        "task": "drawer",
+        "world_model": str(parts["wm"]),
+        "reward": str(parts["reward"]),
+        "policy": str(parts["bc"]),
+        "data": [str(parts["data"])],
+        "iterations": 2,
+        "ppo": {"rollouts": 4, "horizon": 3, "epochs": 1, "minibatches": 2, "critic_warmup": 1},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    argv = ["refine", "--config", str(tmp_path / "run.yaml"), "--out", str(out), "--quiet"]
+    argv += ["--save-every", "1", "--actor-lr", "2e-5", "ppo.critic_optim.learning_rate=1e-3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("refine drawer: iteration 2 (2 this run, ")
+    assert "; imagined success " in printed[0] and "(iteration 1) -> " in printed[0]
+    assert printed[0].endswith(" imagined steps/s")
+    assert printed[1:] == [
+        f"policy checkpoint: {out}",
+        f"evaluate it: robolearn eval --task drawer --policy {out}",
+    ]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [1, 2]
+    assert [r["step"] for r in rows] == [1, 2]
     for key in ("imagined_return", "approx_kl", "clip_fraction", "value_loss", "std"):
         assert key in rows[0]
     assert rows[0]["actor_updates"] == 0  # critic warm-up
+    assert rows[1]["imagined_steps_per_second"] > 0
+    assert _tensorboard_steps(out, "imagined_success") == [1, 2]
     info = read_info(out)
     assert (info.kind, info.task, info.parent) == ("ppo", "drawer", str(parts["bc"]))
     policy = load_policy(out, "drawer")
     assert policy.step == 2
     ppo = read_ppo_config(out)
     assert (ppo.actor_optim.learning_rate, ppo.critic_optim.learning_rate) == (2e-5, 1e-3)
-    assert (out / "refine.yaml").is_file()
+    resolved = load_yaml(RefineConfig, out / "refine.yaml")
+    assert resolved.ppo == ppo and (ppo.horizon, ppo.early_bc_coef) == (3, 0.0)
+    assert resolved.iterations == 2 and resolved.world_model == str(parts["wm"])
 
-    # a run stopped after 2 iterations continues to 3, its files in the layout before
-    # robolearn.core.optim (actor_lr, critic_lr, grad_clip)
+    # a run stopped after 2 iterations continues to 3 with its own PPO settings (not the
+    # defaults of the flags left out), its files in the layout before robolearn.core.optim
+    # (actor_lr, critic_lr, grad_clip)
     _old_ppo_layout(out / "ppo.yaml")
     _old_ppo_layout(out / "refine.yaml", section="ppo")
     assert _refine(parts, out, "--resume", iterations=3) == 0
     assert "iteration 3 (1 this run" in capsys.readouterr().out
     assert load_policy(out, "drawer").step == 3
+    assert load_yaml(RefineConfig, out / "refine.yaml").ppo == ppo
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert _tensorboard_steps(out, "imagined_success") == [1, 2, 3]
 
-    argv = ["eval", "--task", "drawer", "--policy", str(out), "--episodes", "1"]
+    # OUT/policy: the actor of the last save, and nothing else of the training state
+    export = out / EXPORT_DIR
+    assert (read_info(export).weights, read_info(export).kind) == ("actor", "ppo")
+    assert _orbax_tree(export / "checkpoints" / "3") == {"step", "params"}
+    assert {"critic", "actor_opt", "critic_opt"} <= _orbax_tree(out / "checkpoints" / "3")
+    actor, trained = load_policy(export, "drawer"), load_policy(out, "drawer")
+    assert actor.step == 3
+    for a, b in zip(jax.tree.leaves(actor.params), jax.tree.leaves(trained.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (export / "refine.yaml").is_file() and (export / "metrics.jsonl").is_file()
+
+    argv = ["eval", "--task", "drawer", "--policy", str(export), "--episodes", "1"]
     argv += ["--max-steps", "2", "--video-episodes", "0", "--out", str(tmp_path / "ev"), "--quiet"]
     assert main(argv) == 0
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["episodes"] == 1
+
+
+def _orbax_tree(step_dir):
+    """The top-level names of the pytree saved in a checkpoints/<step>/ directory."""
+    import orbax.checkpoint as ocp
+
+    return set(ocp.StandardCheckpointer().metadata(step_dir / "default").item_metadata.tree)
+
+
+def test_the_drawer_run_config_is_the_run_that_made_the_shipped_refined_policy():
+    """configs/runs/refine-drawer.yaml, read by the CLI, is the shipped refine.yaml (the old PPO
+    layout migrated; the horizon and early anchor as refine resolves them for drawer)."""
+    from robolearn import bundles, cli
+    from robolearn.core.checkpoint import load_config
+    from robolearn.policies.ppo.checkpoint import migrate_ppo_section
+
+    path = ROOT / "configs" / "runs" / "refine-drawer.yaml"
+    command, args, flags = cli.parse(["refine", "--config", str(path)])
+    cfg = cli.resolve_config(command, args, flags)
+    shipped = Path(bundles.resolve("bundle:drawer/refined")) / "refine.yaml"
+    made = load_config(RefineConfig, shipped, migrate_ppo_section)
+    resolved = [dataclasses.replace(c, ppo=c.resolved_ppo(50)) for c in (cfg, made)]
+    assert resolved[0] == resolved[1]
+    assert cfg.ppo.actor_optim.learning_rate == 1e-5 and cfg.ppo.horizon == 50
 
 
 @pytest.mark.parametrize(
@@ -109,7 +188,7 @@ def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, ca
     from robolearn.world_models.checkpoint import load_world_model
 
     from robolearn.data.store import iter_episodes
-    from robolearn.runs.refine import RefineConfig, initial_windows
+    from robolearn.runs.refine import initial_windows
 
     info = load_world_model(parts["wm"], "drawer", 7).info
     cfg = RefineConfig(task="drawer", data=(str(parts["data"]),), start_step=4)
@@ -125,23 +204,18 @@ def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, ca
     out = tmp_path / "mid"
     assert _refine(parts, out, "--start-step", "4", "--horizon", "2", iterations=1) == 0
     row = json.loads((out / "metrics.jsonl").read_text())
-    assert row["iteration"] == 1 and row["early_shift"] >= 0
+    assert row["step"] == 1 and row["early_shift"] >= 0
     # with a start step the actor is anchored on the recorded frames before it, by default
-    assert "early_bc_coef: 10.0" in (out / "refine.yaml").read_text()
-    assert "early_bc_coef: 10.0" in (out / "ppo.yaml").read_text()
+    resolved = load_yaml(RefineConfig, out / "refine.yaml")
+    assert (resolved.ppo.early_bc_coef, resolved.ppo.horizon) == (10.0, 2)
+    assert read_ppo_config(out) == resolved.ppo
 
     # the early pool: every frame before the start step, with the BC policy's mean action
-    from robolearn.runs.refine import early_frames, load_parts
+    from robolearn.runs.parts import load_parts
+    from robolearn.runs.refine import early_frames
 
-    cfg = RefineConfig(
-        task="drawer",
-        world_model=str(parts["wm"]),
-        reward=str(parts["reward"]),
-        policy=str(parts["bc"]),
-        data=(str(parts["data"]),),
-        start_step=4,
-    )
-    loaded = load_parts(cfg)
+    cfg = RefineConfig(task="drawer", data=(str(parts["data"]),), start_step=4)
+    loaded = load_parts("drawer", str(parts["wm"]), str(parts["bc"]), str(parts["reward"]))
     early = early_frames(cfg, loaded)
     assert early.image.shape == (8 * 4, 64, 64, 3) and early.anchor.shape == (8 * 4, 7)
     assert (early.image[:4] == ep.image[:4]).all()
@@ -165,12 +239,19 @@ def test_start_step_starts_from_real_windows_inside_episodes(parts, tmp_path, ca
     assert "--early-bc-coef anchors the steps before --start-step" in capsys.readouterr().err
 
 
-def test_existing_run_is_not_overwritten(parts, tmp_path, capsys):
+def test_existing_run_is_not_overwritten_nor_resumed_with_other_parts(parts, tmp_path, capsys):
     out = tmp_path / "refined"
     assert _refine(parts, out, iterations=1) == 0
     capsys.readouterr()
     assert _refine(parts, out, iterations=1) == 2
     assert "--resume" in capsys.readouterr().err
+    other = shutil.copytree(parts["reward"], tmp_path / "reward-copy")
+    assert _refine(parts, out, "--resume", iterations=2, reward=str(other)) == 2
+    err = capsys.readouterr().err
+    assert f"was refined with reward {str(parts['reward'])!r}, not {str(other)!r}" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["refine", "--out", str(tmp_path / "none")]) == 2
+    assert "give --task" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")

@@ -12,14 +12,16 @@ import json
 import numpy as np
 import pytest
 from robolearn.reward_models.checkpoint import load_reward_model
+from robolearn.reward_models.config import RewardConfig
 from robolearn.reward_models.labels import label_dataset
-from test_train_reward import SIZE, train, write_patch_store
+from test_train_reward import train, write_patch_store
 
 from robolearn import imagination
 from robolearn.cli import main
+from robolearn.core.config import load_preset
 from robolearn.data.loader import EpisodeCache
 from robolearn.data.synthetic import write_random_store
-from robolearn.runs import train_reward
+from robolearn.runs import reward_eval
 
 STEPS = 20
 
@@ -87,12 +89,12 @@ def test_imagined_frames_are_labelled_like_the_recorded_frame_at_the_same_step(s
     for e in range(n):
         images[e * (STEPS + 1) : (e + 1) * (STEPS + 1), 0, 0, 0] = e
         images[e * (STEPS + 1) : (e + 1) * (STEPS + 1), 0, 0, 1] = np.arange(STEPS + 1)
-    imagined = train_reward._Imagined(images, {e: e * (STEPS + 1) for e in range(n)})
+    imagined = reward_eval.Imagined(images, {e: e * (STEPS + 1) for e in range(n)})
     episodes = [1, 4, 9, 12]
-    cfg = train_reward.preset("tiny", SIZE, 1, 10).labels
+    cfg = load_preset(RewardConfig, "tiny").labels
     offset = 1000
     got = imagined.labelled(cache, episodes, ("a",), cfg, offset)
-    successes, tasks = train_reward._episodes(cache, episodes)
+    successes, tasks = reward_eval.success_flags(cache, episodes)
     recipe = label_dataset(successes, tasks, ("a",), cfg, require_both=False)
     want = {}
     starts = np.cumsum([0] + [len(s) for s in successes])
