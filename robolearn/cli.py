@@ -37,7 +37,6 @@ class Command:
     run: str
     options: tuple[str, ...] = ()
     aliases: tuple[Alias, ...] = ()
-    description: str = ""
 
 
 def _presets(kind: str):
@@ -115,6 +114,11 @@ def _load(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
+def _module_doc(command: Command) -> str:
+    """The run module's docstring: what the command does, at length (its --help description)."""
+    return importlib.import_module(command.run.partition(":")[0]).__doc__ or ""
+
+
 def _usage_line(command: Command) -> str:
     return f"usage: {PROG} {command.words} [flags]  (`{PROG} {command.words} --help` lists them)"
 
@@ -134,7 +138,10 @@ class CommandParser(argparse.ArgumentParser):
 def build_parser(command: Command) -> tuple[CommandParser, object]:
     """The parser of one command and the FlagSet of its config's flags."""
     parser = CommandParser(
-        command, description=command.description or command.help, allow_abbrev=False
+        command,
+        description=_module_doc(command) or command.help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     opts = set(command.options)
     flags = add_config_flags(parser, _load(command.config), command.aliases)
@@ -260,19 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {command.words}: interrupted", file=sys.stderr)
         return 130
-
-
-class _CompatParser:
-    """`make_parser().parse_args(argv)`: checks a command line (exits 2 on a bad one) without
-    running it, as tests of documented commands do."""
-
-    def parse_args(self, argv: Sequence[str]) -> argparse.Namespace:
-        return parse(argv)[1]
-
-
-def make_parser() -> _CompatParser:
-    """A checker of command lines; see _CompatParser."""
-    return _CompatParser()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
-from robolearn.cli import make_parser
+from robolearn.cli import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -164,7 +164,7 @@ def test_every_robolearn_command_in_the_docs_parses():
             stderr = io.StringIO()
             try:
                 with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                    make_parser().parse_args(argv)
+                    parse(argv)  # exits 2 on a bad command line
             except SystemExit:
                 error = stderr.getvalue().strip().splitlines()[-1:] or ["(exit)"]
                 failures.append(f"{page.relative_to(ROOT)}: {written}\n    {error[0]}")

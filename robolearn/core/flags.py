@@ -11,13 +11,8 @@ field) and its default; its type comes from the annotation: str, int, float, boo
 `X | None`, `tuple[X, ...]` (a repeatable flag, or a positional list), `Literal[...]` (choices).
 Nested config fields get no flags of their own (they are set by `--config FILE` and dotted
 overrides) unless an `Alias` names one of their fields. Only flags the user gave are returned by
-`given`, so a config file's values survive the flags' defaults.
-
-Why not tyro (measured with tyro 1.0.17): its errors are multi-line boxes that point at the
-top-level help, and keeping the flags users already have (repeatable --data, --task for a field
-named tasks, positional paths) needs a tyro annotation on nearly every field; argparse under
-this small layer gives one-line errors under the right command and the same flags, and the
-dataclass stays the single place a setting is declared and documented.
+`given`, so a config file's values survive the flags' defaults. Why this and not tyro:
+docs/architecture.md ("The CLI").
 """
 
 from __future__ import annotations
@@ -98,6 +93,8 @@ def add_config_flags(
         if alias.choices is not None:
             kwargs["choices"] = list(alias.choices() if callable(alias.choices) else alias.choices)
         kwargs["help"] = _help(alias.help or doc, default, kwargs)
+        if kwargs.get("action") != "store_true":
+            kwargs.setdefault("metavar", alias.flag.lstrip("-").replace("-", "_").upper())
         dest = "alias." + alias.path
         parser.add_argument(alias.flag, dest=dest, default=argparse.SUPPRESS, **kwargs)
         paths[dest] = alias.path
@@ -155,7 +152,7 @@ def _nested(cls: type, path: str) -> tuple[Any, Any, str]:
 
 
 def _help(doc: str, default: Any, kwargs: dict) -> str:
-    text = doc or ""
+    text = (doc or "").replace("%", "%%")  # argparse formats help with %
     if kwargs.get("action") == "store_true" or default in (dataclasses.MISSING, None, (), ""):
         return text
     return f"{text} (default: {_show(default)})".strip()
