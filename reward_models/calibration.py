@@ -76,14 +76,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, smooth: bool = True)
 def threshold_for_fpr(probs: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
     """The lowest threshold t with mean(probs[~labels] >= t) <= target_fpr: probs float [N],
     labels bool [N] (needs a negative). With k = floor(target * negatives) false positives
-    allowed, t is just above the (k+1)-th highest negative probability."""
+    allowed, t is just above the (k+1)-th highest negative probability: a few float32 steps above
+    it, so that a model scoring in float32 (the jitted reward of `label` and `refine`) cannot
+    round that negative up across the threshold (a float64 step was not enough)."""
     if not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
     neg = np.sort(np.asarray(probs, np.float64)[~np.asarray(labels, bool)])[::-1]
     if not len(neg):
         raise ValueError("choosing a threshold for a false-positive rate needs negatives")
     allowed = int(np.floor(target_fpr * len(neg) + 1e-9))
-    return float(np.nextafter(neg[allowed], np.inf))
+    margin = 4 * float(np.spacing(np.float32(neg[allowed])))
+    return float(max(np.nextafter(neg[allowed], np.inf), neg[allowed] + margin))
 
 
 def calibrate(
