@@ -8,8 +8,9 @@ Rows (one per preset, measurement and batch):
     and 32 on
              random uint8 frames; `sec` is the median of a few timed steps after one warm-up step.
     imagine  `sampler.open_loop` jitted with graph, sampler config and proprio stats closed over,
-             from `train.start_window`, `horizon` steps under random actions, default sampler
-             (3 Euler steps = 3 denoiser calls per frame); frames/s = batch * horizon / sec.
+             from `robolearn.imagination.start_window`, `horizon` steps under random actions,
+             default sampler (3 Euler steps = 3 denoiser calls per frame); frames/s = batch *
+             horizon / sec.
     diamond  reference: DIAMOND's PyTorch denoiser (4.4M parameters, eager, 3-step sampler) measured
              on this same 2-core CPU type, copied from /work/shared/REFERENCES.md (not this run:
              DIAMOND's code cannot be downloaded here). The small rows (4.0M parameters, about
@@ -37,11 +38,12 @@ from flax import nnx
 from robolearn.world_models.config import preset
 from robolearn.world_models.model import count_params
 from robolearn.world_models.sampler import open_loop
-from robolearn.world_models.train import init_train_state, make_train_step, start_window
+from robolearn.world_models.train import init_train_state, make_train_step
 
 from bench.timing import timed as _timed
 from robolearn.core.mesh import data_mesh, replicate, shard_batch
 from robolearn.core.normalize import NormStats
+from robolearn.imagination import start_window
 
 IMAGE = 64
 DEFAULT_PEAK_TFLOPS = 989.0  # H100/H200 SXM, bf16 dense

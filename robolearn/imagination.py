@@ -66,11 +66,14 @@ def check_reward(wm_info, reward_info) -> None:
 
 def start_window(first_image, first_proprio, context: int, action_dim: int):
     """The world model's context at an episode start, as it was trained on padded starts: the
-    first frame and proprio repeated `context` times, zero actions. -> (frames uint8
-    [B, T, H, W, 3], actions [B, T, A], proprio [B, T, P])."""
-    frames = jnp.repeat(first_image[:, None], context, axis=1)
-    proprio = jnp.repeat(first_proprio.astype(jnp.float32)[:, None], context, axis=1)
-    actions = jnp.zeros((first_image.shape[0], context, action_dim), jnp.float32)
+    first frame and proprio repeated `context` times, zero actions. first_image [B, H, W, 3],
+    first_proprio [B, P] -> (frames [B, T, H, W, 3] of the image's dtype, actions float32
+    [B, T, A], proprio float32 [B, T, P]). NumPy in, NumPy out (host-side starts, e.g. refine's);
+    JAX arrays (or tracers inside a jitted rollout) in, JAX arrays out."""
+    xp = np if isinstance(first_image, np.ndarray) else jnp
+    frames = xp.repeat(first_image[:, None], context, axis=1)
+    proprio = xp.repeat(xp.asarray(first_proprio, xp.float32)[:, None], context, axis=1)
+    actions = xp.zeros((first_image.shape[0], context, action_dim), xp.float32)
     return frames, actions, proprio
 
 

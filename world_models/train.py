@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -103,13 +102,3 @@ def make_train_step(
         return TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema), metrics
 
     return jax.jit(train_step, out_shardings=(replicated, replicated), donate_argnums=0)
-
-
-def start_window(image: np.ndarray, proprio: np.ndarray, context: int, action_dim: int):
-    """The context window of an episode's first frame, as imagination starts from it: the frame
-    and proprio repeated T times, and T zero actions. image [B, H, W, 3], proprio [B, P] ->
-    (frames [B, T, H, W, 3], actions [B, T, A], proprio [B, T, P])."""
-    frames = np.repeat(np.asarray(image)[:, None], context, axis=1)
-    prop = np.repeat(np.asarray(proprio, np.float32)[:, None], context, axis=1)
-    actions = np.zeros((image.shape[0], context, action_dim), np.float32)
-    return frames, actions, prop

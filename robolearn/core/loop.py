@@ -157,7 +157,8 @@ def train(
         trained_steps=trained,
         seconds=seconds,
         compile_seconds=compile_seconds,
-        steps_per_second=(trained - 1) / timed if trained > 1 and timed > 0 else 0.0,
+        # Without the first step's compilation; a one-step run has only that step to time.
+        steps_per_second=(trained - 1) / timed if trained > 1 and timed > 0 else trained / seconds,
         metrics=metrics,
         first=first,
         preempted=preempted,

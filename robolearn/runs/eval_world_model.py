@@ -27,13 +27,16 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
 
-from robolearn.core.config import save_yaml
+from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.flags import flag
 from robolearn.core.progress import Progress
+from robolearn.core.rundir import RunOptions
 from robolearn.data.loader import EpisodeCache
 from robolearn.imagination import Imaginer, context_window, imagine_episodes
 from robolearn.world_models import metrics
@@ -42,30 +45,58 @@ from robolearn.world_models.checkpoint import FrozenWorldModel
 
 @dataclasses.dataclass(frozen=True)
 class EvalWorldModelConfig:
-    """What `robolearn eval world-model` runs (see the module doc for the method).
+    """What `robolearn eval world-model` runs (see the module doc for the method; saved as
+    config.yaml in the run, with the sampler the model ran with)."""
 
-    horizon: open-loop steps per window; stride: frames between window starts.
-    max_episodes: use at most this many episodes (the first ones), None = all.
-    detector_steps: training steps of the success detector (0 skips outcome fidelity).
-    sampler_steps/sampler_method: override the model's sampler (None = its own).
-    """
-
-    model: str
-    data: tuple[str, ...]
+    model: str = dataclasses.field(default="", metadata=flag(metavar="CKPT"))
+    """world-model checkpoint directory or shipped part, e.g. bundle:drawer/world-model"""
+    data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """held-out episode store (repeat for several); the episodes of the model's tasks are used"""
     horizon: int = 15
+    """open-loop steps per window"""
     stride: int = 10
+    """frames between window starts"""
     batch_size: int = 32
+    """rollouts per batch"""
     seed: int = 0
+    """sampling seed"""
     max_episodes: int | None = None
+    """use only the first N episodes (default: all)"""
     detector_steps: int = 400
+    """training steps of the success detector; 0 skips outcome fidelity"""
     sampler_steps: int | None = None
-    sampler_method: str | None = None
+    """denoising steps per frame (default: the model's, 3)"""
+    sampler_method: Literal["euler", "heun"] | None = dataclasses.field(
+        default=None, metadata=flag("--sampler")
+    )
+    """ODE solver per frame (default: the model's, euler). heun is second order and needs more
+    steps: on the shipped drawer model at 2-3 steps it is far worse than euler (first imagined
+    frame SSIM ~0.03 against 0.91, measured; see world_models/sampler.py)"""
 
     def __post_init__(self):
-        if self.horizon < 1:
-            raise ConfigError(f"horizon must be >= 1, got {self.horizon}")
-        if self.stride < 1 or self.batch_size < 1:
-            raise ConfigError("stride and batch size must be >= 1")
+        if not self.model:
+            raise ConfigError("give the world model to evaluate: --model CKPT or a bundle part")
+        if not self.data:
+            raise ConfigError("give at least one held-out --data directory")
+        require_positive(self, "horizon", "stride", "batch_size")
+        if self.max_episodes is not None:
+            require_positive(self, "max_episodes")
+        if self.detector_steps < 0:
+            raise ConfigError(f"detector_steps must be >= 0, got {self.detector_steps}")
+
+
+def main(cfg: EvalWorldModelConfig, options: RunOptions) -> None:
+    """`robolearn eval world-model`: both measurements, printed as a table."""
+    from robolearn import bundles
+    from robolearn.runs.parts import sampler_override
+    from robolearn.world_models.checkpoint import load_world_model
+
+    override = sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    wm = load_world_model(bundles.resolve(cfg.model), sampler=override)
+    out = options.run_dir("eval", "world-model")
+    result = run_eval_world_model(cfg, wm, out, progress=options.progress)
+    print(format_fidelity(result))
+    print(f"results: {out / 'results.json'}")
 
 
 def run_eval_world_model(
@@ -80,7 +111,8 @@ def run_eval_world_model(
             f"{', '.join(cfg.data)}: frames are {image.shape[1]}x{image.shape[2]}, the world "
             f"model's are {wm.info.image_size}x{wm.info.image_size}"
         )
-    save_yaml(cfg, out / "config.yaml")
+    used = {"sampler_steps": wm.sampler.steps, "sampler_method": wm.sampler.method}
+    save_yaml(dataclasses.replace(cfg, **used), out / "config.yaml")
     imaginer = Imaginer(wm, cfg.batch_size)
     rng = jax.random.key(cfg.seed)
     start = time.perf_counter()
@@ -190,3 +222,45 @@ def _outcome(cfg, cache, episodes, imaginer, rng, progress) -> dict | None:
         "outcome_agreement": float((imag_ok == real_ok).mean()),
         "detector_steps": cfg.detector_steps,
     }
+
+
+def format_fidelity(result: dict) -> str:
+    """The fidelity report of `eval world-model` (results.json's content) as a plain-text table."""
+    ol = result["open_loop"]
+    ps = ol["per_step"]
+    lines = [
+        f"open loop: {ol['windows']} windows from {result['episodes']} episodes, "
+        f"model step {result['model_step']}, {result['sampler']['steps']} "
+        f"{result['sampler']['method']} steps per frame",
+        "  step   PSNR model  PSNR copy-last   SSIM model  SSIM copy-last",
+    ]
+    for k in range(ol["horizon"]):
+        lines.append(
+            f"  {k + 1:>4}   {ps['psnr'][k]:>10.2f}  {ps['psnr_baseline'][k]:>14.2f}   "
+            f"{ps['ssim'][k]:>10.3f}  {ps['ssim_baseline'][k]:>14.3f}"
+        )
+    verdict = "beats" if ol["beats_baseline"] else "does NOT beat"
+    lines.append(f"  the model {verdict} copy-the-last-frame at every step (PSNR and SSIM)")
+    oc = result.get("outcome")
+    if oc and "skipped" in oc:
+        lines.append(f"outcome fidelity: skipped ({oc['skipped']})")
+    elif oc:
+        lines += _outcome_lines(oc)
+    return "\n".join(lines)
+
+
+def _outcome_lines(oc: dict) -> list[str]:
+    def pct(x):
+        return "n/a" if x is None else f"{x:.0%}"
+
+    return [
+        f"outcome fidelity ({oc['failed_episodes']} failed, {oc['successful_episodes']} "
+        f"successful episodes imagined in full under their recorded actions):",
+        f"  failed episodes whose imagined ending looks successful: "
+        f"{pct(oc['imagined_success_on_failed'])} "
+        f"(detector on the real endings: {pct(oc['detector_success_on_failed_real'])})",
+        f"  successful episodes whose imagined ending looks successful: "
+        f"{pct(oc['imagined_success_on_successful'])} "
+        f"(detector on the real endings: {pct(oc['detector_success_on_successful_real'])})",
+        f"  imagined outcome = real outcome: {pct(oc['outcome_agreement'])}",
+    ]

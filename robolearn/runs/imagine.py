@@ -11,7 +11,8 @@ the frame, plotted per step, and thresholded into the binary reward refinement t
 Outputs in the run directory: video.mp4 (the first 4 rollouts two to a row, each imagined | real
 under caption strips and marked by its colour, over the PSNR and reward plots with a cursor at the
 step), psnr.png and reward.png (every rollout, same colours), results.json (per-step PSNR/SSIM,
-predicted reward, real success, timings per rollout), config.yaml.
+predicted reward, real success, timings per rollout), config.yaml (the settings
+really used: the parts, horizon and sampler).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
 
-from robolearn import bundles
 from robolearn.core import plots
 from robolearn.core.config import save_yaml
 from robolearn.core.errors import ConfigError
+from robolearn.core.flags import flag
+from robolearn.core.rundir import RunOptions
 from robolearn.core.seeds import episode_seed
 from robolearn.core.video import (
     VIDEO_SIZE,
@@ -36,6 +39,7 @@ from robolearn.core.video import (
     caption_strip,
     pad_to_block,
 )
+from robolearn.runs.parts import Parts, load_parts, sampler_override, shipped_reward
 
 VIDEO_ROWS = 4
 CELL = VIDEO_SIZE  # px of a filmed frame
@@ -48,28 +52,34 @@ GREEN = "green caption: reward 1 (imagined) / success (real)"
 
 @dataclasses.dataclass(frozen=True)
 class ImagineConfig:
-    """What `robolearn imagine` runs.
-
-    world_model/policy: checkpoint directories or shipped parts; None = the task's bundle
-        (bundle:<task>/world-model and bundle:<task>/bc).
-    reward: a reward-classifier checkpoint or shipped part scoring the imagined frames; None =
-        bundle:<task>/reward when the bundle ships one, "none" = no predicted reward.
-    horizon: imagined steps (None = the task's episode length).
-    rollouts: parallel imagined rollouts (one batch); the first 4 are filmed.
-    sample: sample actions from the policy's Gaussian instead of taking its mean.
-    sampler_steps/sampler_method: override the world model's sampler (None = its own).
-    """
+    """What `robolearn imagine` runs; the run's config.yaml holds it resolved (the parts, the
+    horizon and the sampler actually used)."""
 
     task: str = "drawer"
-    world_model: str | None = None
-    policy: str | None = None
-    reward: str | None = None
+    """task name (see `robolearn tasks`)"""
+    world_model: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
+    """world-model checkpoint or shipped part (default: bundle:<task>/world-model)"""
+    policy: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
+    """policy checkpoint or shipped part (default: bundle:<task>/bc)"""
+    reward: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
+    """reward classifier scoring the imagined frames, or 'none' (default: bundle:<task>/reward
+    when shipped)"""
     horizon: int | None = None
+    """imagined steps (default: the task's episode length)"""
     rollouts: int = 4
+    """parallel imagined rollouts (one batch); the first 4 are filmed"""
     seed: int = 0
+    """reset and sampling seed"""
     sample: bool = False
+    """sample policy actions from its Gaussian instead of taking the mean"""
     sampler_steps: int | None = None
-    sampler_method: str | None = None
+    """denoising steps per frame (default: the model's, 3)"""
+    sampler_method: Literal["euler", "heun"] | None = dataclasses.field(
+        default=None, metadata=flag("--sampler")
+    )
+    """ODE solver per frame (default: the model's, euler). heun is second order and needs more
+    steps: on the shipped drawer model at 2-3 steps it is far worse than euler (first imagined
+    frame SSIM ~0.03 against 0.91, measured; see world_models/sampler.py)"""
 
     def __post_init__(self):
         if self.horizon is not None and self.horizon < 1:
@@ -77,95 +87,66 @@ class ImagineConfig:
         if self.rollouts < 1:
             raise ConfigError(f"rollouts must be >= 1, got {self.rollouts}")
 
-    @property
-    def world_model_spec(self) -> str:
-        return self.world_model or f"{bundles.PREFIX}{self.task}/world-model"
 
-    @property
-    def policy_spec(self) -> str:
-        return self.policy or f"{bundles.PREFIX}{self.task}/bc"
-
-    @property
-    def reward_spec(self) -> str | None:
-        """The reward classifier to score imagined frames with, or None."""
-        if self.reward == "none":
-            return None
-        if self.reward:
-            return self.reward
-        default = f"{bundles.PREFIX}{self.task}/reward"
-        shipped = {p.name for p in bundles.list_parts()}
-        return default if default in shipped else None
-
-
-def load_parts(cfg: ImagineConfig):
-    """(task info, world model, policy), checked against each other with one-line errors."""
-    from robolearn import envs
-    from robolearn.imagination import check_pair
-    from robolearn.policies.bc.checkpoint import check_compatible, load_policy
-    from robolearn.world_models.checkpoint import load_world_model
-
-    info = envs.task_info(cfg.task)
-    wm_path, policy_path = bundles.resolve(cfg.world_model_spec), bundles.resolve(cfg.policy_spec)
-    wm = load_world_model(
-        wm_path, cfg.task, envs.ACTION_DIM, sampler_override(cfg.sampler_steps, cfg.sampler_method)
+def main(cfg: ImagineConfig, options: RunOptions) -> None:
+    """`robolearn imagine`: imagine, replay, film; print the comparison and the outputs."""
+    out = options.run_dir("imagine", cfg.task)
+    r = run_imagine(cfg, out)
+    print(
+        f"{cfg.task}: {r['rollouts']} rollouts x {r['horizon']} steps imagined in "
+        f"{r['imagine_seconds']:.1f} s ({r['imagined_frames_per_second']:.1f} frames/s, "
+        f"compile {r['compile_seconds']:.0f} s); imagined vs real sim PSNR "
+        f"{r['psnr_first_step']:.1f} dB at step 1, {r['psnr_last_step']:.1f} dB at step "
+        f"{r['horizon']}; the same actions succeed in the real sim "
+        f"{r['real_successes']}/{r['rollouts']}"
     )
-    policy_info = check_compatible(policy_path, cfg.task, envs.ACTION_DIM)
-    check_pair(wm.info, policy_info, cfg.task)
-    policy = load_policy(policy_path, cfg.task, envs.ACTION_DIM)
-    return info, wm, policy
+    if "reward" in r:
+        rew = r["reward"]
+        print(
+            f"predicted reward ({rew['classifier']}, threshold {rew['threshold']:.2f}): imagined "
+            f"success in {rew['predicted_successes']}/{r['rollouts']} rollouts; plot: {rew['plot']}"
+        )
+    print(f"video:   {r['video']}")
+    print(f"plot:    {r['plot']}")
+    print(f"results: {out / 'results.json'}")
 
 
-def load_reward(cfg: ImagineConfig, wm_info):
-    """The reward classifier of `cfg` (None without one), checked against the world model."""
-    if cfg.reward_spec is None:
+def reward_spec(cfg: ImagineConfig) -> str | None:
+    """The reward classifier to score imagined frames with: the given one, none for 'none', else
+    the task's shipped one when there is one."""
+    if cfg.reward == "none":
         return None
-    from robolearn.imagination import check_reward
-    from robolearn.reward_models.checkpoint import load_reward_model
-
-    reward = load_reward_model(bundles.resolve(cfg.reward_spec), cfg.task)
-    check_reward(wm_info, reward.info)
-    return reward
+    return cfg.reward or shipped_reward(cfg.task)
 
 
-def sampler_override(steps: int | None, method: str | None) -> dict:
-    """Sampler fields to replace in a loaded world model's config (empty: keep its own)."""
-    fields = {"steps": steps, "method": method}
-    return {k: v for k, v in fields.items() if v is not None}
+def resolved_config(cfg: ImagineConfig, parts: Parts, horizon: int) -> ImagineConfig:
+    """`cfg` as it really runs: the parts' specs (bundle defaults filled in, reward 'none' when
+    there is none), the horizon and the world model's sampler."""
+    return dataclasses.replace(
+        cfg,
+        world_model=parts.specs["world_model"],
+        policy=parts.specs["policy"],
+        reward=parts.specs["reward"] or "none",
+        horizon=horizon,
+        sampler_steps=parts.world_model.sampler.steps,
+        sampler_method=parts.world_model.sampler.method,
+    )
 
 
-def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
+def run_imagine(cfg: ImagineConfig, out: Path) -> dict:
     """Imagine, replay in the simulator, film; returns the results (also in results.json)."""
-    from robolearn import envs
-    from robolearn.imagination import make_policy_rollout
     from robolearn.world_models import metrics
 
-    info, wm, policy = load_parts(cfg)
-    reward = load_reward(cfg, wm.info)
+    spec = reward_spec(cfg)
+    override = sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    parts = load_parts(
+        cfg.task, cfg.world_model, cfg.policy, spec, override, with_reward=spec is not None
+    )
+    info, wm, policy, reward = parts.info, parts.world_model, parts.policy, parts.reward
     horizon = cfg.horizon or info.max_steps
-    save_yaml(cfg, out / "config.yaml")
-    task = envs.make(cfg.task, image_size=wm.info.image_size, max_steps=horizon)
-    try:
-        seeds = [episode_seed(cfg.seed, i) for i in range(cfg.rollouts)]
-        firsts = [task.reset(seed=s)[0] for s in seeds]
-        first_image = np.stack([o["image"] for o in firsts])
-        first_proprio = np.stack([o["proprio"] for o in firsts]).astype(np.float32)
-
-        rollout = make_policy_rollout(wm, policy.apply, horizon, deterministic=not cfg.sample)
-        rng = jax.random.key(cfg.seed)
-        start = time.perf_counter()
-        compiled = rollout.lower(
-            wm.params, policy.params, rng, first_image, first_proprio
-        ).compile()
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        arrays = compiled(wm.params, policy.params, rng, first_image, first_proprio)
-        out_arrays = jax.device_get(arrays)
-        imagine_s = time.perf_counter() - start
-        imagined, actions = out_arrays["image"], out_arrays["action"]
-
-        real, success = _replay(task, seeds, actions)
-    finally:
-        task.close()
+    save_yaml(resolved_config(cfg, parts, horizon), out / "config.yaml")
+    imagined, real, success, seeds, timing = _rollouts(cfg, wm, policy, horizon)
+    compile_s, imagine_s = timing
     psnr = np.asarray(metrics.psnr(imagined[:, 1:], real[:, 1:]))
     ssim = np.asarray(metrics.ssim(imagined[:, 1:], real[:, 1:]))
     scores = _score(reward, cfg.task, imagined, real)
@@ -179,8 +160,8 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     frames = cfg.rollouts * horizon
     result = {
         "task": cfg.task,
-        "world_model": cfg.world_model_spec,
-        "policy": cfg.policy_spec,
+        "world_model": parts.specs["world_model"],
+        "policy": parts.specs["policy"],
         "world_model_step": wm.step,
         "horizon": horizon,
         "rollouts": cfg.rollouts,
@@ -209,7 +190,7 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
     }
     if scores is not None:
         result["reward"] = {
-            "classifier": cfg.reward_spec,
+            "classifier": parts.specs["reward"],
             "threshold": scores["threshold"],
             "predicted_successes": int((scores["imagined"] >= scores["threshold"]).any(1).sum()),
             "plot": str(out / "reward.png"),
@@ -220,6 +201,33 @@ def run_imagine(cfg: ImagineConfig, out: Path, progress: bool = True) -> dict:
             row["predicted_success"] = bool((scores["imagined"][r] >= scores["threshold"]).any())
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _rollouts(cfg: ImagineConfig, wm, policy, horizon: int):
+    """Imagined rollouts from fresh resets and the simulator replaying their actions:
+    (imagined uint8 [B, N+1, H, W, 3], real uint8 [B, N+1, H, W, 3], success bool [B, N],
+    reset seeds, (compile seconds, imagine seconds))."""
+    from robolearn import envs
+    from robolearn.imagination import make_policy_rollout
+
+    task = envs.make(cfg.task, image_size=wm.info.image_size, max_steps=horizon)
+    try:
+        seeds = [episode_seed(cfg.seed, i) for i in range(cfg.rollouts)]
+        firsts = [task.reset(seed=s)[0] for s in seeds]
+        first_image = np.stack([o["image"] for o in firsts])
+        first_proprio = np.stack([o["proprio"] for o in firsts]).astype(np.float32)
+        rollout = make_policy_rollout(wm, policy.apply, horizon, deterministic=not cfg.sample)
+        args = (wm.params, policy.params, jax.random.key(cfg.seed), first_image, first_proprio)
+        start = time.perf_counter()
+        compiled = rollout.lower(*args).compile()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        arrays = jax.device_get(compiled(*args))
+        imagine_s = time.perf_counter() - start
+        real, success = _replay(task, seeds, arrays["action"])
+    finally:
+        task.close()
+    return arrays["image"], real, success, seeds, (compile_s, imagine_s)
 
 
 def _replay(task, seeds, actions):

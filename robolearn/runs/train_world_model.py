@@ -1,74 +1,93 @@
 """`robolearn train world-model`: fit the diffusion world model to episode stores; resumable,
 data-parallel over every local device (and every host with --distributed).
 
-The output directory is the checkpoint directory (see robolearn.world_models.checkpoint) plus
-train.yaml (this run's settings) and metrics.jsonl (one JSON object per logged step).
+The output directory is the checkpoint directory (robolearn.world_models.checkpoint: its
+config.yaml is the model really trained, sizes from the data) plus train.yaml (this run's
+resolved settings), metrics.jsonl and tensorboard/ (the curves, written by process 0 only).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
+from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from robolearn.core import checkpoint as ckpt_io
-from robolearn.core.config import save_yaml
+from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
-from robolearn.core.mesh import data_mesh, replicate, shard_batch
-from robolearn.core.normalize import NormStats
-from robolearn.core.progress import Progress
-from robolearn.data.loader import WindowLoader
-from robolearn.world_models import checkpoint as ckpt
-from robolearn.world_models.config import WorldModelConfig, preset
-from robolearn.world_models.train import init_train_state, make_train_step
+from robolearn.core.flags import flag
+from robolearn.core.rundir import RunOptions
+from robolearn.world_models.config import WorldModelConfig
 
-DTYPES = ("auto", "float32", "bfloat16")
+# Every JAX import below is inside a function: `main` joins a multi-host job
+# (jax.distributed.initialize) before anything touches a JAX backend.
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainWorldModelConfig:
-    """What `robolearn train world-model` runs.
+    """What `robolearn train world-model` runs (saved, resolved, as train.yaml in the run)."""
 
-    data: episode store directories; every episode in them is used (several tasks are fine: the
-        frames say which scene it is), unless `tasks` narrows them.
-    steps: total optimizer steps (a resumed run continues up to this number); a fresh run's
-        learning rate decays over exactly these steps.
-    batch_size: the global batch, split over all devices (must divide by the device count).
-    dtype: computation dtype; auto = bfloat16 on GPU/TPU, float32 on CPU (weights stay float32).
-    init: start a fresh run from another world model's (EMA) weights, e.g. to fine-tune a model
-        of one scene on a new task in it. The architecture, context and proprio statistics come
-        from that checkpoint (`preset` is ignored): the weights were learned under them.
-    """
-
-    data: tuple[str, ...]
-    preset: str = "base"
-    tasks: tuple[str, ...] = ()
+    data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """episode store directory (repeat for several); every episode in them is used, several
+    tasks are fine (the frames say which scene it is) unless --task narrows them"""
+    tasks: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--task", metavar="TASK"))
+    """only this task's episodes (repeat for several; default: all)"""
     steps: int = 20_000
+    """total optimizer steps; a resumed run continues up to this number, and a fresh run's
+    learning rate decays over exactly these steps (model.optim.decay_steps is set to it)"""
     batch_size: int = 32
+    """global batch size, split over every device of every host (must divide by their count)"""
     seed: int = 0
+    """init and data-order seed"""
     save_every: int = 1000
+    """checkpoint interval in steps (the last step is always saved)"""
     log_every: int = 50
+    """metrics interval in steps"""
     max_to_keep: int = 2
-    dtype: str = "auto"
-    init: str | None = None
+    """training checkpoints kept (the newest)"""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """computation dtype; auto: bfloat16 on GPU/TPU, float32 on CPU (weights stay float32)"""
+    init: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
+    """start a fresh run from another world model's EMA weights (a checkpoint directory or a
+    shipped part, e.g. bundle:drawer/world-model) to fine-tune it, e.g. on a new task in the
+    same scene; its architecture, context and proprio statistics win over model and --preset"""
+    model: WorldModelConfig = WorldModelConfig()
+    """the denoiser, EDM, sampler, optimizer and training settings
+    (configs/world_model/<preset>.yaml); image, action and proprio sizes come from the data. A
+    resumed run keeps its checkpoint's, a run with init takes init's."""
 
     def __post_init__(self):
         if not self.data:
             raise ConfigError("give at least one --data directory")
-        for name in ("steps", "batch_size", "save_every", "log_every", "max_to_keep"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        require_positive(self, "steps", "batch_size", "save_every", "log_every", "max_to_keep")
+
+
+def main(cfg: TrainWorldModelConfig, options: RunOptions) -> None:
+    """`robolearn train world-model`: join the other hosts if asked, train, say where it is."""
+    if options.distributed:
+        import jax
+
+        # None = auto-detected (TPU pods, SLURM, Open MPI; JAX_COORDINATOR_ADDRESS is read too).
+        jax.distributed.initialize(
+            coordinator_address=options.coordinator,
+            num_processes=options.num_processes,
+            process_id=options.process_id,
+        )
+    out = options.run_dir("train", f"world-model-{cfg.model.preset}")
+    result = run_train_world_model(cfg, out, resume=options.resume, progress=options.progress)
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    print(
+        f"world model: step {result['step']} ({result['trained_steps']} this run, "
+        f"{result['steps_per_second']:.2f} steps/s on {result['devices']} device(s), "
+        f"{result['dtype']})  {metrics}"
+    )
+    print(f"checkpoint: {out}")
 
 
 def compute_dtype(name: str):
     """The computation dtype for `name` on the default backend."""
+    import jax
+    import jax.numpy as jnp
+
     if name == "auto":
         return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
     return jnp.dtype(name)
@@ -77,13 +96,22 @@ def compute_dtype(name: str):
 def run_train_world_model(
     cfg: TrainWorldModelConfig, out: Path, resume: bool = False, progress: bool = True
 ) -> dict:
-    """Train (or resume) into `out`; returns {"step", "seconds", "steps_per_second", ...}."""
-    # Process 0 decides (and later writes); the others follow its decision.
-    resuming = _check_out(out, resume) if jax.process_index() == 0 else False
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    """Train (or resume) into `out`; returns {"step", "trained_steps", "seconds",
+    "compile_seconds", "steps_per_second" (after compilation), "devices", "dtype", "metrics"
+    (the last logged)}."""
+    import jax
+    import jax.numpy as jnp
 
-        resuming = bool(multihost_utils.broadcast_one_to_all(np.int32(resuming)))
+    from robolearn import bundles
+    from robolearn.core.loop import Schedule, train
+    from robolearn.core.mesh import data_mesh, replicate, shard_batch
+    from robolearn.data.loader import WindowLoader
+    from robolearn.world_models import checkpoint as ckpt
+    from robolearn.world_models.train import make_train_step
+
+    if cfg.init:
+        cfg = dataclasses.replace(cfg, init=bundles.resolve(cfg.init))
+    resuming = _resuming(out, resume)
     devices = jax.device_count()
     if cfg.batch_size % devices:
         raise ConfigError(
@@ -100,106 +128,123 @@ def run_train_world_model(
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    info = _data_info(cfg, loader)
-    if resuming:
-        model_cfg, stats = _check_resume(out, info)
-    elif cfg.init:
-        init_info = ckpt.read_info(cfg.init)
-        ckpt_io.check_same(
-            Path(cfg.init), init_info, info, ("image_size", "action_dim", "proprio_dim")
-        )
-        model_cfg, stats = ckpt.read_config(cfg.init)
-        optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
-        model_cfg = dataclasses.replace(model_cfg, optim=optim)
-        if jax.process_index() == 0:
-            ckpt.write_info(out, info, model_cfg, stats)
-    else:
-        model_cfg = preset(
-            cfg.preset,
-            image_size=info.image_size,
-            action_dim=info.action_dim,
-            proprio_dim=info.proprio_dim,
-        )
-        optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
-        model_cfg = dataclasses.replace(model_cfg, optim=optim)
-        stats = proprio_stats(loader)
-        if jax.process_index() == 0:
-            ckpt.write_info(out, info, model_cfg, stats)
+    model_cfg, stats = _model_config(cfg, out, _data_info(cfg, loader), loader, resuming)
     if jax.process_index() == 0:
-        save_yaml(cfg, out / "train.yaml")
+        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     dtype = compute_dtype(cfg.dtype)
     mesh = data_mesh()
     manager = ckpt.make_manager(out, cfg.max_to_keep)
     try:
-        if manager.latest_step() is not None:
-            graphdef, state = ckpt.restore_train_state(manager, model_cfg)
-            if dtype != jnp.float32:
-                graphdef, _ = init_train_state(model_cfg, jax.random.key(0), dtype)
-        else:
-            graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed), dtype)
-            if cfg.init:
-                weights = ckpt.load_world_model(cfg.init).params
-                ema = jax.tree.map(jnp.copy, weights)  # distinct buffers: the step donates both
-                state = state.replace(params=weights, ema=ema)
-        loader.skip(int(state.step))
-        state = replicate(state, mesh)
-        step_fn = make_train_step(model_cfg, graphdef, stats, mesh)
-        return _loop(cfg, step_fn, state, loader, manager, mesh, out, progress, devices, dtype)
+        graphdef, state = _initial_state(cfg, model_cfg, manager, dtype)
+
+        def batches(start_step: int):
+            loader.skip(start_step)  # the data order continues where the run stopped
+            return (shard_batch(batch, mesh) for batch in loader)
+
+        result = train(
+            replicate(state, mesh),
+            make_train_step(model_cfg, graphdef, stats, mesh),
+            batches,
+            Schedule(cfg.steps, cfg.log_every, cfg.save_every),
+            out=out,
+            save=lambda state: ckpt.save_state(manager, state),
+            show=("denoise_loss", "proprio_loss"),
+            progress=progress,
+        )
     finally:
         manager.close()
-
-
-def _loop(cfg, step_fn, state, loader, manager, mesh, out, progress, devices, dtype):
-    start_step = step = int(state.step)
-    start = last_time = time.perf_counter()
-    last_step, metrics = step, {}
-    compile_seconds = None
-    bar = Progress(cfg.steps, "step", enabled=progress, start_at=step)
-    # Only process 0 writes metrics (every process computes the same, replicated values).
-    log = open(out / "metrics.jsonl", "a") if jax.process_index() == 0 else None  # noqa: SIM115
-    try:
-        while step < cfg.steps:
-            state, metrics = step_fn(state, shard_batch(next(loader), mesh))
-            step += 1
-            if compile_seconds is None:
-                jax.block_until_ready(metrics)
-                compile_seconds = time.perf_counter() - start
-                last_time = time.perf_counter()
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                now = time.perf_counter()
-                rate = (step - last_step) / max(now - last_time, 1e-9)
-                row = {"step": step, **metrics, "steps_per_second": rate, "time": now - start}
-                if log:
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
-                bar.update(
-                    step,
-                    f"loss {metrics['denoise_loss']:.4f}  proprio {metrics['proprio_loss']:.4f}  "
-                    f"{rate:.2f} steps/s",
-                )
-                last_step, last_time = step, now
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                ckpt.save_state(manager, state)
-    finally:
-        bar.close()
-        if log:
-            log.close()
-    seconds = time.perf_counter() - start
     return {
-        "step": step,
-        "trained_steps": step - start_step,
-        "seconds": seconds,
-        "compile_seconds": compile_seconds,
-        "steps_per_second": (step - start_step) / max(seconds, 1e-9),
+        "step": result.step,
+        "trained_steps": result.trained_steps,
+        "seconds": result.seconds,
+        "compile_seconds": result.compile_seconds,
+        "steps_per_second": result.steps_per_second,
         "devices": devices,
         "dtype": jnp.dtype(dtype).name,
-        "metrics": {k: float(v) for k, v in jax.device_get(metrics).items()},
+        "metrics": result.metrics,
     }
 
 
-def proprio_stats(loader: WindowLoader) -> NormStats:
-    """Mean/std of proprio over all cached frames and std of its within-episode one-step change."""
+def _resuming(out: Path, resume: bool) -> bool:
+    """Whether to resume from `out` (one-line errors for a directory that cannot be (re)used).
+    Process 0 decides, the others follow its decision."""
+    import jax
+
+    from robolearn.core import checkpoint as ckpt_io
+    from robolearn.world_models import checkpoint as ckpt
+
+    resuming = False
+    if jax.process_index() == 0:
+        resuming = ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
+    if jax.process_count() > 1:
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        resuming = bool(multihost_utils.broadcast_one_to_all(np.int32(resuming)))
+    return resuming
+
+
+def _model_config(cfg: TrainWorldModelConfig, out: Path, info, loader, resuming: bool):
+    """(WorldModelConfig, proprio NormStats) this run trains: the checkpoint's when resuming,
+    init's when given (checked against the data), else cfg.model with the data's sizes; a fresh
+    run's learning rate decays over cfg.steps. A fresh run writes them into `out`."""
+    import jax
+
+    from robolearn.core import checkpoint as ckpt_io
+    from robolearn.world_models import checkpoint as ckpt
+
+    if resuming:
+        fields = ("tasks", "image_size", "action_dim", "proprio_dim")
+        ckpt_io.check_same(out, ckpt.read_info(out), info, fields)
+        return ckpt.read_config(out)
+    if cfg.init:
+        fields = ("image_size", "action_dim", "proprio_dim")
+        ckpt_io.check_same(Path(cfg.init), ckpt.read_info(cfg.init), info, fields)
+        model_cfg, stats = ckpt.read_config(cfg.init)
+    else:
+        model = dataclasses.replace(
+            cfg.model.model,
+            image_size=info.image_size,
+            action_dim=info.action_dim,
+            proprio_dim=info.proprio_dim,
+        )
+        model_cfg, stats = dataclasses.replace(cfg.model, model=model), proprio_stats(loader)
+    optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
+    model_cfg = dataclasses.replace(model_cfg, optim=optim)
+    if jax.process_index() == 0:
+        ckpt.write_info(out, info, model_cfg, stats)
+    return model_cfg, stats
+
+
+def _initial_state(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, manager, dtype):
+    """(graphdef, TrainState): the latest checkpoint of the run, else a fresh model (with
+    init's EMA weights as its weights and EMA when cfg.init is given)."""
+    import jax
+    import jax.numpy as jnp
+
+    from robolearn.world_models import checkpoint as ckpt
+    from robolearn.world_models.train import init_train_state
+
+    if manager.latest_step() is not None:
+        graphdef, state = ckpt.restore_train_state(manager, model_cfg)
+        if dtype != jnp.float32:
+            graphdef, _ = init_train_state(model_cfg, jax.random.key(0), dtype)
+        return graphdef, state
+    graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed), dtype)
+    if cfg.init:
+        weights = ckpt.load_world_model(cfg.init).params
+        ema = jax.tree.map(jnp.copy, weights)  # distinct buffers: the step donates both
+        state = state.replace(params=weights, ema=ema)
+    return graphdef, state
+
+
+def proprio_stats(loader):
+    """NormStats: mean/std of proprio over all cached frames of a WindowLoader and std of its
+    within-episode one-step change."""
+    import numpy as np
+
+    from robolearn.core.normalize import NormStats
+
     cache = loader.cache
     proprio = cache.arrays["proprio"].astype(np.float64)
     deltas = [
@@ -210,13 +255,18 @@ def proprio_stats(loader: WindowLoader) -> NormStats:
 
 
 def _context(cfg: TrainWorldModelConfig, resume_from: Path | None) -> int:
+    """T, the frames of context: the resumed run's, init's, else cfg.model's."""
+    from robolearn.world_models import checkpoint as ckpt
+
     if resume_from is not None or cfg.init:
         return ckpt.read_info(resume_from or cfg.init).context
-    model_cfg: WorldModelConfig = preset(cfg.preset)
-    return model_cfg.model.context
+    return cfg.model.model.context
 
 
-def _data_info(cfg: TrainWorldModelConfig, loader: WindowLoader) -> ckpt.WorldModelInfo:
+def _data_info(cfg: TrainWorldModelConfig, loader):
+    """The WorldModelInfo the data implies; a one-line error for non-square frames."""
+    from robolearn.world_models import checkpoint as ckpt
+
     image = loader.cache.arrays["image"]
     where = ", ".join(cfg.data)
     if image.shape[1] != image.shape[2]:
@@ -228,15 +278,3 @@ def _data_info(cfg: TrainWorldModelConfig, loader: WindowLoader) -> ckpt.WorldMo
         action_dim=int(loader.cache.arrays["action"].shape[1]),
         proprio_dim=int(loader.cache.arrays["proprio"].shape[1]),
     )
-
-
-def _check_resume(out: Path, data: ckpt.WorldModelInfo):
-    ckpt_io.check_same(
-        out, ckpt.read_info(out), data, ("tasks", "image_size", "action_dim", "proprio_dim")
-    )
-    return ckpt.read_config(out)
-
-
-def _check_out(out: Path, resume: bool) -> bool:
-    """Whether to resume from `out`; one-line errors for a directory that cannot be (re)used."""
-    return ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)

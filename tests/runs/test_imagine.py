@@ -7,6 +7,7 @@ import imageio.v2 as imageio
 import jax
 import numpy as np
 import pytest
+import yaml
 from robolearn.world_models.checkpoint import load_world_model, read_info
 
 from robolearn import bundles
@@ -77,6 +78,12 @@ def test_imagine_writes_video_plot_and_per_step_comparison(parts, capsys):
     assert result["reward"]["classifier"] == "bundle:drawer/reward"
     for name in ("psnr.png", "reward.png"):
         assert imageio.imread(out / name).shape[:2] == (600, 1200)
+    # config.yaml: what really ran, the shipped reward filled in and the model's own sampler
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert None not in config.values()
+    assert (config["world_model"], config["policy"]) == (str(parts["wm"]), str(parts["bc"]))
+    assert (config["reward"], config["horizon"]) == ("bundle:drawer/reward", 3)
+    assert (config["sampler_method"], config["sampler_steps"]) == ("euler", 3)
 
 
 def test_imagine_is_deterministic_per_seed(parts):
@@ -122,6 +129,10 @@ def test_eval_world_model_reports_per_step_fidelity_and_outcomes(parts, capsys):
     assert main(argv + ["--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "PSNR copy-last" in printed and "outcome fidelity" in printed
+    assert printed.startswith("open loop: 8 windows from 4 episodes, model step 2, 3 euler steps")
+    assert printed.rstrip().endswith(f"results: {out / 'results.json'}")
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["sampler_method"], config["sampler_steps"]) == ("euler", 3)
     result = json.loads((out / "results.json").read_text())
     ol = result["open_loop"]
     assert ol["windows"] == 4 * 2  # starts 0 and 2 of each 6-step episode (3 + 3 <= 6)
@@ -161,13 +172,37 @@ def test_bundle_references_resolve_or_fail_in_one_line():
 def test_sampler_can_be_overridden_and_is_checked(parts, capsys):
     out = parts["root"] / "heun"
     extra = ["--horizon", "1", "--rollouts", "1", "--sampler", "heun", "--sampler-steps", "2"]
-    assert _imagine(parts, out, *extra) == 0
-    sampler = json.loads((out / "results.json").read_text())["sampler"]
+    assert _imagine(parts, out, *extra, "--reward", "none") == 0
+    result = json.loads((out / "results.json").read_text())
+    sampler = result["sampler"]
     assert (sampler["method"], sampler["steps"]) == ("heun", 2)
+    assert "reward" not in result and "predicted reward" not in capsys.readouterr().out
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert None not in config.values() and config["reward"] == "none"
+    assert (config["sampler_method"], config["sampler_steps"], config["horizon"]) == ("heun", 2, 1)
     capsys.readouterr()
     assert _imagine(parts, parts["root"] / "bad-steps", "--sampler-steps", "0") == 2
     err = capsys.readouterr().err.strip()
     assert "sampler.steps must be >= 1" in err and len(err.splitlines()) == 1
+
+
+def test_start_window_is_the_same_on_numpy_and_in_a_jitted_rollout():
+    """start_window: the first frame and proprio repeated T times, zero actions; NumPy in, NumPy
+    out (refine's host-side starts), traced JAX in, JAX out (inside a rollout)."""
+    from robolearn.imagination import start_window
+
+    image = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    proprio = np.arange(2 * 7).reshape(2, 7)  # integers: made float32
+    frames, actions, prop = start_window(image, proprio, 3, 5)
+    assert all(isinstance(x, np.ndarray) for x in (frames, actions, prop))
+    assert frames.shape == (2, 3, 4, 4, 3) and frames.dtype == np.uint8
+    assert (frames == image[:, None]).all() and (prop == proprio[:, None]).all()
+    assert actions.shape == (2, 3, 5) and not actions.any()
+    assert actions.dtype == prop.dtype == np.float32
+    jitted = jax.jit(start_window, static_argnums=(2, 3))(image, proprio, 3, 5)
+    for a, b in zip((frames, actions, prop), jitted, strict=True):
+        assert isinstance(b, jax.Array) and b.dtype == a.dtype
+        np.testing.assert_array_equal(a, b)
 
 
 def _fake_rollouts(b=3, n=4, size=64, seed=0):

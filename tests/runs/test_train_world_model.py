@@ -1,14 +1,23 @@
-"""`robolearn train world-model` end to end (tiny preset): train, resume, refuse to overwrite."""
+"""`robolearn train world-model` end to end (tiny preset): train, resume, refuse to overwrite,
+fine-tune from another model, run from a config file; the shipped drawer model's run config."""
 
+import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from robolearn.world_models import checkpoint as ckpt
 
+from robolearn import bundles
 from robolearn.cli import main
+from robolearn.core.config import load_layers, load_yaml
 from robolearn.data.synthetic import write_random_store
+from robolearn.runs.train_world_model import TrainWorldModelConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _train(data, out, steps, *extra):
@@ -35,17 +44,23 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_metrics_and_a_self_describing_checkpoint(trained):
-    """metrics.jsonl rows at the logged steps, the info of the data, orbax steps 3 and 6."""
-    _, run = trained
+    """metrics.jsonl rows at the logged steps, the info of the data, orbax steps 3 and 6; the
+    run's train.yaml and the checkpoint's config.yaml hold the model really trained (sizes from
+    the data, the learning rate decaying over the run's steps)."""
+    data, run = trained
     rows = _rows(run)
     assert [r["step"] for r in rows] == [3, 6]
-    for key in ("loss", "denoise_loss", "proprio_loss", "grad_norm", "steps_per_second"):
+    for key in ("loss", "denoise_loss", "proprio_loss", "grad_norm", "steps_per_second", "time"):
         assert np.isfinite(rows[-1][key])
     info = ckpt.read_info(run)
     assert (info.tasks, info.image_size, info.context, info.action_dim) == (("drawer",), 16, 4, 7)
     for name in ("config.yaml", "stats.json", "train.yaml"):
         assert (run / name).is_file()
-    assert "preset: tiny" in (run / "config.yaml").read_text()
+    model_cfg, _ = ckpt.read_config(run)
+    assert model_cfg.preset == "tiny" and model_cfg.model.image_size == 16
+    assert model_cfg.optim.decay_steps == 6
+    resolved = load_yaml(TrainWorldModelConfig, run / "train.yaml")
+    assert resolved.data == (str(data),) and resolved.steps == 6 and resolved.model == model_cfg
     assert _steps(run) == [3, 6]
     assert ckpt.load_world_model(run, task="drawer").step == 6
 
@@ -86,6 +101,10 @@ def test_init_fine_tunes_from_another_model(trained, tmp_path):
     assert ckpt.read_info(out).tasks == ("push",)
     assert (out / "stats.json").read_text() == (run / "stats.json").read_text()
     assert "preset: tiny" in (out / "config.yaml").read_text()
+    # train.yaml: the model init brought (not --preset base) and where init was read from
+    resolved = load_yaml(TrainWorldModelConfig, out / "train.yaml")
+    assert resolved.init == str(run) and resolved.model.preset == "tiny"
+    assert resolved.model.optim.decay_steps == 1
     source, tuned = ckpt.load_world_model(run), ckpt.load_world_model(out)
     # one step later the EMA (decay ~0.99+) is still within a hair of the source's weights,
     # far closer than a fresh initialization would be
@@ -100,3 +119,46 @@ def test_init_refuses_a_model_of_another_image_size(trained, tmp_path, capsys):
     assert _train(big, tmp_path / "ft", 1, "--init", str(run)) == 2
     err = capsys.readouterr().err
     assert "image_size 16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_from_a_config_file_writes_tensorboard_and_the_resolved_config(tmp_path, capsys):
+    """`--config FILE` (data, a tiny model with an override inside it, the schedule) runs; the
+    metrics reach TensorBoard's own reader; train.yaml and the checkpoint's config.yaml hold the
+    resolved model."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = write_random_store(tmp_path / "data", 2, 5, image_size=16, task="drawer")
+    run_yaml = tmp_path / "run.yaml"
+    settings = {
+        "data": [str(data)],
+        "steps": 2,
+        "batch_size": 4,
+        "log_every": 1,
+        "model": {"preset": "tiny", "sampler": {"steps": 2}},
+    }
+    run_yaml.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    assert main(["train", "world-model", "--config", str(run_yaml), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "world model: step 2 (2 this run" in printed and f"checkpoint: {out}" in printed
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("denoise_loss")] == [1, 2]
+    assert {"proprio_loss", "grad_norm", "steps_per_second"} <= set(acc.Tags()["scalars"])
+    model_cfg, _ = ckpt.read_config(out)
+    assert model_cfg.preset == "tiny" and model_cfg.sampler.steps == 2
+    assert (model_cfg.model.image_size, model_cfg.optim.decay_steps) == (16, 2)
+    resolved = load_yaml(TrainWorldModelConfig, out / "train.yaml")
+    assert resolved.model == model_cfg and resolved.batch_size == 4
+
+
+def test_the_shipped_drawer_model_s_run_config_loads_and_made_it():
+    """configs/runs/world-model-drawer.yaml loads into TrainWorldModelConfig, and its model (with
+    the data's sizes and the decay over its steps, as the run resolves it) is the one in
+    bundle:drawer/world-model's config.yaml."""
+    cfg = load_layers(TrainWorldModelConfig, ROOT / "configs" / "runs" / "world-model-drawer.yaml")
+    assert cfg.data == ("data/wm-train",) and cfg.steps == 5000 and cfg.batch_size == 32
+    assert cfg.model.preset == "small" and cfg.save_every == 500
+    shipped, _ = ckpt.read_config(bundles.resolve("bundle:drawer/world-model"))
+    optim = dataclasses.replace(cfg.model.optim, decay_steps=cfg.steps)
+    assert dataclasses.replace(cfg.model, optim=optim) == shipped

@@ -76,7 +76,7 @@ def test_image_size_must_divide_by_the_unet_scale():
         preset("tiny", image_size=63)
     with pytest.raises(ConfigError, match=r"= 8"):
         preset("small", image_size=60)  # patch 2 * 2^(3-1) = 8
-    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+    with pytest.raises(ConfigError, match="unknown world_model preset 'huge'"):
         preset("huge")
 
 
