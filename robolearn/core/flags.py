@@ -73,7 +73,8 @@ def add_config_flags(
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     paths: dict[str, str] = {}
-    for f in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})  # the command's own fields first, then inherited
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if f.name in skip or _is_config(hints[f.name]):
             continue
         meta = f.metadata
@@ -93,7 +94,7 @@ def add_config_flags(
         if alias.choices is not None:
             kwargs["choices"] = list(alias.choices() if callable(alias.choices) else alias.choices)
         kwargs["help"] = _help(alias.help or doc, default, kwargs)
-        if kwargs.get("action") != "store_true":
+        if kwargs.get("action") != "store_true" and "choices" not in kwargs:
             kwargs.setdefault("metavar", alias.flag.lstrip("-").replace("-", "_").upper())
         dest = "alias." + alias.path
         parser.add_argument(alias.flag, dest=dest, default=argparse.SUPPRESS, **kwargs)

@@ -56,6 +56,25 @@ class Schedule:
         return step == self.steps or (every > 0 and step % every == 0)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopSettings:
+    """The settings of a resumable training command that only the loop and its checkpoints read;
+    a run config inherits them (each is a flag of its command) and declares its own `steps`."""
+
+    seed: int = 0
+    """init and data-order seed"""
+    save_every: int = 1000
+    """checkpoint interval in steps (the last step is always saved)"""
+    log_every: int = 50
+    """metrics interval in steps"""
+    max_to_keep: int = 2
+    """training checkpoints kept (the newest)"""
+
+    def schedule(self, steps: int) -> Schedule:
+        """The loop's schedule for a run of `steps` steps."""
+        return Schedule(steps, self.log_every, self.save_every)
+
+
 @dataclasses.dataclass
 class LoopResult:
     """What the loop did. metrics: the last logged metrics; first: the first row logged in this

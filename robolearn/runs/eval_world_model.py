@@ -27,7 +27,6 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
 
 import jax
 import numpy as np
@@ -39,12 +38,13 @@ from robolearn.core.progress import Progress
 from robolearn.core.rundir import RunOptions
 from robolearn.data.loader import EpisodeCache
 from robolearn.imagination import Imaginer, context_window, imagine_episodes
+from robolearn.runs.parts import SamplerChoice
 from robolearn.world_models import metrics
 from robolearn.world_models.checkpoint import FrozenWorldModel
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalWorldModelConfig:
+class EvalWorldModelConfig(SamplerChoice):
     """What `robolearn eval world-model` runs (see the module doc for the method; saved as
     config.yaml in the run, with the sampler the model ran with)."""
 
@@ -64,14 +64,6 @@ class EvalWorldModelConfig:
     """use only the first N episodes (default: all)"""
     detector_steps: int = 400
     """training steps of the success detector; 0 skips outcome fidelity"""
-    sampler_steps: int | None = None
-    """denoising steps per frame (default: the model's, 3)"""
-    sampler_method: Literal["euler", "heun"] | None = dataclasses.field(
-        default=None, metadata=flag("--sampler")
-    )
-    """ODE solver per frame (default: the model's, euler). heun is second order and needs more
-    steps: on the shipped drawer model at 2-3 steps it is far worse than euler (first imagined
-    frame SSIM ~0.03 against 0.91, measured; see world_models/sampler.py)"""
 
     def __post_init__(self):
         if not self.model:
@@ -88,10 +80,9 @@ class EvalWorldModelConfig:
 def main(cfg: EvalWorldModelConfig, options: RunOptions) -> None:
     """`robolearn eval world-model`: both measurements, printed as a table."""
     from robolearn import bundles
-    from robolearn.runs.parts import sampler_override
     from robolearn.world_models.checkpoint import load_world_model
 
-    override = sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    override = cfg.sampler_override()
     wm = load_world_model(bundles.resolve(cfg.model), sampler=override)
     out = options.run_dir("eval", "world-model")
     result = run_eval_world_model(cfg, wm, out, progress=options.progress)

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
 
 import jax
 import numpy as np
@@ -39,7 +38,7 @@ from robolearn.core.video import (
     caption_strip,
     pad_to_block,
 )
-from robolearn.runs.parts import Parts, load_parts, sampler_override, shipped_reward
+from robolearn.runs.parts import Parts, SamplerChoice, load_parts, shipped_reward
 
 VIDEO_ROWS = 4
 CELL = VIDEO_SIZE  # px of a filmed frame
@@ -51,7 +50,7 @@ GREEN = "green caption: reward 1 (imagined) / success (real)"
 
 
 @dataclasses.dataclass(frozen=True)
-class ImagineConfig:
+class ImagineConfig(SamplerChoice):
     """What `robolearn imagine` runs; the run's config.yaml holds it resolved (the parts, the
     horizon and the sampler actually used)."""
 
@@ -72,14 +71,6 @@ class ImagineConfig:
     """reset and sampling seed"""
     sample: bool = False
     """sample policy actions from its Gaussian instead of taking the mean"""
-    sampler_steps: int | None = None
-    """denoising steps per frame (default: the model's, 3)"""
-    sampler_method: Literal["euler", "heun"] | None = dataclasses.field(
-        default=None, metadata=flag("--sampler")
-    )
-    """ODE solver per frame (default: the model's, euler). heun is second order and needs more
-    steps: on the shipped drawer model at 2-3 steps it is far worse than euler (first imagined
-    frame SSIM ~0.03 against 0.91, measured; see world_models/sampler.py)"""
 
     def __post_init__(self):
         if self.horizon is not None and self.horizon < 1:
@@ -138,7 +129,7 @@ def run_imagine(cfg: ImagineConfig, out: Path) -> dict:
     from robolearn.world_models import metrics
 
     spec = reward_spec(cfg)
-    override = sampler_override(cfg.sampler_steps, cfg.sampler_method)
+    override = cfg.sampler_override()
     parts = load_parts(
         cfg.task, cfg.world_model, cfg.policy, spec, override, with_reward=spec is not None
     )

@@ -14,12 +14,13 @@ from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
+from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
 from robolearn.policies.bc.config import BCConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainBCConfig:
+class TrainBCConfig(LoopSettings):
     """What `robolearn train bc` runs (saved, resolved, as train.yaml in the run)."""
 
     data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
@@ -31,14 +32,6 @@ class TrainBCConfig:
     learning rate decays over exactly these steps (model.optim.decay_steps is set to it)"""
     batch_size: int = 64
     """transitions per batch"""
-    seed: int = 0
-    """init and data-order seed"""
-    save_every: int = 1000
-    """checkpoint interval in steps (the last step is always saved)"""
-    log_every: int = 50
-    """metrics interval in steps"""
-    max_to_keep: int = 2
-    """training checkpoints kept (the newest)"""
     model: BCConfig = BCConfig()
     """the actor, its optimizer and training settings (configs/policy/<preset>.yaml); image,
     proprio and action sizes come from the data. A resumed run keeps its checkpoint's."""
@@ -66,7 +59,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
     "steps_per_second", "metrics"} (the last logged metrics)."""
     import jax
 
-    from robolearn.core.loop import Schedule, train
+    from robolearn.core.loop import train
     from robolearn.core.normalize import NormStats
     from robolearn.data.loader import TransitionLoader
     from robolearn.policies.bc import checkpoint as ckpt
@@ -110,7 +103,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
             state,
             make_train_step(model_cfg, graphdef, stats),
             batches,
-            Schedule(cfg.steps, cfg.log_every, cfg.save_every),
+            cfg.schedule(cfg.steps),
             out=out,
             save=save,
             show=("nll", "mse"),

@@ -15,6 +15,7 @@ from typing import Literal
 from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
+from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
 from robolearn.world_models.config import WorldModelConfig
 
@@ -23,7 +24,7 @@ from robolearn.world_models.config import WorldModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainWorldModelConfig:
+class TrainWorldModelConfig(LoopSettings):
     """What `robolearn train world-model` runs (saved, resolved, as train.yaml in the run)."""
 
     data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
@@ -36,14 +37,6 @@ class TrainWorldModelConfig:
     learning rate decays over exactly these steps (model.optim.decay_steps is set to it)"""
     batch_size: int = 32
     """global batch size, split over every device of every host (must divide by their count)"""
-    seed: int = 0
-    """init and data-order seed"""
-    save_every: int = 1000
-    """checkpoint interval in steps (the last step is always saved)"""
-    log_every: int = 50
-    """metrics interval in steps"""
-    max_to_keep: int = 2
-    """training checkpoints kept (the newest)"""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """computation dtype; auto: bfloat16 on GPU/TPU, float32 on CPU (weights stay float32)"""
     init: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
@@ -103,7 +96,7 @@ def run_train_world_model(
     import jax.numpy as jnp
 
     from robolearn import bundles
-    from robolearn.core.loop import Schedule, train
+    from robolearn.core.loop import train
     from robolearn.core.mesh import data_mesh, replicate, shard_batch
     from robolearn.data.loader import WindowLoader
     from robolearn.world_models import checkpoint as ckpt
@@ -145,7 +138,7 @@ def run_train_world_model(
             replicate(state, mesh),
             make_train_step(model_cfg, graphdef, stats, mesh),
             batches,
-            Schedule(cfg.steps, cfg.log_every, cfg.save_every),
+            cfg.schedule(cfg.steps),
             out=out,
             save=lambda state: ckpt.save_state(manager, state),
             show=("denoise_loss", "proprio_loss"),
