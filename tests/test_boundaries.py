@@ -125,3 +125,28 @@ def test_importing_robolearn_needs_no_simulator_suite():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_no_import_cycle_anywhere():
+    """Module-level and lazy imports alike: the project's module graph has no cycle (a lazy
+    import must not hide one)."""
+    paths = dict(modules())
+    graph = {
+        m: {n for n in imports(p, m) if n in paths and n != m and not under(m, n)}
+        for m, p in paths.items()
+    }
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> list[str]:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt] if nxt in stack else [node, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*stack, nxt])):
+                return cycle
+        state[node] = 2
+        return []
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module, [module])):
+            raise AssertionError(" -> ".join(cycle))

@@ -4,6 +4,10 @@ robolearn.data.deployment's writer, on the recording thread), and the closed loo
 Unit tests feed the bridge joint states directly and use small scripted policies (plain callables
 with the policy's signature); the ramp is checked against the real simulator's joint targets, and
 the closed-loop test runs the shipped BC drawer policy through the bridge on the simulated arm.
+
+Longer than a module should be (~550 lines), on purpose: every test here drives the one Bridge
+object through the same scripted policies and joint-state feeders defined at the top, and the
+closed-loop tests share a module-scoped compiled policy; split files would each copy them.
 """
 
 import dataclasses
