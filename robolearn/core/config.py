@@ -279,3 +279,12 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+
+
+def fitted(model_cfg: T, steps: int, **model_fields: Any) -> T:
+    """A trainer's model config fitted to its run: fields of `model_cfg.model` replaced by what
+    the data says (image_size, action_dim, ...), and the learning rate decaying over the run's
+    `steps` (`model_cfg.optim.decay_steps`)."""
+    replace = dataclasses.replace
+    model = replace(model_cfg.model, **model_fields) if model_fields else model_cfg.model
+    return replace(model_cfg, model=model, optim=replace(model_cfg.optim, decay_steps=steps))

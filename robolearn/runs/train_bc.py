@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from robolearn.core import checkpoint as ckpt_io
-from robolearn.core.config import require_positive, save_yaml
+from robolearn.core.config import fitted, require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
@@ -73,14 +73,8 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         ckpt_io.check_same(out, ckpt.read_info(out), info, fields)
         model_cfg, stats = ckpt.read_config(out)
     else:
-        model = dataclasses.replace(
-            cfg.model.model,
-            image_size=info.image_size,
-            action_dim=info.action_dim,
-            proprio_dim=info.proprio_dim,
-        )
-        optim = dataclasses.replace(cfg.model.optim, decay_steps=cfg.steps)
-        model_cfg = dataclasses.replace(cfg.model, model=model, optim=optim)
+        sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
+        model_cfg = fitted(cfg.model, cfg.steps, **sizes)
         stats = NormStats.of(loader.cache.arrays["proprio"])
         ckpt.write_info(out, info, model_cfg, stats)
     save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from robolearn.core.config import require_positive, save_yaml
+from robolearn.core.config import fitted, require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
@@ -195,15 +195,9 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, loader, resuming:
         ckpt_io.check_same(Path(cfg.init), ckpt.read_info(cfg.init), info, fields)
         model_cfg, stats = ckpt.read_config(cfg.init)
     else:
-        model = dataclasses.replace(
-            cfg.model.model,
-            image_size=info.image_size,
-            action_dim=info.action_dim,
-            proprio_dim=info.proprio_dim,
-        )
-        model_cfg, stats = dataclasses.replace(cfg.model, model=model), proprio_stats(loader)
-    optim = dataclasses.replace(model_cfg.optim, decay_steps=cfg.steps)
-    model_cfg = dataclasses.replace(model_cfg, optim=optim)
+        sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
+        model_cfg, stats = fitted(cfg.model, cfg.steps, **sizes), proprio_stats(loader)
+    model_cfg = fitted(model_cfg, cfg.steps)  # an --init model decays over this run too
     if jax.process_index() == 0:
         ckpt.write_info(out, info, model_cfg, stats)
     return model_cfg, stats
