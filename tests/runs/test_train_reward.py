@@ -113,16 +113,20 @@ def test_train_writes_a_calibrated_checkpoint(trained):
 
 
 def test_validation_scores_use_calibration_s_own_probabilities():
-    """Why the validation FPR once read 4/159 = 0.025 against a target of 0.02: the threshold
-    sits one float64 ulp above the highest negative allowed through, and the report divided the
-    float32 logits by the temperature in float32, which can round that negative up past it."""
+    """Why the validation FPR once read 4/159 = 0.025 against a target of 0.02: the threshold sat
+    one float64 ulp above the highest negative allowed through, and the report divided the
+    float32 logits by the temperature in float32, which rounded that negative up past it. The
+    report now scores as calibration does, and the threshold sits a few float32 steps above the
+    negative, so a float32 scorer (the jitted reward) does not count it either."""
     logits = np.array([1.8176072, -1.0, 3.0], np.float32)  # the frame of that run
     labels = np.array([False, False, True])
     temperature = 1.6714124527519736
     threshold = threshold_for_fpr(sigmoid(logits.astype(np.float64) / temperature), labels, 0.0)
     calibration = Calibration(temperature, threshold, 0.0)
     assert not (reward_eval.calibrated(logits, calibration)[~labels] >= threshold).any()
-    assert (sigmoid(logits / temperature)[~labels] >= threshold).sum() == 1  # float32: counted
+    assert not (sigmoid(logits / temperature)[~labels] >= threshold).any()  # float32 too
+    one_ulp = np.nextafter(sigmoid(np.float64(logits[0]) / temperature), np.inf)
+    assert sigmoid(logits[0] / temperature) >= one_ulp  # what the old threshold let through
 
 
 def test_metrics_reach_tensorboard_and_train_yaml_is_the_resolved_run(trained):
