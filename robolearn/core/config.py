@@ -50,8 +50,11 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, YAML-safe dict of a (nested) config dataclass."""
-    return dataclasses.asdict(config)
+    """A plain, YAML-safe dict of a (nested) config dataclass; the class's own fields before
+    those it inherits (as its --help lists them)."""
+    data = dataclasses.asdict(config)
+    own = type(config).__dict__.get("__annotations__", {})
+    return {k: data[k] for k in sorted(data, key=lambda k: k not in own)}
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
