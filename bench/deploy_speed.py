@@ -151,7 +151,7 @@ def _ros_env(tmp: Path) -> dict[str, str]:
 
 
 def _jitter_row(tmp: Path, seconds: float) -> dict:
-    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
+    from bench.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
 
     domain = random.SystemRandom().randint(1, 200)
     env = _ros_env(tmp)
@@ -187,8 +187,9 @@ def _jitter_row(tmp: Path, seconds: float) -> dict:
 
 def _latency_row(tmp: Path, samples: int) -> dict:
     from robolearn.hardware import ros2_msgs as msgs
-    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
     from sensor_msgs.msg import Image, JointState
+
+    from bench.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
 
     domain = random.SystemRandom().randint(1, 200)
     params = {"checkpoint": "python:bench.deploy_speed:zero_policy", "joint_state_timeout_s": 1.0}

@@ -25,7 +25,8 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robolearn.hardware.passivity import PassivityConfig  # noqa: E402
-from robolearn.hardware.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # noqa: E402
+
+from bench.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # noqa: E402
 
 
 def start_once(seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc") -> dict:

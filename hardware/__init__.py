@@ -22,9 +22,10 @@ robolearn.core.widowx_control, shared with the simulator):
 - `sim_arm`: the MuJoCo WidowX scene behind a joint-position driver interface (SimArm), and the
   simulated closed loop (`python -m robolearn.hardware.sim_arm`; recording through
   `python -m robolearn.runs.deploy sim`).
-- `ros2_node`, `ros2_sim_driver`, `ros2_msgs`, `ros2_config`, `ros2_probe`: the rclpy bridge node
-  (run with recording by `python -m robolearn.runs.deploy`), the simulated driver node, message
-  conversion, the node's parameters, and the test/bench harness; no other module imports rclpy.
+- `ros2_node`, `ros2_sim_driver`, `ros2_msgs`, `ros2_config`: the rclpy bridge node (run with
+  recording by `python -m robolearn.runs.deploy`), the simulated driver node, message conversion
+  and the node's parameters; no other module imports rclpy. The harness that runs and watches
+  the nodes for tests and benchmarks is not part of the package: bench/ros2_probe.py.
 
 Importing `hardware` (or bridge, passivity, shield, recording) imports neither rclpy nor jax; a
 policy checkpoint loads jax when `bridge.load_policy` is called.

@@ -231,7 +231,8 @@ def test_every_node_parameter_has_a_description():
 def test_bridge_yaml_loads_into_the_running_node(tmp_path):
     """config/bridge.yaml through rcl's own parser (--params-file), read back from the node."""
     from rcl_interfaces.srv import GetParameters
-    from robolearn.hardware.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
+
+    from bench.ros2_probe import BRIDGE, BRIDGE_MODULE, NodeProcess, Probe
 
     (tmp_path / "launch_policies.py").write_text(
         "import numpy as np\n\ndef still():\n    return lambda obs: np.zeros(7, np.float32)\n"

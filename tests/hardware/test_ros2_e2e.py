@@ -14,7 +14,9 @@ import time
 import numpy as np
 import pytest
 from robolearn.hardware.passivity import PassivityConfig
-from robolearn.hardware.ros2_probe import (
+from robolearn.hardware.shield import ShieldConfig, tip_position_m
+
+from bench.ros2_probe import (
     BRIDGE,
     BRIDGE_MODULE,
     NodeProcess,
@@ -23,7 +25,6 @@ from robolearn.hardware.ros2_probe import (
     nodes_and_probe,
     real_time_fractions,
 )
-from robolearn.hardware.shield import ShieldConfig, tip_position_m
 
 pytestmark = pytest.mark.slow
 

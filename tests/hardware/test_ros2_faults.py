@@ -3,7 +3,7 @@ returns NaN, and malformed messages arrive; the bridge node must hold (latched) 
 The bridge runs through robolearn.runs.deploy (as the robolearn_bridge executable does), so it
 records deployment episodes when given record_dir.
 
-Nodes run in subprocesses (robolearn.hardware.ros2_probe.NodeProcess), so a hung driver is a real
+Nodes run in subprocesses (bench.ros2_probe.NodeProcess), so a hung driver is a real
 SIGSTOP and a dead one a real SIGKILL. The policies are small Python policies given to the node as
 `checkpoint:=python:fault_policies:FACTORY` (the node's documented mechanism for test policies;
 the module is written to tmp_path and put on the node's PYTHONPATH), so no JAX is loaded.
@@ -18,15 +18,15 @@ import time
 import numpy as np
 import pytest
 from robolearn.hardware import ros2_msgs as msgs
-from robolearn.hardware.ros2_probe import (
+from sensor_msgs.msg import Image, JointState
+
+from bench.ros2_probe import (
     BRIDGE,
     BRIDGE_MODULE,
     NodeProcess,
     Probe,
     nodes_and_probe,
 )
-from sensor_msgs.msg import Image, JointState
-
 from robolearn.data.store import list_episodes, read_episode
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,10 @@
 """Run and watch the bridge over real ROS 2: node subprocesses and a probe node (tests, bench).
 
+A test and benchmark harness, not part of the robolearn package: it lives in bench/ because both
+the benchmarks (`python -m bench.ros2_drawer`, bench.deploy_speed) and the tests
+(tests/hardware/test_ros2_*.py, test_launch.py, which already import bench modules) import it
+from the repository root, while tests/ is not a package a benchmark could import.
+
     with NodeProcess(DRIVER_MODULE, {"task": "drawer"}, domain_id, log) as driver, \\
          NodeProcess(BRIDGE_MODULE, {"checkpoint": "bundle:drawer/bc"}, domain_id, log2):
         probe = Probe(domain_id)
