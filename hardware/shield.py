@@ -4,11 +4,14 @@ The Interbotix driver checks nothing (REFERENCES.md section 6), so every command
 per control step, and comes out inside the limits whatever goes in. In order, `Shield.check`:
 
 1. effort: any |effort| over `effort_limit` (motor current, mA) -> safe stop: mode "stopped",
-   latched until `reset()`. A stop holds the *measured* position at the moment of the stop (so a
-   joint pushing into an obstacle stops pushing), or the last safe command if none is measured.
+   latched until `reset()`. A stop moves to the *measured* position at the moment of the stop (so
+   a joint pushing into an obstacle stops pushing), within the step limit of the last safe command
+   like every other command; the last safe command when none is measured.
 2. watchdog: the latest joint state older than `joint_state_timeout_s` (or none yet, or a NaN/inf
    q_meas), or the latest image older than `image_timeout_s` (inf disables that check) -> hold. The
-   check runs every control step, so the hold starts within one control period of the timeout.
+   check runs every control step, so the hold starts within one control period of the timeout. A
+   joint state or image stamped more than `future_tolerance_s` after `now_s` (a clock gone wrong:
+   its age would be negative and never time out) -> hold as well.
 3. NaN/inf anywhere in the command -> hold.
 4. joint position limits: each joint clipped into [q_lower_rad, q_upper_rad] (the hardware limits
    shrunk by a margin, so the servos never run into their stops).
@@ -23,8 +26,10 @@ per control step, and comes out inside the limits whatever goes in. In order, `S
 
 "Hold" means: the last safe command (or, before the first one, the measured position clipped into
 the limits); the mode reads "hold" for that step and "running" again once a check passes (a hold
-is not latched; the bridge decides whether to resume). Every intervention is recorded as an
-Intervention(time_s, kind, detail), one per reason per step, with counts by kind.
+is not latched; the bridge decides whether to resume). So every command the shield lets out lies
+within the step limit of the one before it, in every mode, also across `reset()`. Every
+intervention is recorded as an Intervention(time_s, kind, detail), one per reason per step, with
+counts by kind.
 
 `Shield.limit` is steps 4 and 5 alone, recorded the same way. The bridge applies it to each
 setpoint before the passivity filter (so the energy tank pays only for what can be sent); `check`
@@ -56,6 +61,8 @@ KINDS = (
     "finger_limit",
     "stale_joint_states",
     "stale_image",
+    "future_joint_states",
+    "future_image",
     "effort",
     "stopped",
 )
@@ -67,7 +74,9 @@ class ShieldConfig:
     """Shield limits; validated on construction (one-line ConfigError naming the field).
 
     Angles in rad, lengths in m, times in s, effort in the driver's units (mA for Interbotix).
-    Sequences may be lists; they are stored as tuples of floats.
+    Sequences may be lists; they are stored as tuples of floats. future_tolerance_s: how far after
+    the control time a joint state or image may be stamped (threads reading the clock in another
+    order) before the watchdog holds.
     """
 
     dt_s: float = 0.01
@@ -83,11 +92,18 @@ class ShieldConfig:
     finger_upper_m: float = wx.FINGER_UPPER_M
     joint_state_timeout_s: float = 0.1
     image_timeout_s: float = 0.5
+    future_tolerance_s: float = 0.01
     effort_limit: tuple[float, ...] = EFFORT_LIMIT_MA
     max_records: int = 100_000
 
     def __post_init__(self) -> None:
-        for name in ("dt_s", "max_velocity_rad_s", "joint_state_timeout_s", "image_timeout_s"):
+        for name in (
+            "dt_s",
+            "max_velocity_rad_s",
+            "joint_state_timeout_s",
+            "image_timeout_s",
+            "future_tolerance_s",
+        ):
             value = getattr(self, name)
             inf_ok = name == "image_timeout_s"  # inf: no image watchdog (a policy without images)
             if not _is_number(value) or not value > 0 or (math.isinf(value) and not inf_ok):
@@ -210,15 +226,16 @@ class Shield:
         self._mid_finger = 0.5 * (cfg.finger_lower_m + cfg.finger_upper_m)
         self.interventions: list[Intervention] = []
         self.counts: collections.Counter[str] = collections.Counter()
+        self._safe_q: np.ndarray | None = None  # the last command let out (rad) [6]
+        self._safe_finger: float | None = None  # ... and its finger position (m)
+        self._safe_dist = 0.0  # how far its tip lies outside the workspace box (m)
         self.reset()
 
     def reset(self) -> None:
-        """Back to "running" (clears a safe stop) and forget the last safe command, so the next
-        check starts from the measured position. The intervention record is kept."""
+        """Back to "running" (clears a safe stop). The last safe command stays the step limit's
+        reference: the next command moves at most one step from it, wherever the arm is measured
+        (re-referencing on the measured position made restarts jump). The record is kept."""
         self.mode = "running"
-        self._safe_q: np.ndarray | None = None
-        self._safe_finger: float | None = None
-        self._safe_dist = 0.0
         self._stop_q: np.ndarray | None = None
 
     @property
@@ -328,12 +345,17 @@ class Shield:
         reasons = []
         if q_meas is not None and not q_meas_ok:
             reasons.append(("nan", "non-finite or malformed q_meas"))
-        joint_age = _age(now_s, joint_stamp_s)
-        if not joint_age <= self.cfg.joint_state_timeout_s:  # NaN (bad clock) counts as stale
-            reasons.append(("stale_joint_states", f"latest joint state {joint_age:.3f} s old"))
-        image_age = _age(now_s, image_stamp_s)
-        if not image_age <= self.cfg.image_timeout_s:
-            reasons.append(("stale_image", f"latest image {image_age:.3f} s old"))
+        future = -self.cfg.future_tolerance_s
+        for what, stamp, timeout in (
+            ("joint_states", joint_stamp_s, self.cfg.joint_state_timeout_s),
+            ("image", image_stamp_s, self.cfg.image_timeout_s),
+        ):
+            age = _age(now_s, stamp)
+            name = "joint state" if what == "joint_states" else "image"
+            if age < future:  # a negative age would never time out: the watchdog holds instead
+                reasons.append((f"future_{what}", f"latest {name} stamped {-age:.3f} s ahead"))
+            elif not age <= timeout:  # NaN (bad clock) counts as stale
+                reasons.append((f"stale_{what}", f"latest {name} {age:.3f} s old"))
         return reasons
 
     def _init_reference(self, q_meas: np.ndarray | None, finger_meas_m) -> np.ndarray:
@@ -352,14 +374,15 @@ class Shield:
         return self._mid_finger
 
     def _hold(self, q_meas, finger_meas_m, stop: bool = False) -> tuple[np.ndarray, float]:
-        if stop and self._stop_q is not None:
-            q = self._stop_q
-        elif self._safe_q is not None:
-            q = self._safe_q
-        else:
+        if self._safe_q is None:
             q = self._init_reference(q_meas, finger_meas_m)
+        elif stop and self._stop_q is not None:  # toward the stop position, one step at a time
+            q = self._safe_q + np.clip(self._stop_q - self._safe_q, -self._max_step, self._max_step)
+        else:
+            q = self._safe_q
         if stop:
-            self._stop_q = q
+            if self._stop_q is None:
+                self._stop_q = q
         else:
             self.mode = "hold"
         self._safe_q = q

@@ -286,14 +286,16 @@ def test_effort_over_the_threshold_is_a_safe_stop():
     bridge = Bridge(Scripted(SMALL), BridgeConfig())
     feed(bridge, 0.0)
     bridge.start(0.0)
-    run(bridge, 0.0, 0.3)
+    last = run(bridge, 0.0, 0.3)[-1].q_rad
     q_now = START_Q + 0.01
     bridge.observe_joints(0.3, q_now, np.zeros(6), OPEN, np.array([0, 5000.0, 0, 0, 0, 0]))
-    cmd = bridge.control_step(0.3)
+    cmds = [last] + [bridge.control_step(0.3 + 0.01 * i).q_rad for i in range(20)]
     status = bridge.status()
     assert status["mode"] == "hold" and "effort" in status["hold_reason"]
     assert status["shield_mode"] == "stopped"
-    np.testing.assert_allclose(cmd.q_rad, q_now)  # stop pushing: hold where the arm is
+    # Stop pushing: the command goes to where the arm is, within the step limit (no jump).
+    assert np.abs(np.diff(cmds, axis=0)).max() <= wx.VELOCITY_LIMIT_RAD_S * 0.01 + 1e-12
+    np.testing.assert_allclose(cmds[-1], q_now)
 
 
 def test_observations_are_checked():
