@@ -9,14 +9,26 @@ step of alpha * d, d = q_target - q_prev_cmd, injects
 
 and the tank pays for it: E_{k+1} = E_k + dt * (sigma * P_diss - P_in) with P_in = dV / dt and
 P_diss = qdot^T D qdot, the power the virtual damping dissipates (refilled into the tank, never
-above E_max). The gate is the smooth one of Ferraguti et al.:
+above E_max, and bounded as below). The gate is the smooth one of Ferraguti et al.:
 alpha = clip((E - E_min) / (dt * P_in_pred), 0, 1) with P_in_pred = dV(1) / dt, and alpha = 1 when
 P_in_pred <= 0 (the step takes energy out of the spring: toward the measured position, or with the
 arm already moving there). Because dV is convex in alpha with dV(0) = 0, dV(alpha) <= alpha dV(1),
 so the tank never drops below E_min (the gate is conservative: from rest dV is quadratic in
-alpha and the tank could pay for more). Energy a step returns (dV < 0) goes back into the tank, also
+alpha and the tank could pay for more). Energy a step returns (dV < 0) goes back into the tank,
 capped at E_max. Call it an energy budget, not a certified guarantee: the port is a model of the
 servo, not a measurement of the torque.
+
+The refill is bounded by what the commanded motion can have dissipated: the port's damping only
+dissipates energy that reached the arm through the spring, and the spring got it from the
+commands (the steps' dV > 0, and what it held at the reset). So a budget B counts the energy the
+commands put into the port that the tank has not taken back; each step's refill, and each step's
+returned energy, is at most B and is taken from it. Without the bound the sampled
+dt * qdot^T D qdot refilled the tank from velocities that were never dissipated: with the
+setpoint flipping at the control rate in a finely integrated plant it refilled twice what the
+plant dissipated (41.6 J vs 21.4 J), and a corrupted or finite-differenced qdot (1e150 rad/s, a
+burst of messages microseconds apart) refilled it to E_max in one step. With it the tank never
+rises above its start plus the spring's energy at the reset: energy from outside (gravity, a push
+by hand, a bad reading) never refills it.
 
 Defaults: K and D are the simulated WidowX servo's position gain and joint damping
 (robolearn/envs/widowx/arm.py, KP and DAMPING), so the port models the same servo the simulator
@@ -111,9 +123,11 @@ class TankState:
     injected_power_w: dV/dt of the latest step as executed (< 0: the step returned energy).
     dissipated_power_w: qdot^T D qdot measured at the latest step. injected_energy_j: sum of the
     positive injections; harvested_energy_j: energy put into the tank (damping refill and returned
-    energy, after the E_max cap). activations: steps with 0 <= alpha < 1 from the gate (holds are
-    counted in `holds`, not here). violations: with enabled=False, steps that ended with the tank
-    below energy_min_j (always 0 when enabled). holds: steps with NaN/inf input that held.
+    energy, after the E_max cap). refill_budget_j: energy the commands put into the port that the
+    tank may still take back (the bound on the refill; see the module doc). activations: steps
+    with 0 <= alpha < 1 from the gate (holds are counted in `holds`, not here). violations: with
+    enabled=False, steps that ended with the tank below energy_min_j (always 0 when enabled).
+    holds: steps with NaN/inf input that held.
     """
 
     energy_j: float
@@ -122,6 +136,7 @@ class TankState:
     dissipated_power_w: float
     injected_energy_j: float
     harvested_energy_j: float
+    refill_budget_j: float
     activations: int
     steps: int
     violations: int
@@ -150,6 +165,7 @@ class PassivityFilter:
 
     def _reset_counters(self, energy_j: float) -> None:
         self._energy = energy_j
+        self._budget: float | None = None  # set on the first step: the spring's energy then
         self._alpha = 1.0
         self._p_in = 0.0
         self._p_diss = 0.0
@@ -202,19 +218,24 @@ class PassivityFilter:
             quad = float(kd @ d)  # d^T K d >= 0
             lin = float(kd @ (prev - q))  # d^T K e
             p_diss = float((self._d * qd) @ qd)
+            spring = 0.5 * float((self._k * (prev - q)) @ (prev - q))
         dv_full = lin + 0.5 * quad
         # With K > 0 and D >= 0 any NaN/inf in t, q or qd makes one of these non-finite.
-        if not (math.isfinite(dv_full) and math.isfinite(p_diss)):
+        if not (math.isfinite(dv_full) and math.isfinite(p_diss) and math.isfinite(spring)):
             self._holds += 1
             self._alpha = 0.0
             self._p_in = 0.0
             self._p_diss = 0.0
             return prev.copy()
 
+        if self._budget is None:  # after a reset the spring may already hold energy
+            self._budget = spring
         energy = self._energy
         refill = 0.0
+        dissipated = min(self._dt * p_diss, self._budget)
+        self._budget -= dissipated
         if energy < self._e_max:  # sigma = 1 below E_max; the last bit is cut at E_max
-            filled = min(energy + self._dt * p_diss, self._e_max)
+            filled = min(energy + dissipated, self._e_max)
             refill, energy = filled - energy, filled
         if dv_full <= 0.0 or not self._enabled:
             alpha = 1.0
@@ -225,11 +246,14 @@ class PassivityFilter:
             if alpha < 1.0:
                 self._activations += 1
         if dv < 0.0:  # the step took energy out of the spring: back into the tank, up to E_max
-            filled = max(min(energy - dv, self._e_max), energy)
+            returned = min(-dv, self._budget)
+            self._budget -= returned
+            filled = max(min(energy + returned, self._e_max), energy)
             refill, energy = refill + filled - energy, filled
         else:
             energy -= dv
             self._injected += dv
+            self._budget += dv
         if energy < self._e_min:
             if self._enabled:
                 energy = self._e_min  # dV(alpha) <= E - E_min up to rounding: never below
@@ -266,6 +290,7 @@ class PassivityFilter:
             dissipated_power_w=self._p_diss,
             injected_energy_j=self._injected,
             harvested_energy_j=self._harvested,
+            refill_budget_j=0.0 if self._budget is None else self._budget,
             activations=self._activations,
             steps=self._steps,
             violations=self._violations,

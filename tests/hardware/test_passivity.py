@@ -35,14 +35,23 @@ def test_one_step_matches_the_spring_energy_worked_by_hand():
 
 
 def test_damping_refills_the_tank_worked_by_hand():
-    f = PassivityFilter(PassivityConfig(energy_init_j=1.0))
+    """Damping refills the tank, but never more than the commands put into the port."""
+    f = PassivityFilter(PassivityConfig(energy_init_j=2.0))
     f.reset(Q0)
-    qdot = np.array([0.0, 0.0, 2.0, 0.0, 0.0, 0.0])  # elbow D = 5: P = 5 * 2^2 = 20 W
-    f.filter(Q0, Q0, qdot)
+    elbow = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    f.filter(Q0 + 0.1 * elbow, Q0, ZERO)  # elbow K = 200: dV = 1/2 * 200 * 0.1^2 = 1 J
+    assert (f.state.energy_j, f.state.refill_budget_j) == pytest.approx((1.0, 1.0))
+    f.filter(Q0 + 0.1 * elbow, Q0 + 0.05 * elbow, 2.0 * elbow)  # D = 5: P = 5 * 2^2 = 20 W
     s = f.state
     assert s.dissipated_power_w == pytest.approx(20.0)
     assert s.energy_j == pytest.approx(1.0 + 0.01 * 20.0)
     assert s.harvested_energy_j == pytest.approx(0.2)
+    assert s.refill_budget_j == pytest.approx(0.8)
+    # 20 rad/s would refill 20 J in one step: only the 0.8 J the command put in come back.
+    f.filter(Q0 + 0.1 * elbow, Q0 + 0.08 * elbow, 20.0 * elbow)
+    s = f.state
+    assert s.energy_j == pytest.approx(2.0) and s.harvested_energy_j == pytest.approx(1.0)
+    assert s.refill_budget_j == 0.0
 
 
 def test_a_violent_jump_is_scaled_to_the_budget():
