@@ -7,10 +7,12 @@
     if bridge.policy_due(t): bridge.run_policy(t)         # 5 Hz, may run in a worker thread
     cmd = bridge.control_step(t)                          # 100 Hz: JointCommand or None
 
-Bridge is the mode machine around three parts, each in its own module:
+Bridge wires four parts, each in its own module:
+- the mode machine and the policy schedule (robolearn.hardware.modes): idle, running, hold,
+  closed; when the policy is due, and its watchdog.
 - policy step (policy_hz, 5 Hz): the latest image (resized to image_size with cv2.INTER_AREA when
   the camera sends another size) and proprio = core.widowx.proprio(q, finger_q) of the latest joint
-  state go to the policy; its action [7] is checked (wrong shape or NaN/inf: hold) and moves the
+  state go to the policy; its action [7] is checked (not 7 real finite floats: hold) and moves the
   setpoint ramp (robolearn.hardware.ramp: the simulator's action mapping, then a joint ramp over
   the policy period). The end-effector target starts at the measured pose on `start`.
 - control step (control_hz, 100 Hz): the ramp's setpoint, or the hold position outside running,
@@ -19,13 +21,20 @@ Bridge is the mode machine around three parts, each in its own module:
 - recording (robolearn.hardware.recording): with an episode writer, each start opens a deployment
   episode in memory, handed to the writer's own thread when the bridge holds, restarts or closes.
 
-Modes: idle (not started) -> running (start) -> hold (hold(), a bad action, a policy exception,
-or the shield leaving "running": stale joint states or images, NaN, effort safe stop) or closed
-(close()). Outside running the command is the hold position: the last command that passed the
-shield (the measured position before the first one), still checked by the shield every step
-(the image watchdog only applies while running). A hold is latched: the bridge resumes only on the
-next `start`, which restarts the end-effector target from the measured pose, refills the tank and
-resets the shield (clearing a safe stop).
+Modes: idle (not started) -> running (start) -> hold or closed (close()). A run holds on hold(),
+a policy output that is not 7 real finite floats, any exception in the policy (SystemExit and
+KeyboardInterrupt too: they propagate after the hold), a policy step without a result
+policy_deadline after it was due (its result, when it comes, is discarded), an implausible joint
+reading (robolearn.hardware.readings: out of range, faster than the arm can move, stamped before
+the previous one; refused by observe_joints), or the shield leaving "running" (stale joint states
+or images, or ones stamped in the future, NaN, the workspace, an effort safe stop). The hold
+reason is in the status. Outside running the command is the hold position: the last command that
+passed the shield (the measured position before the first one), still checked by the shield every
+step (the image watchdog only applies while running). A hold is latched: the bridge resumes only
+on the next `start`, which restarts the end-effector target from the measured pose, refills the
+tank and resets the shield (clearing a safe stop). No command ever moves a joint more than the
+shield's step limit from the last command sent, in any mode: the restart moves from the last
+command toward the measured pose, a safe stop toward the measured position, step by step.
 
 Thread safety: every public method takes one lock; the policy itself runs outside it, so a slow
 policy call never delays control_step. A policy result that arrives after a hold or a new start is
@@ -49,14 +58,10 @@ from robolearn.hardware.bridge_types import (
     ObservationError,
     check_vector,
 )
+from robolearn.hardware.modes import MODES, ModeMachine, PolicySchedule
 from robolearn.hardware.policy_loader import load_policy
 from robolearn.hardware.ramp import SetpointRamp, check_action
-from robolearn.hardware.recording import (
-    DeploymentEpisode,
-    EpisodeWriter,
-    RecordingThread,
-    episode_meta,
-)
+from robolearn.hardware.recording import DeploymentEpisode, EpisodeRecorder, EpisodeWriter
 from robolearn.hardware.safety_chain import SafetyChain
 from robolearn.hardware.shield import CLIP_KINDS, Intervention
 
@@ -73,7 +78,6 @@ __all__ = [
     "ObservationError",
     "load_policy",
 ]
-MODES = ("idle", "running", "hold", "closed")
 CLOSE_WAIT_S = 30.0  # how long close() waits for the last episodes to be written
 
 
@@ -102,27 +106,17 @@ class Bridge:
         self._lock = threading.RLock()
         self._chain = SafetyChain(cfg)
         self._ramp = SetpointRamp(cfg)
-        self._period = 1.0 / cfg.policy_hz
-        self._mode = "idle"
+        self._modes = ModeMachine()
+        self._schedule = PolicySchedule(1.0 / cfg.policy_hz, cfg.policy_deadline)
         self._joint: MeasuredJoints | None = None
         self._image: tuple[float, np.ndarray] | None = None
-        self._next_policy_s = 0.0
-        self._generation = 0
-        self._in_flight = False
         self._events: list[Intervention] = []
         self._event_counts: Counter[str] = Counter()
         self._steps = self._policy_steps = self._skipped_steps = self._episodes = 0
         self._last_action: np.ndarray | None = None
         self._last_error = ""
-        self._hold_reason = ""
-        self._writer = (
-            None
-            if writer is None
-            else RecordingThread(writer, self._episode_written, self._recording_failed)
-        )
-        self._recording: DeploymentEpisode | None = None
+        self._recorder = EpisodeRecorder(cfg, writer, self._recording_failed)
         self._success = False
-        self._last_episode = ""
 
     # -- observations ----------------------------------------------------------------------------
 
@@ -135,7 +129,8 @@ class Bridge:
         effort: np.ndarray | None = None,
     ) -> None:
         """The latest joint state: arm q (rad) [6], qdot (rad/s) [6], fingers (m) [2], effort [6]
-        (motor current, mA) or None. ObservationError (not stored) for wrong shapes or NaN/inf."""
+        (motor current, mA) or None. ObservationError (not stored) for wrong shapes or NaN/inf,
+        and for an implausible reading (robolearn.hardware.readings), which also holds a run."""
         try:
             state = MeasuredJoints(
                 float(stamp_s),
@@ -149,7 +144,14 @@ class Bridge:
                 self._event(float(stamp_s), "bad_joint_state", str(exc))
             raise
         with self._lock:
-            self._joint = state
+            reason = self._chain.check_reading(state)
+            if not reason:
+                self._joint = state
+                return
+            self._event(state.stamp_s, "implausible_joint_state", reason)
+            finished = self._stop_locked(state.stamp_s, f"implausible_joint_state ({reason})")
+        self._recorder.submit(finished)
+        raise ObservationError(f"implausible joint state: {reason}")
 
     def observe_image(self, stamp_s: float, image: np.ndarray) -> None:
         """The latest camera frame, uint8 [H, W, 3]; resized to image_size (cv2.INTER_AREA)."""
@@ -182,48 +184,44 @@ class Bridge:
     def start(self, now_s: float) -> None:
         """Run the policy from the measured pose: new target, full tank, shield reset, new episode.
 
-        Needs a joint state and a camera image (ObservationError otherwise). The first policy
-        step is due at `now_s`.
+        Needs a joint state and a camera image, neither stamped in the future (ObservationError
+        otherwise). The first policy step is due at `now_s`. The commands move from the last one
+        sent toward the measured pose within the step limit, as always.
         """
         with self._lock:
-            if self._mode == "closed":
+            if self._modes.mode == "closed":
                 raise RuntimeError("bridge is closed")
-            if self._joint is None or self._image is None:
-                missing = "joint state" if self._joint is None else "camera image"
-                raise ObservationError(f"cannot start: no {missing} received yet")
-            finished = self._stop_locked(now_s, "restart") if self._mode == "running" else None
+            self._check_startable(now_s)
+            finished = self._stop_locked(now_s, "restart") if self._modes.running else None
             self._chain.adopt(self._joint)
             self._ramp.start(self._joint.q, self._chain.last_finger_m, now_s)
             self._chain.restart()
-            self._mode = "running"
-            self._hold_reason = ""
-            self._generation += 1
-            self._next_policy_s = now_s
+            self._modes.start()
+            self._schedule.restart(now_s)
             self._success = False
             self._episodes += 1
-            if self._writer is not None:
-                self._recording = DeploymentEpisode(episode_meta(self.cfg))
-        self._finish(finished)
+            self._recorder.begin()
+        self._recorder.submit(finished)
 
     def hold(self, now_s: float, reason: str = "operator") -> None:
         """Hold position (latched until `start`) and finish the recorded episode."""
         with self._lock:
             finished = self._stop_locked(now_s, reason)
-        self._finish(finished)
+        self._recorder.submit(finished)
 
     def close(self, now_s: float = 0.0) -> None:
         """Hold for good: finish the episode; every later command is the hold position. Waits (up
         to CLOSE_WAIT_S) for the recording thread to write the finished episodes."""
         with self._lock:
             finished = self._stop_locked(now_s, "closed")
-            self._mode = "closed"
-        self._finish(finished)
+            self._modes.close()
+        self._recorder.submit(finished)
         self.flush_recording(CLOSE_WAIT_S)
 
     def flush_recording(self, timeout_s: float | None = None) -> bool:
         """Wait until every finished episode is written (True) or timeout_s passes (False). For
         shutdown, tests and simulated runs; never from the control loop."""
-        return True if self._writer is None else self._writer.wait(timeout_s)
+        return self._recorder.wait(timeout_s)
 
     # -- policy rate -----------------------------------------------------------------------------
 
@@ -231,11 +229,10 @@ class Bridge:
         """Whether a policy step should run now (running, inputs present, none in flight)."""
         with self._lock:
             return (
-                self._mode == "running"
-                and not self._in_flight
+                self._modes.running
                 and self._joint is not None
                 and self._image is not None
-                and now_s >= self._next_policy_s - 1e-9
+                and self._schedule.due(now_s)
             )
 
     def warmup(self) -> None:
@@ -249,24 +246,31 @@ class Bridge:
         self._policy(obs)
 
     def run_policy(self, now_s: float) -> None:
-        """One policy step if due: observe, act (outside the lock), check and map the action."""
+        """One policy step if due: observe, act (outside the lock), check and map the action.
+
+        Any exception from the policy holds; SystemExit, KeyboardInterrupt and other
+        BaseExceptions are raised again after the hold (the interpreter is asked to stop).
+        """
         with self._lock:
             if not self.policy_due(now_s):
                 return
             joint, obs = self._joint, self._observation()
-            generation = self._generation
-            self._in_flight = True
-        action, error = None, None
+            generation = self._modes.generation
+            self._schedule.in_flight = True
+        action, error, interrupt = None, None, None
         try:
             action = self._policy(obs)
-        except Exception as exc:  # any policy failure must end in a hold, not a dead thread
+        except BaseException as exc:  # any policy failure ends in a hold, never a silent "running"
             error = f"{type(exc).__name__}: {exc}"
+            interrupt = None if isinstance(exc, Exception) else exc
         with self._lock:
-            self._in_flight = False
-            if generation != self._generation or self._mode != "running":
-                return
-            finished = self._apply_action(now_s, obs, joint, action, error)
-        self._finish(finished)
+            self._schedule.in_flight = False
+            finished = None
+            if generation == self._modes.generation and self._modes.running:
+                finished = self._apply_action(now_s, obs, joint, action, error)
+        self._recorder.submit(finished)
+        if interrupt is not None:
+            raise interrupt
 
     def _apply_action(self, now_s, obs, joint, action, error) -> DeploymentEpisode | None:
         act, kind = None, "policy_error"
@@ -276,16 +280,13 @@ class Bridge:
             self._last_error = error
             self._event(now_s, kind, error)
             return self._stop_locked(now_s, kind)
-        if self._recording is not None:
+        if self._recorder.recording:
             state = np.concatenate([joint.q, joint.qdot])
-            self._recording.observe(obs, state, self._success, self._chain.tank)
-            self._recording.act(act)
+            self._recorder.step(obs, state, self._success, self._chain.tank, act)
         self._skipped_steps += not self._ramp.step(act)
         self._last_action = act.astype(np.float32)
         self._policy_steps += 1
-        self._next_policy_s += self._period
-        if self._next_policy_s <= now_s:  # fell behind by a whole period: restart the schedule
-            self._next_policy_s = now_s + self._period
+        self._schedule.done(now_s)
         return None
 
     # -- control rate ----------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class Bridge:
 
         Running: the ramp toward the policy's joint target, within the shield's joint and step
         limits; otherwise the hold position. Either way through the passivity filter and then the
-        shield.
+        shield. A policy step late past its deadline holds here.
         """
         finished = None
         with self._lock:
@@ -305,7 +306,12 @@ class Bridge:
             chain = self._chain
             chain.adopt(joint)
             self._steps += 1
-            running = self._mode == "running"
+            late = self._schedule.late(now_s) if self._modes.running else ""
+            if late:
+                self._last_error = late
+                self._event(now_s, "policy_late", late)
+                finished = self._stop_locked(now_s, "policy_late")
+            running = self._modes.running
             if running:
                 goal, finger = chain.limit(now_s, self._ramp.setpoint(now_s)), self._ramp.finger_m
             else:
@@ -315,15 +321,14 @@ class Bridge:
             if running:
                 image_stamp = None if self._image is None else self._image[0]
             new = chain.step(now_s, goal, finger, joint, image_stamp)
-            if self._recording is not None:
-                self._recording.control(chain.tank.alpha, [i.kind for i in new])
+            self._recorder.control(chain.tank.alpha, [i.kind for i in new])
             if running and chain.shield.mode != "running":
                 # The reason is what held (a watchdog, NaN, the workspace), not a clip before it.
                 held = [i for i in new if i.kind not in CLIP_KINDS] or new
                 why = f"{held[0].kind} ({held[0].detail})" if held else "no reason recorded"
                 finished = self._stop_locked(now_s, f"shield {chain.shield.mode}: {why}")
             command = JointCommand(chain.last_q_rad.copy(), chain.last_finger_m, float(now_s))
-        self._finish(finished)
+        self._recorder.submit(finished)
         return command
 
     # -- status ----------------------------------------------------------------------------------
@@ -331,7 +336,7 @@ class Bridge:
     @property
     def mode(self) -> str:
         """idle | running | hold | closed."""
-        return self._mode
+        return self._modes.mode
 
     @property
     def tank(self):
@@ -351,8 +356,8 @@ class Bridge:
             chain = self._chain
             counts = Counter(chain.shield.counts) + self._event_counts
             return {
-                "mode": self._mode,
-                "hold_reason": self._hold_reason,
+                "mode": self._modes.mode,
+                "hold_reason": self._modes.hold_reason,
                 "shield_mode": chain.shield.mode,
                 "steps": self._steps,
                 "policy_steps": self._policy_steps,
@@ -362,7 +367,7 @@ class Bridge:
                 "interventions": dict(sorted(counts.items())),
                 "last_action": None if self._last_action is None else self._last_action.tolist(),
                 "last_error": self._last_error,
-                "last_episode": self._last_episode,
+                "last_episode": self._recorder.last_path,
                 "command": None if chain.last_q_rad is None else chain.last_q_rad.tolist(),
                 "finger_command_m": chain.last_finger_m,
             }
@@ -380,32 +385,30 @@ class Bridge:
         self._event_counts[kind] += 1
         del self._events[: -self.cfg.shield.max_records]
 
+    def _check_startable(self, now_s: float) -> None:
+        """ObservationError when a joint state or image is missing or stamped in the future."""
+        if self._joint is None or self._image is None:
+            missing = "joint state" if self._joint is None else "camera image"
+            raise ObservationError(f"cannot start: no {missing} received yet")
+        tolerance = self.cfg.shield.future_tolerance_s
+        for what, stamp in (("joint state", self._joint.stamp_s), ("image", self._image[0])):
+            if stamp > now_s + tolerance:
+                raise ObservationError(
+                    f"cannot start: the latest {what} is stamped {stamp - now_s:.3f} s in the "
+                    "future (a clock gone wrong)"
+                )
+
     def _stop_locked(self, now_s: float, reason: str) -> DeploymentEpisode | None:
         """Hold (lock held); returns the finished episode to hand over once the lock is released."""
-        if self._mode in ("idle", "closed"):
-            return None
-        if self._mode == "running":
+        if self._modes.stop(reason):
             self._event(now_s, "hold", reason)
-            self._hold_reason = reason
-            self._generation += 1
-        self._mode = "hold"
-        recording, self._recording = self._recording, None
-        if recording is None or self._joint is None:
-            return recording
-        if self._image is not None:
+        if self._modes.mode != "hold":
+            return None
+        last = None
+        if self._recorder.recording and self._joint is not None and self._image is not None:
             state = np.concatenate([self._joint.q, self._joint.qdot])
-            recording.observe(self._observation(), state, self._success, self._chain.tank)
-        recording.end(reason, now_s)
-        return recording
-
-    def _finish(self, recording: DeploymentEpisode | None) -> None:
-        """Hand a finished episode to the recording thread (a queue append: no I/O here)."""
-        if recording is not None:
-            self._writer.submit(recording)
-
-    def _episode_written(self, path: str) -> None:
-        with self._lock:
-            self._last_episode = path
+            last = (self._observation(), state, self._success, self._chain.tank)
+        return self._recorder.end(last, reason, now_s)
 
     def _recording_failed(self, end_s: float, message: str) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from robolearn.hardware.passivity import PassivityConfig
+from robolearn.hardware.readings import ReadingLimits
 from robolearn.hardware.shield import ShieldConfig
 
 from robolearn.core import widowx_control as control
@@ -50,6 +51,12 @@ class BridgeConfig:
         4/4 episodes (the filter gating ~96 % of control steps); over ROS 2 with 5 ms it still
         stalled in 1 of 12 runs. A blocked arm has qdot = 0, so pushing into contact is gated
         as before.
+    policy_deadline_s: the policy watchdog: a policy step without a result this long after it
+        was due (not started, or still computing) holds, and a result that comes later is never
+        applied. None: two policy periods (0.4 s at 5 Hz), which leaves room for the node's wait
+        for a fresh camera frame (up to 0.1 s) and inference; `policy_deadline` is the value.
+    readings: what a joint reading may show before it is refused as implausible
+        (robolearn.hardware.readings).
     """
 
     policy_hz: float = control.CONTROL_HZ
@@ -64,6 +71,8 @@ class BridgeConfig:
     ramp_fraction: float = 1.0
     joint_delay_s: float = 0.01
     max_extrapolation_s: float = 0.03
+    policy_deadline_s: float | None = None
+    readings: ReadingLimits = dataclasses.field(default_factory=ReadingLimits)
 
     def __post_init__(self):
         for name in ("joint_delay_s", "max_extrapolation_s"):
@@ -84,9 +93,20 @@ class BridgeConfig:
             raise ConfigError(
                 f"bridge.image_size must be an integer in 16..256, got {self.image_size!r}"
             )
+        deadline = self.policy_deadline_s
+        number = isinstance(deadline, int | float) and not isinstance(deadline, bool)
+        if deadline is not None and (not number or not math.isfinite(deadline) or deadline <= 0):
+            raise ConfigError(f"bridge.policy_deadline_s must be > 0 s or None, got {deadline!r}")
         dt = 1.0 / self.control_hz
         object.__setattr__(self, "passivity", dataclasses.replace(self.passivity, dt_s=dt))
         object.__setattr__(self, "shield", dataclasses.replace(self.shield, dt_s=dt))
+
+    @property
+    def policy_deadline(self) -> float:
+        """The policy watchdog's deadline (s): policy_deadline_s, or two policy periods."""
+        if self.policy_deadline_s is not None:
+            return float(self.policy_deadline_s)
+        return 2.0 / self.policy_hz
 
 
 @dataclasses.dataclass

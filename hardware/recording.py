@@ -1,9 +1,10 @@
 """Deployment episodes on the bridge's side: what is recorded, and the hand-off to a writer.
 
-One episode runs from a bridge `start` to the next hold, safe stop, restart or close. The bridge
-builds it in memory (DeploymentEpisode; appends only, no I/O) and, when it ends, hands it to its
-RecordingThread, whose own thread calls the EpisodeWriter the bridge was given. So no file is
-written in the control step, the policy step or an operator call, whatever the writer does.
+One episode runs from a bridge `start` to the next hold, safe stop, restart or close. The bridge's
+EpisodeRecorder builds it in memory (DeploymentEpisode; appends only, no I/O) and, when it ends,
+hands it to a RecordingThread, whose own thread calls the EpisodeWriter the bridge was given. So
+no file is written in the control step, the policy step or an operator call, whatever the writer
+does.
 hardware never imports robolearn.data: robolearn.data.deployment.store_writer(DIR) is the writer
 for an episode store, and robolearn.runs.deploy hands it to the bridge node and the simulated loop.
 
@@ -190,6 +191,69 @@ class RecordingThread:
             else:
                 if path:
                     self._on_written(path)
+
+
+class EpisodeRecorder:
+    """The bridge's recording: the episode of the current run, in memory, and the thread that
+    writes finished ones. The bridge calls it under its lock; nothing here writes files.
+
+    writer: the EpisodeWriter (None: nothing is recorded and every call is a no-op).
+    on_error(end_s, message): a write failed or the backlog was full (RecordingThread).
+    """
+
+    def __init__(
+        self,
+        cfg: BridgeConfig,
+        writer: EpisodeWriter | None,
+        on_error: Callable[[float, str], None],
+    ):
+        self._cfg = cfg
+        self._thread = None if writer is None else RecordingThread(writer, self._written, on_error)
+        self._episode: DeploymentEpisode | None = None
+        self.last_path = ""  # where the latest episode was written ("" before one is)
+
+    @property
+    def recording(self) -> bool:
+        """Whether an episode is being recorded."""
+        return self._episode is not None
+
+    def begin(self) -> None:
+        """Start a new episode (the bridge started)."""
+        if self._thread is not None:
+            self._episode = DeploymentEpisode(episode_meta(self._cfg))
+
+    def control(self, alpha: float, kinds: list[str]) -> None:
+        """One control step's filter alpha and shield intervention kinds."""
+        if self._episode is not None:
+            self._episode.control(alpha, kinds)
+
+    def step(self, obs, state: np.ndarray, success: bool, tank, action: np.ndarray) -> None:
+        """A policy step: its observation, state [12] (q, qdot), success, the tank, the action."""
+        if self._episode is not None:
+            self._episode.observe(obs, state, success, tank)
+            self._episode.act(action)
+
+    def end(self, last, reason: str, now_s: float) -> DeploymentEpisode | None:
+        """End the episode; `last` is (obs, state, success, tank) seen at the end, or None.
+        Returns the finished episode, for `submit` once the bridge's lock is released."""
+        episode, self._episode = self._episode, None
+        if episode is not None:
+            if last is not None:
+                episode.observe(*last)
+            episode.end(reason, now_s)
+        return episode
+
+    def submit(self, episode: DeploymentEpisode | None) -> None:
+        """Hand a finished episode to the writer's thread (a queue append: no I/O here)."""
+        if episode is not None:
+            self._thread.submit(episode)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until every finished episode is written (True) or timeout_s passes (False)."""
+        return True if self._thread is None else self._thread.wait(timeout_s)
+
+    def _written(self, path: str) -> None:
+        self.last_path = path
 
 
 def jsonable(value: Any) -> Any:

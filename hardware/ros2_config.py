@@ -60,6 +60,12 @@ PARAMS = (
     ),
     P("image_timeout_s", _S.image_timeout_s, "watchdog: hold when camera images are older (s)"),
     P(
+        "policy_timeout_s",
+        0.0,
+        "watchdog: hold when a policy step has no result this long after it was due "
+        "(s; 0: two policy periods)",
+    ),
+    P(
         "joint_delay_s",
         _B.joint_delay_s,
         "filter: age of a joint state on arrival; q is extrapolated to the control time (s)",
@@ -109,6 +115,7 @@ def bridge_config(p: dict) -> BridgeConfig:
         task=p["task"],
         policy_name=p["checkpoint"],
         joint_delay_s=p["joint_delay_s"],
+        policy_deadline_s=p["policy_timeout_s"] or None,
     )
 
 

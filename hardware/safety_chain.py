@@ -1,7 +1,12 @@
 """The safety chain every bridge command passes, on every control step, in any mode:
 
+    joint state -> ReadingCheck (implausible readings refused before they are stored)
     setpoint -> Shield.limit (joint and per-step limits; only for the policy's setpoints)
              -> PassivityFilter (energy tank) -> Shield.check (everything) -> command
+
+Whatever the mode (running, hold, safe stop, restart), the command is at most the shield's step
+limit from the last command sent: the shield keeps its last safe command across restarts and
+moves a safe stop toward the measured position one step at a time.
 
 The shield's joint and step limits come before the filter: a late control tick, an unfinished ramp
 or a target past a joint limit asks for more than can be sent, and the tank would pay for all of it
@@ -19,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from robolearn.hardware.bridge_types import BridgeConfig, MeasuredJoints
 from robolearn.hardware.passivity import PassivityFilter, TankState
+from robolearn.hardware.readings import ReadingCheck
 from robolearn.hardware.shield import Intervention, Shield
 
 from robolearn.core import widowx as wx
@@ -34,11 +40,16 @@ class SafetyChain:
     def __init__(self, cfg: BridgeConfig):
         self.filter = PassivityFilter(cfg.passivity)
         self.shield = Shield(cfg.shield)
+        self.readings = ReadingCheck(cfg.readings, cfg.shield)
         self._joint_delay_s = cfg.joint_delay_s
         self._max_extrapolation_s = cfg.max_extrapolation_s
         self._seen_interventions = 0
         self.last_q_rad: np.ndarray | None = None
         self.last_finger_m = wx.FINGER_UPPER_M
+
+    def check_reading(self, joint: MeasuredJoints) -> str:
+        """Why the joint state is implausible (robolearn.hardware.readings), or the empty string."""
+        return self.readings.check(joint.stamp_s, joint.q, joint.qdot, joint.finger)
 
     def adopt(self, joint: MeasuredJoints) -> None:
         """Before the first command: hold the measured position (the filter starts from it)."""
@@ -48,7 +59,8 @@ class SafetyChain:
             self.filter.reset(self.last_q_rad)
 
     def restart(self) -> None:
-        """A new run from the last command: full tank, shield reset (clears a safe stop)."""
+        """A new run from the last command: full tank, shield reset (clears a safe stop; the last
+        command stays the step limit's reference)."""
         self.filter.reset(self.last_q_rad)
         self.shield.reset()
 
