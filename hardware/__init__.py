@@ -9,12 +9,16 @@ robolearn.core.widowx_control, shared with the simulator):
 - `passivity`: the energy-tank passivity filter over a virtual spring-damper port at the joints.
 - `shield`: joint, step/velocity and workspace limits, NaN/inf rejection, the watchdog on stale
   joint states and images, the effort safe stop, and a record of every intervention.
-- `bridge`: the bridge core with no ROS in it: the mode machine (Bridge), and the names users
-  import (BridgeConfig, JointCommand, ObservationError, load_policy).
+- `bridge`: the bridge core with no ROS in it (Bridge), and the names users import
+  (BridgeConfig, JointCommand, ObservationError, load_policy).
+- `modes`: the bridge's mode machine (idle, running, hold, closed, and why) and the policy
+  schedule with its watchdog.
+- `readings`: the check that refuses implausible joint readings (out of range, too fast, jumps).
 - `bridge_types`: BridgeConfig, the JointCommand out, the measured joints in and their checks.
 - `ramp`: the policy action checked and mapped to an end-effector target, and the joint setpoint
   ramp at the control rate.
-- `safety_chain`: shield limits -> passivity filter -> shield check, and the hold position.
+- `safety_chain`: reading check; shield limits -> passivity filter -> shield check, and the hold
+  position; shared by the ROS node and the simulated loop (both drive a Bridge).
 - `recording`: deployment episodes in memory and the hand-off of finished ones to an episode
   writer on their own thread. hardware never imports robolearn.data: the episode store's writer
   (robolearn.data.deployment) is handed in by robolearn.runs.deploy.
