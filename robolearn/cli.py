@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from robolearn.core.config import load_layers, parse_overrides, preset_names
 from robolearn.core.errors import ConfigError, RobolearnError
 from robolearn.core.flags import Alias, add_config_flags
+from robolearn.core.optional import report_missing_extra
 from robolearn.core.rundir import RunOptions
 
 PROG = "robolearn"
@@ -246,7 +247,10 @@ def _top_level(argv: Sequence[str]):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `robolearn` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    command, args, flags = parse(argv)
+    try:  # parsing imports the command's module (its --help text)
+        command, args, flags = parse(argv)
+    except ImportError as exc:
+        return report_missing_extra(exc, PROG)
     try:
         cfg = resolve_config(command, args, flags)
         if getattr(args, "resume", False) and args.out is None:
@@ -264,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except RobolearnError as exc:
         print(f"{PROG} {command.words}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        return report_missing_extra(exc, f"{PROG} {command.words}")
     except KeyboardInterrupt:
         print(f"{PROG} {command.words}: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable
 
 from robolearn.core.errors import UnknownTaskError
+from robolearn.core.optional import missing_extra
 from robolearn.envs.base import Task, TaskConfig, TaskInfo
 
 
@@ -48,7 +49,12 @@ def make(name: str, config: TaskConfig | None = None, **overrides) -> Task:
     config = dataclasses.replace(config or TaskConfig(), **overrides)
     module, _, attr = entry.factory.partition(":")
     factory: Callable[[TaskInfo, TaskConfig], Task] = getattr(importlib.import_module(module), attr)
-    return factory(entry.info, config)
+    try:
+        return factory(entry.info, config)
+    except ImportError as exc:  # Meta-World or robosuite on a robot install: name the extra
+        if (error := missing_extra(exc)) is None:
+            raise
+        raise error from exc
 
 
 def _entry(name: str) -> _Entry:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 
+from robolearn.core.optional import report_missing_extra
 from robolearn.data.deployment import store_writer
 
 SIM = "sim"
@@ -31,8 +32,10 @@ def main(args: list[str] | None = None) -> int:
 
         sim_arm.main(args[2:], make_writer=store_writer, prog="python -m robolearn.runs.deploy sim")
         return 0
-    from robolearn.hardware import ros2_node
-
+    try:
+        from robolearn.hardware import ros2_node
+    except ImportError as exc:  # no rclpy: say to source ROS 2 or install the `ros` extra
+        return report_missing_extra(exc, "python -m robolearn.runs.deploy")
     return ros2_node.main(args, make_writer=store_writer)
 
 
