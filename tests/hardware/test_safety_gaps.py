@@ -18,6 +18,7 @@ from robolearn.hardware.bridge import Bridge, BridgeConfig, ObservationError
 from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
 from robolearn.hardware.ramp import check_action
 from robolearn.hardware.safety_chain import SafetyChain
+from robolearn.hardware.shield import ShieldConfig
 
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control
@@ -111,6 +112,28 @@ def test_gap_a_a_safe_stop_never_jumps(reading):
     if reading == "moved":  # the stop still stops pushing: it reaches the measured position
         assert bridge.status()["shield_mode"] == "stopped"
         np.testing.assert_allclose(commands[-1], q, atol=1e-9)
+
+
+def test_gap_a_refused_readings_never_become_the_reference():
+    """Gap A, the reading check itself: after a glitch the arm's real readings pass again; an arm
+    really moved passes once the elapsed time allows it; a clock that jumped back is refused once
+    and then checked from its new time; out-of-range, too fast and finger readings are refused."""
+    from robolearn.hardware.readings import ReadingCheck, ReadingLimits  # new with the fix
+
+    check = ReadingCheck(ReadingLimits(), ShieldConfig())
+    zero, shoulder = np.zeros(6), np.array([0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    assert check.check(0.0, START_Q, zero, OPEN) == ""
+    assert "moved 2.000 rad" in check.check(0.01, START_Q + 2.0 * shoulder, zero, OPEN)
+    assert check.check(0.02, START_Q, zero, OPEN) == ""  # compared with the last good reading
+    moved = START_Q + 0.5 * shoulder
+    assert "more than the arm can" in check.check(0.03, moved, zero, OPEN)  # 0.5 rad in 10 ms
+    assert check.check(0.1, moved, zero, OPEN) == ""  # 80 ms: up to 2 pi x 0.08 + 0.05 rad
+    assert "before the previous" in check.check(0.05, moved, zero, OPEN)
+    assert check.check(0.06, moved, zero, OPEN) == ""
+    assert "outside" in check.check(0.07, moved + np.array([4.0, 0, 0, 0, 0, 0]), zero, OPEN)
+    assert "faster than the arm" in check.check(0.08, moved, 7.0 * shoulder, OPEN)
+    assert "fingers" in check.check(0.09, moved, zero, np.full(2, 0.1))
+    assert check.check(0.1, moved, zero, OPEN) == ""
 
 
 @pytest.mark.parametrize("reading", ["moved", "glitch"])
