@@ -28,11 +28,24 @@ it returns (it has passed the passivity filter and the shield), per output_mode:
   Profile_Velocity / Profile_Acceleration registers are set to 1.25 and 0.5 control periods
   (ms, time-based profile); ~/start is refused until they are.
 The policy runs in a worker thread at policy_rate (inference never blocks the control timer).
-With image_sync (default) each policy step waits for a camera frame that arrived after the step
-became due (at most image_sync_wait_s, then it runs on the latest): the BC policies were trained
-on a frame of the arm at the moment of the step, and one up to a camera period old (the arm still
-moving) makes them fail (drawer, in process: 0/4 episodes with 10 Hz frames 50-90 ms old, 8/8
-with 10 or 20 Hz frames taken at the step).
+A policy step is due when the bridge says so and the control timer has sent the previous action's
+whole ramp (control_rate / policy_rate commands since the action arrived): the policy then sees the
+arm where its commands took it, as in the simulator it was trained in, however late the action
+arrived or however many control ticks a stalled process missed. Stepped on the clock alone, a
+late action or 20-40 ms without control ticks during the first, fastest move showed the policy an
+arm short of its first target, and it took another path (in real time the drawer stayed shut in 2
+of 10 starts; in simulated time one 20 ms stall there failed 5 of 5 seeds). With image_sync
+(default) each step then waits for a camera frame that arrived after the step became due (at
+most image_sync_wait_s, then it runs on the latest): the BC policies were trained on a frame of
+the arm at the moment of the step, and one up to a camera period old (the arm still moving) makes
+them fail (drawer, in process: 0/4 episodes with 10 Hz frames 50-90 ms old, 8/8 with 10 or 20 Hz
+frames taken at the step).
+
+Logging (INFO unless said): `ready: ...` once the policy is loaded and compiled; `episode N
+started (~/start | autostart)`, or `start refused: why` (WARNING); every end of a run once, with
+its length and why it ended: `episode N ended after 15.0 s (74 policy steps): operator (~/hold)`,
+at WARNING when a watchdog, the shield or the policy held the arm (`... : shield hold:
+stale_joint_states (...)`), since the arm then stays put until ~/start.
 
 Services (std_srvs/Trigger): `~/start` (start or resume the policy from the measured pose;
 refused while joint states or images are missing or stale), `~/hold` (hold position, latched),
@@ -112,6 +125,12 @@ class BridgeNode(Node):
         self._last_tick: float | None = None
         self._last_mode = self.bridge.mode
         self._autostarted = not p["autostart"]
+        # The policy gate (see the module doc): control ticks so far, and the tick count when the
+        # latest action arrived (None: no action yet in this run, the first step may run).
+        self._ticks = 0
+        self._action_tick: int | None = None
+        self._ticks_per_step = max(1, round(p["control_rate"] / p["policy_rate"]))
+        self._episode_start: tuple[float, int] | None = None  # (time, policy steps) at start
         self._registers = "unset"  # interbotix: unset | pending | set (per driver lifetime)
         self._gripper_cmd: float | None = None
         self._make_interfaces()
@@ -200,22 +219,38 @@ class BridgeNode(Node):
         self._last_tick = now
         if not self._autostarted and self._inputs_problem(now) is None:
             self._autostarted = True
-            self._start(now)
+            self._start(now, "autostart")
         command = self.bridge.control_step(now)
+        self._ticks += 1
         self._wake.set()
         if command is not None:
             self._publish(command)
         mode = self.bridge.mode
         if mode != self._last_mode:
-            text = f"bridge {self._last_mode} -> {mode}"
-            if mode == "hold":
+            if self._last_mode == "running":
                 reason = self.bridge.status()["hold_reason"]
-                self.get_logger().warning(f"{text}: {reason}")
+                self._log_episode_end(now, reason)
                 if "stale_joint_states" in reason and self._registers == "set":
                     self._registers = "unset"  # a restarted driver has its default profile
-            else:
-                self.get_logger().info(text)
             self._last_mode = mode
+
+    def _log_episode_end(self, now: float, reason: str) -> None:
+        """One line for the end of a run: its length, policy steps and why it ended; a WARNING
+        when anything but the operator (~/hold, a restart, shutdown) stopped it."""
+        if self._episode_start is None:
+            return
+        t0, steps0 = self._episode_start
+        self._episode_start = None
+        status = self.bridge.status()
+        text = (
+            f"episode {status['episodes']} ended after {now - t0:.1f} s "
+            f"({status['policy_steps'] - steps0} policy steps): {reason or 'hold'}"
+        )
+        by_operator = reason.startswith(("operator", "restart", "closed"))
+        if by_operator:
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text + "; the arm holds until ~/start")
 
     def _publish(self, command) -> None:
         mode = self.p["output_mode"]
@@ -242,15 +277,22 @@ class BridgeNode(Node):
                 )
                 self._gripper_cmd = pwm
 
+    def _ramp_sent(self) -> bool:
+        """Whether the control timer has sent the latest action's whole ramp (or no action came
+        yet in this run): the policy gate of the module doc."""
+        action_tick = self._action_tick
+        return action_tick is None or self._ticks - action_tick >= self._ticks_per_step
+
     def _policy_loop(self) -> None:
-        """Run each due policy step, on a camera frame that arrived after it became due (waiting
-        up to image_sync_wait_s; see PARAMS image_sync), so the policy sees the arm as it is."""
+        """Run each due policy step once the previous action's ramp is sent, on a camera frame
+        that arrived after it became due (waiting up to image_sync_wait_s; see PARAMS
+        image_sync), so the policy sees the arm as it is where its commands took it."""
         due_since = None
         while not self._stop.is_set():
             self._wake.wait(0.05)
             self._wake.clear()
             now = time.monotonic()
-            if not self.bridge.policy_due(now):
+            if not (self.bridge.policy_due(now) and self._ramp_sent()):
                 due_since = None
                 continue
             due_since = now if due_since is None else due_since
@@ -258,6 +300,7 @@ class BridgeNode(Node):
             if self.p["image_sync"] and waiting and now - due_since < self.p["image_sync_wait_s"]:
                 continue
             self.bridge.run_policy(now)
+            self._action_tick = self._ticks  # its ramp goes out from the next control tick
             due_since = None
 
     # -- services --------------------------------------------------------------------------------
@@ -275,22 +318,29 @@ class BridgeNode(Node):
                 return f"{what} are stale (last {now - t:.2f} s ago)"
         return None
 
-    def _start(self, now: float) -> tuple[bool, str]:
+    def _start(self, now: float, how: str) -> tuple[bool, str]:
         problem = self._inputs_problem(now)
         if problem is None and self.interbotix is not None and self._registers != "set":
             problem = (
                 f"the arm's motor profile is not set yet (waiting for the driver's "
                 f"{self.registers.srv_name} service)"
             )
+        running = self.bridge.mode == "running"
         if problem is None:
             try:
                 self.bridge.start(now)
             except (ObservationError, RuntimeError) as exc:
                 problem = str(exc)
         if problem is not None:
-            self.get_logger().warning(f"cannot start: {problem}")
+            self.get_logger().warning(f"start refused: {problem}")
             return False, f"cannot start: {problem}"
-        self.get_logger().info("policy started")
+        if running:  # a restart ends the run before it
+            self._log_episode_end(now, "restart")
+        self._action_tick = None
+        self._episode_start = (now, self.bridge.status()["policy_steps"])
+        self._last_mode = self.bridge.mode
+        episode = self.bridge.status()["episodes"]
+        self.get_logger().info(f"episode {episode} started ({how}): {self.p['checkpoint']}")
         return True, "started"
 
     def _set_profile_registers(self) -> None:
@@ -323,7 +373,7 @@ class BridgeNode(Node):
             future.add_done_callback(done)
 
     def _on_start(self, request, response):
-        response.success, response.message = self._start(time.monotonic())
+        response.success, response.message = self._start(time.monotonic(), "~/start")
         return response
 
     def _on_hold(self, request, response):
@@ -369,7 +419,10 @@ class BridgeNode(Node):
         self._stop.set()
         self._wake.set()
         self._worker.join(timeout=5.0)
-        self.bridge.close(time.monotonic())
+        now = time.monotonic()
+        if self.bridge.mode == "running":
+            self._log_episode_end(now, "closed (node shutdown)")
+        self.bridge.close(now)
 
 
 def main(args: list[str] | None = None, make_writer: WriterFactory | None = None) -> int:
