@@ -18,6 +18,11 @@ joint]; the last point is the target). The Interbotix command topics are not sim
 message package is not installable here). Service `~/reset` (std_srvs/Trigger) re-places the
 scene from `seed` and puts the arm back in the task's start pose.
 
+Logging (INFO): `simulating TASK (seed S) on TOPIC` at start; once per episode (from the start
+or a ~/reset) when the task is first solved, `task success: the drawer is open (seed S), 2.3 s
+after the first command that moved the arm`, the line to watch for without a ROS install; and
+`task no longer solved` if it undoes itself later in the episode.
+
 Like the real driver it checks no joint limits (MuJoCo clamps targets to the actuator ranges);
 a malformed command is dropped with a log line. If the machine cannot keep up with real time,
 simulated time falls behind by at most max_lag_s and the rest is dropped (logged once).
@@ -28,6 +33,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -41,6 +47,9 @@ from trajectory_msgs.msg import JointTrajectory
 from robolearn.core.errors import RobolearnError
 
 NODE_NAME = "robolearn_sim_driver"
+# What success looks like, for the log line; other tasks say "TASK solved".
+TASK_SOLVED = {"drawer": "the drawer is open", "drawer-close": "the drawer is closed"}
+MOVED_RAD = 0.01  # a command this far from the start pose moved the arm (starts the clock)
 PARAMS = (
     msgs.Param("task", "drawer", "WidowX task scene of robolearn.envs (drawer, push, ...)"),
     msgs.Param("seed", 0, "scene placement seed (also used by ~/reset)"),
@@ -82,6 +91,7 @@ class SimDriverNode(Node):
         self._t0: float | None = None  # wall clock of simulated time 0; set on the first tick
         self._lag_logged = False
         self.rejected = 0
+        self._new_episode()
 
         ns = self.p["robot_namespace"]
 
@@ -106,6 +116,13 @@ class SimDriverNode(Node):
             f"simulating {self.p['task']} (seed {self.p['seed']}) on {topic('joint_states_topic')}"
         )
 
+    def _new_episode(self) -> None:
+        """Forget the episode's success and first move (at start and on ~/reset)."""
+        self._start_q = self.sim.joint_state()[0].copy()
+        self._moved_s: float | None = None  # simulated time of the first command that moved
+        self._solved = False  # the task is solved now (as last published)
+        self._succeeded = False  # it was solved at some point this episode
+
     def _stamp_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
@@ -129,8 +146,22 @@ class SimDriverNode(Node):
         self.image_pub.publish(msgs.image_msg(self.sim.render(), stamp, self.p["camera_frame"]))
 
     def _publish_task(self) -> None:
-        self.success_pub.publish(Bool(data=bool(self.sim.success())))
+        solved = bool(self.sim.success())
+        self.success_pub.publish(Bool(data=solved))
         self.force_pub.publish(Float64(data=float(self.sim.contact_force_n())))
+        if solved and not self._succeeded:
+            after = (
+                "before any command moved the arm"
+                if self._moved_s is None
+                else f"{self.sim.time_s - self._moved_s:.1f} s after the first command that "
+                "moved the arm"
+            )
+            what = TASK_SOLVED.get(self.p["task"], f"{self.p['task']} solved")
+            self.get_logger().info(f"task success: {what} (seed {self.p['seed']}), {after}")
+        elif self._solved and not solved:
+            self.get_logger().info(f"task no longer solved ({self.p['task']})")
+        self._succeeded |= solved
+        self._solved = solved
 
     def _apply(self, convert, msg) -> None:
         try:
@@ -141,6 +172,8 @@ class SimDriverNode(Node):
             return
         if finger is not None:
             self._finger_m = finger
+        if self._moved_s is None and np.max(np.abs(np.asarray(q) - self._start_q)) > MOVED_RAD:
+            self._moved_s = self.sim.time_s
         self.sim.command(q, self._finger_m)
 
     def _on_forward(self, msg: Float64MultiArray) -> None:
@@ -153,6 +186,7 @@ class SimDriverNode(Node):
         self.sim.reset(self.p["seed"])
         self._finger_m = float(self.sim.joint_state()[2].mean())
         self._t0 = None
+        self._new_episode()
         response.success, response.message = True, f"reset {self.p['task']} seed {self.p['seed']}"
         self.get_logger().info(response.message)
         return response
