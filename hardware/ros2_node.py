@@ -86,7 +86,36 @@ from robolearn.core import widowx as wx
 from robolearn.core.errors import ConfigError, RobolearnError
 
 NODE_NAME = "robolearn_bridge"
-__all__ = ["PARAMS", "NODE_NAME", "BridgeNode", "main"]
+__all__ = ["PARAMS", "NODE_NAME", "BridgeNode", "RampGate", "main"]
+
+
+class RampGate:
+    """The policy gate of the module doc: a policy step may run once the control loop has sent
+    the latest action's whole ramp, `steps` control ticks (control_rate / policy_rate), counted
+    from the action's arrival; the first step of a run may run at once.
+
+    tick() after each control step (executor thread); acted() when an action arrived and
+    started() on each start (policy thread / service); is_open() before each policy step. Plain
+    int reads and writes: a tick counted late only delays the next step by one tick.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = max(1, int(steps))
+        self.ticks = 0
+        self._action_tick: int | None = None  # None: no action yet in this run
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def acted(self) -> None:
+        self._action_tick = self.ticks  # its ramp goes out from the next control tick
+
+    def started(self) -> None:
+        self._action_tick = None
+
+    def is_open(self) -> bool:
+        action_tick = self._action_tick
+        return action_tick is None or self.ticks - action_tick >= self.steps
 
 
 class BridgeNode(Node):
@@ -125,11 +154,7 @@ class BridgeNode(Node):
         self._last_tick: float | None = None
         self._last_mode = self.bridge.mode
         self._autostarted = not p["autostart"]
-        # The policy gate (see the module doc): control ticks so far, and the tick count when the
-        # latest action arrived (None: no action yet in this run, the first step may run).
-        self._ticks = 0
-        self._action_tick: int | None = None
-        self._ticks_per_step = max(1, round(p["control_rate"] / p["policy_rate"]))
+        self._gate = RampGate(round(p["control_rate"] / p["policy_rate"]))
         self._episode_start: tuple[float, int] | None = None  # (time, policy steps) at start
         self._registers = "unset"  # interbotix: unset | pending | set (per driver lifetime)
         self._gripper_cmd: float | None = None
@@ -221,7 +246,7 @@ class BridgeNode(Node):
             self._autostarted = True
             self._start(now, "autostart")
         command = self.bridge.control_step(now)
-        self._ticks += 1
+        self._gate.tick()
         self._wake.set()
         if command is not None:
             self._publish(command)
@@ -277,12 +302,6 @@ class BridgeNode(Node):
                 )
                 self._gripper_cmd = pwm
 
-    def _ramp_sent(self) -> bool:
-        """Whether the control timer has sent the latest action's whole ramp (or no action came
-        yet in this run): the policy gate of the module doc."""
-        action_tick = self._action_tick
-        return action_tick is None or self._ticks - action_tick >= self._ticks_per_step
-
     def _policy_loop(self) -> None:
         """Run each due policy step once the previous action's ramp is sent, on a camera frame
         that arrived after it became due (waiting up to image_sync_wait_s; see PARAMS
@@ -292,7 +311,7 @@ class BridgeNode(Node):
             self._wake.wait(0.05)
             self._wake.clear()
             now = time.monotonic()
-            if not (self.bridge.policy_due(now) and self._ramp_sent()):
+            if not (self.bridge.policy_due(now) and self._gate.is_open()):
                 due_since = None
                 continue
             due_since = now if due_since is None else due_since
@@ -300,7 +319,7 @@ class BridgeNode(Node):
             if self.p["image_sync"] and waiting and now - due_since < self.p["image_sync_wait_s"]:
                 continue
             self.bridge.run_policy(now)
-            self._action_tick = self._ticks  # its ramp goes out from the next control tick
+            self._gate.acted()
             due_since = None
 
     # -- services --------------------------------------------------------------------------------
@@ -336,7 +355,7 @@ class BridgeNode(Node):
             return False, f"cannot start: {problem}"
         if running:  # a restart ends the run before it
             self._log_episode_end(now, "restart")
-        self._action_tick = None
+        self._gate.started()
         self._episode_start = (now, self.bridge.status()["policy_steps"])
         self._last_mode = self.bridge.mode
         episode = self.bridge.status()["episodes"]
