@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
-import yaml
 
-from robolearn.core.config import from_dict, load_yaml, save_yaml
-from robolearn.core.errors import ConfigError, RobolearnError
+from robolearn.core.config import from_dict, read_yaml, save_yaml
+from robolearn.core.errors import ConfigError, RobolearnError, one_line
 
 
 class CheckpointError(RobolearnError, ValueError):
@@ -64,25 +64,23 @@ class CheckpointFormat(Generic[Info]):
     def read_info(self, root: str | Path) -> Info:
         """The info_cls of root/marker; a one-line CheckpointError for a missing directory, a
         directory without the marker (naming the kind of checkpoint it is, if it is another),
-        an unreadable marker, another format or version, and unknown, missing or mistyped keys."""
+        an unreadable marker (not UTF-8, not JSON), another format or version, and unknown,
+        missing or mistyped keys."""
         root = Path(root)
         path = root / self.marker
         if not root.is_dir():
             raise CheckpointError(f"{root}: no such {self.what} checkpoint directory")
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
+        if not path.exists():
             raise CheckpointError(
                 f"{root}: not a {self.what} checkpoint{_other_kind(root, self.marker)}; "
                 f"train one with `{self.how_to_make}`"
-            ) from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: unreadable ({exc})") from exc
-        if (
-            not isinstance(data, dict)
-            or data.pop("format", None) != self.format
-            or data.pop("version", None) != self.version
-        ):
+            )
+        data = read_json(path)
+        if not isinstance(data, dict):
+            data = {}
+        fmt, version = data.pop("format", None), data.pop("version", None)
+        # isinstance(version, bool): true == 1 in Python, not in a version field
+        if fmt != self.format or version != self.version or isinstance(version, bool):
             raise CheckpointError(f"{path}: not a version-{self.version} {self.format} checkpoint")
         try:
             return from_dict(self.info_cls, data, where=str(path))
@@ -113,28 +111,66 @@ class CheckpointFiles(Generic[Config, Stats]):
 
     def read(self, root: str | Path) -> tuple[Config, Stats]:
         """(config, stats) of a checkpoint directory, old layouts migrated, built strictly; a
-        one-line CheckpointError naming the directory when either is missing or malformed."""
+        one-line CheckpointError naming the directory and the file when either is missing or
+        malformed (the config's own checks included: sizes, ranges)."""
         root = Path(root)
         try:
             cfg = load_config(self.config_cls, root / CONFIG, self.migrate_config)
-            stats = json.loads((root / STATS).read_text())
+            stats = read_json(root / STATS)
             if self.migrate_stats is not None:
                 stats = self.migrate_stats(stats)
-            stats = self.stats_cls.from_json(stats)
-        except (ConfigError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            try:
+                stats = self.stats_cls.from_json(stats)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"{root / STATS}: {one_line(exc)}") from exc
+        except (ConfigError, CheckpointError) as exc:
             raise CheckpointError(f"{root}: broken checkpoint ({exc})") from exc
         return cfg, stats
 
 
 def load_config(cls: type, path: Path, migrate: Callable[[Any], Any] | None = None) -> Any:
-    """load_yaml(cls, path), with `migrate` applied to the raw mapping first (old layouts)."""
-    if migrate is None:
-        return load_yaml(cls, path)
+    """`cls` built strictly from the YAML mapping in `path` (a checkpoint's config), `migrate`
+    applied to it first (old layouts). A one-line ConfigError naming the file when it is
+    missing, unreadable, not UTF-8 or YAML, not a mapping (an empty file included: a saved
+    config never is), or its keys and values do not build `cls`."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: unreadable config ({exc})") from exc
-    return from_dict(cls, migrate(data or {}), where=str(path))
+        data = read_yaml(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: missing") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: unreadable ({one_line(exc)})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of {cls.__name__} keys, got {type(data).__name__}"
+        )
+    if migrate is not None:
+        data = migrate(data)
+    return from_dict(cls, data, where=str(path))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in `path` (a marker or stats.json), strictly: a one-line CheckpointError
+    naming the file when it is missing or unreadable, not UTF-8 text, or not JSON, NaN and
+    Infinity included (Python writes them; JSON has no such numbers)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: missing") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable ({one_line(exc)})") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: unreadable (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from exc
+    try:
+        return json.loads(text, parse_constant=_not_a_json_number)
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise CheckpointError(f"{path}: unreadable (not valid JSON: {one_line(exc)})") from exc
+
+
+def _not_a_json_number(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def move_keys(data: Any, source: str, target: str, keys: tuple[str, ...]) -> Any:
@@ -160,8 +196,8 @@ def _other_kind(root: Path, marker: str) -> str:
         if path.name == marker:
             continue
         try:
-            other = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            other = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: not a marker
             continue
         if isinstance(other, dict) and other.get("format") == path.stem:
             return f" (it is a {path.stem.removeprefix('robolearn-')} checkpoint)"
@@ -190,7 +226,7 @@ def restore_latest(
     if step is None:
         raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
     graphdef, abstract = abstract_init(init)
-    return graphdef, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    return graphdef, restore(manager, step, ocp.args.StandardRestore(abstract))
 
 
 def restore_part(manager: ocp.CheckpointManager, abstract: dict, step: int | None = None) -> dict:
@@ -203,11 +239,27 @@ def restore_part(manager: ocp.CheckpointManager, abstract: dict, step: int | Non
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), abstract)
     args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+    return restore(manager, step, args)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, args: Any) -> Any:
+    """manager.restore(step, args=args); a one-line CheckpointError naming the step's directory
+    when its files are damaged or do not fit the shapes asked for."""
     try:
         return manager.restore(step, args=args)
-    except (ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{manager.directory}/{step}: does not fit ({first})") from exc
+    except Exception as exc:  # orbax and tensorstore raise many types; all mean the same here
+        raise CheckpointError(
+            f"{manager.directory}/{step}: damaged, or does not fit the config "
+            f"({type(exc).__name__}: {one_line(exc, 200)})"
+        ) from exc
+
+
+def require_finite(tree: Any, where: str) -> None:
+    """A one-line CheckpointError naming `where` unless every floating-point array of `tree` is
+    finite: a restored model with NaN or inf weights computes NaN on every call."""
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.isfinite(leaf).all()):
+            raise CheckpointError(f"{where}: weights hold NaN or inf")
 
 
 def save_tree(root: str | Path, tree: dict, step: int) -> None:

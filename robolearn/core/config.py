@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from robolearn.core.errors import ConfigError
+from robolearn.core.errors import ConfigError, one_line
 
 T = TypeVar("T")
 
@@ -62,11 +62,7 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return from_dict(cls, data, where=str(path))
+    return from_dict(cls, read_yaml(path) or {}, where=str(path))
 
 
 def save_yaml(config: Any, path: str | Path) -> None:
@@ -150,7 +146,7 @@ def preset_dict(kind: str, name: str) -> dict[str, Any]:
     if not path.is_file():
         choices = ", ".join(preset_names(kind)) or "none"
         raise ConfigError(f"unknown {kind} preset {name!r}; choose from {choices}")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping")
     return data
@@ -207,7 +203,7 @@ def load_layers(cls: type[T], path: str | Path | None, *layers: Mapping[str, Any
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        base = _read_yaml(path) or {}
+        base = read_yaml(path) or {}
         if not isinstance(base, dict):
             raise ConfigError(f"{path}: expected a mapping of {cls.__name__} keys")
     return resolve(cls, base, *layers, where=str(path) if path else "config")
@@ -277,11 +273,15 @@ def _dataclass_of(hint: Any) -> type | None:
     return None
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """The YAML value in `path` (safe_load: no Python objects); a one-line ConfigError naming
+    the file when it is not UTF-8 text or not YAML. OSError (missing, a directory) passes."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
 
 
 def fitted(model_cfg: T, steps: int, **model_fields: Any) -> T:

@@ -22,3 +22,10 @@ class RenderBackendError(RobolearnError, RuntimeError):
 
 class ConfigError(RobolearnError, ValueError):
     """A config key that does not exist, or a value of the wrong type."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`exc`'s message on one line (YAML, JSON and orbax errors span several), cut to `limit`
+    characters; its type's name when it has no message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

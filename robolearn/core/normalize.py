@@ -81,8 +81,10 @@ class NormStats(struct.PyTreeNode):
 
     @classmethod
     def from_json(cls, data: dict) -> NormStats:
-        """Inverse of to_json, strictly: a ConfigError names an unknown or missing key, or
-        lists that are not all of one length P."""
+        """Inverse of to_json, strictly: a one-line ConfigError names an unknown or missing key,
+        a value that is not a list of numbers, lists not all of one length P >= 1, a number that
+        is NaN or inf (in float32), and a std or delta_std that is not > 0. Any of these would
+        make every normalized input (and so every action) NaN or inf."""
         if not isinstance(data, dict):
             raise ConfigError(f"statistics: expected a mapping, got {type(data).__name__}")
         unknown = sorted(set(data) - set(_KEYS))
@@ -93,11 +95,26 @@ class NormStats(struct.PyTreeNode):
         for key in _KEYS[:2]:
             if data.get(key) is None:
                 raise ConfigError(f"statistics: missing key {key!r}")
-        try:
-            arrays = {k: np.asarray(v, np.float32) for k, v in data.items() if v is not None}
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"statistics: not lists of numbers ({exc})") from exc
-        shapes = {k: a.shape for k, a in arrays.items()}
-        if len(set(shapes.values())) != 1 or arrays["mean"].ndim != 1:
-            raise ConfigError(f"statistics: need lists of one length, got shapes {shapes}")
+        arrays = {
+            key: _finite_vector(key, value) for key, value in data.items() if value is not None
+        }
+        lengths = {key: len(array) for key, array in arrays.items()}
+        if len(set(lengths.values())) != 1 or not lengths["mean"]:
+            raise ConfigError(f"statistics: need lists of one length >= 1, got lengths {lengths}")
+        for key in ("std", "delta_std"):
+            if key in arrays and not (arrays[key] > 0).all():
+                raise ConfigError(f"statistics: {key} must be > 0, got {arrays[key].tolist()}")
         return cls(**arrays)
+
+
+def _finite_vector(key: str, value) -> np.ndarray:
+    """float32 [P] of a JSON list of finite numbers; a one-line ConfigError naming `key`."""
+    if not isinstance(value, list) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in value
+    ):
+        raise ConfigError(f"statistics: {key} must be a list of numbers, got {value!r:.80}")
+    with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused just below
+        array = np.asarray(value, np.float32)
+    if not np.isfinite(array).all():
+        raise ConfigError(f"statistics: {key} holds NaN or inf (as float32): {value!r:.80}")
+    return array

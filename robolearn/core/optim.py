@@ -7,6 +7,7 @@ CLI before any model is built); make_optimizer imports optax when called.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from robolearn.core.errors import ConfigError
@@ -40,6 +41,12 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self):
+        rates = (self.learning_rate, self.weight_decay, self.grad_clip)
+        if not all(math.isfinite(value) for value in rates):
+            raise ConfigError(
+                f"optim.learning_rate, weight_decay and grad_clip must be finite, got "
+                f"{self.learning_rate}, {self.weight_decay}, {self.grad_clip}"
+            )
         if not self.learning_rate > 0 or not self.grad_clip > 0:
             raise ConfigError(
                 f"optim.learning_rate and optim.grad_clip must be > 0, got "
