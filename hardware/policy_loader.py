@@ -13,7 +13,9 @@ def load_policy(spec: str, task: str = "drawer", image_size: int = 64, seed: int
     """A BC/PPO checkpoint directory or shipped part (`bundle:drawer/bc`) as a bridge policy.
 
     Returns `policy({"image": uint8 [S, S, 3], "proprio": float32 [7]}) -> float32 [7]` (the mean
-    action). One-line errors for a missing path, another task, or another image size.
+    action). One-line errors (robolearn.core.errors.RobolearnError) for a missing path, a
+    malformed checkpoint (any of its files, NaN or inf statistics or weights: CheckpointError),
+    another task, or another image size.
     """
     from robolearn.policies.bc.checkpoint import CheckpointError, check_compatible
     from robolearn.policies.bc.checkpoint import load_policy as load_checkpoint

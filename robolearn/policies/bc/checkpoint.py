@@ -41,12 +41,15 @@ from flax import nnx
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
+    CONFIG,
+    STATS,
     CheckpointError,
     CheckpointFiles,
     CheckpointFormat,
     abstract_init,
     make_manager,
     move_keys,
+    require_finite,
     restore_latest,
     restore_part,
     save_state,
@@ -87,6 +90,9 @@ class PolicyInfo:
     weights: str = "train"
 
     def __post_init__(self):
+        for name in ("action_dim", "proprio_dim", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown policy kind {self.kind!r} (known: {', '.join(KINDS)})")
         if self.weights not in WEIGHTS:
@@ -107,10 +113,44 @@ def migrate_stats(data: dict) -> dict:
 
 CHECKPOINT = CheckpointFormat(FORMAT, VERSION, PolicyInfo, "policy", "robolearn train bc")
 FILES = CheckpointFiles(BCConfig, NormStats, migrate_config, migrate_stats)
-# read_info(root) -> PolicyInfo and read_config(root) -> (BCConfig, NormStats), old layouts
-# migrated; one-line CheckpointErrors for a directory that is not a (complete) policy checkpoint.
+# read_info(root) -> PolicyInfo, old layouts migrated; one-line CheckpointErrors for a directory
+# that is not a (complete) policy checkpoint.
 read_info = CHECKPOINT.read_info
-read_config = FILES.read
+
+
+def read_config(root: str | Path) -> tuple[BCConfig, NormStats]:
+    """The BCConfig and proprio statistics of a checkpoint (old layouts migrated, both built
+    strictly); a one-line CheckpointError when either is missing or malformed, or the
+    statistics are not the model's proprio_dim long."""
+    cfg, stats = FILES.read(root)
+    if stats.mean.shape != (cfg.model.proprio_dim,):
+        raise CheckpointError(
+            f"{root}: broken checkpoint ({STATS} holds {len(stats.mean)}-D statistics, "
+            f"{CONFIG} has model.proprio_dim {cfg.model.proprio_dim})"
+        )
+    return cfg, stats
+
+
+def check_fits(root: str | Path, info: PolicyInfo, cfg: BCConfig) -> None:
+    """A one-line CheckpointError where the marker and config.yaml disagree on the image size,
+    proprio or action size (the marker is what users and the bridge check; the config is what
+    the model is built from)."""
+    for name in ("image_size", "proprio_dim", "action_dim"):
+        ours, marked = getattr(cfg.model, name), getattr(info, name)
+        if ours != marked:
+            raise CheckpointError(
+                f"{root}: broken checkpoint ({CONFIG} has model.{name} {ours}, {MARKER} "
+                f"says {marked})"
+            )
+
+
+def read_checkpoint(root: str | Path) -> tuple[PolicyInfo, BCConfig, NormStats]:
+    """The marker, config and statistics of a policy checkpoint, each built strictly and
+    checked against the others (read_info, read_config, check_fits); nothing is loaded."""
+    info = read_info(root)
+    cfg, stats = read_config(root)
+    check_fits(root, info, cfg)
+    return info, cfg, stats
 
 
 def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: NormStats) -> None:
@@ -121,7 +161,8 @@ def write_info(root: Path, info: PolicyInfo, cfg: BCConfig, stats: NormStats) ->
 
 def restore_actor(root: str | Path, cfg: BCConfig, step: int | None = None):
     """(graphdef, params, step) of the actor of a policy checkpoint of any kind and weights:
-    only {"step", "params"} are read (robolearn.core.checkpoint.restore_part)."""
+    only {"step", "params"} are read (robolearn.core.checkpoint.restore_part). A one-line
+    CheckpointError when they are damaged, do not fit `cfg`, or hold NaN or inf."""
     graphdef, params = abstract_init(lambda rng: nnx.split(GaussianActor(cfg.model, nnx.Rngs(rng))))
     abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params}
     manager = make_manager(root)
@@ -129,7 +170,9 @@ def restore_actor(root: str | Path, cfg: BCConfig, step: int | None = None):
         restored = restore_part(manager, abstract, step)
     finally:
         manager.close()
-    return graphdef, restored["params"], int(restored["step"])
+    step = int(restored["step"])
+    require_finite(restored["params"], f"{Path(root) / 'checkpoints'}/{step}")
+    return graphdef, restored["params"], step
 
 
 def export_actor(root: str | Path, dst: str | Path, params=None, step: int | None = None) -> Path:
@@ -137,8 +180,7 @@ def export_actor(root: str | Path, dst: str | Path, params=None, step: int | Non
     export already; refused if it is anything else that is not empty). params/step: the actor to
     write (default: the latest checkpoint's). Returns `dst`."""
     root, dst = Path(root), Path(dst)
-    info = read_info(root)
-    cfg, stats = read_config(root)
+    info, cfg, stats = read_checkpoint(root)
     if params is None:
         _, params, step = restore_actor(root, cfg)
     if dst.exists() and any(dst.iterdir()):
@@ -178,6 +220,7 @@ class BCPolicy:
 
     def __init__(self, root: Path, info: PolicyInfo, deterministic: bool = True, seed: int = 0):
         cfg, stats = read_config(root)
+        check_fits(root, info, cfg)
         graphdef, params, step = restore_actor(root, cfg)
         self.root, self.info, self.config, self.step = root, info, cfg, step
         self.params, self.graphdef, self.stats = params, graphdef, stats
@@ -225,8 +268,9 @@ def load_policy(
 def check_compatible(
     path: str | Path, task: str | None = None, action_dim: int | None = None
 ) -> PolicyInfo:
-    """read_info, plus a one-line CheckpointError if the task or action size differ."""
-    info = read_info(path)
+    """The marker of a policy checkpoint whose files are all well-formed and agree
+    (read_checkpoint); a one-line CheckpointError if not, or if the task or action size differ."""
+    info, _, _ = read_checkpoint(path)
     if task is not None and info.task != task:
         raise CheckpointError(f"{path}: policy was trained for task {info.task!r}, not {task!r}")
     if action_dim is not None and info.action_dim != action_dim:

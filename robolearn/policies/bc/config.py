@@ -1,13 +1,21 @@
-"""Configs of the BC actor, its optimizer and training, and the named presets (configs/policy/*.yaml)."""
+"""Configs of the BC actor, its optimizer and training, and the named presets
+(configs/policy/*.yaml)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 from robolearn.core.config import load_preset
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
+
+# Bounds on what a config may build, checked before anything is allocated: far above any useful
+# policy (the base actor has 0.49 M parameters and 67 k inputs and conv outputs per image), far
+# below what would exhaust a machine's memory (a config read from a damaged or hostile file).
+MAX_PARAMS = 2**30  # 4 GiB of float32 weights
+MAX_ACTIVATIONS = 2**27  # floats per image through the encoder: 512 MiB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +44,56 @@ class ModelConfig:
     def __post_init__(self):
         if len(self.channels) != len(self.strides) or not self.channels:
             raise ConfigError("model.channels and model.strides need the same, non-zero length")
-        if not self.log_std_min < self.log_std_max <= 0.0:
+        if not (math.isfinite(self.log_std_min) and self.log_std_min < self.log_std_max <= 0.0):
             raise ConfigError(
-                f"need log_std_min < log_std_max <= 0, got {self.log_std_min}, {self.log_std_max}"
+                f"need finite model.log_std_min < log_std_max <= 0, got {self.log_std_min}, "
+                f"{self.log_std_max}"
             )
         if self.image_size < 8:
             raise ConfigError(f"model.image_size must be >= 8, got {self.image_size}")
+        for name in ("proprio_dim", "action_dim", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("channels", "hidden"):
+            if any(width < 1 for width in getattr(self, name)):
+                raise ConfigError(f"model.{name} must all be >= 1, got {list(getattr(self, name))}")
+        if any(not 1 <= stride <= self.image_size for stride in self.strides):
+            raise ConfigError(
+                f"model.strides must all be in 1..image_size ({self.image_size}), got "
+                f"{list(self.strides)}"
+            )
+        params, activations = self.sizes()
+        for what, count, limit in (
+            ("parameters", params, MAX_PARAMS),
+            ("activations per image", activations, MAX_ACTIVATIONS),
+        ):
+            if count > limit:
+                raise ConfigError(
+                    f"model too large: {count:.3g} {what} (limit {limit:.3g}) from image_size "
+                    f"{self.image_size}, channels {list(self.channels)}, strides "
+                    f"{list(self.strides)}, feature_dim {self.feature_dim}, hidden "
+                    f"{list(self.hidden)}, proprio_dim {self.proprio_dim}, action_dim "
+                    f"{self.action_dim}"
+                )
+
+    def sizes(self) -> tuple[int, int]:
+        """(parameters, activations per image) of the actor this config builds, counted from its
+        shapes alone (nothing is built): the encoder's input and conv outputs, every weight and
+        bias. What __post_init__ bounds; the critic built from the same config is this size too,
+        give or take its one-unit head."""
+        size, c_in = self.image_size, 3
+        params, activations = 0, size * size * c_in
+        for c_out, stride in zip(self.channels, self.strides, strict=True):
+            size = -(-size // stride)
+            params += 9 * c_in * c_out + c_out
+            activations += size * size * c_out
+            c_in = c_out
+        params += (size * size * c_in + 3) * self.feature_dim  # linear, then LayerNorm
+        width = self.feature_dim + self.proprio_dim
+        for h in self.hidden:
+            params += (width + 1) * h
+            width = h
+        return params + (width + 1) * 2 * self.action_dim, activations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +111,12 @@ class TrainingConfig:
 
     shift_pad: int = 4
     nll_beta: float = 0.5
+
+    def __post_init__(self):
+        if self.shift_pad < 0:
+            raise ConfigError(f"training.shift_pad must be >= 0, got {self.shift_pad}")
+        if not (math.isfinite(self.nll_beta) and self.nll_beta >= 0):
+            raise ConfigError(f"training.nll_beta must be finite and >= 0, got {self.nll_beta}")
 
 
 OPTIM = OptimConfig(learning_rate=3e-4, weight_decay=1e-4, warmup_steps=100, decay_steps=20_000)

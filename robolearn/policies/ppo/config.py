@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 from robolearn.core.errors import ConfigError
@@ -75,6 +76,10 @@ class PPOConfig:
     """the value network's CNN/MLP (the actor's building blocks, smaller)"""
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{field.name} must be finite, got {value}")
         for name in ("rollouts", "epochs", "minibatches", "early_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
