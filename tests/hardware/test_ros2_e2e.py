@@ -2,10 +2,12 @@
 
 The simulated WidowX driver (MuJoCo drawer scene, real time) and the bridge node with the shipped
 BC drawer policy run for a fixed time after ~/start; a probe node records every command the bridge
-publishes, its status, and the driver's task-success topic. Checked on every attempt: every
-command inside the shield's joint and finger limits and its per-step limit, the tip inside the
-workspace box, the energy tank never below E_min (and no violations), the policy acting
-throughout. Task success: the drawer opens in one of ATTEMPTS fresh starts.
+publishes, its status, and the driver's task-success topic. Checked on every start: every command
+inside the shield's joint and finger limits and its per-step limit, the tip inside the workspace
+box, the energy tank never below E_min (and no violations), the policy acting throughout, and the
+drawer open. Each scene runs once, in fresh processes, and every start must open the drawer: the
+starts that did not (2 of 40, then 2 of 10) missed control ticks during the first move, which the
+bridge now rides out (tests/hardware/test_stalls.py; bench.ros2_drawer measures 100 starts).
 """
 
 import random
@@ -28,40 +30,25 @@ from bench.ros2_probe import (
 
 pytestmark = pytest.mark.slow
 
-RUN_S = 15.0
+RUN_S = 10.0
 CONTROL_HZ = 100.0
-# A scene the policy opens in ~2.2 s over ROS 2 (and deterministically in simulated time,
-# tests/hardware/test_bridge.py).
-SEED = 0
-# In real time the BC policy sees slightly different frames each run, and some runs take another
-# path: measured (README, Robot PC; bench.ros2_drawer) the drawer opened in 38 of 40 single starts
-# on seeds 0-9. The limits are hard on every attempt; success needs one of three fresh starts.
-ATTEMPTS = 3
+# Two scenes: seed 0, and seed 2, which failed in real time before the fix.
+SEEDS = (0, 2)
 
 
-def test_bc_policy_drives_the_simulated_arm_within_limits(tmp_path):
-    outcomes = []
-    for attempt in range(1, ATTEMPTS + 1):
-        outcome = _attempt(tmp_path / f"attempt{attempt}")
-        print(f"attempt {attempt}: {outcome['summary']}")
-        outcomes.append(outcome["summary"])
-        if outcome["success"]:
-            return
-        # Success is judged only when the three processes kept real time: a policy trained on a
-        # 5 Hz simulator does not open the drawer when its arm, camera and commands run late.
-        if outcome["slow"]:
-            pytest.skip(
-                f"limits held; success not judged: machine too slow for real time {outcome['slow']}"
-            )
-    pytest.fail(
-        f"the drawer was never opened in {ATTEMPTS} attempts (every limit held): "
-        + "; ".join(outcomes)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bc_policy_opens_the_drawer_within_limits_on_every_start(tmp_path, seed):
+    outcome = _attempt(tmp_path, seed)
+    print(outcome["summary"])
+    assert outcome["success"], (
+        f"the drawer was not opened (every limit held): {outcome['summary']}"
+        + (f"; slower than real time: {outcome['slow']}" if outcome["slow"] else "")
     )
 
 
-def _attempt(directory) -> dict:
+def _attempt(directory, seed: int) -> dict:
     """One fresh start: both nodes on a new DDS domain, RUN_S seconds after ~/start."""
-    with driver_and_bridge(directory, SEED) as (probe, driver, bridge):
+    with driver_and_bridge(directory, seed) as (probe, driver, bridge):
         return _run(probe, driver, bridge)
 
 
