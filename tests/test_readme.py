@@ -31,13 +31,15 @@ def _setup_commands() -> list[str]:
 
 def test_readme_opens_with_exactly_two_commands():
     install_and_run, tests = _setup_commands()
-    assert "robolearn " in install_and_run and "pip install" in install_and_run
+    assert "robolearn " in install_and_run and "install uv" in install_and_run
     assert "pytest" in tests
 
 
-def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert _setup_commands()[1] in [line.strip() for line in ci]
+def test_ci_runs_the_readme_set_up_commands_in_order():
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    install_and_run, tests = _setup_commands()
+    assert install_and_run in ci and tests in ci
+    assert ci.index(install_and_run) < ci.index(tests)
 
 
 def _prose(text: str) -> str:

@@ -28,7 +28,7 @@ MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 256
 
 _GL_PACKAGES = {
-    "egl": "libegl1 libgl1-mesa-dri (Debian/Ubuntu)",
+    "egl": "libegl1 libopengl0 libgl1-mesa-dri (Debian/Ubuntu)",
     "osmesa": "libosmesa6 (Debian/Ubuntu)",
     "glfw": "libglfw3 and a display",
 }
