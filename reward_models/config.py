@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from robolearn.core.config import load_preset
+from robolearn.core.config import load_preset, require_size
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
 
@@ -41,6 +41,29 @@ class CNNConfig:
                 f"channels {self.channels}, image_size {self.image_size}, "
                 f"num_tasks {self.num_tasks}"
             )
+        if any(c < 1 for c in self.channels) or self.hidden < 1:
+            raise ConfigError(
+                f"cnn.channels and cnn.hidden must be >= 1, got {list(self.channels)}, "
+                f"{self.hidden}"
+            )
+        require_size(
+            *self.sizes(),
+            f"cnn.image_size {self.image_size}, channels {list(self.channels)}, hidden "
+            f"{self.hidden}, num_tasks {self.num_tasks}",
+        )
+
+    def sizes(self) -> tuple[int, int]:
+        """(parameters, activations per image) of the SuccessCNN this config builds, counted
+        from its shapes alone (nothing is built): what __post_init__ bounds."""
+        size, c_in = self.image_size, 3
+        params, activations = 0, size * size * c_in
+        for c_out in self.channels:
+            size = -(-size // 2)
+            params += 9 * c_in * c_out + c_out
+            activations += size * size * c_out
+            c_in = c_out
+        params += (size * size * c_in + 1 + self.num_tasks) * self.hidden + self.hidden + 1
+        return params, activations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +159,8 @@ class RewardConfig:
 
 
 def preset(name: str, image_size: int, num_tasks: int, steps: int) -> RewardConfig:
-    """Preset `name` (configs/reward/<name>.yaml) for frames of `image_size`, `num_tasks` tasks, decaying over `steps`."""
+    """Preset `name` (configs/reward/<name>.yaml) for frames of `image_size`, `num_tasks`
+    tasks, decaying over `steps`."""
     cfg = load_preset(RewardConfig, name)
     cnn = dataclasses.replace(cfg.cnn, image_size=image_size, num_tasks=num_tasks)
     optim = dataclasses.replace(cfg.optim, decay_steps=steps)

@@ -7,15 +7,9 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from robolearn.core.config import load_preset
+from robolearn.core.config import load_preset, require_size
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
-
-# Bounds on what a config may build, checked before anything is allocated: far above any useful
-# policy (the base actor has 0.49 M parameters and 67 k inputs and conv outputs per image), far
-# below what would exhaust a machine's memory (a config read from a damaged or hostile file).
-MAX_PARAMS = 2**30  # 4 GiB of float32 weights
-MAX_ACTIVATIONS = 2**27  # floats per image through the encoder: 512 MiB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,25 +56,18 @@ class ModelConfig:
                 f"model.strides must all be in 1..image_size ({self.image_size}), got "
                 f"{list(self.strides)}"
             )
-        params, activations = self.sizes()
-        for what, count, limit in (
-            ("parameters", params, MAX_PARAMS),
-            ("activations per image", activations, MAX_ACTIVATIONS),
-        ):
-            if count > limit:
-                raise ConfigError(
-                    f"model too large: {count:.3g} {what} (limit {limit:.3g}) from image_size "
-                    f"{self.image_size}, channels {list(self.channels)}, strides "
-                    f"{list(self.strides)}, feature_dim {self.feature_dim}, hidden "
-                    f"{list(self.hidden)}, proprio_dim {self.proprio_dim}, action_dim "
-                    f"{self.action_dim}"
-                )
+        require_size(
+            *self.sizes(),
+            f"model.image_size {self.image_size}, channels {list(self.channels)}, strides "
+            f"{list(self.strides)}, feature_dim {self.feature_dim}, hidden {list(self.hidden)}, "
+            f"proprio_dim {self.proprio_dim}, action_dim {self.action_dim}",
+        )
 
     def sizes(self) -> tuple[int, int]:
         """(parameters, activations per image) of the actor this config builds, counted from its
         shapes alone (nothing is built): the encoder's input and conv outputs, every weight and
-        bias. What __post_init__ bounds; the critic built from the same config is this size too,
-        give or take its one-unit head."""
+        bias. What __post_init__ bounds (robolearn.core.config.require_size); the critic built
+        from the same config is this size too, give or take its one-unit head."""
         size, c_in = self.image_size, 3
         params, activations = 0, size * size * c_in
         for c_out, stride in zip(self.channels, self.strides, strict=True):
