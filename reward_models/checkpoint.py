@@ -28,6 +28,7 @@ checkpoint. Nothing here unpickles.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from robolearn.core.checkpoint import (
     CheckpointFormat,
     make_manager,
     move_keys,
+    require_finite,
     save_state,
 )
 
@@ -81,6 +83,22 @@ class RewardInfo:
     temperature: float
     threshold: float
     target_fpr: float
+
+    def __post_init__(self):
+        if not self.tasks or not isinstance(self.instructions, dict):
+            raise ValueError("need tasks, and instructions mapping each task to its text")
+        missing = [task for task in self.tasks if not isinstance(self.instructions.get(task), str)]
+        if missing:
+            raise ValueError(f"instructions has no text for task {missing[0]!r}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
+        if not (math.isfinite(self.threshold) and 0.0 <= self.target_fpr < 1.0):
+            raise ValueError(
+                f"need a finite threshold and target_fpr in [0, 1), got {self.threshold}, "
+                f"{self.target_fpr}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +259,8 @@ def load_reward_model(path: str | Path, task: str | None = None) -> RewardModel:
 
 
 def _restore(root: Path, classifier: Classifier) -> tuple[int, Any]:
-    """(step, params): the saved trained parameters, with the frozen ones from a fresh init."""
+    """(step, params): the saved trained parameters (refused if damaged or not finite), with
+    the frozen ones from a fresh init."""
     manager = make_manager(root)
     try:
         step = manager.latest_step()
@@ -261,4 +280,5 @@ def _restore(root: Path, classifier: Classifier) -> tuple[int, Any]:
             ) from exc
     finally:
         manager.close()
+    require_finite(saved.params, f"{root / 'checkpoints'}/{step}")
     return int(saved.step), merge_params(saved.params, frozen)

@@ -29,12 +29,15 @@ from robolearn.world_models.train import init_model, init_train_state
 
 # CheckpointError, make_manager and save_state are part of this module's interface too.
 from robolearn.core.checkpoint import (  # noqa: F401
+    STATS,
     CheckpointError,
     CheckpointFiles,
     CheckpointFormat,
     abstract_init,
     make_manager,
     move_keys,
+    require_finite,
+    restore,
     restore_latest,
     save_state,
 )
@@ -77,10 +80,17 @@ def write_info(root: Path, info: WorldModelInfo, cfg: WorldModelConfig, stats: N
 
 
 def read_config(root: str | Path) -> tuple[WorldModelConfig, NormStats]:
-    """The WorldModelConfig and proprio statistics of a checkpoint (old layouts migrated)."""
+    """The WorldModelConfig and proprio statistics of a checkpoint (old layouts migrated); a
+    one-line CheckpointError when either is malformed, or the statistics have no delta_std or
+    are not the model's proprio_dim long."""
     cfg, stats = FILES.read(root)
     if stats.delta_std is None:  # the proprio head's outputs are scaled by it
-        raise CheckpointError(f"{root}: broken checkpoint (stats.json has no delta_std)")
+        raise CheckpointError(f"{root}: broken checkpoint ({STATS} has no delta_std)")
+    if stats.mean.shape != (cfg.model.proprio_dim,):
+        raise CheckpointError(
+            f"{root}: broken checkpoint ({STATS} holds {len(stats.mean)}-D statistics, "
+            f"config.yaml has model.proprio_dim {cfg.model.proprio_dim})"
+        )
     return cfg, stats
 
 
@@ -114,7 +124,7 @@ class FrozenWorldModel:
             if info.weights == "ema":
                 graphdef, params = abstract_init(lambda rng: nnx.split(init_model(cfg, rng)))
                 abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "ema": params}
-                restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                restored = restore(manager, step, ocp.args.StandardRestore(abstract))
                 self.graphdef, self.params = graphdef, restored["ema"]
             else:
                 self.graphdef, state = restore_train_state(manager, cfg, step)
@@ -122,6 +132,7 @@ class FrozenWorldModel:
             self.step = int(step)
         finally:
             manager.close()
+        require_finite(self.params, f"{root / 'checkpoints'}/{self.step}")
 
     def model(self):
         """The NNX module with the EMA weights."""

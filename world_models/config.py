@@ -64,6 +64,14 @@ class ModelConfig:
                 f"model.action_encoding must be one of {', '.join(ACTION_ENCODINGS)}, "
                 f"got {self.action_encoding!r}"
             )
+        for name in ("image_size", "action_dim", "proprio_dim", "action_embed", "cond_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.attention_heads < 1 or any(h < 1 for h in self.proprio_hidden):
+            raise ConfigError(
+                f"model.attention_heads and proprio_hidden must be >= 1, got "
+                f"{self.attention_heads}, {list(self.proprio_hidden)}"
+            )
         if self.action_bins < 2:
             raise ConfigError(f"model.action_bins must be >= 2, got {self.action_bins}")
         if self.context < 1:
@@ -76,7 +84,7 @@ class ModelConfig:
                 f"model.image_size {self.image_size} must be divisible by patch * 2^(levels-1) "
                 f"= {scale}"
             )
-        if any(c % 8 for c in self.channels):
+        if any(c < 8 or c % 8 for c in self.channels):
             raise ConfigError(f"model.channels must be multiples of 8, got {self.channels}")
 
     @property
