@@ -117,8 +117,12 @@ def _held_since(probe: Probe, t: float, status: dict) -> np.ndarray:
 
 
 def _hold_log_times(log: str) -> list[tuple[float, str]]:
-    """(wall time, reason) of every `bridge running -> hold: reason` line of the bridge log."""
-    pattern = r"\[WARN\] \[(\d+\.\d+)\] \[robolearn_bridge\]: bridge running -> hold: (.*)"
+    """(wall time, reason) of every hold the bridge logged: `episode N ended after T s (K policy
+    steps): reason; the arm holds until ~/start` (a WARNING, once per hold)."""
+    pattern = (
+        r"\[WARN\] \[(\d+\.\d+)\] \[robolearn_bridge\]: episode \d+ ended after [\d.]+ s "
+        r"\(\d+ policy steps\): (.*); the arm holds until ~/start"
+    )
     return [(float(t), reason) for t, reason in re.findall(pattern, log)]
 
 
