@@ -208,6 +208,8 @@ def launch_site(tmp_path_factory) -> Path:
     stand-in), to put on PYTHONPATH."""
     if not (LAUNCH_SOURCES / "launch").is_dir():
         pytest.skip(f"the ROS 2 launch sources are not at {LAUNCH_SOURCES} (shared folder)")
+    for module in ("osrf_pycommon", "lark"):  # launch's own dependencies (the dev extra)
+        pytest.importorskip(module, reason=f"the ROS 2 launch system needs {module}")
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is needed to install launch/launch_ros (no wheels) into a temp folder")
