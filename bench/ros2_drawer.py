@@ -21,6 +21,7 @@ machine's cores to themselves: another heavy job makes the processes miss real t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -115,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10, help="starts per seed")
     parser.add_argument("--seconds", type=float, default=15.0, help="real time per start")
     parser.add_argument("--keep", type=Path, help="copy the logs of starts that did not open here")
+    parser.add_argument("--rows", type=Path, help="append each start's row to this file (JSON)")
     args = parser.parse_args(argv)
 
     def log(row):
+        if args.rows is not None:
+            with open(args.rows, "a") as f:
+                f.write(json.dumps(row) + "\n")
         print(
             f"seed {row['seed']}: opened {row['opened_s']}, tank min {row['tank_min_j']} J, "
             f"real time {row['real time']}, tick gap {row['tick gap ms']} ms",
