@@ -273,9 +273,16 @@ def save_tree(root: str | Path, tree: dict, step: int) -> None:
 
 
 def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """The orbax manager of root/checkpoints (keeps the newest `max_to_keep` steps)."""
+    """The orbax manager of root/checkpoints (keeps the newest `max_to_keep` steps); a one-line
+    CheckpointError when orbax cannot read what is there (a step's metadata damaged)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(Path(root).absolute() / "checkpoints", options=options)
+    directory = Path(root).absolute() / "checkpoints"
+    try:
+        return ocp.CheckpointManager(directory, options=options)
+    except Exception as exc:  # orbax raises many types; all mean the same here
+        raise CheckpointError(
+            f"{directory}: damaged ({type(exc).__name__}: {one_line(exc, 200)})"
+        ) from exc
 
 
 def save_state(manager: ocp.CheckpointManager, state: Any) -> None:

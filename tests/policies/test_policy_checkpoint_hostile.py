@@ -343,6 +343,14 @@ CASES |= {
         _orbax_files("array_metadatas/*", b"{not json"),
         ("checkpoints",),
     ),
+    "orbax-step-metadata-list": (
+        _orbax_files("_CHECKPOINT_METADATA", b"[1, 2]"),
+        ("checkpoints",),
+    ),
+    "orbax-step-metadata-wrong-type": (
+        _orbax_files("_CHECKPOINT_METADATA", b'{"init_timestamp_nsecs": "x"}'),
+        ("checkpoints",),
+    ),
     "orbax-weights-nan": (_weights(fill=NAN), ("checkpoints", "NaN")),
     "orbax-weights-inf": (_weights(fill=INF), ("checkpoints", "NaN")),
     "orbax-weights-other-architecture": (_weights(hidden=(64,)), ("checkpoints",)),
