@@ -162,3 +162,41 @@ def test_load_config_migrates_then_loads_strictly(tmp_path):
     assert load_config(Config, tmp_path / "old.yaml", _old_layout) == Config(training=Training(7))
     with pytest.raises(ConfigError, match="unknown key 'pad'"):
         load_config(Config, tmp_path / "old.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\xff\xfe{}", "unreadable (not UTF-8 text"),
+        (b'{"format": "robolearn-thing", "version": 2, "tasks": [], "size": NaN}', "NaN is not"),
+        (b"[1, 2]", "not a version-2 robolearn-thing checkpoint"),
+        (b"null", "not a version-2 robolearn-thing checkpoint"),
+    ],
+)
+def test_hostile_markers_are_one_line_errors_naming_the_file(tmp_path, content, needle):
+    root = _marker(tmp_path / "ck")
+    (root / FMT.marker).write_bytes(content)
+    err = _error(FMT.read_info, root)
+    assert needle in err and str(root / FMT.marker) in err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "robolearn-other.json").write_bytes(b"\xff")  # not read as a marker
+    assert "(no robolearn-thing.json)" in _error(FMT.read_info, tmp_path / "other")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("config.yaml", b"\xff\xfe", "config.yaml: not UTF-8 text"),
+        ("config.yaml", b"", "config.yaml: expected a mapping of Config keys, got NoneType"),
+        ("config.yaml", b"optim: [1, 2\n x: {\n", "config.yaml: not valid YAML"),
+        ("stats.json", b"\xff", "stats.json: unreadable (not UTF-8 text"),
+        ("stats.json", b'{"mean": [NaN], "std": [1.0]}', "NaN is not a JSON number"),
+        ("stats.json", b'{"mean": [0.0], "std": [0.0]}', "stats.json: statistics: std must be"),
+    ],
+)
+def test_hostile_config_and_stats_are_one_line_errors_naming_the_file(
+    tmp_path, name, content, needle
+):
+    FILES.write(tmp_path, Config(), NormStats([0.0], [1.0]))
+    (tmp_path / name).write_bytes(content)
+    assert needle in _error(FILES.read, tmp_path)
