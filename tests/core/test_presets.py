@@ -2,14 +2,19 @@
 `default`) equal the dataclass defaults, so the YAML and the code cannot drift apart."""
 
 import pytest
+from robolearn.reward_models.config import RewardConfig
+from robolearn.world_models.config import WorldModelConfig
 
 from robolearn.core.config import load_preset, preset_names
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.ppo.config import PPOConfig
-from robolearn.reward_models.config import RewardConfig
-from robolearn.world_models.config import WorldModelConfig
 
-CLASSES = {"policy": BCConfig, "world_model": WorldModelConfig, "reward": RewardConfig, "ppo": PPOConfig}
+CLASSES = {
+    "policy": BCConfig,
+    "world_model": WorldModelConfig,
+    "reward": RewardConfig,
+    "ppo": PPOConfig,
+}
 
 
 @pytest.mark.parametrize("kind", CLASSES)
