@@ -113,3 +113,32 @@ class ReadingCheck:
                 f"arm can ({allowed:.3f} rad)"
             )
         return ""
+
+
+class DifferencedVelocity:
+    """Joint velocities for a driver that publishes none: positions differenced over at least
+    `min_interval_s` of arrival time.
+
+    Differencing consecutive messages divides by the gap between them, microseconds in a burst,
+    which turns sensor noise into absurd speeds (refused by the plausibility check, holding the
+    arm). Instead the reference reading is kept until one arrives `min_interval_s` or more after
+    it; readings in between get the last velocity found (zero before the first).
+    """
+
+    def __init__(self, num_joints: int = wx.NUM_JOINTS, min_interval_s: float = 0.01):
+        if not math.isfinite(min_interval_s) or min_interval_s <= 0:
+            raise ConfigError(f"min_interval_s must be > 0, got {min_interval_s}")
+        self.min_interval_s = min_interval_s
+        self._reference: tuple[float, np.ndarray] | None = None
+        self._qdot = np.zeros(num_joints)
+
+    def update(self, now_s: float, q_rad: np.ndarray) -> np.ndarray:
+        """The velocity estimate (rad/s) for the reading q_rad that arrived at now_s."""
+        q = np.asarray(q_rad, dtype=np.float64)
+        if self._reference is None or now_s < self._reference[0]:
+            self._reference = (now_s, q)  # the first reading, or a clock that jumped back
+        elif now_s - self._reference[0] >= self.min_interval_s:
+            t0, q0 = self._reference
+            self._qdot = (q - q0) / (now_s - t0)
+            self._reference = (now_s, q)
+        return self._qdot.copy()

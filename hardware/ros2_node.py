@@ -75,6 +75,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from robolearn.hardware import ros2_msgs as msgs
 from robolearn.hardware.bridge import Bridge, ObservationError
+from robolearn.hardware.readings import DifferencedVelocity
 from robolearn.hardware.recording import WriterFactory
 from robolearn.hardware.ros2_config import PARAMS, bridge_config, import_interbotix, make_policy
 from sensor_msgs.msg import Image, JointState
@@ -82,7 +83,6 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from robolearn.core import widowx as wx
 from robolearn.core.errors import ConfigError, RobolearnError
 
 NODE_NAME = "robolearn_bridge"
@@ -146,7 +146,8 @@ class BridgeNode(Node):
         self.bridge = Bridge(make_policy(p["checkpoint"], p["task"], p["image_size"]), cfg, writer)
         self.bridge.warmup()
         self._t_joint = self._t_image = None
-        self._prev_q: tuple[float, np.ndarray] | None = None
+        # Joint velocities for a driver that publishes none (over >= 10 ms, not per message).
+        self._differenced = DifferencedVelocity()
         self._finger_meas: float | None = None
         self.rejected = collections.Counter()
         self._reject_loggers = {}
@@ -215,14 +216,13 @@ class BridgeNode(Node):
         try:
             s = msgs.joint_state_from_msg(msg)
             qdot = s.qdot_rad_s
-            if qdot is None:  # a driver without velocities: finite difference on arrival times
-                t0, q0 = self._prev_q or (now, s.q_rad)
-                qdot = (s.q_rad - q0) / (now - t0) if now > t0 else np.zeros(wx.NUM_JOINTS)
+            if qdot is None:  # a driver without velocities: differenced on arrival times
+                qdot = self._differenced.update(now, s.q_rad)
             self.bridge.observe_joints(now, s.q_rad, qdot, s.finger_m, s.effort_ma)
         except (msgs.MessageError, ObservationError) as exc:
             self._reject("joint_states", exc)
             return
-        self._prev_q, self._t_joint = (now, s.q_rad), now
+        self._t_joint = now
         self._finger_meas = float(np.mean(s.finger_m))
 
     def _on_image(self, msg: Image) -> None:

@@ -17,6 +17,7 @@ from robolearn.hardware import ros2_config
 from robolearn.hardware.bridge import Bridge, BridgeConfig, ObservationError
 from robolearn.hardware.passivity import PassivityConfig, PassivityFilter
 from robolearn.hardware.ramp import check_action
+from robolearn.hardware.readings import DifferencedVelocity
 from robolearn.hardware.safety_chain import SafetyChain
 from robolearn.hardware.shield import ShieldConfig
 
@@ -320,6 +321,33 @@ def test_gap_i_implausible_joint_velocities_never_refill_the_tank(velocities):
     f.reset(START_Q)
     f.filter(START_Q, START_Q, np.full(6, 1e150))
     assert f.state.energy_j == PassivityConfig().energy_init_j
+
+
+def test_a_burst_without_velocities_is_differenced_over_time_not_per_message():
+    """The node's velocities for a driver without them (readings.DifferencedVelocity): the same
+    10k-message burst as gap I, microseconds apart, keeps the bridge running (per message, its
+    differences were refused as implausible and held the arm) and never refills the tank."""
+    bridge, t, _ = running_bridge(Policy(STILL))
+    before = bridge.tank.energy_j
+    rng = np.random.default_rng(0)
+    velocity = DifferencedVelocity()
+    speeds = []
+    for i in range(10_000):
+        now = t + i * 1e-6
+        q = START_Q + rng.normal(0.0, 1e-3, 6)
+        qdot = velocity.update(now, q)
+        speeds.append(np.abs(qdot).max())
+        assert try_feed(bridge, now, q=q, qdot=qdot, image=False)
+        if i % 1000 == 999:
+            bridge.control_step(now)
+    assert bridge.mode == "running", bridge.status()["hold_reason"]
+    assert max(speeds) == 0.0  # the burst spans 10 ms: no reading far enough from the first
+    assert bridge.tank.energy_j <= max(before, bridge.cfg.passivity.energy_init_j) + 1e-9
+    # Readings 10 ms apart are differenced: a joint moving at 0.5 rad/s reads 0.5 rad/s.
+    velocity = DifferencedVelocity()
+    for i in range(5):
+        qdot = velocity.update(i * 0.01, START_Q + 0.5 * i * 0.01)
+    np.testing.assert_allclose(qdot, 0.5, rtol=1e-9)
 
 
 @pytest.mark.parametrize(
