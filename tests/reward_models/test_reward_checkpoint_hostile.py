@@ -2,10 +2,8 @@
 build an absurd classifier, is one CheckpointError line naming the file, before any parameter is
 allocated (as tests/policies/test_policy_checkpoint_hostile.py checks in depth for policies)."""
 
-import json
-
 import pytest
-import yaml
+from corruptions import edit_json, edit_yaml, write
 from robolearn.reward_models import checkpoint as ckpt
 from robolearn.reward_models.config import RewardConfig
 
@@ -22,49 +20,25 @@ def root(tmp_path):
     return tmp_path
 
 
-def _write(name, content):
-    def corrupt(root):
-        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-
-    return corrupt
-
-
-def _edit_json(name, **fields):
-    def corrupt(root):
-        data = json.loads((root / name).read_text())
-        (root / name).write_text(json.dumps({**data, **fields}))
-
-    return corrupt
-
-
-def _edit_cnn(**fields):
-    def corrupt(root):
-        data = yaml.safe_load((root / "config.yaml").read_text())
-        data["cnn"].update(fields)
-        (root / "config.yaml").write_text(yaml.safe_dump(data))
-
-    return corrupt
-
-
 MARKER = ckpt.MARKER
 CASES = {
-    "marker-not-utf8": (_write(MARKER, NOT_UTF8), MARKER),
-    "marker-null": (_write(MARKER, "null"), MARKER),
-    "marker-temperature-nan": (_edit_json(MARKER, temperature=float("nan")), MARKER),
-    "marker-temperature-zero": (_edit_json(MARKER, temperature=0.0), MARKER),
-    "marker-instructions-list": (_edit_json(MARKER, instructions=["open"]), MARKER),
-    "marker-instruction-missing": (_edit_json(MARKER, instructions={}), MARKER),
-    "marker-no-tasks": (_edit_json(MARKER, tasks=[]), MARKER),
-    "config-not-utf8": (_write("config.yaml", NOT_UTF8), "config.yaml"),
-    "config-empty": (_write("config.yaml", ""), "config.yaml"),
-    "config-negative-channels": (_edit_cnn(channels=[-16, 32]), "config.yaml"),
-    "config-huge-hidden": (_edit_cnn(hidden=10**12), "config.yaml"),
-    "config-huge-image": (_edit_cnn(image_size=10**6), "config.yaml"),
-    "config-typo": (_edit_cnn(hiden=8), "config.yaml"),
-    "stats-not-utf8": (_write("stats.json", NOT_UTF8), "stats.json"),
-    "stats-list": (_write("stats.json", "[1, 2]"), "stats.json"),
-    "stats-number": (_write("stats.json", "7"), "stats.json"),
-    "stats-missing-key": (_write("stats.json", '{"episodes": {}}'), "stats.json"),
+    "marker-not-utf8": (write(MARKER, NOT_UTF8), MARKER),
+    "marker-null": (write(MARKER, "null"), MARKER),
+    "marker-temperature-nan": (edit_json(MARKER, temperature=float("nan")), MARKER),
+    "marker-temperature-zero": (edit_json(MARKER, temperature=0.0), MARKER),
+    "marker-instructions-list": (edit_json(MARKER, instructions=["open"]), MARKER),
+    "marker-instruction-missing": (edit_json(MARKER, instructions={}), MARKER),
+    "marker-no-tasks": (edit_json(MARKER, tasks=[]), MARKER),
+    "config-not-utf8": (write("config.yaml", NOT_UTF8), "config.yaml"),
+    "config-empty": (write("config.yaml", ""), "config.yaml"),
+    "config-negative-channels": (edit_yaml("cnn", channels=[-16, 32]), "config.yaml"),
+    "config-huge-hidden": (edit_yaml("cnn", hidden=10**12), "config.yaml"),
+    "config-huge-image": (edit_yaml("cnn", image_size=10**6), "config.yaml"),
+    "config-typo": (edit_yaml("cnn", hiden=8), "config.yaml"),
+    "stats-not-utf8": (write("stats.json", NOT_UTF8), "stats.json"),
+    "stats-list": (write("stats.json", "[1, 2]"), "stats.json"),
+    "stats-number": (write("stats.json", "7"), "stats.json"),
+    "stats-missing-key": (write("stats.json", '{"episodes": {}}'), "stats.json"),
 }
 
 

@@ -2,7 +2,6 @@
 refuse a malformed marker, config, statistics or weights with one CheckpointError line naming
 the file, as tests/policies/test_policy_checkpoint_hostile.py checks in depth for policies."""
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import yaml
+from corruptions import edit_json, edit_yaml, write
 from flax import nnx
 from robolearn.world_models import checkpoint as ckpt
 from robolearn.world_models.config import preset
@@ -46,30 +45,6 @@ def export(tmp_path_factory) -> Path:
     return root
 
 
-def _write(name, content):
-    def corrupt(root):
-        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-
-    return corrupt
-
-
-def _edit_json(name, **fields):
-    def corrupt(root):
-        data = json.loads((root / name).read_text())
-        (root / name).write_text(json.dumps({**data, **fields}))
-
-    return corrupt
-
-
-def _edit_model(**fields):
-    def corrupt(root):
-        data = yaml.safe_load((root / "config.yaml").read_text())
-        data["model"].update(fields)
-        (root / "config.yaml").write_text(yaml.safe_dump(data))
-
-    return corrupt
-
-
 def _truncate_arrays(root):
     for path in (root / "checkpoints").rglob("d/*"):
         path.write_bytes(path.read_bytes()[:10])
@@ -78,20 +53,20 @@ def _truncate_arrays(root):
 MARKER = ckpt.MARKER
 NAN = float("nan")
 CASES = {
-    "marker-not-utf8": (_write(MARKER, NOT_UTF8), MARKER),
-    "marker-list": (_write(MARKER, "[]"), MARKER),
-    "marker-nan": (_edit_json(MARKER, image_size=NAN), MARKER),
-    "config-not-utf8": (_write("config.yaml", NOT_UTF8), "config.yaml"),
-    "config-empty": (_write("config.yaml", ""), "config.yaml"),
-    "config-negative-channels": (_edit_model(channels=[-8, 16]), "config.yaml"),
-    "config-zero-proprio-dim": (_edit_model(proprio_dim=0), "config.yaml"),
-    "config-typo": (_edit_model(chanels=[8]), "config.yaml"),
-    "stats-not-utf8": (_write("stats.json", NOT_UTF8), "stats.json"),
-    "stats-list": (_write("stats.json", "[[0.0], [1.0]]"), "stats.json"),
-    "stats-nan": (_edit_json("stats.json", std=[NAN] * P), "stats.json"),
-    "stats-zero-delta-std": (_edit_json("stats.json", delta_std=[0.0] * P), "stats.json"),
+    "marker-not-utf8": (write(MARKER, NOT_UTF8), MARKER),
+    "marker-list": (write(MARKER, "[]"), MARKER),
+    "marker-nan": (edit_json(MARKER, image_size=NAN), MARKER),
+    "config-not-utf8": (write("config.yaml", NOT_UTF8), "config.yaml"),
+    "config-empty": (write("config.yaml", ""), "config.yaml"),
+    "config-negative-channels": (edit_yaml("model", channels=[-8, 16]), "config.yaml"),
+    "config-zero-proprio-dim": (edit_yaml("model", proprio_dim=0), "config.yaml"),
+    "config-typo": (edit_yaml("model", chanels=[8]), "config.yaml"),
+    "stats-not-utf8": (write("stats.json", NOT_UTF8), "stats.json"),
+    "stats-list": (write("stats.json", "[[0.0], [1.0]]"), "stats.json"),
+    "stats-nan": (edit_json("stats.json", std=[NAN] * P), "stats.json"),
+    "stats-zero-delta-std": (edit_json("stats.json", delta_std=[0.0] * P), "stats.json"),
     "stats-short": (
-        _edit_json("stats.json", mean=[0.0] * 6, std=[1.0] * 6, delta_std=[1.0] * 6),
+        edit_json("stats.json", mean=[0.0] * 6, std=[1.0] * 6, delta_std=[1.0] * 6),
         "stats.json",
     ),
     "weights-nan": (lambda root: _save_ema(root, NAN), "checkpoints"),
