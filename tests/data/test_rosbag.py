@@ -19,10 +19,12 @@ import pytest
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from shared_data import SAMPLES
 
 from robolearn import cli
 from robolearn.core import widowx as wx
 from robolearn.core.widowx_control import gripper_target_m, start_target, step_target
+from robolearn.data.interbotix import ARMS
 from robolearn.data.rosbag import RosbagConfig, bag_to_episodes, plan_steps
 from robolearn.data.rosbag_msgs import finger_from_gripper_rad
 from robolearn.data.store import iter_episodes
@@ -196,7 +198,7 @@ def _write_bag(
     keep_joint=None,
     keep_image=None,
     embed_definitions: bool = True,
-    image_topic: str = IMAGE_TOPIC,
+    image_topic: str | None = IMAGE_TOPIC,
 ) -> Path:
     """A bag of the demo; keep_* masks drop messages, to make gaps and stale frames."""
     d = _demo()
@@ -210,14 +212,14 @@ def _write_bag(
             return writer.add_connection(topic, msgtype, msgdef="", rihs01="RIHS01_" + "0" * 64)
 
         joints = connect(JOINT_TOPIC, "sensor_msgs/msg/JointState")
-        images = connect(image_topic, image_type)
+        images = connect(image_topic, image_type) if image_topic else None
         cmds = connect(*COMMAND[command]) if command else None
         out = []
         for n, t in enumerate(d.joint_t):
             if keep_joint is None or keep_joint[n]:
                 msg = _joint_state(t, d.q[n], d.qdot[n], d.finger[n], names)
                 out.append((int(t), joints, msg))
-        for n, t in enumerate(d.image_t):
+        for n, t in enumerate(d.image_t if images else ()):
             if keep_image is None or keep_image[n]:
                 out.append((int(t), images, _image(t, d.frames[n], encoding)))
         if cmds is not None:
@@ -438,3 +440,140 @@ def test_importing_the_cli_does_not_import_rosbags():
     code = "import sys, robolearn.cli; print('rosbags' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _chain_fk(origins, axes, tip, q) -> np.ndarray:
+    """Tip position from URDF joint origins and axes (all rpy = 0), built link by link."""
+    t = np.eye(4)
+    for origin, axis, angle in zip(origins, axes, q, strict=True):
+        step = np.eye(4)
+        step[:3, 3] = origin
+        k = wx.skew(np.asarray(axis, float))
+        rot = np.eye(4)
+        rot[:3, :3] = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+        t = t @ step @ rot
+    return (t @ np.append(tip, 1.0))[:3]
+
+
+def test_arm_kinematics_match_the_urdf_chains():
+    rng = np.random.default_rng(0)
+    for q in rng.uniform(-1.5, 1.5, (20, 6)):  # wx250s: the table is core.widowx's own
+        np.testing.assert_allclose(ARMS["wx250s"].fk(q), wx.fk(q), atol=1e-12)
+    # wx200 (interbotix_xsarm_descriptions/urdf/wx200.urdf.xacro): waist z 0.072, shoulder z
+    # 0.03865, elbow (0.05, 0, 0.2), wrist_angle x 0.2, wrist_rotate x 0.065, tip x 0.093575.
+    origins = [[0, 0, 0.072], [0, 0, 0.03865], [0.05, 0, 0.2], [0.2, 0, 0], [0.065, 0, 0]]
+    axes = [[0, 0, 1], [0, 1, 0], [0, 1, 0], [0, 1, 0], [1, 0, 0]]
+    for q in rng.uniform(-1.5, 1.5, (20, 5)):
+        want = _chain_fk(origins, axes, [0.093575, 0, 0], q)
+        np.testing.assert_allclose(ARMS["wx200"].fk(q)[:3, 3], want, atol=1e-12)
+    np.testing.assert_allclose(ARMS["wx200"].fk(np.zeros(5))[:3, 3], [0.408575, 0, 0.31065])
+    turned = ARMS["wx200"].proprio([np.pi / 2, 0, 0, 0, 0], [0.037, 0.037])
+    np.testing.assert_allclose(turned, [0, 0.408575, 0.31065, 0, 0, np.pi / 2, 1.0], atol=1e-12)
+
+
+def test_a_bag_without_a_camera_imports_joint_states_alone(tmp_path):
+    d = _demo()
+    bag = _write_bag(tmp_path / "bag", image_topic=None)
+    (ep,), stats = bag_to_episodes(bag, _cfg())
+    # Gridded from the first joint state (t = 0): the same 5 Hz observations as with the camera.
+    assert ep.image.shape == (STEPS + 1, 0, 0, 3) and ep.image.dtype == np.uint8
+    assert ep.meta.extra["camera"] is False and "image" not in ep.meta.extra["topics"]
+    want = np.stack([wx.proprio(q, [f, f]) for q, f in zip(d.knot_q, d.knot_f, strict=True)])
+    np.testing.assert_allclose(ep.proprio, want, atol=1e-6)
+    np.testing.assert_allclose(ep.action[:, :6], d.actions[:, :6], atol=1e-3)
+    assert stats["dropped_steps"] == 0
+    # A bag with a camera imports the same way with --image-topic none.
+    bag = _write_bag(tmp_path / "cam")
+    (ep2,), _ = bag_to_episodes(bag, _cfg(image_topic="none"))
+    np.testing.assert_array_equal(ep2.proprio, ep.proprio)
+
+
+def test_explicit_joints_import_in_joint_space(tmp_path):
+    d = _demo()
+    bag = _write_bag(tmp_path / "bag")
+    (ep,), _ = bag_to_episodes(bag, _cfg(joints=("waist", "elbow")))
+    np.testing.assert_allclose(ep.proprio, d.knot_q[:, [0, 2]], atol=1e-6)
+    np.testing.assert_allclose(ep.state[:, :2], d.knot_q[:, [0, 2]], atol=1e-12)
+    expect = np.clip(np.diff(d.knot_q[:, [0, 2]], axis=0) / (np.pi / 5.0), -1, 1)
+    np.testing.assert_allclose(ep.action, expect, atol=1e-6)
+    meta = ep.meta
+    assert meta.action_names == ("d_waist", "d_elbow") and "joint space" in meta.action_meaning
+    assert meta.extra["space"] == "joint" and meta.extra["joints"] == ["waist", "elbow"]
+    assert meta.extra["robot"] is None
+
+
+def test_cli_joint_list_and_robot_flags(tmp_path, capsys):
+    bag = _write_bag(tmp_path / "bag", image_topic=None)
+    out = tmp_path / "joints"
+    argv = ["data", "import", "rosbag", str(bag), "--out", str(out), "--quiet"]
+    assert cli.main([*argv, "--joints", "waist,shoulder,elbow"]) == 0
+    assert "1 bag(s) have no camera" in capsys.readouterr().out
+    ((_, ep),) = list(iter_episodes(out))
+    assert ep.proprio.shape == (STEPS + 1, 3)
+    err = _error(tmp_path, capsys, bag, "--robot", "ur5")
+    assert "unknown robot 'ur5'; known arms: wx250s, wx250, wx200" in err
+
+
+INTERBOTIX = SAMPLES / "rosbag_interbotix"
+WAIST_ROS1 = INTERBOTIX / "ros1" / "waist_diagnostics.bag"
+needs_interbotix = pytest.mark.skipif(
+    not WAIST_ROS1.is_file(), reason=f"the shared Interbotix bags are absent ({INTERBOTIX})"
+)
+
+
+@pytest.fixture(scope="module")
+def waist_ros1():
+    if not WAIST_ROS1.is_file():
+        pytest.skip(f"the shared Interbotix bags are absent ({INTERBOTIX})")
+    return bag_to_episodes(WAIST_ROS1, RosbagConfig())
+
+
+@needs_interbotix
+def test_the_real_wx200_ros1_bag_imports_joint_states_alone(waist_ros1):
+    episodes, stats = waist_ros1
+    steps = sum(ep.num_steps for ep in episodes)
+    assert 500 <= steps <= 531  # 106 s at 5 Hz, less pauses over 1 s
+    assert stats["commands"] == 1002 and stats["skipped_joint_messages"] == 0
+    ep = episodes[0]
+    assert ep.image.shape[1:] == (0, 0, 3) and ep.meta.fps == 5.0
+    extra = ep.meta.extra
+    assert extra["robot"] == "wx200" and extra["storage"] == "rosbag1"
+    assert extra["topics"] == {
+        "joint": "/wx200/joint_states",
+        "command": "/wx200/commands/joint_single",
+    }
+    assert extra["state_names"][:5] == list(ARMS["wx200"].joint_names)
+    assert ep.state.shape[1] == 14 and np.all(np.abs(ep.action) <= 1.0)
+    # proprio is the wx200's forward kinematics of the recorded joints.
+    want = ARMS["wx200"].proprio(ep.state[3, :5], ep.state[3, 5:7])
+    np.testing.assert_allclose(ep.proprio[3], want, atol=1e-6)
+    # The diagnostic moves the waist alone; single-joint commands stay in force per joint.
+    commanded = [c for e in episodes for c in e.meta.extra["commanded_q_rad"] if c]
+    assert commanded and all(c[1:] == [None] * 4 for c in commanded)
+    assert np.ptp(np.concatenate([e.state[:, 0] for e in episodes])) > 1.0  # rad of waist travel
+
+
+@needs_interbotix
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_the_ros2_conversions_of_the_wx200_bag_import_the_same(waist_ros1, storage):
+    bag = INTERBOTIX / "ros2_converted" / f"wx200_waist_{storage}"
+    episodes, _ = bag_to_episodes(bag, RosbagConfig())
+    assert len(episodes) == len(waist_ros1[0])
+    for ours, ros1 in zip(episodes, waist_ros1[0], strict=True):
+        np.testing.assert_array_equal(ours.proprio, ros1.proprio)
+        np.testing.assert_array_equal(ours.action, ros1.action)
+        assert ours.meta.extra["storage"] == storage
+
+
+@needs_interbotix
+def test_bags_without_joint_states_are_refused_in_one_line(tmp_path, capsys):
+    for bag in (
+        INTERBOTIX / "ros1" / "duck_dunk.bag",
+        INTERBOTIX / "ros2_converted" / "wx250_duck_dunk_mcap",
+    ):
+        err = _error(tmp_path, capsys, bag)
+        assert "no sensor_msgs/msg/JointState topic, only arm commands" in err
+        assert "/wx250/commands/joint_group" in err and "nothing to observe" in err
+    for name in ("mcap_talker", "sqlite3_talker", "mcap_cdr_test"):
+        err = _error(tmp_path, capsys, SAMPLES / "rosbag2_testbags" / name)
+        assert "no sensor_msgs/msg/JointState topic, so no arm to import" in err
