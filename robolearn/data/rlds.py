@@ -37,6 +37,7 @@ then clipped to [-1, 1]; meta.extra["clipped_action_values"] counts the values c
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from robolearn.data.tfrecord import TFRecordError, Value, iter_examples
 XYZ_SCALE_M = 0.05
 RPY_SCALE_RAD = 0.25
 BRIDGE_FPS = 5.0
+DEFAULT_IMAGE_KEY = "observation/image_0"
 ACTION_MEANING = (
     "BridgeData V2 (imported): a[:3]*0.05 m end-effector delta xyz, a[3:6]*0.25 rad delta "
     "roll/pitch/yaw, a[6] gripper absolute: +1 open, -1 closed (source g in [0, 1] -> 2g-1)"
@@ -62,13 +64,14 @@ ACTION_MEANING = (
 class RldsConfig:
     """How RLDS episodes become store episodes.
 
-    image_key: the camera, as in the source without the `steps/` prefix.
+    image_key: the camera, as in the source without the `steps/` prefix (None: the first image
+        feature of the dataset's features.json, else DEFAULT_IMAGE_KEY).
     image_size: resize frames to [image_size, image_size] (INTER_AREA; non-square frames are
         stretched); None keeps the source size.
     task: the task name written into every episode's meta.
     """
 
-    image_key: str = "observation/image_0"
+    image_key: str | None = None
     image_size: int | None = None
     task: str = "bridge"
 
@@ -134,7 +137,7 @@ def rlds_to_episode(
         "source_file": str(path),
         "source_offset": offset,
         "source_steps": n,
-        "image_key": _image_key(features, cfg.image_key, where),
+        "image_key": _image_key(features, cfg.image_key or DEFAULT_IMAGE_KEY, where),
         "keys": sorted(features),
         "episode_metadata": _metadata(features),
         "clipped_action_values": clipped,
@@ -251,3 +254,102 @@ def _images(features, key: str, n: int, size: int | None, where: str) -> np.ndar
             )
         frames.append(bgr)
     return np.ascontiguousarray(np.stack(frames)[..., ::-1])
+
+
+TFDS_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RldsInputs:
+    """The TFRecord files an import reads, in order, and what TFDS metadata says about them.
+
+    records: path -> the record count dataset_info.json gives for that shard (checked on read).
+    image_keys: the image features under steps/ that features.json lists; None without one.
+    """
+
+    files: tuple[Path, ...]
+    records: dict[Path, int]
+    image_keys: tuple[str, ...] | None
+
+
+def rlds_inputs(paths: list[str | Path]) -> RldsInputs:
+    """Expand files and TFDS dataset directories into the shards to import, in order.
+
+    A directory with dataset_info.json yields every shard of every split it lists (in its order,
+    shards by index; a missing shard is an error naming it); without one, its *.tfrecord* files in
+    name order. features.json, where present, gives the image keys.
+    """
+    files: list[Path] = []
+    records: dict[Path, int] = {}
+    keys: set[str] | None = None
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        shards, counts = _dataset_shards(path)
+        files += shards
+        records.update(counts)
+        features = path / "features.json"
+        if features.is_file():
+            keys = (keys or set()) | set(_image_features(_read_json(features)))
+    return RldsInputs(tuple(files), records, None if keys is None else tuple(sorted(keys)))
+
+
+def _dataset_shards(root: Path) -> tuple[list[Path], dict[Path, int]]:
+    info_path = root / "dataset_info.json"
+    if not info_path.is_file():
+        shards = sorted(p for p in root.iterdir() if ".tfrecord" in p.name and p.is_file())
+        if not shards:
+            raise TFRecordError(f"{root}: no dataset_info.json and no *.tfrecord* files")
+        return shards, {}
+    info = _read_json(info_path)
+    name, fmt = str(info.get("name", "")), str(info.get("fileFormat", "tfrecord"))
+    if fmt != "tfrecord":
+        raise TFRecordError(f"{info_path}: fileFormat {fmt!r}; only tfrecord shards are read")
+    shards, counts = [], {}
+    for split in info.get("splits", []):
+        lengths = [int(n) for n in split.get("shardLengths", [])]
+        template = split.get("filepathTemplate", TFDS_TEMPLATE)
+        found = []
+        for i, length in enumerate(lengths):
+            shard = root / (
+                template.replace("{DATASET}", name)
+                .replace("{SPLIT}", str(split.get("name", "")))
+                .replace("{FILEFORMAT}", fmt)
+                .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
+                .replace("{SHARD_INDEX}", f"{i:05d}")
+            )
+            if not shard.is_file():
+                raise TFRecordError(
+                    f"{info_path}: split {split.get('name')!r} has {len(lengths)} shards; "
+                    f"{shard.name} is missing"
+                )
+            found.append(shard)
+            counts[shard] = length
+        shards += found
+    if not shards:
+        raise TFRecordError(f"{info_path}: lists no shards (splits/shardLengths)")
+    return shards, counts
+
+
+def _image_features(node, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Paths (without steps/) of the Image features of a TFDS features.json, depth first."""
+    if not isinstance(node, dict):
+        return []
+    found = []
+    if str(node.get("pythonClassName", "")).endswith("image_feature.Image") and prefix[:1] == (
+        "steps",
+    ):
+        found.append("/".join(prefix[1:]))
+    features = node.get("featuresDict", {}).get("features", {})
+    for key, child in features.items() if isinstance(features, dict) else ():
+        found += _image_features(child, (*prefix, key))
+    sequence = node.get("sequence", {}).get("feature")
+    return found + _image_features(sequence, prefix)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TFRecordError(f"{path}: unreadable JSON ({' '.join(str(exc).split())})") from exc

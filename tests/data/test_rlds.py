@@ -1,6 +1,7 @@
 """RLDS import: the TFRecord reader, the Example decoder, and the real BridgeData V2 shard."""
 
 import io
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -286,3 +287,72 @@ def test_unknown_image_key_lists_the_cameras(tmp_path, capsys):
     code = cli.main([*argv, "--image-key", "observation/wrist"])
     err = capsys.readouterr().err
     assert code == 2 and "observation/image_0, observation/image_1" in err
+
+
+def _image_feature() -> dict:
+    return {
+        "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
+        "image": {"shape": {"dimensions": ["256", "256", "3"]}, "dtype": "uint8"},
+    }
+
+
+def _dataset_dir(root: Path, lengths=(("train", ["25", "25"]), ("val", ["25"]))) -> Path:
+    """A TFDS dataset directory whose shards are the real shard under TFDS's names, with the
+    metadata TFDS writes (only what the importer reads): splits, shard lengths, image features."""
+    root.mkdir(parents=True)
+    splits = []
+    for split, shards in lengths:
+        for i in range(len(shards)):
+            (root / f"bridge_dataset-{split}.tfrecord-{i:05d}-of-{len(shards):05d}").symlink_to(
+                SHARD
+            )
+        splits.append({"name": split, "shardLengths": shards, "numBytes": "0"})
+    info = {"name": "bridge_dataset", "version": "1.0.0", "fileFormat": "tfrecord"}
+    (root / "dataset_info.json").write_text(json.dumps({**info, "splits": splits}))
+    observation = {"image_1": _image_feature(), "state": {"pythonClassName": "Tensor"}}
+    step = {"observation": {"featuresDict": {"features": observation}}, "action": {}}
+    features = {"steps": {"sequence": {"feature": {"featuresDict": {"features": step}}}}}
+    (root / "features.json").write_text(json.dumps({"featuresDict": {"features": features}}))
+    return root
+
+
+@needs_shard
+def test_a_tfds_dataset_directory_imports_every_shard_in_order(tmp_path, capsys):
+    ds = _dataset_dir(tmp_path / "bridge_dataset" / "1.0.0")
+    argv = ["data", "import", "rlds", "--image-size", "16", "--quiet", "--out"]
+    assert cli.main([*argv, str(tmp_path / "from_dir"), str(ds)]) == 0
+    assert "imported 75 episodes, 675 steps" in capsys.readouterr().out
+    shards = [
+        ds / "bridge_dataset-train.tfrecord-00000-of-00002",
+        ds / "bridge_dataset-train.tfrecord-00001-of-00002",
+        ds / "bridge_dataset-val.tfrecord-00000-of-00001",
+    ]
+    files = [*argv, str(tmp_path / "from_files"), *map(str, shards)]
+    assert cli.main([*files, "--image-key", "observation/image_1"]) == 0
+    from_dir = [ep for _, ep in iter_episodes(tmp_path / "from_dir")]
+    from_files = [ep for _, ep in iter_episodes(tmp_path / "from_files")]
+    assert len(from_dir) == len(from_files) == 75
+    for a, b in zip(from_dir, from_files, strict=True):
+        for key in ("image", "proprio", "action", "reward", "success"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+        assert a.meta.extra["source_file"] == b.meta.extra["source_file"]
+        # features.json lists only image_1, so the directory import takes that camera.
+        assert a.meta.extra["image_key"] == "observation/image_1"
+    assert from_dir[25].meta.extra["source_file"].endswith("train.tfrecord-00001-of-00002")
+
+
+@needs_shard
+def test_tfds_metadata_is_checked_before_anything_is_written(tmp_path, capsys):
+    ds = _dataset_dir(tmp_path / "a")
+    (ds / "bridge_dataset-train.tfrecord-00001-of-00002").unlink()
+    err = _error_of(ds, tmp_path, capsys)
+    assert "split 'train' has 2 shards; bridge_dataset-train.tfrecord-00001-of-00002 is" in err
+    ds = _dataset_dir(tmp_path / "b", lengths=(("train", ["24"]),))
+    err = _error_of(ds, tmp_path, capsys)
+    assert "holds 25 records, its dataset_info.json says 24" in err
+    ds = _dataset_dir(tmp_path / "c", lengths=(("train", ["25"]),))
+    argv = ["data", "import", "rlds", str(ds), "--out", str(tmp_path / "o"), "--quiet"]
+    assert cli.main([*argv, "--image-key", "observation/image_0"]) == 2
+    err = capsys.readouterr().err
+    assert "no image feature steps/observation/image_0; use --image-key with one of: " in err
+    assert "observation/image_1" in err and not (tmp_path / "o").exists()
