@@ -24,6 +24,8 @@ os.environ.setdefault("NUMBA_DISABLE_JIT", "1")  # robosuite: see robolearn/envs
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SAMPLES = SHARED / "samples"
 INTERBOTIX = SAMPLES / "rosbag_interbotix"
+ROS2 = INTERBOTIX / "ros2_converted"
+LIFT = SAMPLES / "robosuite_hdf5" / "lift_panda_demo.hdf5"
 
 
 def _robomimic(path: Path, out: Path, quick: bool) -> dict:
@@ -51,12 +53,12 @@ def _rlds(path: Path, out: Path, quick: bool) -> dict:
 
 
 CASES = [
-    ("robomimic (Lift, render 64x64)", SAMPLES / "robosuite_hdf5" / "lift_panda_demo.hdf5", _robomimic),
+    ("robomimic (Lift, render 64x64)", LIFT, _robomimic),
     ("rosbag ROS 1 (wx200, no camera)", INTERBOTIX / "ros1" / "waist_diagnostics.bag", _rosbag),
-    ("rosbag ROS 2 mcap (wx200)", INTERBOTIX / "ros2_converted" / "wx200_waist_mcap", _rosbag),
-    ("rosbag ROS 2 sqlite3 (wx200)", INTERBOTIX / "ros2_converted" / "wx200_waist_sqlite3", _rosbag),
+    ("rosbag ROS 2 mcap (wx200)", ROS2 / "wx200_waist_mcap", _rosbag),
+    ("rosbag ROS 2 sqlite3 (wx200)", ROS2 / "wx200_waist_sqlite3", _rosbag),
     ("rlds (BridgeData shard, 64x64)", SHARED / "bridge_debug.tfrecord", _rlds),
-]  # fmt: skip
+]
 
 
 def _size(path: Path) -> int:
