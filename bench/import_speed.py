@@ -52,17 +52,34 @@ def _rlds(path: Path, out: Path, quick: bool) -> dict:
     return import_rlds([path], out, RldsConfig(image_size=64), progress=False)
 
 
+def _lerobot(workers: int):
+    def convert(path: Path, out: Path, quick: bool) -> dict:
+        from robolearn.data.lerobot import LeRobotConfig
+        from robolearn.runs.lerobot import import_lerobot
+
+        cfg = LeRobotConfig(image_size=64, skip_missing=True, workers=workers)
+        return import_lerobot(path, out, cfg, progress=False)
+
+    return convert
+
+
 CASES = [
     ("robomimic (Lift, render 64x64)", LIFT, _robomimic),
     ("rosbag ROS 1 (wx200, no camera)", INTERBOTIX / "ros1" / "waist_diagnostics.bag", _rosbag),
     ("rosbag ROS 2 mcap (wx200)", ROS2 / "wx200_waist_mcap", _rosbag),
     ("rosbag ROS 2 sqlite3 (wx200)", ROS2 / "wx200_waist_sqlite3", _rosbag),
     ("rlds (BridgeData shard, 64x64)", SHARED / "bridge_debug.tfrecord", _rlds),
+    ("lerobot v2.1 (G1, AV1 -> 64x64, 1 worker)", SAMPLES / "lerobot_v21_unitree_g1", _lerobot(1)),
+    ("lerobot v2.1 (G1, AV1 -> 64x64, 2 workers)", SAMPLES / "lerobot_v21_unitree_g1", _lerobot(2)),
+    ("lerobot v3.0 (G1, AV1 -> 64x64, 1 worker)", SAMPLES / "lerobot_v30_unitree_g1", _lerobot(1)),
+    ("lerobot v3.0 (G1, AV1 -> 64x64, 2 workers)", SAMPLES / "lerobot_v30_unitree_g1", _lerobot(2)),
 ]
 
 
 def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.iterdir())
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -85,6 +102,7 @@ def run(quick: bool = False) -> list[dict]:
                 "steps": summary["steps"],
                 "seconds": round(seconds, 2),
                 "episodes/s": summary["episodes"] / seconds,
+                "frames/s": (summary["steps"] + summary["episodes"]) / seconds,
                 "MB": round(mb, 2),
                 "MB/s": mb / seconds,
             }

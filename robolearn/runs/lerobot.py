@@ -115,8 +115,13 @@ def import_lerobot(
     ds = open_dataset(root, cfg)
     if out_dir is not None and Path(out_dir).exists():
         create_store(out_dir)  # an existing --out must be a store (or empty) before decoding
-    for index, path in ds.missing:
-        print(f"skipped: episode {index}: {path} is missing", file=sys.stderr)
+    if ds.missing:
+        index, path = ds.missing[0]
+        print(
+            f"skipped {len(ds.missing)} episode(s) whose files are missing (the first: episode "
+            f"{index}, {path})",
+            file=sys.stderr,
+        )
     store = None
     summary = {"episodes": 0, "steps": 0, "frames": 0, "skipped": 0, "clipped_action_values": 0}
     summary["missing"] = len(ds.missing)
