@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 from robolearn.data.store import (
@@ -32,24 +34,35 @@ class GroupSummary:
 
 
 def summarize_store(root: str | Path) -> tuple[list[GroupSummary], list[str]]:
-    """Per (task, source): episodes, steps, successes, bytes; plus problems met on the way.
+    """Per (task, source): episodes, steps, successes, bytes; plus problems met on the way (one
+    line each, naming the file).
 
-    Reads each episode's meta and success flags only (cheap); `validate_store` reads everything.
+    Counts the episodes that `read_outline` accepts: their zip directory, every array's .npy
+    header (dtype, shape, and size against its zip entry), the shapes and dtypes against each
+    other, the meta (JSON, every field's type), and the data of reward and success (zip CRC,
+    finite rewards). It does not decompress image, proprio, state and action, so an episode it
+    counts can still fail `validate_store` for their data only: a zip CRC or deflate error in one
+    of them, or NaN/inf in proprio, state or action. Every other reason validate has to reject a
+    file is one this reports too.
     """
     groups: dict[tuple[str, str], GroupSummary] = {}
     problems = []
     for path in list_episodes(root):
         try:
             meta, steps, succeeded = read_outline(path)
+            size = os.stat(path).st_size
         except EpisodeError as exc:
             problems.append(str(exc))
+            continue
+        except OSError as exc:  # removed since it was listed
+            problems.append(f"{path}: unreadable ({exc.strerror or exc})")
             continue
         key = (meta.task, meta.source)
         group = groups.setdefault(key, GroupSummary(*key))
         group.episodes += 1
         group.steps += steps
         group.successes += succeeded
-        group.bytes += path.stat().st_size
+        group.bytes += size
     problems += [
         f"{p}: torn episode (its writer stopped before finishing it)" for p in list_partial(root)
     ]
@@ -71,7 +84,9 @@ class ValidationReport:
 
 
 def validate_store(root: str | Path) -> ValidationReport:
-    """Read and check every episode (CRC, keys, shapes, dtypes, finite values)."""
+    """Read and check every episode in full: everything `summarize_store` checks, plus the data
+    (zip CRC) of every array and finite proprio, state and action. Every bad file is reported
+    (one line naming it), not just the first."""
     open_store(root)
     episodes = steps = 0
     bad = []
@@ -85,5 +100,13 @@ def validate_store(root: str | Path) -> ValidationReport:
 
 
 def store_size(root: str | Path) -> int:
-    """Bytes on disk of everything under the store directory."""
-    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+    """Bytes on disk of the regular files under the store directory (symlinks not followed)."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue  # removed while we walked
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total

@@ -18,7 +18,9 @@ class StoreConfig:
 
 
 def info(cfg: StoreConfig, options: RunOptions) -> None:
-    """Episodes, steps, success rate per task and source, size on disk."""
+    """Episodes, steps, success rate per task and source, size on disk; then one `problem:` line
+    per unreadable or torn episode (not counted above). Exits 0 with problems: `validate` is the
+    check (summarize_store says what info reads and what only validate does)."""
     from robolearn.data.inspect import store_size, summarize_store
 
     groups, problems = summarize_store(cfg.dir)
@@ -38,6 +40,11 @@ def info(cfg: StoreConfig, options: RunOptions) -> None:
             )
     for line in problems:
         print(f"  problem: {line}")
+    if problems:
+        print(
+            f"{len(problems)} problem(s): `robolearn data validate {cfg.dir}` reads every episode "
+            "in full"
+        )
 
 
 def validate(cfg: StoreConfig, options: RunOptions) -> int:

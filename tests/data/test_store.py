@@ -157,7 +157,9 @@ def test_sigkill_mid_episode_loses_only_that_episode(tmp_path):
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+        with proc.stderr:
+            err = proc.stderr.read().decode()
+    assert proc.returncode == -signal.SIGKILL, err
     complete = list_episodes(out)
     assert len(complete) >= 2
     for path in complete:
