@@ -61,6 +61,8 @@ COMMANDS = (
             "robolearn.runs.data:StoreConfig", "robolearn.runs.data:info"),
     Command("data validate", "read every episode of a store; name the torn or malformed ones",
             "robolearn.runs.data:StoreConfig", "robolearn.runs.data:validate"),
+    Command("data pack", "decode a store into flat files that training streams from",
+            "robolearn.runs.pack:PackConfig", "robolearn.runs.pack:main", ("quiet",)),
     Command("data import rlds", "RLDS / Open X-Embodiment TFRecord files -> an episode store",
             "robolearn.runs.import_data:ImportRldsConfig", "robolearn.runs.import_data:main_rlds",
             ("out", "quiet")),

@@ -98,7 +98,9 @@ def test_every_train_command_takes_config_and_overrides():
 def test_the_cli_layer_is_small():
     lines = sum(len(p.read_text().splitlines()) for p in ROOT.glob("robolearn/cli*.py"))
     lines += len((ROOT / "robolearn" / "core" / "flags.py").read_text().splitlines())
-    assert lines <= 450, f"the CLI layer grew to {lines} lines"
+    # The command table grows ~3 lines per command (four data commands joined it: pack, import
+    # lerobot/robomimic, export lerobot); the parsing logic must not.
+    assert lines <= 470, f"the CLI layer grew to {lines} lines"
 
 
 def test_console_script_runs_without_jax():

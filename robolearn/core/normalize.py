@@ -56,16 +56,27 @@ class NormStats(struct.PyTreeNode):
         values = np.asarray(values, np.float64)
         if values.ndim != 2 or not len(values):
             raise ConfigError(f"statistics need values [N, P] with N > 0, got {values.shape}")
-        mean = values.mean(0).astype(np.float32)
-        std = np.maximum(values.std(0), VALUE_STD_FLOOR).astype(np.float32)
         if deltas is None:
-            return cls(mean, std)
+            return cls.from_moments(values.mean(0), values.std(0))
         deltas = np.asarray(deltas, np.float64)
         if deltas.ndim != 2 or not len(deltas) or deltas.shape[1] != values.shape[1]:
             raise ConfigError(
                 f"statistics need deltas [M, {values.shape[1]}] with M > 0, got {deltas.shape}"
             )
-        return cls(mean, std, np.maximum(deltas.std(0), DELTA_STD_FLOOR).astype(np.float32))
+        return cls.from_moments(values.mean(0), values.std(0), deltas.std(0))
+
+    @classmethod
+    def from_moments(
+        cls, mean: np.ndarray, std: np.ndarray, delta_std: np.ndarray | None = None
+    ) -> NormStats:
+        """From a dataset's mean and std [P] (and its one-step deltas' std), computed elsewhere
+        (e.g. streamed over data larger than memory); floored per the module's policy."""
+        mean = np.asarray(mean, np.float32)
+        std = np.maximum(np.asarray(std, np.float64), VALUE_STD_FLOOR).astype(np.float32)
+        if delta_std is None:
+            return cls(mean, std)
+        delta = np.maximum(np.asarray(delta_std, np.float64), DELTA_STD_FLOOR)
+        return cls(mean, std, delta.astype(np.float32))
 
     def normalize(self, values: jax.Array) -> jax.Array:
         """clip((values - mean) / std, +-NORM_CLIP): [..., P] -> [..., P]."""

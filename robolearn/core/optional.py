@@ -23,6 +23,8 @@ EXTRA_OF_MODULE = {
             "imageio",
             "imageio_ffmpeg",
             "h5py",
+            "grain",
+            "pyarrow",
             "google_crc32c",
             "safetensors",
             "sentencepiece",

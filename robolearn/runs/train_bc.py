@@ -16,6 +16,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
+from robolearn.data.pipeline import PipelineConfig
 from robolearn.policies.bc.config import BCConfig
 
 
@@ -35,6 +36,9 @@ class TrainBCConfig(LoopSettings):
     model: BCConfig = BCConfig()
     """the actor, its optimizer and training settings (configs/policy/<preset>.yaml); image,
     proprio and action sizes come from the data. A resumed run keeps its checkpoint's."""
+    input: PipelineConfig = PipelineConfig()
+    """how the episodes are read: memory budget, RAM or streaming, reader threads and processes
+    (robolearn.data.pipeline; e.g. input.memory_mb=512)"""
 
     def __post_init__(self):
         if not self.data:
@@ -61,13 +65,19 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
 
     from robolearn.core.loop import train
     from robolearn.core.normalize import NormStats
-    from robolearn.data.loader import TransitionLoader
+    from robolearn.data.pipeline import (
+        EpisodeData,
+        TransitionLoader,
+        resume_loader,
+        save_loader_state,
+    )
     from robolearn.policies.bc import checkpoint as ckpt
     from robolearn.policies.bc.train import init_train_state, make_train_step
 
     resuming = ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
-    loader = TransitionLoader(list(cfg.data), cfg.batch_size, cfg.seed, tasks=cfg.task)
-    info = _data_info(cfg, loader)
+    data = EpisodeData(list(cfg.data), tasks=cfg.task, pipeline=cfg.input, progress=progress)
+    loader = TransitionLoader(data, cfg.batch_size, cfg.seed)
+    info = _data_info(cfg, data)
     if resuming:
         fields = ("task", "action_dim", "proprio_dim", "image_size")
         ckpt_io.check_same(out, ckpt.read_info(out), info, fields)
@@ -75,7 +85,8 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
     else:
         sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
         model_cfg = fitted(cfg.model, cfg.steps, **sizes)
-        stats = NormStats.of(loader.cache.arrays["proprio"])
+        mean, std, _ = data.proprio_moments()
+        stats = NormStats.from_moments(mean, std)
         ckpt.write_info(out, info, model_cfg, stats)
     save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     manager = ckpt.make_manager(out, cfg.max_to_keep)
@@ -86,11 +97,12 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
             graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed))
 
         def batches(start_step: int):
-            loader.skip(start_step)  # the data order continues where the run stopped
+            resume_loader(loader, out, start_step)  # the data order continues where it stopped
             return loader
 
         def save(state) -> None:
             ckpt.save_state(manager, state)
+            save_loader_state(loader, out, int(state.step), keep=manager.all_steps())
             ckpt.export_actor(out, out / ckpt.EXPORT_DIR, state.params, int(state.step))
 
         result = train(
@@ -105,6 +117,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         )
     finally:
         manager.close()
+        loader.close()
     return {
         "step": result.step,
         "trained_steps": result.trained_steps,
@@ -114,20 +127,22 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
     }
 
 
-def _data_info(cfg: TrainBCConfig, loader):
+def _data_info(cfg: TrainBCConfig, data):
     """The PolicyInfo the data implies; one-line errors for data BC cannot train on."""
     from robolearn.policies.bc.checkpoint import PolicyInfo
 
-    tasks = loader.cache.task_names
+    tasks = data.task_names
     where = ", ".join(cfg.data)
     if len(tasks) > 1:
         raise ConfigError(f"{where}: data holds tasks {', '.join(tasks)}; choose one with --task")
-    image = loader.cache.arrays["image"]
-    if image.shape[1] != image.shape[2]:
-        raise ConfigError(f"{where}: BC needs square images, got {image.shape[1:3]}")
+    height, width, _ = data.image_shape
+    if height == 0:
+        raise ConfigError(f"{where}: the episodes have no camera images; BC needs them")
+    if height != width:
+        raise ConfigError(f"{where}: BC needs square images, got {(height, width)}")
     return PolicyInfo(
         task=tasks[0],
-        action_dim=int(loader.cache.arrays["action"].shape[1]),
-        proprio_dim=int(loader.cache.arrays["proprio"].shape[1]),
-        image_size=int(image.shape[1]),
+        action_dim=data.action_dim,
+        proprio_dim=data.proprio_dim,
+        image_size=int(height),
     )

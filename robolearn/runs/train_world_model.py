@@ -17,6 +17,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
+from robolearn.data.pipeline import PipelineConfig
 from robolearn.world_models.config import WorldModelConfig
 
 # Every JAX import below is inside a function: `main` joins a multi-host job
@@ -47,6 +48,9 @@ class TrainWorldModelConfig(LoopSettings):
     """the denoiser, EDM, sampler, optimizer and training settings
     (configs/world_model/<preset>.yaml); image, action and proprio sizes come from the data. A
     resumed run keeps its checkpoint's, a run with init takes init's."""
+    input: PipelineConfig = PipelineConfig()
+    """how the episodes are read: memory budget, RAM or streaming, reader threads and processes
+    (robolearn.data.pipeline; e.g. input.memory_mb=512); each host reads its own shard"""
 
     def __post_init__(self):
         if not self.data:
@@ -98,7 +102,12 @@ def run_train_world_model(
     from robolearn import bundles
     from robolearn.core.loop import train
     from robolearn.core.mesh import data_mesh, replicate, shard_batch
-    from robolearn.data.loader import WindowLoader
+    from robolearn.data.pipeline import (
+        EpisodeData,
+        WindowLoader,
+        resume_loader,
+        save_loader_state,
+    )
     from robolearn.world_models import checkpoint as ckpt
     from robolearn.world_models.train import make_train_step
 
@@ -111,17 +120,20 @@ def run_train_world_model(
             f"batch size {cfg.batch_size} does not divide over {devices} devices; "
             f"use a multiple of {devices}"
         )
+    chief = jax.process_index() == 0
+    data = EpisodeData(
+        list(cfg.data), tasks=cfg.tasks or None, pipeline=cfg.input, progress=progress and chief
+    )
     loader = WindowLoader(
-        list(cfg.data),
+        data,
         cfg.batch_size // jax.process_count(),
         cfg.seed,
         context=_context(cfg, out if resuming else None),
         pad_start=True,
-        tasks=cfg.tasks or None,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    model_cfg, stats = _model_config(cfg, out, _data_info(cfg, loader), loader, resuming)
+    model_cfg, stats = _model_config(cfg, out, _data_info(cfg, loader), data, resuming)
     if jax.process_index() == 0:
         save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     dtype = compute_dtype(cfg.dtype)
@@ -131,8 +143,12 @@ def run_train_world_model(
         graphdef, state = _initial_state(cfg, model_cfg, manager, dtype)
 
         def batches(start_step: int):
-            loader.skip(start_step)  # the data order continues where the run stopped
+            resume_loader(loader, out, start_step)  # the data order continues where it stopped
             return (shard_batch(batch, mesh) for batch in loader)
+
+        def save(state) -> None:
+            ckpt.save_state(manager, state)
+            save_loader_state(loader, out, int(state.step), keep=manager.all_steps())
 
         result = train(
             replicate(state, mesh),
@@ -140,12 +156,13 @@ def run_train_world_model(
             batches,
             cfg.schedule(cfg.steps),
             out=out,
-            save=lambda state: ckpt.save_state(manager, state),
+            save=save,
             show=("denoise_loss", "proprio_loss"),
             progress=progress,
         )
     finally:
         manager.close()
+        loader.close()
     return {
         "step": result.step,
         "trained_steps": result.trained_steps,
@@ -177,7 +194,7 @@ def _resuming(out: Path, resume: bool) -> bool:
     return resuming
 
 
-def _model_config(cfg: TrainWorldModelConfig, out: Path, info, loader, resuming: bool):
+def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: bool):
     """(WorldModelConfig, proprio NormStats) this run trains: the checkpoint's when resuming,
     init's when given (checked against the data), else cfg.model with the data's sizes; a fresh
     run's learning rate decays over cfg.steps. A fresh run writes them into `out`."""
@@ -196,7 +213,7 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, loader, resuming:
         model_cfg, stats = ckpt.read_config(cfg.init)
     else:
         sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
-        model_cfg, stats = fitted(cfg.model, cfg.steps, **sizes), proprio_stats(loader)
+        model_cfg, stats = fitted(cfg.model, cfg.steps, **sizes), proprio_stats(data)
     model_cfg = fitted(model_cfg, cfg.steps)  # an --init model decays over this run too
     if jax.process_index() == 0:
         ckpt.write_info(out, info, model_cfg, stats)
@@ -225,20 +242,13 @@ def _initial_state(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, mana
     return graphdef, state
 
 
-def proprio_stats(loader):
-    """NormStats: mean/std of proprio over all cached frames of a WindowLoader and std of its
+def proprio_stats(data):
+    """NormStats: mean/std of proprio over every frame of the EpisodeData and std of its
     within-episode one-step change."""
-    import numpy as np
-
     from robolearn.core.normalize import NormStats
 
-    cache = loader.cache
-    proprio = cache.arrays["proprio"].astype(np.float64)
-    deltas = [
-        np.diff(proprio[s : s + n + 1], axis=0)
-        for s, n in zip(cache.frame_start, cache.num_steps, strict=True)
-    ]
-    return NormStats.of(proprio, np.concatenate(deltas))
+    mean, std, delta_std = data.proprio_moments()
+    return NormStats.from_moments(mean, std, delta_std)
 
 
 def _context(cfg: TrainWorldModelConfig, resume_from: Path | None) -> int:
@@ -254,14 +264,17 @@ def _data_info(cfg: TrainWorldModelConfig, loader):
     """The WorldModelInfo the data implies; a one-line error for non-square frames."""
     from robolearn.world_models import checkpoint as ckpt
 
-    image = loader.cache.arrays["image"]
+    data = loader.data
+    height, width, _ = data.image_shape
     where = ", ".join(cfg.data)
-    if image.shape[1] != image.shape[2]:
-        raise ConfigError(f"{where}: the world model needs square images, got {image.shape[1:3]}")
+    if height == 0:
+        raise ConfigError(f"{where}: the episodes have no camera images; a world model needs them")
+    if height != width:
+        raise ConfigError(f"{where}: the world model needs square images, got {(height, width)}")
     return ckpt.WorldModelInfo(
-        tasks=tuple(loader.cache.task_names),
-        image_size=int(image.shape[1]),
+        tasks=tuple(data.task_names),
+        image_size=int(height),
         context=loader.context,
-        action_dim=int(loader.cache.arrays["action"].shape[1]),
-        proprio_dim=int(loader.cache.arrays["proprio"].shape[1]),
+        action_dim=data.action_dim,
+        proprio_dim=data.proprio_dim,
     )

@@ -1,10 +1,10 @@
-"""Loaders: determinism, disjoint and covering shards, window alignment, refresh, errors."""
+"""Loaders: determinism, disjoint and covering shards, window alignment, filters, errors."""
 
 import numpy as np
 import pytest
 
 from robolearn.data.episode import Episode, EpisodeMeta
-from robolearn.data.loader import TransitionLoader, WindowLoader
+from robolearn.data.pipeline import TransitionLoader, WindowLoader
 from robolearn.data.store import EpisodeError, create_store, write_episode
 
 NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
@@ -38,33 +38,36 @@ def _store(path, lengths, start=0, **kwargs):
 
 
 def test_same_seed_same_batches_and_new_permutation_per_epoch(tmp_path):
-    root = _store(tmp_path / "s", [10, 7, 12])
+    root = _store(tmp_path / "s", [10, 7, 12])  # 29 transitions
     a, b = (TransitionLoader(root, batch_size=4, seed=3) for _ in range(2))
     for _ in range(20):
         x, y = next(a), next(b)
         assert all(np.array_equal(x[k], y[k]) for k in x)
     other = next(TransitionLoader(root, batch_size=4, seed=4))
-    first = next(TransitionLoader(root, batch_size=4, seed=3))
-    assert not np.array_equal(other["step"], first["step"])
-    assert not np.array_equal(a.epoch_order(0), a.epoch_order(1))
+    first = next(TransitionLoader(root, batch_size=29, seed=3))
+    assert not np.array_equal(other["step"], first["step"][:4])
+    loader = TransitionLoader(root, batch_size=29, seed=3)
+    epochs = loader.sample_ids(0, batches=2)  # batch 29 = one epoch per batch
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(29))
+    assert not np.array_equal(epochs[0], epochs[1])
 
 
-def test_shards_are_disjoint_and_cover_the_epoch(tmp_path):
+def test_shards_are_disjoint_and_together_are_the_global_sequence(tmp_path):
     root = _store(tmp_path / "s", [10, 7, 12])  # 29 transitions
-    seen = []
+    single = TransitionLoader(root, 9, seed=1).sample_ids(0, batches=3)
+    ids, keys = [], []
     for index in range(3):
         loader = TransitionLoader(root, 3, seed=1, process_index=index, process_count=3)
-        assert loader.batches_per_epoch == 3
-        keys = []
-        for _ in range(loader.batches_per_epoch):
+        ids.append(loader.sample_ids(0, batches=3))
+        for _ in range(3):
             batch = next(loader)
             keys += list(zip(batch["episode"], batch["step"], strict=True))
-        order = loader.epoch_order(0)
-        assert len(order) == 9
-        seen.append(set(order.tolist()))
-        assert len(set(keys)) == len(keys) == 9
-    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
-    assert len(seen[0] | seen[1] | seen[2]) == 27  # 29 trimmed to a multiple of 3
+    # batch k of the three processes = batch k of one process with a 3x larger batch
+    for k in range(3):
+        together = np.concatenate([ids[p][k] for p in range(3)])
+        assert sorted(together) == sorted(single[k])
+    assert len(set(np.concatenate([i.ravel() for i in ids]).tolist())) == 27
+    assert len(set(keys)) == len(keys) == 27  # the first 27 of epoch 0: all distinct
 
 
 def test_transition_contents_align(tmp_path):
@@ -96,19 +99,6 @@ def test_window_frames_and_actions_align(tmp_path):
         assert np.allclose(batch["action"][:, :, 1] * 100, frames[:, :4])
         assert np.array_equal(batch["reward"], frames[:, 1:])
         assert np.all(frames[:, -1] <= np.array([9, 3, 6])[ep])
-
-
-def test_refresh_sees_appended_episodes_from_the_next_epoch(tmp_path):
-    root = _store(tmp_path / "s", [4, 4])
-    loader = TransitionLoader(root, 2, seed=0)
-    next(loader)
-    _store(root, [6], start=2)
-    assert loader.refresh() == 1 and loader.refresh() == 0
-    assert len(loader.episodes) == 3 and loader.num_samples == 14
-    episodes = set()
-    for _ in range(3 + 2 * 7):
-        episodes |= set(next(loader)["episode"].tolist())
-    assert episodes == {0, 1, 2}
 
 
 def test_filters_by_task_and_source(tmp_path):

@@ -4,7 +4,7 @@ way an imagined rollout from a single first frame is."""
 import numpy as np
 import pytest
 
-from robolearn.data.loader import WindowLoader
+from robolearn.data.pipeline import WindowLoader
 from robolearn.data.store import list_episodes, read_episode
 from robolearn.data.synthetic import write_random_store
 

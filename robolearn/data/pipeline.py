@@ -1,0 +1,750 @@
+"""The input pipeline every trainer reads through: Grain over episode stores, memory-bounded.
+
+    data = EpisodeData(["data/drawer"], tasks="drawer", pipeline=PipelineConfig(memory_mb=512))
+    loader = WindowLoader(data, batch_size=32, seed=0, context=4)
+    batch = next(loader)                  # dict of numpy arrays, shapes below
+    state = loader.state()                # JSON-able; saved with every checkpoint
+    loader.restore(state)                 # continue the exact sample sequence after a resume
+
+Batches (B = batch size, T = window length in actions, H/W image side, P proprio, A action):
+
+    TransitionLoader              WindowLoader (T = context, default 4: T+1 frames, T actions)
+    image    uint8   [B, H, W, 3]      image    uint8   [B, T+1, H, W, 3]
+    proprio  float32 [B, P]            proprio  float32 [B, T+1, P]
+    action   float32 [B, A]            action   float32 [B, T, A]   action[:, k] leads from
+    reward   float32 [B]               reward   float32 [B, T]      frame k to frame k+1
+    success  bool    [B]  (next obs)   success  bool    [B, T+1]
+    episode  int32   [B]               episode  int32   [B]         index into data.paths
+    step     int32   [B]               step     int32   [B]         first frame's step
+                                                                    (< 0 with pad_start=True)
+    next_image, next_proprio  (only with with_next=True)
+
+Where the frames come from (`EpisodeData`, chosen automatically with mode "auto"): when every
+selected episode decoded fits the memory budget (`memory_mb`), they are decoded once into RAM
+(from the pack if the store has an up-to-date one, else from the store's files); otherwise they
+are read window by window from the store's packed form (robolearn.data.packed), which is built or
+brought up to date first, and the pipeline holds only the batches in flight, whatever the data
+size. The whole-data-in-RAM path wins for small stores (no pack to build, no reads); streaming
+is the only path for data larger than memory.
+
+Sampling, on Grain (google/grain: deterministic, sharded, checkpointable; docs/training.md says
+why it was chosen): the samples (every transition, or every window) of the selected episodes in
+store order form a MapDataset that is shuffled with the seed and repeated (each epoch a different
+permutation of all samples, epochs back to back, so a batch may span two), then process i of N
+takes every N-th sample from the i-th (disjoint shards; together the N processes see exactly the
+global sequence, batch k of all processes = samples [k*B*N, (k+1)*B*N) of it), then batches of B
+are read by `threads` reader threads (and `workers` extra processes, if set) ahead of training.
+The same data, seed, batch size and process count give the same batches in any run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from robolearn.core.errors import ConfigError
+from robolearn.data.episode import EpisodeMeta
+from robolearn.data.packed import (
+    MANIFEST,
+    PackError,
+    ShardReader,
+    default_pack_dir,
+    missing_episodes,
+    pack_store,
+    read_pack,
+    read_shapes,
+)
+from robolearn.data.store import EpisodeError, list_episodes, open_store, read_episode, read_meta
+
+MODES = ("auto", "memory", "stream")
+_KEYS = ("image", "proprio", "success", "action", "reward")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """How a trainer reads its episodes (the `data.*` settings of every train command)."""
+
+    memory_mb: float = 4096.0
+    """memory budget for training data, MB: the whole decoded data is kept in RAM when it fits,
+    otherwise it streams from the store's packed form and only batches in flight are held"""
+    mode: str = "auto"
+    """auto (RAM if it fits, else stream), memory (always RAM), stream (always the packed form)"""
+    threads: int = 2
+    """reader threads that prepare batches ahead of training (0: read in the training thread)"""
+    workers: int = 0
+    """extra reader processes (Grain multiprocessing) for streaming; 0 uses threads only"""
+    pack_dir: str = ""
+    """where packs are built when not inside the store (default: STORE/packed); one folder per
+    store is made under it"""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"data mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.memory_mb > 0:
+            raise ConfigError(f"data memory budget must be positive MB, got {self.memory_mb}")
+        if self.threads < 0 or self.workers < 0:
+            raise ConfigError("data threads and workers must be >= 0")
+
+
+class EpisodeData:
+    """The episodes of one or more stores that match the task and source filters, in RAM or
+    streamed from packs (see the module doc). Per episode e: `paths[e]`, `meta[e]`,
+    `num_steps[e]`; frame rows of episode e are its T+1 observations, step rows its T actions.
+    """
+
+    def __init__(
+        self,
+        roots: str | Path | Sequence[str | Path],
+        tasks: str | Sequence[str] | None = None,
+        sources: str | Sequence[str] | None = None,
+        pipeline: PipelineConfig = PipelineConfig(),
+        *,
+        progress: bool = True,
+    ):
+        self.roots = [Path(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots)]
+        if not self.roots:
+            raise EpisodeError("no dataset directory given")
+        self.where = ", ".join(map(str, self.roots))
+        self.pipeline = pipeline
+        self.tasks = _as_set(tasks)
+        self.sources = _as_set(sources)
+        for root in self.roots:
+            open_store(root)
+        selected, packs = self._select()
+        if not selected:
+            raise EpisodeError(_empty_message(self.roots, self.tasks, self.sources))
+        self.paths = [path for path, _, _ in selected]
+        self.meta: list[EpisodeMeta] = [meta for _, meta, _ in selected]
+        self.num_steps = np.array([steps for _, _, steps in selected], np.int64)
+        self.step_start = np.concatenate([[0], np.cumsum(self.num_steps)[:-1]]).astype(np.int64)
+        self.frame_start = self.step_start + np.arange(len(self.num_steps))
+        decoded = self.decoded_bytes()
+        mode = pipeline.mode
+        if mode == "auto":
+            mode = "memory" if decoded <= pipeline.memory_mb * 1e6 else "stream"
+        self.in_memory = mode == "memory"
+        self.arrays: dict[str, np.ndarray] = {}
+        self._readers: list[ShardReader] | None = None
+        if self.in_memory:
+            self._load(selected, packs)
+        else:
+            self._stream(selected, packs, progress)
+
+    # -- what the data is -------------------------------------------------------------------
+
+    @property
+    def task_names(self) -> list[str]:
+        """Sorted task names of the selected episodes."""
+        return sorted({m.task for m in self.meta})
+
+    def decoded_bytes(self) -> int:
+        """Bytes of every selected episode's arrays decoded (what RAM mode holds)."""
+        frames = int(self.num_steps.sum() + len(self.num_steps))
+        steps = int(self.num_steps.sum())
+        per_frame = int(np.prod(self.image_shape)) + 4 * self.proprio_dim + 1
+        return frames * per_frame + steps * (4 * self.action_dim + 4)
+
+    def proprio_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, std, std of the within-episode one-step change) of proprio, float64 [P] each,
+        over every frame; streamed episode by episode (bounded memory) unless in RAM."""
+        if self.in_memory:
+            proprio = self.arrays["proprio"].astype(np.float64)
+            deltas = np.concatenate(
+                [
+                    np.diff(proprio[s : s + n + 1], axis=0)
+                    for s, n in zip(self.frame_start, self.num_steps, strict=True)
+                ]
+            )
+            return proprio.mean(0), proprio.std(0), deltas.std(0)
+        values, deltas = _Moments(self.proprio_dim), _Moments(self.proprio_dim)
+        for e in range(len(self.num_steps)):
+            rows = self.read_frames("proprio", e, 0, int(self.num_steps[e]) + 1)
+            rows = rows.astype(np.float64)
+            values.add(rows)
+            deltas.add(np.diff(rows, axis=0))
+        return values.mean, values.std, deltas.std
+
+    # -- reading rows ------------------------------------------------------------------------
+
+    def read_frames(self, key: str, episode: int, first: int, count: int) -> np.ndarray:
+        """Rows [first, first + count) of one episode's frame array (image, proprio, success)."""
+        return self._rows(key, episode, first, count, frames=True)
+
+    def read_steps(self, key: str, episode: int, first: int, count: int) -> np.ndarray:
+        """Rows [first, first + count) of one episode's step array (action, reward)."""
+        return self._rows(key, episode, first, count, frames=False)
+
+    def gather(self, key: str, episode: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """[B, K, ...] rows of `key` of the episodes `episode` [B]; `rows` [B, K] are row indices
+        within each episode, non-decreasing along K and each row's span at most K long."""
+        frames = key in ("image", "proprio", "success")
+        start = (self.frame_start if frames else self.step_start)[episode]
+        if self.in_memory:
+            return self.arrays[key][start[:, None] + rows]
+        reader_rows = self._shard_rows(episode, frames)
+        shape = self._row_shape(key)
+        out = np.empty((len(episode), rows.shape[1], *shape), self._dtype(key))
+        for b in range(len(episode)):
+            lo, hi = int(rows[b, 0]), int(rows[b, -1]) + 1
+            shard, base = reader_rows[b]
+            reader = self._reader(shard)
+            if hi - lo == rows.shape[1]:
+                reader.read_into(key, base + lo, out[b])
+            else:
+                tmp = np.empty((hi - lo, *shape), out.dtype)
+                reader.read_into(key, base + lo, tmp)
+                out[b] = tmp[rows[b] - lo]
+        return out
+
+    def _rows(self, key, episode, first, count, frames):
+        start = (self.frame_start if frames else self.step_start)[episode] + first
+        if self.in_memory:
+            return self.arrays[key][start : start + count]
+        shard, base = self._shard_rows(np.array([episode]), frames)[0]
+        out = np.empty((count, *self._row_shape(key)), self._dtype(key))
+        self._reader(shard).read_into(key, base + first, out)
+        return out
+
+    def _row_shape(self, key: str) -> tuple[int, ...]:
+        return {
+            "image": tuple(self.image_shape),
+            "proprio": (self.proprio_dim,),
+            "success": (),
+            "action": (self.action_dim,),
+            "reward": (),
+        }[key]
+
+    @staticmethod
+    def _dtype(key: str):
+        return {"image": np.uint8, "success": np.bool_}.get(key, np.float32)
+
+    def _shard_rows(self, episode: np.ndarray, frames: bool) -> list[tuple[int, int]]:
+        table = self._packed_frame if frames else self._packed_step
+        return [(int(self._packed_shard[e]), int(table[e])) for e in episode]
+
+    def _reader(self, shard: int) -> ShardReader:
+        if self._readers is None or self._reader_pid != os.getpid():
+            self._readers = [ShardReader(s) for s in self._shards]
+            self._reader_pid = os.getpid()
+        return self._readers[shard]
+
+    def __getstate__(self):  # worker processes reopen the shard files
+        state = dict(self.__dict__)
+        state["_readers"] = None
+        return state
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _select(self):
+        """[(path, meta, steps)] of the matching episodes in store order (their shapes checked
+        alike), and {store: pack dir} for the stores whose pack is present and up to date."""
+        selected, shapes, packs = [], [], {}
+        for root in self.roots:
+            pack_dir = self._pack_dir(root)
+            packed, shards = {}, []
+            if (pack_dir / MANIFEST).exists():
+                try:
+                    episodes, shards = read_pack(pack_dir)
+                    missing_episodes(root, episodes, pack_dir)  # raises if the pack is stale
+                    packed = {ep.file: ep for ep in episodes}
+                    packs[root] = pack_dir
+                except PackError as exc:
+                    print(f"warning: {exc}; reading the store instead", file=sys.stderr)
+            for path in list_episodes(root):
+                ep = packed.get(path.name)
+                meta = ep.meta if ep is not None else read_meta(path)
+                if self.tasks and meta.task not in self.tasks:
+                    continue
+                if self.sources and meta.source not in self.sources:
+                    continue
+                if ep is not None:
+                    s = shards[ep.shard]
+                    steps, shape = ep.steps, (tuple(s["image"]), s["proprio"], s["action"])
+                else:
+                    image, proprio, action = read_shapes(path)
+                    steps, shape = action[0], (tuple(image[1:]), proprio[1], action[1])
+                selected.append((path, meta, int(steps)))
+                shapes.append(shape)
+        if selected:
+            first = shapes[0]
+            for (path, _, _), shape in zip(selected, shapes, strict=True):
+                if shape != first:
+                    raise EpisodeError(
+                        f"{path}: image {shape[0]}, proprio {shape[1]}, action {shape[2]} differ "
+                        f"from the other episodes' {first[0]}, {first[1]}, {first[2]}; load "
+                        "stores of one size together"
+                    )
+            self.image_shape, self.proprio_dim, self.action_dim = first
+        return selected, packs
+
+    def _pack_dir(self, root: Path) -> Path:
+        if not self.pipeline.pack_dir:
+            return default_pack_dir(root)
+        digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]
+        return Path(self.pipeline.pack_dir) / f"{root.resolve().name}-{digest}"
+
+    def _load(self, selected, packs) -> None:
+        """Decode every selected episode into one array per key (RAM mode): from the pack where
+        the store has an up-to-date one (a plain read), else from the episode files."""
+        packed = {}
+        for root, pack_dir in packs.items():
+            episodes, shards = read_pack(pack_dir)
+            readers = [ShardReader(s) for s in shards]
+            self._opened = getattr(self, "_opened", []) + readers
+            for ep in episodes:
+                packed[root / "episodes" / ep.file] = (readers[ep.shard], ep)
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in _KEYS}
+        try:
+            for path, _, steps in selected:
+                if path in packed:
+                    reader, ep = packed[path]
+                    for key in _KEYS:
+                        frames = key in ("image", "proprio", "success")
+                        rows = np.empty((steps + frames, *self._row_shape(key)), self._dtype(key))
+                        reader.read_into(key, ep.frame if frames else ep.step, rows)
+                        parts[key].append(rows)
+                else:
+                    episode = read_episode(path)
+                    for key in _KEYS:
+                        parts[key].append(getattr(episode, key))
+        finally:
+            for reader in getattr(self, "_opened", []):
+                reader.close()
+            self._opened = []
+        self.arrays = {key: np.concatenate(value) for key, value in parts.items()}
+
+    def _stream(self, selected, packs, progress: bool) -> None:
+        """Bring every store's pack up to date and map each episode to its shard rows."""
+        from robolearn.core.progress import Progress
+
+        self._shards: list[dict] = []
+        where: dict[Path, tuple[int, int, int]] = {}
+        for root in self.roots:
+            pack_dir = self._pack_dir(root)
+            have = read_pack(pack_dir)[0] if (pack_dir / MANIFEST).exists() else []
+            todo = len(missing_episodes(root, have, pack_dir))
+            if todo:
+                print(
+                    f"packing {todo} episodes of {root} into {pack_dir} for streaming (once; "
+                    "`robolearn data pack` does it ahead of time)",
+                    file=sys.stderr,
+                )
+                bar = Progress(todo, "episode", enabled=progress)
+                try:
+                    pack_store(root, pack_dir, progress=lambda done, _, bar=bar: bar.update(done))
+                finally:
+                    bar.close()
+            episodes, shards = read_pack(pack_dir)
+            offset = len(self._shards)
+            self._shards += shards
+            for ep in episodes:
+                where[root / "episodes" / ep.file] = (offset + ep.shard, ep.frame, ep.step)
+        rows = np.array([where[path] for path, _, _ in selected], np.int64)
+        self._packed_shard, self._packed_frame, self._packed_step = rows.T.copy()
+
+
+class _Moments:
+    """Mean and std over chunks of rows, combined with Chan et al.'s parallel update (stable)."""
+
+    def __init__(self, dim: int):
+        self.n, self.mean, self.m2 = 0, np.zeros(dim), np.zeros(dim)
+
+    def add(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        n, mean = len(rows), rows.mean(0)
+        m2 = ((rows - mean) ** 2).sum(0)
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.n * n / total
+        self.n = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.n, 1))
+
+
+class _Loader:
+    """Shuffling, sharding, batching and reading on Grain; subclasses define samples and rows."""
+
+    def __init__(
+        self,
+        data: EpisodeData | str | Path | Sequence[str | Path],
+        batch_size: int,
+        seed: int = 0,
+        *,
+        tasks: str | Sequence[str] | None = None,
+        sources: str | Sequence[str] | None = None,
+        process_index: int = 0,
+        process_count: int = 1,
+        pipeline: PipelineConfig | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= process_index < process_count:
+            raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+        if not 0 <= seed < 2**32:
+            raise ConfigError(f"seed must be in [0, 2**32), got {seed}")
+        if not isinstance(data, EpisodeData):
+            data = EpisodeData(data, tasks, sources, pipeline or PipelineConfig())
+        self.data = data
+        self.pipeline = pipeline or data.pipeline
+        self.batch_size = batch_size
+        self.seed = seed
+        self.process_index = process_index
+        self.process_count = process_count
+        self._episode, self._step = self._make_samples()
+        if self.num_samples < batch_size * process_count:
+            raise EpisodeError(
+                f"{data.where}: {self.num_samples} samples are too few for batch size "
+                f"{batch_size} on {process_count} process(es)"
+            )
+        self._base = 0  # batches before the current iterator's first
+        self._taken = 0  # batches taken from the current iterator
+        self._iterator = None
+
+    # -- the sample sequence ------------------------------------------------------------------
+
+    @property
+    def episodes(self) -> list[Path]:
+        """Paths of the selected episodes; batch["episode"] indexes this list."""
+        return self.data.paths
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in one epoch (every process together)."""
+        return len(self._episode)
+
+    @property
+    def position(self) -> int:
+        """Batches this process has taken since the first (across resumes)."""
+        return self._base + self._taken
+
+    def dataset(self, start: int = 0):
+        """This process's batches from batch `start` on, as a Grain IterDataset (prefetched by
+        the configured threads and worker processes)."""
+        import grain
+
+        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
+        mine = samples[self.process_index :: self.process_count]
+        batches = mine.batch(self.batch_size, drop_remainder=True)[start:]
+        batches = batches.map(self._read)
+        options = grain.ReadOptions(
+            num_threads=self.pipeline.threads, prefetch_buffer_size=self._prefetch()
+        )
+        stream = batches.to_iter_dataset(options)
+        if self.pipeline.workers and not self.data.in_memory:
+            from absl import flags
+
+            if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; use defaults
+                flags.FLAGS.mark_as_parsed()
+            stream = stream.mp_prefetch(
+                grain.MultiprocessingOptions(num_workers=self.pipeline.workers)
+            )
+        return stream
+
+    def sample_ids(self, position: int, batches: int = 1) -> np.ndarray:
+        """The global sample indices of this process's batches [position, position + batches)
+        (what `episode`/`step` of those batches index), int64 [batches, B]; no reading."""
+        import grain
+
+        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
+        mine = samples[self.process_index :: self.process_count]
+        first = position * self.batch_size
+        return np.array(
+            [mine[first + k] for k in range(batches * self.batch_size)], np.int64
+        ).reshape(batches, self.batch_size)
+
+    def _prefetch(self) -> int:
+        """Batches read ahead: as many as the budget allows beside the data (RAM mode) or
+        alone (streaming), at least 1, at most 2 per reader thread."""
+        batch = self.batch_bytes()
+        budget = self.pipeline.memory_mb * 1e6
+        if self.data.in_memory:
+            budget -= self.data.decoded_bytes()
+        copies = max(1, self.pipeline.workers) + 1  # each worker's buffer and the consumer's
+        fits = int(budget // (batch * copies)) if budget > 0 else 0
+        return int(np.clip(fits, 1, max(2, 2 * self.pipeline.threads)))
+
+    def batch_bytes(self) -> int:
+        """Bytes of one batch."""
+        probe = self._read(np.zeros(min(self.batch_size, 1), np.int64))
+        return self.batch_size * sum(v.nbytes for v in probe.values())
+
+    # -- iterating -----------------------------------------------------------------------------
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._iterator is None:
+            self._iterator = iter(self.dataset(self._base))
+            self._taken = 0
+        batch = next(self._iterator)
+        self._taken += 1
+        return batch
+
+    def skip(self, batches: int) -> None:
+        """Continue from batch `position + batches` (resuming a run without a saved state)."""
+        self.start_at(self.position + batches)
+
+    def start_at(self, position: int) -> None:
+        """Make the next batch this process's batch number `position` (O(1): no reading)."""
+        self._close()
+        self._base, self._taken = position, 0
+
+    def state(self) -> dict:
+        """Where the stream is, JSON-able: Grain's iterator state, the batch position, and what
+        the sequence depends on (checked by `restore`)."""
+        grain_state = None if self._iterator is None else self._iterator.get_state()
+        return {
+            "position": self.position,
+            "base": self._base,
+            "grain": grain_state,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def restore(self, state: dict) -> str:
+        """Continue exactly where `state` was taken; returns how ("grain" or "position"), or
+        raises ConfigError when the data or settings changed so that the sequence differs."""
+        if state.get("fingerprint") != self.fingerprint():
+            raise ConfigError(
+                "the data or its settings changed since this checkpoint (saved "
+                f"{state.get('fingerprint')}, now {self.fingerprint()}): its sample order "
+                "cannot continue"
+            )
+        self.start_at(int(state["base"]))
+        if state.get("grain") is None:
+            self.start_at(int(state["position"]))
+            return "position"
+        self._iterator = iter(self.dataset(self._base))
+        self._iterator.set_state(state["grain"])
+        self._taken = int(state["position"]) - self._base
+        return "grain"
+
+    def fingerprint(self) -> dict:
+        """What the sample sequence depends on."""
+        return {
+            "samples": self.num_samples,
+            "episodes": len(self.data.paths),
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "process_index": self.process_index,
+            "process_count": self.process_count,
+            "kind": self._kind(),
+        }
+
+    def close(self) -> None:
+        """Stop the reader threads and worker processes (and free their shared memory)."""
+        self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self):  # Grain worker processes get the loader without its iterator
+        state = dict(self.__dict__)
+        state["_iterator"] = None
+        return state
+
+    def _close(self) -> None:
+        iterator, self._iterator = self._iterator, None
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+    # -- samples and rows ----------------------------------------------------------------------
+
+    def _make_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """(episode index, first step) of every sample, int32 [N] each, in store order."""
+        counts = np.maximum(self.data.num_steps - self._span() + 1, 0)
+        episode = np.repeat(np.arange(len(counts)), counts)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+        step = np.arange(counts.sum()) - np.repeat(first, counts)
+        return episode.astype(np.int32), step.astype(np.int32)
+
+    def _read(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        episode, step = self._episode[ids], self._step[ids]
+        batch = self._gather(episode.astype(np.int64), step.astype(np.int64))
+        batch["episode"] = episode
+        batch["step"] = step
+        return batch
+
+    def _span(self) -> int:
+        raise NotImplementedError  # pragma: no cover - both subclasses define it
+
+    def _kind(self) -> str:
+        raise NotImplementedError  # pragma: no cover
+
+    def _gather(self, episode: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class TransitionLoader(_Loader):
+    """Batches of single transitions (obs_t, action_t, reward_t, success_{t+1}); see module doc.
+
+    with_next=True adds next_image [B, H, W, 3] and next_proprio [B, P] (obs_{t+1}).
+    """
+
+    def __init__(self, data, batch_size: int, seed: int = 0, *, with_next: bool = False, **kw):
+        self.with_next = with_next
+        super().__init__(data, batch_size, seed, **kw)
+
+    def _span(self) -> int:
+        return 1
+
+    def _kind(self) -> str:
+        return f"transition(next={self.with_next})"
+
+    def _gather(self, episode, step):
+        frames = step[:, None] + np.arange(2 if self.with_next else 1)
+        get = self.data.gather
+        image, proprio = get("image", episode, frames), get("proprio", episode, frames)
+        batch = {
+            "image": image[:, 0],
+            "proprio": proprio[:, 0],
+            "action": get("action", episode, step[:, None])[:, 0],
+            "reward": get("reward", episode, step[:, None])[:, 0],
+            "success": get("success", episode, step[:, None] + 1)[:, 0],
+        }
+        if self.with_next:
+            batch["next_image"] = image[:, 1]
+            batch["next_proprio"] = proprio[:, 1]
+        return batch
+
+
+class WindowLoader(_Loader):
+    """Batches of T+1 consecutive frames and the T actions between them; see the module doc.
+
+    context: T, the number of actions (and of context frames before the target frame).
+    Episodes shorter than T steps contribute no samples.
+    pad_start: also yield the T-1 windows that begin before an episode's first frame, padded
+        the way a rollout from a single first frame is: frames and proprio before step 0 repeat
+        step 0, actions before step 0 are zeros (reward 0). Then every frame after the first is
+        a target once, and `step` can be negative (the first, padded, frame's step).
+    """
+
+    def __init__(
+        self, data, batch_size: int, seed: int = 0, *, context: int = 4, pad_start=False, **kw
+    ):
+        if context < 1:
+            raise ValueError(f"context must be >= 1, got {context}")
+        self.context = context
+        self.pad_start = pad_start
+        super().__init__(data, batch_size, seed, **kw)
+
+    def _span(self) -> int:
+        return 1 if self.pad_start else self.context
+
+    def _kind(self) -> str:
+        return f"window(T={self.context}, pad_start={self.pad_start})"
+
+    def _make_samples(self):
+        episode, step = super()._make_samples()
+        if self.pad_start:
+            step = step - (self.context - 1)
+        return episode, step
+
+    def _gather(self, episode, step):
+        get = self.data.gather
+        rel = step[:, None] + np.arange(self.context + 1)  # frame within the episode, < 0 padded
+        frames = np.maximum(rel, 0)
+        acts = np.maximum(rel[:, :-1], 0)
+        before = rel[:, :-1] < 0
+        action = get("action", episode, acts)
+        reward = get("reward", episode, acts)
+        return {
+            "image": get("image", episode, frames),
+            "proprio": get("proprio", episode, frames),
+            "action": np.where(before[..., None], 0.0, action).astype(np.float32),
+            "reward": np.where(before, 0.0, reward).astype(np.float32),
+            "success": get("success", episode, frames),
+        }
+
+
+def save_loader_state(loader: _Loader, out: str | Path, step: int, keep=None) -> Path:
+    """Write the loader's state for checkpoint `step` as out/data_state/<step>/process-<i>-of-<n>
+    .json (atomically); remove the states of steps not in `keep` (the checkpoints kept)."""
+    import json
+
+    folder = Path(out) / "data_state" / str(int(step))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"process-{loader.process_index}-of-{loader.process_count}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(loader.state(), default=_plain))
+    os.replace(tmp, path)
+    if keep is not None:
+        keep = {int(k) for k in keep} | {int(step)}
+        for old in (Path(out) / "data_state").iterdir():
+            if old.name.isdigit() and int(old.name) not in keep:
+                for f in old.iterdir():
+                    f.unlink(missing_ok=True)
+                old.rmdir()
+    return path
+
+
+def resume_loader(loader: _Loader, out: str | Path, step: int) -> str:
+    """Make `loader` continue where the checkpoint of `step` left it: its saved state when there
+    is one, else batch number `step` of the sequence (one batch per step). Returns how: "grain",
+    "position", "start" (step 0) or "changed" (the data changed since: the new data's sequence
+    from batch `step`, with a warning)."""
+    import json
+
+    if step == 0:
+        loader.start_at(0)
+        return "start"
+    path = (
+        Path(out)
+        / "data_state"
+        / str(int(step))
+        / f"process-{loader.process_index}-of-{loader.process_count}.json"
+    )
+    if not path.is_file():
+        loader.start_at(step)
+        return "position"
+    try:
+        state = json.loads(path.read_text())
+        return loader.restore(state)
+    except ConfigError as exc:
+        print(f"warning: {path}: {exc}; continuing at batch {step}", file=sys.stderr)
+        loader.start_at(step)
+        return "changed"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"warning: {path}: unreadable ({exc}); continuing at batch {step}", file=sys.stderr)
+        loader.start_at(step)
+        return "position"
+
+
+def _plain(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+def _as_set(value: str | Sequence[str] | None) -> set[str]:
+    if value is None:
+        return set()
+    return {value} if isinstance(value, str) else set(value)
+
+
+def _empty_message(roots: list[Path], tasks: set[str], sources: set[str]) -> str:
+    where = ", ".join(map(str, roots))
+    if not any(list_episodes(r) for r in roots):
+        return f"{where}: dataset holds no complete episodes; record some with `robolearn collect`"
+    filters = []
+    if tasks:
+        filters.append(f"task {', '.join(sorted(tasks))}")
+    if sources:
+        filters.append(f"source {', '.join(sorted(sources))}")
+    return f"{where}: no episodes match {' and '.join(filters)}"
