@@ -205,3 +205,17 @@ def test_a_stale_or_damaged_pack_is_refused_in_one_line(tmp_path):
     os.unlink(list_episodes(root)[0])
     with pytest.raises(PackError, match="packs ep-000001.npz, which .* no longer holds; delete"):
         pack_store(root, workers=1)
+
+
+def test_data_pack_command_packs_then_reports_nothing_new(tmp_path, capsys):
+    from robolearn.cli import main
+
+    root = write_random_store(tmp_path / "s", 3, steps=4, image_size=8)
+    assert main(["data", "pack", str(root), "--workers", "1", "--quiet"]) == 0
+    assert "packed 3 new episodes" in capsys.readouterr().out
+    assert main(["data", "pack", str(root), "--pack", str(tmp_path / "p"), "--quiet"]) == 0
+    assert "the pack holds 3 episodes in 1 shard(s)" in capsys.readouterr().out
+    assert main(["data", "pack", str(root), "--quiet"]) == 0
+    assert "packed 0 new episodes" in capsys.readouterr().out
+    assert main(["data", "pack", str(tmp_path / "nope"), "--quiet"]) != 0
+    assert "no such dataset directory" in capsys.readouterr().err
