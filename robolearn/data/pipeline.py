@@ -112,13 +112,13 @@ class EpisodeData:
             raise EpisodeError("no dataset directory given")
         self.where = ", ".join(map(str, self.roots))
         self.pipeline = pipeline
-        self.tasks = _as_set(tasks)
-        self.sources = _as_set(sources)
+        self.tasks = as_set(tasks)
+        self.sources = as_set(sources)
         for root in self.roots:
             open_store(root)
         selected, packs = self._select()
         if not selected:
-            raise EpisodeError(_empty_message(self.roots, self.tasks, self.sources))
+            raise EpisodeError(empty_message(self.roots, self.tasks, self.sources))
         self.paths = [path for path, _, _ in selected]
         self.meta: list[EpisodeMeta] = [meta for _, meta, _ in selected]
         self.num_steps = np.array([steps for _, _, steps in selected], np.int64)
@@ -732,13 +732,13 @@ def _plain(value):
     raise TypeError(f"not JSON-able: {type(value).__name__}")
 
 
-def _as_set(value: str | Sequence[str] | None) -> set[str]:
+def as_set(value: str | Sequence[str] | None) -> set[str]:
     if value is None:
         return set()
     return {value} if isinstance(value, str) else set(value)
 
 
-def _empty_message(roots: list[Path], tasks: set[str], sources: set[str]) -> str:
+def empty_message(roots: list[Path], tasks: set[str], sources: set[str]) -> str:
     where = ", ".join(map(str, roots))
     if not any(list_episodes(r) for r in roots):
         return f"{where}: dataset holds no complete episodes; record some with `robolearn collect`"
