@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,9 +53,15 @@ def measure(root, kind: str, batch: int, mode: str, threads: int, seconds: float
         "batch": batch,
         "samples_per_s": count * batch / elapsed,
         "MB_per_s": count * loader.batch_bytes() / elapsed / 1e6,
-        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # VmHWM: this process's own peak (ru_maxrss would carry over the parent's across exec)
+        "peak_rss_MB": _vm_hwm_kb() / 1024,
         "open_s": open_s,
     }
+
+
+def _vm_hwm_kb() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
 
 
 def run(quick: bool = False) -> list[dict]:
