@@ -44,7 +44,13 @@ from pathlib import Path
 import numpy as np
 
 from robolearn.data.episode import Episode, EpisodeMeta
-from robolearn.data.store import EpisodeError, list_episodes, open_store, read_episode
+from robolearn.data.store import (
+    EpisodeError,
+    fsync_dir,
+    list_episodes,
+    open_store,
+    read_episode,
+)
 
 FORMAT = "robolearn-packed"
 VERSION = 1
@@ -244,7 +250,7 @@ def _write_shard(pack: Path, name: str, paths: list[Path], workers, progress, to
     }
     _write_json(tmp / "episodes.json", table)
     os.rename(tmp, pack / name)
-    _fsync_dir(pack)
+    fsync_dir(pack)
     return sum((pack / name / f"{key}.bin").stat().st_size for key in files)
 
 
@@ -282,7 +288,7 @@ def _write_json(path: Path, data) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_json(path: Path):
@@ -330,14 +336,6 @@ def _lock(pack: Path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ShardReader:

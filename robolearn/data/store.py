@@ -208,7 +208,7 @@ def commit_slot(slot: Path, episode: Episode) -> Path:
             if reserved is not None:
                 reserved.unlink()
             reserved = claim_slot(slot.parent.parent)
-        _fsync_dir(slot.parent)
+        fsync_dir(slot.parent)
         if linked:
             slot.unlink()  # the episode lives on as `final`
     finally:
@@ -489,7 +489,8 @@ def _check_marker(root: Path) -> None:
         )
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -76,7 +76,7 @@ def import_rlds(
                 ) from exc
     finally:
         bar.close()
-    return _finish(summary, start, store)
+    return finish_summary(summary, start, store)
 
 
 def _image_key(key: str | None, listed: tuple[str, ...] | None, paths) -> str:
@@ -112,7 +112,8 @@ def _import_file(path: Path, store: Path, cfg: RldsConfig, summary: dict, bar: P
         )
 
 
-def _finish(summary: dict, start: float, store: Path) -> dict:
+def finish_summary(summary: dict, start: float, store: Path) -> dict:
+    """Add seconds, episodes/s, MB/s of input and the store to an importer's summary."""
     elapsed = time.perf_counter() - start
     summary["seconds"] = round(elapsed, 3)
     summary["episodes_per_second"] = summary["episodes"] / elapsed if elapsed > 0 else 0.0
@@ -154,7 +155,7 @@ def import_rosbag(
             )
     finally:
         bar.close()
-    return _finish(summary, start, store)
+    return finish_summary(summary, start, store)
 
 
 def _import_bag(path: Path, store: Path, cfg: RosbagConfig, summary: dict) -> None:

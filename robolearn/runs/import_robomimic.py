@@ -28,6 +28,7 @@ from robolearn.data.robomimic import (
 )
 from robolearn.data.store import create_store, write_episode
 from robolearn.envs.robosuite import TASKS
+from robolearn.runs.import_data import finish_summary
 
 # robosuite env name -> our task's short name (robosuite/<short>).
 REPLAYABLE = {env: short for short, (env, *_) in TASKS.items()}
@@ -153,12 +154,7 @@ def _write(infos: list[FileInfo], replays: dict, store: Path, cfg, progress: boo
                 summary["clipped"] += episode.meta.extra["clipped_action_values"]
     finally:
         bar.close()
-    elapsed = time.perf_counter() - start
-    summary["seconds"] = round(elapsed, 3)
-    summary["episodes_per_second"] = summary["episodes"] / elapsed if elapsed > 0 else 0.0
-    summary["mb_per_second"] = summary["input_bytes"] / 1e6 / elapsed if elapsed > 0 else 0.0
-    summary["out"] = str(store)
-    return summary
+    return finish_summary(summary, start, store)
 
 
 @dataclasses.dataclass(frozen=True)
