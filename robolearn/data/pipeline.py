@@ -39,6 +39,7 @@ The same data, seed, batch size and process count give the same batches in any r
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import os
@@ -371,7 +372,7 @@ class _Moments:
         return np.sqrt(self.m2 / max(self.n, 1))
 
 
-class _Loader:
+class _Loader(abc.ABC):
     """Shuffling, sharding, batching and reading on Grain; subclasses define samples and rows."""
 
     def __init__(
@@ -579,14 +580,17 @@ class _Loader:
         batch["step"] = step
         return batch
 
+    @abc.abstractmethod
     def _span(self) -> int:
-        raise NotImplementedError  # pragma: no cover - both subclasses define it
+        """Actions one sample covers (1 for a transition, T for a window)."""
 
+    @abc.abstractmethod
     def _kind(self) -> str:
-        raise NotImplementedError  # pragma: no cover
+        """What kind of sample, for the fingerprint."""
 
+    @abc.abstractmethod
     def _gather(self, episode: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
-        raise NotImplementedError  # pragma: no cover
+        """The batch arrays of samples (episode index [B], first step [B])."""
 
 
 class TransitionLoader(_Loader):
