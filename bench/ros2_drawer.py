@@ -38,19 +38,28 @@ from bench.ros2_probe import BRIDGE, driver_and_bridge, real_time_fractions  # n
 
 
 def start_once(
-    seed: int, seconds: float = 15.0, policy: str = "bundle:drawer/bc", keep: Path | None = None
+    seed: int,
+    seconds: float = 15.0,
+    policy: str = "bundle:drawer/bc",
+    keep: Path | None = None,
+    record: Path | None = None,
 ) -> dict:
     """One fresh start of driver + bridge on scene `seed`; a row of the table. keep: a folder
-    where the logs of a start that did not open the drawer are copied."""
+    where the logs of a start that did not open the drawer are copied. record: a store the
+    bridge records the start's episode into (the row's `episode` names its file)."""
     with tempfile.TemporaryDirectory(prefix="ros2_drawer_") as tmp:
-        row = _start(tmp, seed, seconds, policy)
+        before = set(Path(record).glob("episodes/*.npz")) if record is not None else set()
+        row = _start(tmp, seed, seconds, policy, record)
+        if record is not None:
+            new = sorted(set(Path(record).glob("episodes/*.npz")) - before)
+            row["episode"] = ",".join(p.name for p in new) or "none"
         if keep is not None and row["opened_s"] == "no":
             shutil.copytree(tmp, Path(keep) / f"seed{seed}_{time.strftime('%H%M%S')}")
     return row
 
 
-def _start(tmp: str, seed: int, seconds: float, policy: str) -> dict:
-    with driver_and_bridge(tmp, seed, policy) as (probe, driver, bridge):
+def _start(tmp: str, seed: int, seconds: float, policy: str, record: Path | None) -> dict:
+    with driver_and_bridge(tmp, seed, policy, record_dir=record) as (probe, driver, bridge):
         probe.wait_for_node(f"{BRIDGE}/start", bridge, timeout_s=180)
         if not probe.wait_until(lambda: probe.status()["ready"], timeout_s=30):
             raise RuntimeError(f"bridge not ready: {probe.status()['inputs_problem']}")
@@ -95,6 +104,7 @@ def run(
     seconds: float = 15.0,
     log=None,
     keep: Path | None = None,
+    record: Path | None = None,
 ) -> list[dict]:
     """bench.run entry: one row per start, `repeats` rounds over `seeds` (default 0-9; quick:
     0 and 1, once each); `log(row)` after each start."""
@@ -102,7 +112,7 @@ def run(
     rows = []
     for _ in range(repeats):
         for seed in seeds:
-            rows.append(start_once(seed, seconds, keep=keep))
+            rows.append(start_once(seed, seconds, keep=keep, record=record))
             if log is not None:
                 log(rows[-1])
     return rows
@@ -117,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="real time per start")
     parser.add_argument("--keep", type=Path, help="copy the logs of starts that did not open here")
     parser.add_argument("--rows", type=Path, help="append each start's row to this file (JSON)")
+    parser.add_argument("--record", type=Path, help="record every start's episode into this store")
     args = parser.parse_args(argv)
 
     def log(row):
@@ -130,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     rows = run(
-        seeds=args.seeds, repeats=args.repeats, seconds=args.seconds, log=log, keep=args.keep
+        seeds=args.seeds,
+        repeats=args.repeats,
+        seconds=args.seconds,
+        log=log,
+        keep=args.keep,
+        record=args.record,
     )
     opened = [r for r in rows if r["opened_s"] != "no"]
     dry = sum(r["tank_min_j"] < PassivityConfig().energy_min_j + 0.01 for r in rows)

@@ -312,14 +312,18 @@ def real_time_fractions(
 
 @contextlib.contextmanager
 def driver_and_bridge(
-    directory: str | Path, seed: int = 0, checkpoint: str = "bundle:drawer/bc", task="drawer"
+    directory: str | Path,
+    seed: int = 0,
+    checkpoint: str = "bundle:drawer/bc",
+    task="drawer",
+    record_dir: str | Path | None = None,
 ):
     """The simulated driver (scene `task`, `seed`) and the bridge node (`checkpoint`) as fresh
     subprocesses on a new DDS domain, logs and ROS logs under `directory`, with a Probe: yields
     (probe, driver, bridge). The bridge's watchdog timeouts are wider than the defaults (0.5 s for
     joint states, 1 s for images): on a shared machine a scheduling stall is not a dead driver.
     Used by the end-to-end test (tests/hardware/test_ros2_e2e.py) and bench.ros2_drawer, so both
-    run the same thing."""
+    run the same thing. record_dir: the bridge records its episodes into this store."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     domain = random.SystemRandom().randint(1, 200)
@@ -338,6 +342,7 @@ def driver_and_bridge(
             "task": task,
             "joint_state_timeout_s": 0.5,
             "image_timeout_s": 1.0,
+            **({"record_dir": str(record_dir)} if record_dir is not None else {}),
         },
         domain,
         directory / "bridge.log",

@@ -29,6 +29,7 @@ BENCHMARKS = {
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
     "deploy_speed": "filter + shield us/step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
     "ros2_drawer": "drawer over ROS 2 in real time: opened per start, tank, interventions",
+    "camera_phase": "drawer policy vs a free-running camera's phase (sim time): opened per seed",
 }
 
 

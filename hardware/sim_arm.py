@@ -114,6 +114,7 @@ def run_closed_loop(
     seconds: float = 10.0,
     camera_hz: float = 30.0,
     joint_latency_s: float = 0.0,
+    camera_phase_s: float | None = None,
 ) -> dict[str, Any]:
     """Drive `arm` with a robolearn.hardware.bridge.Bridge in simulated time (no sleeping), from
     `start`.
@@ -122,7 +123,10 @@ def run_closed_loop(
     one is due (camera_hz, and always right before a policy step, so the policy sees the current
     scene as in the simulator); the policy step when due; control_step; command; physics.
     joint_latency_s delays the joint states the bridge sees (with their sampling stamps), as a
-    real driver and transport do.
+    real driver and transport do. camera_phase_s: run the camera free, as a real one does (over
+    ROS 2 too): frames at camera_phase_s + k / camera_hz after the start (and one at the start),
+    none forced before a policy step, so the policy sees a frame up to one camera period older
+    than the joint state it is paired with (bench.camera_phase sweeps it).
     The episode ends with a hold (and a recorded episode written, when the bridge records).
     Returns success (at any time), the first success time (s), the bridge's status, the lowest
     tank level (J), the largest command excursion beyond the hardware joint limits (rad, 0 when
@@ -130,6 +134,7 @@ def run_closed_loop(
     """
     dt = 1.0 / bridge.cfg.control_hz
     t0, last_frame = arm.time_s, -np.inf
+    next_frame = camera_phase_s
     first_success, min_energy, beyond, peak_force = None, np.inf, 0.0, 0.0
     lag = round(joint_latency_s / dt)
     states: list[tuple] = []
@@ -141,7 +146,13 @@ def run_closed_loop(
         success = arm.success()
         if success and first_success is None:
             first_success = round(now - t0, 9)
-        if i == 0 or bridge.policy_due(now) or now - last_frame >= 1.0 / camera_hz - 1e-9:
+        if next_frame is not None:  # a free-running camera
+            frame = i == 0 or i * dt >= next_frame - 1e-9
+            while i * dt >= next_frame - 1e-9:
+                next_frame += 1.0 / camera_hz
+        else:
+            frame = i == 0 or bridge.policy_due(now) or now - last_frame >= 1.0 / camera_hz - 1e-9
+        if frame:
             bridge.observe_image(now, arm.render())
             last_frame = now
         if i == 0:

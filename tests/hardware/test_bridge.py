@@ -558,3 +558,28 @@ def test_joint_states_one_period_old_do_not_drain_the_tank(bc_policy, extrapolat
         assert out["success"] and tank["activations"] < 0.1 * tank["steps"]
     else:
         assert not out["success"] and tank["activations"] > 0.5 * tank["steps"]
+
+
+@pytest.mark.parametrize("phase_s", [None, 0.005])
+def test_closed_loop_camera_free_running_or_fresh_at_every_policy_step(bc_policy, phase_s):
+    """camera_phase_s runs the simulated camera on its own clock (frames at phase + k/30 s, as
+    over ROS 2), so a policy step can see a frame up to a camera period old; without it a frame
+    is rendered right before every policy step (the simulator's timing)."""
+    stamps = []
+
+    class Watched(Bridge):
+        def observe_image(self, stamp_s, image):
+            stamps.append(round(stamp_s - t0, 6))
+            super().observe_image(stamp_s, image)
+
+    arm = SimArm("drawer", seed=0)
+    t0 = arm.time_s
+    run_closed_loop(Watched(bc_policy, BridgeConfig()), arm, seconds=1.0, camera_phase_s=phase_s)
+    arm.close()
+    policy_steps = [round(0.2 * k, 6) for k in range(5)]
+    if phase_s is None:
+        assert set(policy_steps) <= set(stamps)
+    else:  # the start, then the first 10 ms tick at or after 5 ms + k * 33.3 ms
+        expected = [0.0] + [np.ceil((0.005 + k / 30) / 0.01 - 1e-6) * 0.01 for k in range(30)]
+        assert stamps == pytest.approx(expected)
+        assert not set(policy_steps[1:]) & set(stamps)  # none forced at a policy step
