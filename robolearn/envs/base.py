@@ -44,11 +44,17 @@ class TaskConfig:
     visual_randomization: randomize light, colours and camera pose per episode (sim-to-real);
         tasks whose simulator does not support it ignore it and say so in their TaskInfo.
     max_steps: episode length in control steps; None takes the task's default.
+    camera_lag_max_s: each step's image is taken a random 0..camera_lag_max_s (uniform) before the
+        step ends, while proprio is measured at its end: what a policy sees on a robot whose camera
+        runs on its own clock (30 Hz: frames up to 33 ms older than the joint state they are
+        paired with). Data collected so trains policies robust to it. 0: the image of the step's
+        end (the default). WidowX tasks only.
     """
 
     image_size: int = 64
     visual_randomization: bool = False
     max_steps: int | None = None
+    camera_lag_max_s: float = 0.0
 
     def __post_init__(self):
         check_image_size(self.image_size)
@@ -57,6 +63,10 @@ class TaskConfig:
         ):
             raise ConfigError(
                 f"max_steps must be a positive integer or None, got {self.max_steps!r}"
+            )
+        if not 0.0 <= self.camera_lag_max_s <= 0.1:
+            raise ConfigError(
+                f"camera_lag_max_s must be in [0, 0.1] s, got {self.camera_lag_max_s!r}"
             )
 
 
@@ -82,7 +92,13 @@ class Task(gym.Env, abc.ABC):
     metadata = {"render_modes": ["rgb_array"]}
     render_mode = "rgb_array"
 
+    SUPPORTS_CAMERA_LAG = False  # TaskConfig.camera_lag_max_s
+
     def __init__(self, info: TaskInfo, config: TaskConfig, state_dim: int):
+        if config.camera_lag_max_s and not self.SUPPORTS_CAMERA_LAG:
+            raise ConfigError(
+                f"task {info.name!r}: camera_lag_max_s is supported by the WidowX tasks only"
+            )
         self.task_info = info
         self.config = config
         self.max_steps = config.max_steps or info.max_steps

@@ -44,6 +44,9 @@ class CollectConfig:
     """action noise std of the noisy expert, in normalized units"""
     visual_randomization: bool = False
     """randomize light, colours and camera pose per episode"""
+    camera_lag_max_s: float = 0.0
+    """each step's image taken a random 0..this many s before the step ends (WidowX tasks): trains
+    policies robust to a free-running robot camera (docs/robot-pc.md)"""
 
     def __post_init__(self):
         if not self.task:
@@ -78,6 +81,7 @@ def run_collect(cfg: CollectConfig, out: Path, progress: bool = True) -> dict:
         image_size=cfg.image_size,
         max_steps=cfg.max_steps,
         visual_randomization=cfg.visual_randomization,
+        camera_lag_max_s=cfg.camera_lag_max_s,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / "logs").mkdir(exist_ok=True)

@@ -158,3 +158,39 @@ def test_noisy_expert_still_succeeds_sometimes(name):
     finally:
         task.close()
     assert wins >= 1
+
+
+def test_camera_lag_takes_the_image_before_the_step_ends():
+    """camera_lag_max_s: the image of a step is a frame from up to that long before its end (as a
+    free-running robot camera gives), the physics and proprio are untouched, seeded per episode."""
+    plain, lagged = envs.make("drawer"), envs.make("drawer", camera_lag_max_s=0.04)
+    try:
+        for task in (plain, lagged):
+            task.reset(seed=3)
+        differs = 0
+        for _ in range(4):  # the expert moves the arm fast over the first steps
+            action = plain.expert_action()
+            a, b = plain.step(action)[0], lagged.step(action)[0]
+            np.testing.assert_array_equal(a["proprio"], b["proprio"])
+            np.testing.assert_array_equal(a["state"], b["state"])
+            np.testing.assert_array_equal(lagged.camera_image(), a["image"])  # now: the end
+            differs += np.abs(a["image"].astype(int) - b["image"]).mean() > 0.01
+        assert differs >= 3
+        # the lag is drawn from the reset's rng: the same seed, the same frames
+        first = [lagged.reset(seed=5)[0]["image"]] + [lagged.step(np.zeros(7))[0]["image"]]
+        again = [lagged.reset(seed=5)[0]["image"]] + [lagged.step(np.zeros(7))[0]["image"]]
+        for x, y in zip(first, again, strict=True):
+            np.testing.assert_array_equal(x, y)
+    finally:
+        plain.close()
+        lagged.close()
+
+
+def test_camera_lag_is_refused_where_it_is_not_simulated():
+    from robolearn.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="camera_lag_max_s must be in"):
+        envs.make("drawer", camera_lag_max_s=0.5)
+    pytest.importorskip("metaworld")
+    with pytest.raises(ConfigError, match="WidowX tasks only"):
+        envs.make("metaworld/lever-pull", image_size=16, camera_lag_max_s=0.01)

@@ -33,7 +33,10 @@ class WidowXTask(Task):
     the expert (`_make_expert`).
     """
 
+    SUPPORTS_CAMERA_LAG = True
+
     def __init__(self, info: TaskInfo, config: TaskConfig):
+        self._lagged_image: np.ndarray | None = None  # this step's image, taken before its end
         self.model = mujoco.MjModel.from_xml_string(self._build().to_xml_string())
         self.data = mujoco.MjData(self.model)
         super().__init__(info, config, state_dim=self.model.nq + self.model.nv)
@@ -75,6 +78,7 @@ class WidowXTask(Task):
 
     def _reset(self, rng: np.random.Generator) -> None:
         mujoco.mj_resetData(self.model, self.data)
+        self._lagged_image = None
         self._place(rng)
         if self._visuals is not None:
             self._visuals.apply(rng)
@@ -93,13 +97,28 @@ class WidowXTask(Task):
         self.target, _ = control.step_target(self.target, action)
         self.data.ctrl[self._finger_act] = control.gripper_target_m(action[6])
         per_chunk = control.SUBSTEPS // control.INTERP_CHUNKS
+        # camera_lag_max_s: the image is taken `lag` physics steps before the step's end
+        lag = 0
+        if self.config.camera_lag_max_s:
+            lag_s = self.np_random.uniform(0.0, self.config.camera_lag_max_s)
+            lag = min(control.SUBSTEPS, round(lag_s / self.model.opt.timestep))
+        done = 0
         for k in range(1, control.INTERP_CHUNKS + 1):
             frac = min(1.0, k / control.RAMP_CHUNKS)
             self.data.ctrl[self._arm_act] = q_prev + frac * (self.target.q_rad - q_prev)
-            self.advance(per_chunk)
+            shot = control.SUBSTEPS - lag - done  # substeps of this chunk before the image
+            if lag and 0 <= shot < per_chunk:
+                if shot:
+                    self.advance(shot)
+                self._lagged_image = self._camera.render(self.data)
+                self.advance(per_chunk - shot)
+            else:
+                self.advance(per_chunk)
+            done += per_chunk
 
     def _image(self) -> np.ndarray:
-        return self._camera.render(self.data)
+        lagged, self._lagged_image = self._lagged_image, None
+        return lagged if lagged is not None else self._camera.render(self.data)
 
     def _proprio(self) -> np.ndarray:
         opening = (self.data.qpos[self._finger_qadr].mean() - wx.FINGER_LOWER_M) / (
@@ -164,7 +183,7 @@ class WidowXTask(Task):
 
     def camera_image(self) -> np.ndarray:
         """A fresh frame of the task camera for the current physics state, uint8 [H, W, 3]."""
-        return self._image()
+        return self._camera.render(self.data)
 
     def success_now(self) -> bool:
         """Task success for the current physics state."""
