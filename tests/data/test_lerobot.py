@@ -4,6 +4,7 @@ actions outside [-1, 1]), the store -> LeRobot -> store round trip, hostile inpu
 on an imported sample."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -545,3 +546,27 @@ def test_two_workers_give_the_same_episodes(small):
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.action, b.action)
+
+
+@needs_samples
+def test_imports_from_the_hugging_face_hub_cache(g1, tmp_path):
+    """A dataset downloaded by huggingface_hub (`snapshot_download`, or LeRobotDataset with the
+    hub cache) lies in ~/.cache/huggingface/hub/datasets--ORG--NAME/snapshots/REV/ as relative
+    symlinks into ../../blobs/: importing that folder gives what the plain folder gives."""
+    repo = tmp_path / "hub" / "datasets--unitreerobotics--G1_pick_bottle"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    for i, source in enumerate(sorted(p for p in V30.rglob("*") if p.is_file())):
+        blob = repo / "blobs" / f"{i:064x}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.symlink_to(source)  # the blob itself: the shared file, never copied
+        link = snapshot / source.relative_to(V30)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    assert _import(snapshot, tmp_path / "store", "--image-size", "16") == 0
+    _, v30 = g1
+    got = _episodes(tmp_path / "store")
+    assert len(got) == len(v30) > 0
+    for a, b in zip(got, v30, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.action, b.action)
+        assert a.meta.instruction == b.meta.instruction
