@@ -49,12 +49,17 @@ class TaskConfig:
         runs on its own clock (30 Hz: frames up to 33 ms older than the joint state they are
         paired with). Data collected so trains policies robust to it. 0: the image of the step's
         end (the default). WidowX tasks only.
+    step_dwell_max_s: each step holds its final joint target a random 0..step_dwell_max_s
+        (uniform) longer before the next observation: what a robot bridge does when each policy
+        step also waits for inference and a fresh camera frame (over ROS 2 here a step comes every
+        ~215-235 ms, not 200). 0: the task's fixed step (the default). WidowX tasks only.
     """
 
     image_size: int = 64
     visual_randomization: bool = False
     max_steps: int | None = None
     camera_lag_max_s: float = 0.0
+    step_dwell_max_s: float = 0.0
 
     def __post_init__(self):
         check_image_size(self.image_size)
@@ -64,10 +69,10 @@ class TaskConfig:
             raise ConfigError(
                 f"max_steps must be a positive integer or None, got {self.max_steps!r}"
             )
-        if not 0.0 <= self.camera_lag_max_s <= 0.1:
-            raise ConfigError(
-                f"camera_lag_max_s must be in [0, 0.1] s, got {self.camera_lag_max_s!r}"
-            )
+        for name in ("camera_lag_max_s", "step_dwell_max_s"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 0.1:
+                raise ConfigError(f"{name} must be in [0, 0.1] s, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +97,14 @@ class Task(gym.Env, abc.ABC):
     metadata = {"render_modes": ["rgb_array"]}
     render_mode = "rgb_array"
 
-    SUPPORTS_CAMERA_LAG = False  # TaskConfig.camera_lag_max_s
+    SUPPORTS_TIMING = False  # TaskConfig.camera_lag_max_s and step_dwell_max_s
 
     def __init__(self, info: TaskInfo, config: TaskConfig, state_dim: int):
-        if config.camera_lag_max_s and not self.SUPPORTS_CAMERA_LAG:
-            raise ConfigError(
-                f"task {info.name!r}: camera_lag_max_s is supported by the WidowX tasks only"
-            )
+        for name in ("camera_lag_max_s", "step_dwell_max_s"):
+            if getattr(config, name) and not self.SUPPORTS_TIMING:
+                raise ConfigError(
+                    f"task {info.name!r}: {name} is supported by the WidowX tasks only"
+                )
         self.task_info = info
         self.config = config
         self.max_steps = config.max_steps or info.max_steps

@@ -47,6 +47,9 @@ class CollectConfig:
     camera_lag_max_s: float = 0.0
     """each step's image taken a random 0..this many s before the step ends (WidowX tasks): trains
     policies robust to a free-running robot camera (docs/robot-pc.md)"""
+    step_dwell_max_s: float = 0.0
+    """each step held a random 0..this many s longer before the next observation (WidowX tasks):
+    trains policies robust to a robot bridge's uneven step timing (docs/robot-pc.md)"""
 
     def __post_init__(self):
         if not self.task:
@@ -82,6 +85,7 @@ def run_collect(cfg: CollectConfig, out: Path, progress: bool = True) -> dict:
         max_steps=cfg.max_steps,
         visual_randomization=cfg.visual_randomization,
         camera_lag_max_s=cfg.camera_lag_max_s,
+        step_dwell_max_s=cfg.step_dwell_max_s,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / "logs").mkdir(exist_ok=True)

@@ -194,3 +194,28 @@ def test_camera_lag_is_refused_where_it_is_not_simulated():
     pytest.importorskip("metaworld")
     with pytest.raises(ConfigError, match="WidowX tasks only"):
         envs.make("metaworld/lever-pull", image_size=16, camera_lag_max_s=0.01)
+
+
+def test_step_dwell_holds_each_step_a_random_while_longer():
+    """step_dwell_max_s: each step lasts 0.2 s plus a seeded random 0..max of holding its final
+    target (a robot bridge's uneven step timing); the image and proprio are those of its end."""
+    task = envs.make("drawer", step_dwell_max_s=0.04)
+    try:
+        task.reset(seed=2)
+        durations = []
+        for _ in range(6):
+            before = task.data.time
+            obs = task.step(task.expert_action())[0]
+            durations.append(task.data.time - before)
+            np.testing.assert_array_equal(task.camera_image(), obs["image"])
+        assert all(0.2 - 1e-9 <= d <= 0.24 + 1e-9 for d in durations)
+        assert len({round(d, 4) for d in durations}) >= 3  # drawn per step
+        task.reset(seed=2)
+        again = []
+        for _ in range(6):
+            before = task.data.time
+            task.step(task.expert_action())
+            again.append(task.data.time - before)
+        assert again == durations
+    finally:
+        task.close()

@@ -33,7 +33,7 @@ class WidowXTask(Task):
     the expert (`_make_expert`).
     """
 
-    SUPPORTS_CAMERA_LAG = True
+    SUPPORTS_TIMING = True
 
     def __init__(self, info: TaskInfo, config: TaskConfig):
         self._lagged_image: np.ndarray | None = None  # this step's image, taken before its end
@@ -97,24 +97,43 @@ class WidowXTask(Task):
         self.target, _ = control.step_target(self.target, action)
         self.data.ctrl[self._finger_act] = control.gripper_target_m(action[6])
         per_chunk = control.SUBSTEPS // control.INTERP_CHUNKS
-        # camera_lag_max_s: the image is taken `lag` physics steps before the step's end
-        lag = 0
-        if self.config.camera_lag_max_s:
-            lag_s = self.np_random.uniform(0.0, self.config.camera_lag_max_s)
-            lag = min(control.SUBSTEPS, round(lag_s / self.model.opt.timestep))
+        # (fraction of the way to the new joint target, physics steps): the ramp, then the hold
+        chunks = [
+            (min(1.0, k / control.RAMP_CHUNKS), per_chunk)
+            for k in range(1, control.INTERP_CHUNKS + 1)
+        ]
+        dwell, lag = self._timing_draws()
+        if dwell:
+            chunks.append((1.0, dwell))
+        shot = sum(n for _, n in chunks) - min(lag, control.SUBSTEPS) if lag else None
         done = 0
-        for k in range(1, control.INTERP_CHUNKS + 1):
-            frac = min(1.0, k / control.RAMP_CHUNKS)
+        for frac, n in chunks:
             self.data.ctrl[self._arm_act] = q_prev + frac * (self.target.q_rad - q_prev)
-            shot = control.SUBSTEPS - lag - done  # substeps of this chunk before the image
-            if lag and 0 <= shot < per_chunk:
-                if shot:
-                    self.advance(shot)
+            if shot is not None and done <= shot < done + n:  # the camera frame of this step
+                if shot > done:
+                    self.advance(shot - done)
                 self._lagged_image = self._camera.render(self.data)
-                self.advance(per_chunk - shot)
+                if done + n > shot:
+                    self.advance(done + n - shot)
             else:
-                self.advance(per_chunk)
-            done += per_chunk
+                self.advance(n)
+            done += n
+
+    def _timing_draws(self) -> tuple[int, int]:
+        """(extra hold, camera lag) of this step in physics steps, drawn from the episode's rng
+        when step_dwell_max_s / camera_lag_max_s are set (TaskConfig), else (0, 0)."""
+        cfg, dt = self.config, self.model.opt.timestep
+        dwell = (
+            round(self.np_random.uniform(0, cfg.step_dwell_max_s) / dt)
+            if cfg.step_dwell_max_s
+            else 0
+        )
+        lag = (
+            round(self.np_random.uniform(0, cfg.camera_lag_max_s) / dt)
+            if cfg.camera_lag_max_s
+            else 0
+        )
+        return dwell, lag
 
     def _image(self) -> np.ndarray:
         lagged, self._lagged_image = self._lagged_image, None
