@@ -115,6 +115,9 @@ def run_closed_loop(
     camera_hz: float = 30.0,
     joint_latency_s: float = 0.0,
     camera_phase_s: float | None = None,
+    node_timing: bool = False,
+    inference_s: float = 0.01,
+    image_sync_wait_s: float = 0.1,
 ) -> dict[str, Any]:
     """Drive `arm` with a robolearn.hardware.bridge.Bridge in simulated time (no sleeping), from
     `start`.
@@ -126,7 +129,12 @@ def run_closed_loop(
     real driver and transport do. camera_phase_s: run the camera free, as a real one does (over
     ROS 2 too): frames at camera_phase_s + k / camera_hz after the start (and one at the start),
     none forced before a policy step, so the policy sees a frame up to one camera period older
-    than the joint state it is paired with (bench.camera_phase sweeps it).
+    than the joint state it is paired with (bench.camera_phase sweeps it). node_timing: schedule
+    the policy steps as the ROS 2 node does (robolearn.hardware.ros2_node `_policy_loop`): a step
+    runs once it is due, the previous action's whole ramp has been commanded (control_hz /
+    policy_hz commands) plus `inference_s` (the time the action took to arrive), and a camera
+    frame arrived at or after the step became due (image_sync, waiting at most
+    image_sync_wait_s); with a free-running camera a step then comes every ~233 ms, not 200.
     The episode ends with a hold (and a recorded episode written, when the bridge records).
     Returns success (at any time), the first success time (s), the bridge's status, the lowest
     tank level (J), the largest command excursion beyond the hardware joint limits (rad, 0 when
@@ -138,6 +146,8 @@ def run_closed_loop(
     first_success, min_energy, beyond, peak_force = None, np.inf, 0.0, 0.0
     lag = round(joint_latency_s / dt)
     states: list[tuple] = []
+    gate = round(bridge.cfg.control_hz / bridge.cfg.policy_hz) + round(inference_s / dt)
+    since_action, due_since = gate, None  # node_timing: commands since the last action
     for i in range(round(seconds / dt)):
         now = t0 + i * dt  # from the counter: summed 2 ms steps drift off the policy schedule
         states = [*states[-lag:], (now, *arm.joint_state())] if lag else [(now, *arm.joint_state())]
@@ -157,10 +167,18 @@ def run_closed_loop(
             last_frame = now
         if i == 0:
             bridge.start(now)
-        if bridge.policy_due(now):
+        due = bridge.policy_due(now)
+        if node_timing:
+            due = due and since_action >= gate
+            due_since = (now if due_since is None else due_since) if due else None
+            if due and last_frame < due_since - 1e-9 and now - due_since < image_sync_wait_s:
+                due = False  # image_sync: wait for a frame taken after the step became due
+        if due:
             bridge.mark_success(success)
             bridge.run_policy(now)
+            since_action, due_since = 0, None
         cmd = bridge.control_step(now)
+        since_action += 1
         beyond = max(beyond, _beyond_limits(cmd.q_rad, cmd.finger_m))
         min_energy = min(min_energy, bridge.tank.energy_j)
         arm.command(cmd.q_rad, cmd.finger_m)

@@ -583,3 +583,33 @@ def test_closed_loop_camera_free_running_or_fresh_at_every_policy_step(bc_policy
         expected = [0.0] + [np.ceil((0.005 + k / 30) / 0.01 - 1e-6) * 0.01 for k in range(30)]
         assert stamps == pytest.approx(expected)
         assert not set(policy_steps[1:]) & set(stamps)  # none forced at a policy step
+
+
+def test_closed_loop_node_timing_steps_after_the_ramp_on_a_fresh_frame(bc_policy):
+    """node_timing schedules policy steps as the ROS 2 node does: after the previous action's 20
+    commands plus 10 ms of inference, on a camera frame taken after the step became due; with a
+    free-running 30 Hz camera that is a step every ~233 ms instead of 200."""
+    frames, steps = [], []
+
+    class Watched(Bridge):
+        def observe_image(self, stamp_s, image):
+            frames.append(stamp_s - t0)
+            super().observe_image(stamp_s, image)
+
+        def run_policy(self, now_s):
+            steps.append(now_s - t0)
+            super().run_policy(now_s)
+
+    arm = SimArm("drawer", seed=1)
+    t0 = arm.time_s
+    cfg = BridgeConfig()
+    run_closed_loop(
+        Watched(bc_policy, cfg), arm, seconds=2.0, camera_phase_s=0.01, node_timing=True
+    )
+    arm.close()
+    gaps = np.diff(steps)
+    assert len(steps) >= 8 and np.all(gaps >= 0.21 - 1e-9) and np.all(gaps <= 0.21 + 1 / 30 + 0.011)
+    assert np.mean(gaps) > 0.22  # slower than 5 Hz: each step waits for a frame
+    for before, step in zip(steps[:-1], steps[1:], strict=True):
+        latest = max(f for f in frames if f <= step + 1e-9)
+        assert latest >= before + 0.21 - 1e-9  # taken after the step became due
