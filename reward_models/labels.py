@@ -13,7 +13,8 @@ For one task and one episode of that task with per-frame success flags s [T+1]:
 - negatives: every other frame (all frames of a failed episode).
 
 Frames of episodes of *other* tasks are negatives for a task (LabelConfig.other_tasks_negative).
-At training time batches are balanced 50/50 between the classes (`balanced_batch`), and a
+At training time batches are balanced 50/50 between the classes (`train reward` draws them
+through the input pipeline's FrameLoader; `balanced_batch` for fits in memory), and a
 text-conditioned classifier sees the task's instruction paraphrased (`paraphrases`).
 
 Frame indices below index the episodes' frames concatenated in order (episode e's frame t is

@@ -1,9 +1,11 @@
 """The frames `robolearn train reward` trains and scores on, and how it scores them.
 
-The frames of a store's episodes (indices into its EpisodeCache), their RoboFuME labels, the
-episodes a world model imagines from them (`Imagined`, `imagine`), the calibrated classifier's
-errors on held-out or validation episodes, recorded and imagined (`evaluate`,
-`evaluate_imagined`), and the table the command prints (`summary_lines`).
+The frames of a store's episodes (global frame rows of its EpisodeData, read through the input
+pipeline: in RAM or streamed from the pack), their RoboFuME labels, the episodes a world model
+imagines from them (`Imagined`, `imagine`: kept in RAM), the calibrated classifier's errors on
+held-out or validation episodes, recorded and imagined (`evaluate`, `evaluate_imagined`), and the
+table the command prints (`summary_lines`). Only the success flags (1 byte per frame) are read
+for every episode at once; images are read by row when scored.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from robolearn.core.progress import Progress
-from robolearn.data.loader import EpisodeCache
+from robolearn.data.pipeline import EpisodeData, FrameImages
 from robolearn.reward_models.calibration import Calibration, classification_metrics, sigmoid
 from robolearn.reward_models.config import LabelConfig
 from robolearn.reward_models.labels import LabelledFrames, flag_labels, label_dataset
 
-# probs(images uint8 [N, H, W, 3], frame int64 [F], task int32 [F]) -> calibrated P float64 [F]
+# probs(images, frame int64 [F], task int32 [F]) -> calibrated P float64 [F] of images[frame]
+# (images: a FrameImages or an array uint8 [N, H, W, 3])
 Probs = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -30,97 +33,111 @@ def calibrated(logits: np.ndarray, calibration: Calibration) -> np.ndarray:
     return sigmoid(np.asarray(logits, np.float64) / calibration.temperature)
 
 
-def success_flags(cache: EpisodeCache, episodes=None) -> tuple[list[np.ndarray], list[str]]:
+def success_flags(data: EpisodeData, episodes=None) -> tuple[list[np.ndarray], list[str]]:
     """(success flags bool [T+1] per episode, task per episode) of `episodes` (default all)."""
-    episodes = range(len(cache.meta)) if episodes is None else episodes
-    flags = cache.arrays["success"]
-    successes = [
-        flags[cache.frame_start[e] : cache.frame_start[e] + cache.num_steps[e] + 1]
-        for e in episodes
-    ]
-    return successes, [cache.meta[e].task for e in episodes]
+    episodes = range(len(data.meta)) if episodes is None else episodes
+    successes = [data.read_frames("success", e, 0, int(data.num_steps[e]) + 1) for e in episodes]
+    return successes, [data.meta[e].task for e in episodes]
 
 
-def frame_index(cache: EpisodeCache, episodes=None) -> np.ndarray:
-    """Cache frame index int64 [F] of every frame of `episodes` (default all), in order."""
-    episodes = range(len(cache.meta)) if episodes is None else episodes
-    ranges = [np.arange(cache.num_steps[e] + 1) + cache.frame_start[e] for e in episodes]
+def frame_index(data: EpisodeData, episodes=None) -> np.ndarray:
+    """Global frame row int64 [F] of every frame of `episodes` (default all), in order."""
+    episodes = range(len(data.meta)) if episodes is None else episodes
+    ranges = [np.arange(data.num_steps[e] + 1) + data.frame_start[e] for e in episodes]
     return np.concatenate(ranges).astype(np.int64) if ranges else np.zeros(0, np.int64)
 
 
-def labelled(cache: EpisodeCache, episodes, tasks, labels_cfg: LabelConfig) -> LabelledFrames:
-    """The recipe's triples of a subset of the cache's episodes, frames indexing the cache."""
-    successes, episode_tasks = success_flags(cache, episodes)
+def labelled(data: EpisodeData, episodes, tasks, labels_cfg: LabelConfig) -> LabelledFrames:
+    """The recipe's triples of a subset of the data's episodes, frames global frame rows."""
+    successes, episode_tasks = success_flags(data, episodes)
     out = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
-    return dataclasses.replace(out, frame=frame_index(cache, episodes)[out.frame])
+    return dataclasses.replace(out, frame=frame_index(data, episodes)[out.frame])
 
 
 @dataclasses.dataclass(frozen=True)
 class Imagined:
-    """Episodes of a cache imagined open loop, laid out like the cache: images uint8 [F, H, W, 3]
-    hold each imagined episode's N+1 frames in order (frame 0 the recorded first frame, then the
-    N imagined ones); start {cache episode: row of its frame 0}."""
+    """Episodes of an EpisodeData imagined open loop, laid out like its frames: images uint8
+    [F, H, W, 3] (in RAM) hold each imagined episode's N+1 frames in order (frame 0 the recorded
+    first frame, then the N imagined ones); start {data episode: row of its frame 0}."""
 
     images: np.ndarray
     start: dict[int, int]
 
-    def frames(self, cache: EpisodeCache, episodes, offset: int = 0):
+    def frames(self, data: EpisodeData, episodes, offset: int = 0):
         """(row int64 [F] into offset + images, step int64 [F]) of every frame of `episodes`,
         in the order success_flags and frame_index give them."""
-        rows = [np.arange(cache.num_steps[e] + 1) + offset + self.start[e] for e in episodes]
-        steps = [np.arange(cache.num_steps[e] + 1) for e in episodes]
+        rows = [np.arange(data.num_steps[e] + 1) + offset + self.start[e] for e in episodes]
+        steps = [np.arange(data.num_steps[e] + 1) for e in episodes]
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rows).astype(np.int64), np.concatenate(steps)
 
-    def labelled(self, cache, episodes, tasks, labels_cfg, offset: int) -> LabelledFrames:
+    def labelled(self, data, episodes, tasks, labels_cfg, offset: int) -> LabelledFrames:
         """The recipe's triples of the imagined frames (not frame 0, which is recorded) of the
         imagined ones among `episodes`, labelled like the recorded frame at the same step;
         frames index the recorded images with these appended at `offset`."""
         episodes = [int(e) for e in episodes if int(e) in self.start]
-        successes, episode_tasks = success_flags(cache, episodes)
+        successes, episode_tasks = success_flags(data, episodes)
         out = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
-        rows, steps = self.frames(cache, episodes, offset)
+        rows, steps = self.frames(data, episodes, offset)
         keep = steps[out.frame] > 0
         return LabelledFrames(rows[out.frame[keep]], out.task[keep], out.label[keep])
 
 
-def imagine(wm, cache: EpisodeCache, tasks, batch_size: int, seed: int, what: str, progress):
-    """Every episode of `cache` of a covered task imagined in full under its recorded actions."""
+def imagine(wm, data: EpisodeData, tasks, batch_size: int, seed: int, what: str, progress):
+    """Every episode of `data` of a covered task imagined in full under its recorded actions.
+    Episodes are read and imagined a batch at a time (episodes of one length together, batch k
+    with key fold_in(key(seed), k)); the imagined frames are kept in RAM."""
     import jax
 
     from robolearn.imagination import Imaginer, imagine_episodes
 
-    a = cache.arrays
-    episodes = [e for e, m in enumerate(cache.meta) if m.task in tasks]
-    recorded = []
-    for e in episodes:
-        fs, ss, n = cache.frame_start[e], cache.step_start[e], cache.num_steps[e]
-        recorded.append(
-            (a["image"][fs : fs + n + 1], a["action"][ss : ss + n], a["proprio"][fs : fs + n + 1])
-        )
-    frames = sum(len(r[1]) for r in recorded)
-    bar = Progress(1, f"imagining {what}", enabled=progress)
-    start = time.perf_counter()
-    imagined = imagine_episodes(Imaginer(wm, batch_size), jax.random.key(seed), recorded)
-    seconds = time.perf_counter() - start
-    bar.update(1, f"{len(recorded)} episodes, {frames} frames ({frames / seconds:.0f}/s)")
+    episodes = [e for e, m in enumerate(data.meta) if m.task in tasks]
+    lengths = data.num_steps[episodes] + 1
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    images = np.empty((int(starts[-1]), *data.image_shape), np.uint8)
+    by_length: dict[int, list[int]] = {}
+    for k, e in enumerate(episodes):
+        by_length.setdefault(int(data.num_steps[e]), []).append(k)
+    chunks = [
+        g[i : i + batch_size] for g in by_length.values() for i in range(0, len(g), batch_size)
+    ]
+    imaginer, key = Imaginer(wm, batch_size), jax.random.key(seed)
+    bar = Progress(len(episodes), f"imagining {what}", enabled=progress)
+    start, done, steps = time.perf_counter(), 0, 0
+    for c, chunk in enumerate(chunks):
+        recorded = [_recorded(data, episodes[k]) for k in chunk]
+        imagined = imagine_episodes(imaginer, jax.random.fold_in(key, c), recorded)
+        for k, (image, _, _), frames in zip(chunk, recorded, imagined, strict=True):
+            images[starts[k]] = image[0]
+            images[starts[k] + 1 : starts[k + 1]] = frames
+            steps += len(frames)
+        done += len(chunk)
+        rate = steps / max(time.perf_counter() - start, 1e-9)
+        bar.update(done, f"{steps} frames ({rate:.0f}/s)")
     bar.close()
-    rows = [np.concatenate([r[0][:1], im]) for r, im in zip(recorded, imagined, strict=True)]
-    starts = np.cumsum([0] + [len(r) for r in rows])
-    images = np.concatenate(rows) if rows else np.zeros((0, *a["image"].shape[1:]), np.uint8)
     return Imagined(images, {e: int(starts[k]) for k, e in enumerate(episodes)})
 
 
-def evaluate(on: EpisodeCache, episodes, tasks, labels_cfg, probs: Probs, calibration) -> dict:
+def _recorded(data: EpisodeData, e: int):
+    """(image [N+1, H, W, 3], action [N, A], proprio [N+1, P]) of episode e."""
+    n = int(data.num_steps[e])
+    return (
+        data.read_frames("image", e, 0, n + 1),
+        data.read_steps("action", e, 0, n),
+        data.read_frames("proprio", e, 0, n + 1),
+    )
+
+
+def evaluate(on: EpisodeData, episodes, tasks, labels_cfg, probs: Probs, calibration) -> dict:
     """Scores at the recipe's labels and at the stores' success flags of `on`'s `episodes`:
     every episode of the held-out stores (episodes None), or the validation episodes."""
     held_out = episodes is None
-    where = ", ".join(map(str, on.roots)) if held_out else "validation split (no --heldout)"
+    where = on.where if held_out else "validation split (no --heldout)"
     successes, episode_tasks = success_flags(on, episodes)
     recipe = label_dataset(successes, episode_tasks, tasks, labels_cfg, require_both=False)
     flags = flag_labels(successes, episode_tasks, tasks)
-    frames, images = frame_index(on, episodes), on.arrays["image"]
+    frames, images = frame_index(on, episodes), FrameImages(on)
 
     def score(labels: LabelledFrames) -> dict:
         p = probs(images, frames[labels.frame], labels.task)
@@ -157,7 +174,7 @@ def evaluate_imagined(
     won = np.array([s.any() for s in successes], bool)
     for name, images, frames in (
         ("imagined", imagined.images, rows[after]),
-        ("real", on.arrays["image"], real_frames[after]),
+        ("real", FrameImages(on), real_frames[after]),
     ):
         hits = probs(images, frames, task) >= calibration.threshold
         rewarded = np.bincount(episode, hits, minlength=len(episodes)) > 0

@@ -5,7 +5,10 @@
    least one successful episode on each side.
 2. Frames are labelled by RoboFuME's recipe (robolearn.reward_models.labels) and the classifier is
    trained on 50/50 balanced batches of the training episodes' labelled frames, by the one
-   training loop (robolearn.core.loop; no resume: a run is minutes).
+   training loop (robolearn.core.loop; no resume: a run is minutes). The episodes are read
+   through the input pipeline (robolearn.data.pipeline, `input.*`: in RAM when they fit
+   input.memory_mb, else streamed from the store's pack; only the success flags are held for
+   every frame), batches by its FrameLoader (Grain: deterministic by seed).
 3. Temperature and threshold are fitted on the validation episodes
    (robolearn.reward_models.calibration).
 4. The calibrated classifier is scored on held-out episodes (--heldout; else the validation
@@ -23,7 +26,8 @@ refined in imagination is rewarded by frames like these; a classifier that saw o
 can score frames the model draws off the data (smears, checkerboards) as success, which PPO
 then seeks out. Real episodes of a refined policy in the data teach it, through their imagined
 twins, what that policy's imagined successes really were. Held-out episodes are imagined and
-scored too (robolearn.runs.reward_eval).
+scored too (robolearn.runs.reward_eval). The imagined frames are kept in RAM (as many as the
+covered tasks' recorded frames).
 
 The output directory is the checkpoint (robolearn.reward_models.checkpoint; a siglip one holds a
 copy of the SigLIP files) plus train.yaml (this run's resolved settings), metrics.jsonl and
@@ -44,7 +48,7 @@ from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
-from robolearn.data.loader import EpisodeCache
+from robolearn.data.pipeline import EpisodeData, FrameImages, PipelineConfig
 from robolearn.reward_models.config import RewardConfig
 from robolearn.reward_models.labels import LabelError, LabelledFrames, label_dataset
 
@@ -95,6 +99,9 @@ class TrainRewardConfig:
     """the classifier, its labelling recipe, optimizer and training settings
     (configs/reward/<preset>.yaml); image size and number of tasks come from the data, the
     SigLIP source and prompt length from --siglip"""
+    input: PipelineConfig = PipelineConfig()
+    """how the episodes (--data and --heldout, each) are read: memory budget, RAM or streaming,
+    reader threads (robolearn.data.pipeline; e.g. input.memory_mb=512)"""
 
     def __post_init__(self):
         if not self.data:
@@ -131,14 +138,15 @@ def main(cfg: TrainRewardConfig, options: RunOptions) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _Data:
-    """What the classifier trains and calibrates on. images uint8 [N, H, W, 3]: the cache's
-    frames, then any imagined ones; train, val: the labelled frames of each side, indexing
-    images; val_episodes: the validation episodes (cache indices); imagined: the cache's
-    episodes imagined by --world-model (None without one); stats: the counts (stats.json)."""
+    """What the classifier trains and calibrates on. images: the recorded frames (by global
+    frame row), then any imagined ones; train, val: the labelled frames of each side, indexing
+    images; val_episodes: the validation episodes (indices into recorded); imagined: the
+    recorded episodes imagined by --world-model (None without one); stats: the counts
+    (stats.json)."""
 
-    cache: EpisodeCache
+    recorded: EpisodeData
     tasks: tuple[str, ...]
-    images: np.ndarray
+    images: FrameImages
     train: LabelledFrames
     val: LabelledFrames
     val_episodes: np.ndarray
@@ -154,16 +162,17 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
     siglip = cfg.model.kind == "siglip"
     text_length = check_source(cfg.siglip, cfg.model.siglip.max_text_length) if siglip else None
-    cache, where = EpisodeCache(list(cfg.data)), ", ".join(cfg.data)
-    tasks = _covered_tasks(cfg.tasks, cache, where)
-    image_size = _image_size(cache, where)
-    heldout = _load_heldout(cfg.heldout, tasks, image_size)
-    wm = _load_world_model(cfg.world_model, tasks, image_size, [cache, heldout])
+    recorded = EpisodeData(list(cfg.data), pipeline=cfg.input, progress=progress)
+    where = ", ".join(cfg.data)
+    tasks = _covered_tasks(cfg.tasks, recorded, where)
+    image_size = _image_size(recorded, where)
+    heldout = _load_heldout(cfg, tasks, image_size, progress)
+    wm = _load_world_model(cfg.world_model, tasks, image_size, [recorded, heldout])
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
-    data = _data(cfg, model_cfg.labels, cache, tasks, wm, progress)
+    data = _data(cfg, model_cfg.labels, recorded, tasks, wm, progress)
     ckpt.write_config(out, model_cfg, data.stats)
     save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
-    instructions = {t: _instruction(cache, t) for t in tasks}
+    instructions = {t: _instruction(recorded, t) for t in tasks}
     siglip_dir = ckpt.write_towers(out, cfg.siglip) if siglip else None
     logits, training = _fit(cfg, model_cfg, instructions, siglip_dir, data, out, progress)
     result = {"tasks": list(tasks), "training": training}
@@ -191,35 +200,37 @@ def _model_config(
     return dataclasses.replace(model, siglip=siglip)
 
 
-def _data(cfg: TrainRewardConfig, labels_cfg, cache, tasks, wm, progress: bool) -> _Data:
+def _data(cfg: TrainRewardConfig, labels_cfg, recorded, tasks, wm, progress: bool) -> _Data:
     """The split, the labelled frames of each side (with their imagined twins given a world
     model) and their counts; one-line LabelErrors for data that cannot train or calibrate."""
     from robolearn.reward_models.checkpoint import LabelStats
     from robolearn.reward_models.labels import split_episodes
     from robolearn.runs import reward_eval as ev
 
-    successes, episode_tasks = ev.success_flags(cache)
+    successes, episode_tasks = ev.success_flags(recorded)
     label_dataset(successes, episode_tasks, tasks, labels_cfg)  # the no-positives error first
     train_eps, val_eps = split_episodes(successes, episode_tasks, tasks, cfg.val_fraction, cfg.seed)
-    train = ev.labelled(cache, train_eps, tasks, labels_cfg)
-    val = ev.labelled(cache, val_eps, tasks, labels_cfg)
+    train = ev.labelled(recorded, train_eps, tasks, labels_cfg)
+    val = ev.labelled(recorded, val_eps, tasks, labels_cfg)
     if val.label.all():
         raise LabelError(
             f"{', '.join(cfg.data)}: the validation episodes hold no negative frame to calibrate "
             "on; raise --val-fraction or collect failed episodes (--policy random)"
         )
-    images, imagined = cache.arrays["image"], None
+    images, imagined = FrameImages(recorded), None
     counts = {"train": train.counts(tasks), "validation": val.counts(tasks)}
     if wm is not None:
-        imagined = ev.imagine(wm, cache, tasks, cfg.batch_size, cfg.seed, "training data", progress)
-        offset, images = len(images), np.concatenate([images, imagined.images])
-        imagined_train = imagined.labelled(cache, train_eps, tasks, labels_cfg, offset)
-        imagined_val = imagined.labelled(cache, val_eps, tasks, labels_cfg, offset)
+        imagined = ev.imagine(
+            wm, recorded, tasks, cfg.batch_size, cfg.seed, "training data", progress
+        )
+        offset, images = recorded.num_frames, FrameImages(recorded, imagined.images)
+        imagined_train = imagined.labelled(recorded, train_eps, tasks, labels_cfg, offset)
+        imagined_val = imagined.labelled(recorded, val_eps, tasks, labels_cfg, offset)
         train, val = train.join(imagined_train), val.join(imagined_val)
         counts["imagined_train"] = imagined_train.counts(tasks)
         counts["imagined_validation"] = imagined_val.counts(tasks)
     stats = LabelStats({"train": len(train_eps), "validation": len(val_eps)}, counts)
-    return _Data(cache, tasks, images, train, val, val_eps, imagined, stats)
+    return _Data(recorded, tasks, images, train, val, val_eps, imagined, stats)
 
 
 def _fit(
@@ -231,43 +242,49 @@ def _fit(
     out: Path,
     progress: bool,
 ):
-    """cfg.steps of balanced batches of data.train in the training loop, then the trained
-    parameters saved. Returns (logits(images, frame, task) -> the trained classifier's logits
-    float32 [F] of images[frame], {steps, seconds, first_step_seconds, steps_per_second, last:
-    the last logged metrics})."""
+    """cfg.steps of balanced batches of data.train (the input pipeline's FrameLoader) in the
+    training loop, then the trained parameters saved. Returns (logits(images, frame, task) ->
+    the trained classifier's logits float32 [F] of images[frame], {steps, seconds,
+    first_step_seconds, steps_per_second, last: the last logged metrics})."""
     import jax
 
     from robolearn.core.loop import Schedule, train
+    from robolearn.data.pipeline import FrameLoader
     from robolearn.reward_models import train as reward_train
     from robolearn.reward_models.checkpoint import save_params
-    from robolearn.reward_models.labels import balanced_batch
 
     classifier = reward_train.make_classifier(model_cfg, list(instructions.values()), siglip_dir)
     rng = jax.random.key(cfg.seed)
     state, frozen = reward_train.init_train_state(classifier, model_cfg.optim, rng)
-    images, frames = data.images, data.train
+    frames = data.train
+    loader = FrameLoader(
+        data.images,
+        frames.frame,
+        frames.label,
+        cfg.batch_size,
+        cfg.seed,
+        columns={"task": frames.task},
+    )
 
     def batches():
-        rng = np.random.default_rng(cfg.seed)
-        while True:
-            idx = balanced_batch(rng, frames.label, cfg.batch_size)
-            batch = {"image": images[frames.frame[idx]], "task": frames.task[idx]}
-            yield {**batch, "label": frames.label[idx]}
+        for batch in loader:
+            yield {key: batch[key] for key in ("image", "task", "label")}
 
-    result = train(
-        state,
-        reward_train.make_train_step(classifier, model_cfg, frozen),
-        batches(),
-        Schedule(cfg.steps, cfg.log_every),
-        out=out,
-        show=("loss", "accuracy"),
-        progress=progress,
-    )
+    with loader:
+        result = train(
+            state,
+            reward_train.make_train_step(classifier, model_cfg, frozen),
+            batches(),
+            Schedule(cfg.steps, cfg.log_every),
+            out=out,
+            show=("loss", "accuracy"),
+            progress=progress,
+        )
     save_params(out, result.step, result.state.params)
     params = reward_train.merge_params(result.state.params, frozen)
     logit_fn = jax.jit(classifier.logits)
 
-    def logits(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
+    def logits(images, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
         return reward_train.predict_logits(logit_fn, params, images, frame, task)
 
     summary = {
@@ -290,10 +307,10 @@ def _calibrate_and_score(cfg, labels_cfg, logits, data: _Data, heldout, wm, prog
     val_logits = logits(data.images, val.frame, val.task)
     calibration = calibrate(val_logits, val.label, cfg.target_fpr)
 
-    def probs(images: np.ndarray, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
+    def probs(images, frame: np.ndarray, task: np.ndarray) -> np.ndarray:
         return ev.calibrated(logits(images, frame, task), calibration)
 
-    on, episodes = (data.cache, data.val_episodes) if heldout is None else (heldout, None)
+    on, episodes = (data.recorded, data.val_episodes) if heldout is None else (heldout, None)
     evaluation = ev.evaluate(on, episodes, tasks, labels_cfg, probs, calibration)
     if wm is not None:
         imagined = data.imagined
@@ -311,11 +328,12 @@ def _calibrate_and_score(cfg, labels_cfg, logits, data: _Data, heldout, wm, prog
     }
 
 
-def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCache | None:
+def _load_heldout(cfg: TrainRewardConfig, tasks, image_size: int, progress) -> EpisodeData | None:
     """The held-out stores, checked against the training data before any training."""
-    if not heldout:
+    if not cfg.heldout:
         return None
-    on, where = EpisodeCache(list(heldout)), ", ".join(heldout)
+    on = EpisodeData(list(cfg.heldout), pipeline=cfg.input, progress=progress)
+    where = ", ".join(cfg.heldout)
     if _image_size(on, where) != image_size:
         raise ConfigError(
             f"{where}: held-out frames are {_image_size(on, where)} px, the training "
@@ -326,8 +344,8 @@ def _load_heldout(heldout: tuple[str, ...], tasks, image_size: int) -> EpisodeCa
     return on
 
 
-def _load_world_model(spec: str, tasks, image_size: int, caches):
-    """The --world-model checkpoint (None without one), checked against the data (the caches;
+def _load_world_model(spec: str, tasks, image_size: int, datas):
+    """The --world-model checkpoint (None without one), checked against the data (EpisodeData;
     None entries skipped) before any training."""
     if not spec:
         return None
@@ -346,37 +364,37 @@ def _load_world_model(spec: str, tasks, image_size: int, caches):
             f"--world-model {spec}: imagines {wm.info.image_size} px frames, the data's are "
             f"{image_size} px"
         )
-    for cache in filter(None, caches):
-        proprio, action = cache.arrays["proprio"].shape[1], cache.arrays["action"].shape[1]
+    for data in filter(None, datas):
+        proprio, action = data.proprio_dim, data.action_dim
         if (proprio, action) != (wm.info.proprio_dim, wm.info.action_dim):
             raise ConfigError(
-                f"{', '.join(map(str, cache.roots))}: {proprio}-D proprio and {action}-D "
+                f"{data.where}: {proprio}-D proprio and {action}-D "
                 f"actions, the world model's are {wm.info.proprio_dim}-D and "
                 f"{wm.info.action_dim}-D"
             )
     return wm
 
 
-def _covered_tasks(tasks: tuple[str, ...], cache: EpisodeCache, where: str) -> tuple[str, ...]:
+def _covered_tasks(tasks: tuple[str, ...], data: EpisodeData, where: str) -> tuple[str, ...]:
     if not tasks:
-        return tuple(cache.task_names)
+        return tuple(data.task_names)
     for task in tasks:
-        if task not in cache.task_names:
+        if task not in data.task_names:
             raise ConfigError(
                 f"{where}: no episodes of task {task!r}; the data holds "
-                f"{', '.join(cache.task_names)}"
+                f"{', '.join(data.task_names)}"
             )
     return tuple(dict.fromkeys(tasks))
 
 
-def _image_size(cache: EpisodeCache, where: str) -> int:
-    h, w = cache.arrays["image"].shape[1:3]
+def _image_size(data: EpisodeData, where: str) -> int:
+    h, w = data.image_shape[:2]
     if h != w:
         raise ConfigError(f"{where}: the reward classifier needs square images, got {h}x{w}")
     return int(h)
 
 
-def _instruction(cache: EpisodeCache, task: str) -> str:
+def _instruction(data: EpisodeData, task: str) -> str:
     """The most common instruction of the task's episodes."""
-    texts = [m.instruction for m in cache.meta if m.task == task]
+    texts = [m.instruction for m in data.meta if m.task == task]
     return max(dict.fromkeys(texts), key=texts.count)

@@ -227,3 +227,22 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o5").exists()  # refused before the run directory is made
     assert main(["train", "reward", "--out", str(tmp_path / "o6")]) == 2
     assert "give at least one --data directory" in capsys.readouterr().err
+
+
+def test_streamed_episodes_train_the_classifier_ram_trains(tmp_path):
+    """The episodes read from the store's pack (input.mode=stream, small arrays read per row
+    too) train, calibrate and score exactly as when they are held in RAM."""
+    data = write_patch_store(tmp_path / "data", won=4, lost=2)
+    heldout = write_patch_store(tmp_path / "heldout", won=2, lost=1, seed=1)
+    runs = {}
+    for name, mode in (("ram", ["input.mode=memory"]), ("stream", ["input.mode=stream"])):
+        if name == "stream":
+            mode.append("input.memory_mb=0.001")
+        extra = ["--heldout", str(heldout), "--steps", "20", "--val-fraction", "0.3", *mode]
+        assert train(tmp_path / name, data, extra=extra) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        for timing in ("seconds", "first_step_seconds", "steps_per_second"):
+            runs[name]["training"].pop(timing)
+    assert (data / "packed").is_dir() and (heldout / "packed").is_dir()  # streamed from packs
+    assert runs["ram"] == runs["stream"]
+    assert runs["ram"]["training"]["steps"] == 20

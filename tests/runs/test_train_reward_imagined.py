@@ -19,7 +19,7 @@ from test_train_reward import train, write_patch_store
 from robolearn import imagination
 from robolearn.cli import main
 from robolearn.core.config import load_preset
-from robolearn.data.loader import EpisodeCache
+from robolearn.data.pipeline import EpisodeData, PipelineConfig
 from robolearn.data.synthetic import write_random_store
 from robolearn.runs import reward_eval
 
@@ -82,7 +82,7 @@ def test_imagined_frames_are_trained_calibrated_and_scored(stores, tmp_path, cap
 
 def test_imagined_frames_are_labelled_like_the_recorded_frame_at_the_same_step(stores):
     _, data, _, _ = stores
-    cache = EpisodeCache([str(data)])
+    cache = EpisodeData([str(data)], pipeline=PipelineConfig(mode="memory"))
     n = len(cache.meta)
     # imagined "frames" that name their episode and step, laid out like the cache
     images = np.zeros((n * (STEPS + 1), 1, 1, 3), np.uint8)
@@ -120,7 +120,7 @@ def test_a_hallucinating_model_s_imagined_successes_go_unrewarded(stores, tmp_pa
     assert main([*argv, "--out", str(tmp_path / "real")]) == 0
     assert main([*argv, "--world-model", str(wm), "--out", str(tmp_path / "both")]) == 0
 
-    held = EpisodeCache([str(heldout)])
+    held = EpisodeData([str(heldout)], pipeline=PipelineConfig(mode="memory"))
     starts, image = held.frame_start, held.arrays["image"]
     failed = [s for s in starts if not held.arrays["success"][s + STEPS]]
     frames = np.concatenate([_hallucinate(image[s + 1 : s + STEPS + 1]) for s in failed])
