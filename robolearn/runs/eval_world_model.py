@@ -19,6 +19,13 @@ Two measurements, both from the recorded frames and actions of the held-out stor
    success (higher is better); and, as the detector's own error, the same fractions on the real
    final frames. In simulation the real outcome under the same actions is the recorded success flag
    of the final frame.
+
+The episodes are read through the input pipeline (robolearn.data.pipeline, `input.*`: in RAM when
+they fit input.memory_mb, else streamed from the store's pack) one at a time, and imagined a batch
+at a time (`batch_size` windows, batch k with key fold_in(key(seed), k); whole episodes in batches
+of one length): memory is the pipeline's budget, a batch of rollouts and the detector's frames.
+The detector is fitted on at most `detector_frames` real frames (all of them when there are fewer,
+else a seeded sample of both outcomes, half each where they have enough).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.progress import Progress
 from robolearn.core.rundir import RunOptions
-from robolearn.data.loader import EpisodeCache
+from robolearn.data.pipeline import EpisodeData, PipelineConfig
 from robolearn.imagination import Imaginer, context_window, imagine_episodes
 from robolearn.runs.parts import SamplerChoice
 from robolearn.world_models import metrics
@@ -64,13 +71,19 @@ class EvalWorldModelConfig(SamplerChoice):
     """use only the first N episodes (default: all)"""
     detector_steps: int = 400
     """training steps of the success detector; 0 skips outcome fidelity"""
+    detector_frames: int = 10000
+    """real frames the success detector is fitted on, at most (a seeded sample of both outcomes
+    when the data holds more; 10000 frames of 64x64 take 123 MB)"""
+    input: PipelineConfig = PipelineConfig()
+    """how the episodes are read: memory budget, RAM or streaming (robolearn.data.pipeline;
+    e.g. input.memory_mb=512)"""
 
     def __post_init__(self):
         if not self.model:
             raise ConfigError("give the world model to evaluate: --model CKPT or a bundle part")
         if not self.data:
             raise ConfigError("give at least one held-out --data directory")
-        require_positive(self, "horizon", "stride", "batch_size")
+        require_positive(self, "horizon", "stride", "batch_size", "detector_frames")
         if self.max_episodes is not None:
             require_positive(self, "max_episodes")
         if self.detector_steps < 0:
@@ -94,12 +107,14 @@ def run_eval_world_model(
     cfg: EvalWorldModelConfig, wm: FrozenWorldModel, out: Path, progress: bool = True
 ) -> dict:
     """Both measurements; writes results.json and config.yaml to `out` and returns the results."""
-    cache = EpisodeCache(list(cfg.data), tasks=list(wm.info.tasks))
-    episodes = _episodes(cache, cfg.max_episodes)
-    image = cache.arrays["image"]
-    if image.shape[1:] != (wm.info.image_size, wm.info.image_size, 3):
+    data = EpisodeData(
+        list(cfg.data), tasks=list(wm.info.tasks), pipeline=cfg.input, progress=progress
+    )
+    episodes = list(range(len(data.paths)))[: cfg.max_episodes]
+    h, w = data.image_shape[:2]
+    if tuple(data.image_shape) != (wm.info.image_size, wm.info.image_size, 3):
         raise ConfigError(
-            f"{', '.join(cfg.data)}: frames are {image.shape[1]}x{image.shape[2]}, the world "
+            f"{', '.join(cfg.data)}: frames are {h}x{w}, the world "
             f"model's are {wm.info.image_size}x{wm.info.image_size}"
         )
     used = {"sampler_steps": wm.sampler.steps, "sampler_method": wm.sampler.method}
@@ -107,8 +122,8 @@ def run_eval_world_model(
     imaginer = Imaginer(wm, cfg.batch_size)
     rng = jax.random.key(cfg.seed)
     start = time.perf_counter()
-    open_loop = _open_loop(cfg, wm, episodes, imaginer, rng, progress)
-    outcome = _outcome(cfg, cache, episodes, imaginer, rng, progress)
+    open_loop = _open_loop(cfg, wm, data, episodes, imaginer, rng, progress)
+    outcome = _outcome(cfg, data, episodes, imaginer, rng, progress)
     result = {
         "model": cfg.model,
         "data": list(cfg.data),
@@ -123,49 +138,70 @@ def run_eval_world_model(
     return result
 
 
-def _episodes(cache: EpisodeCache, limit: int | None) -> list[dict]:
-    a = cache.arrays
-    eps = []
-    for e, (fs, ss, n) in enumerate(
-        zip(cache.frame_start, cache.step_start, cache.num_steps, strict=True)
-    ):
-        eps.append(
-            {
-                "index": e,
-                "image": a["image"][fs : fs + n + 1],
-                "proprio": a["proprio"][fs : fs + n + 1],
-                "action": a["action"][ss : ss + n],
-                "success": bool(a["success"][fs + n]),
-            }
+def _read(data: EpisodeData, e: int) -> dict:
+    """Episode e's image [N+1, H, W, 3], proprio [N+1, P] and action [N, A]."""
+    n = int(data.num_steps[e])
+    return {
+        "image": data.read_frames("image", e, 0, n + 1),
+        "proprio": data.read_frames("proprio", e, 0, n + 1),
+        "action": data.read_steps("action", e, 0, n),
+    }
+
+
+def _window_batches(data: EpisodeData, windows, context: int, horizon: int, batch_size: int):
+    """The open-loop windows [(episode, start)] read an episode at a time, in batches of
+    `batch_size`: (context frames [b, T, H, W, 3], the actions into them [b, T, A], proprio
+    [b, T, P], the future actions [b, H', A], the real future frames [b, H', H, W, 3], the last
+    real frame [b, H, W, 3]) with H' = horizon."""
+    pending, current, ep = [], None, None
+    for e, s in windows:
+        if e != current:
+            current, ep = e, _read(data, e)
+        image, action = ep["image"], ep["action"]
+        pending.append(
+            (
+                *context_window(image, action, ep["proprio"], s, context),
+                action[s : s + horizon].astype(np.float32),
+                image[s + 1 : s + horizon + 1],
+                image[s],
+            )
         )
-    return eps[:limit] if limit else eps
+        if len(pending) == batch_size:
+            yield tuple(np.stack(x) for x in zip(*pending, strict=True))
+            pending = []
+    if pending:
+        yield tuple(np.stack(x) for x in zip(*pending, strict=True))
 
 
-def _open_loop(cfg, wm, episodes, imaginer, rng, progress) -> dict:
+def _open_loop(cfg, wm, data, episodes, imaginer, rng, progress) -> dict:
     t, h = wm.info.context, cfg.horizon
-    windows = []
-    for ep in episodes:
-        n = len(ep["action"])
-        for s in range(0, n - h + 1, cfg.stride):
-            windows.append((ep, s))
+    windows = [
+        (e, s) for e in episodes for s in range(0, int(data.num_steps[e]) - h + 1, cfg.stride)
+    ]
     if not windows:
         raise ConfigError(f"no episode is long enough for horizon {h}; lower --horizon")
-    ctx = [context_window(ep["image"], ep["action"], ep["proprio"], s, t) for ep, s in windows]
-    frames, acts, prop = (np.stack(x) for x in zip(*ctx, strict=True))
-    future = np.stack([ep["action"][s : s + h] for ep, s in windows]).astype(np.float32)
-    real = np.stack([ep["image"][s + 1 : s + h + 1] for ep, s in windows])
-    last = np.stack([ep["image"][s] for ep, s in windows])
-    bar = Progress(1, "open-loop rollouts", enabled=progress)
-    imagined, _ = imaginer(rng, frames, acts, prop, future)
-    bar.update(1, f"{len(windows)} windows x {h} steps")
+    # per step: the MSE of the model and of the baseline, their SSIM, summed over windows
+    sums = np.zeros((4, h))
+    bar = Progress(len(windows), "open-loop window", enabled=progress)
+    done = 0
+    for k, batch in enumerate(_window_batches(data, windows, t, h, cfg.batch_size)):
+        frames, acts, prop, future, real, last = batch
+        imagined, _ = imaginer(jax.random.fold_in(rng, k), frames, acts, prop, future)
+        baseline = np.repeat(last[:, None], h, axis=1)
+        sums += [
+            np.asarray(metrics.mse(imagined, real)).sum(0),
+            np.asarray(metrics.mse(baseline, real)).sum(0),
+            np.asarray(metrics.ssim(imagined, real)).sum(0),
+            np.asarray(metrics.ssim(baseline, real)).sum(0),
+        ]
+        done += len(frames)
+        bar.update(done, f"x {h} steps")
     bar.close()
-    baseline = np.repeat(last[:, None], h, axis=1)
+    mse_model, mse_base, s_model, s_base = sums / len(windows)
     # PSNR per step is that of the mean MSE over windows: windows where the scene stands still
     # (identical frames, infinite PSNR) then count as zero error instead of dominating a mean.
-    p_model = np.asarray(metrics.psnr_from_mse(np.asarray(metrics.mse(imagined, real)).mean(0)))
-    p_base = np.asarray(metrics.psnr_from_mse(np.asarray(metrics.mse(baseline, real)).mean(0)))
-    s_model = np.asarray(metrics.ssim(imagined, real)).mean(0)
-    s_base = np.asarray(metrics.ssim(baseline, real)).mean(0)
+    p_model = np.asarray(metrics.psnr_from_mse(mse_model))
+    p_base = np.asarray(metrics.psnr_from_mse(mse_base))
     per_step = {
         "psnr": p_model.tolist(),
         "psnr_baseline": p_base.tolist(),
@@ -176,26 +212,53 @@ def _open_loop(cfg, wm, episodes, imaginer, rng, progress) -> dict:
     return {"windows": len(windows), "horizon": h, "per_step": per_step, "beats_baseline": beats}
 
 
-def _outcome(cfg, cache, episodes, imaginer, rng, progress) -> dict | None:
+def detector_sample(success: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """Sorted frame rows int64 [<= limit] to fit the success detector on, of frames whose
+    success flags are `success` bool [F]: all of them when F <= limit, else a seeded sample
+    without replacement, half positives and half negatives where both have enough (the other
+    class fills the rest)."""
+    if len(success) <= limit:
+        return np.arange(len(success), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(success), np.flatnonzero(~success)
+    n_pos = min(len(pos), max(limit // 2, limit - len(neg)))
+    picked = [rng.choice(pos, n_pos, replace=False), rng.choice(neg, limit - n_pos, replace=False)]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def _outcome(cfg, data, episodes, imaginer, rng, progress) -> dict | None:
     if cfg.detector_steps == 0:
         return None
-    labels = cache.arrays["success"].astype(bool)
+    labels = np.concatenate(
+        [data.read_frames("success", e, 0, int(n) + 1) for e, n in enumerate(data.num_steps)]
+    ).astype(bool)
     if labels.all() or not labels.any():
         return {"skipped": "the held-out frames hold only one outcome; no detector can be fitted"}
     from robolearn.reward_models.train import fit_success_cnn
 
-    bar = Progress(2, "outcome fidelity", enabled=progress)
-    detector = fit_success_cnn(cache.arrays["image"], labels, steps=cfg.detector_steps)
-    bar.update(1, "detector fitted")
-    recorded = [(ep["image"], ep["action"], ep["proprio"]) for ep in episodes]
-    imagined = imagine_episodes(imaginer, rng, recorded)
-    p_imagined = detector(np.stack([frames[-1] for frames in imagined]))
-    p_real = detector(np.stack([ep["image"][-1] for ep in episodes]))
-    rows = [
-        (ep["success"], pi >= 0.5, pr >= 0.5)
-        for ep, pi, pr in zip(episodes, p_imagined, p_real, strict=True)
-    ]
-    bar.update(2, f"{len(rows)} episodes imagined in full")
+    bar = Progress(len(episodes) + 1, "outcome fidelity", enabled=progress)
+    sample = detector_sample(labels, cfg.detector_frames, cfg.seed)
+    detector = fit_success_cnn(
+        data.frames("image", sample), labels[sample], steps=cfg.detector_steps
+    )
+    bar.update(1, f"detector fitted on {len(sample)} frames")
+    by_length: dict[int, list[int]] = {}
+    for e in episodes:
+        by_length.setdefault(int(data.num_steps[e]), []).append(e)
+    b = cfg.batch_size
+    chunks = [g[i : i + b] for g in by_length.values() for i in range(0, len(g), b)]
+    rows = []
+    for k, chunk in enumerate(chunks):
+        eps = [_read(data, e) for e in chunk]
+        recorded = [(ep["image"], ep["action"], ep["proprio"]) for ep in eps]
+        imagined = imagine_episodes(imaginer, jax.random.fold_in(rng, k), recorded)
+        p_imagined = detector(np.stack([frames[-1] for frames in imagined]))
+        p_real = detector(np.stack([ep["image"][-1] for ep in eps]))
+        won = [bool(data.read_frames("success", e, int(data.num_steps[e]), 1)[0]) for e in chunk]
+        rows += [
+            (ok, pi >= 0.5, pr >= 0.5) for ok, pi, pr in zip(won, p_imagined, p_real, strict=True)
+        ]
+        bar.update(1 + len(rows), f"{len(rows)} episodes imagined in full")
     bar.close()
     rows = np.asarray(rows, bool)
     real_ok, imag_ok, det_ok = rows[:, 0], rows[:, 1], rows[:, 2]
@@ -212,6 +275,7 @@ def _outcome(cfg, cache, episodes, imaginer, rng, progress) -> dict | None:
         "detector_success_on_successful_real": rate(real_ok, det_ok),
         "outcome_agreement": float((imag_ok == real_ok).mean()),
         "detector_steps": cfg.detector_steps,
+        "detector_frames": len(sample),
     }
 
 

@@ -2,6 +2,7 @@
 on tiny models trained for a few steps (tiny presets; outputs are checked, not quality)."""
 
 import json
+import shutil
 
 import imageio.v2 as imageio
 import jax
@@ -141,6 +142,41 @@ def test_eval_world_model_reports_per_step_fidelity_and_outcomes(parts, capsys):
     oc = result["outcome"]
     assert oc["failed_episodes"] == 2 and oc["successful_episodes"] == 2
     assert 0.0 <= oc["imagined_success_on_failed"] <= 1.0
+
+
+def test_eval_world_model_reads_streamed_episodes_as_it_reads_them_in_ram(parts, tmp_path):
+    """input.mode=stream (every key read from the pack) gives the results RAM gives; windows and
+    episodes are imagined in batches (--batch-size 3: 8 windows in 3 batches, 4 episodes in 2)."""
+    data = tmp_path / "data"
+    shutil.copytree(parts["data"], data, ignore=shutil.ignore_patterns("packed"))
+    results = {}
+    for mode in ("memory", "stream"):
+        out = tmp_path / mode
+        argv = ["eval", "world-model", "--model", str(parts["wm"]), "--data", str(data)]
+        argv += ["--horizon", "3", "--stride", "2", "--detector-steps", "5", "--batch-size", "3"]
+        argv += ["--out", str(out), "--quiet", f"input.mode={mode}", "input.memory_mb=0.001"]
+        assert main(argv) == 0
+        results[mode] = json.loads((out / "results.json").read_text())
+        results[mode].pop("seconds")
+    assert (data / "packed").is_dir()
+    assert results["memory"] == results["stream"]
+    assert results["memory"]["open_loop"]["windows"] == 8
+    assert results["memory"]["outcome"]["detector_frames"] == 4 * 7  # every frame: fewer than 10000
+
+
+def test_the_detector_sample_is_bounded_and_keeps_both_outcomes():
+    from robolearn.runs.eval_world_model import detector_sample
+
+    success = np.zeros(100, bool)
+    success[[3, 50, 51, 97]] = True
+    np.testing.assert_array_equal(detector_sample(success, 100), np.arange(100))
+    sample = detector_sample(success, 10, seed=1)
+    assert len(sample) == 10 and (np.diff(sample) > 0).all()
+    assert success[sample].sum() == 4  # every positive (fewer than half), negatives fill the rest
+    success = np.arange(100) % 3 == 0
+    sample = detector_sample(success, 20, seed=1)
+    assert success[sample].sum() == 10 and len(np.unique(sample)) == 20
+    np.testing.assert_array_equal(sample, detector_sample(success, 20, seed=1))
 
 
 def test_export_keeps_only_ema_weights_with_identical_outputs(parts, capsys):
