@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
+from robolearn.data.pipeline import PipelineConfig
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.runs.parts import Parts, part_spec
 
@@ -69,6 +71,9 @@ class RefineConfig:
     ppo: PPOConfig = PPOConfig()
     """the PPO settings (configs/ppo/default.yaml); flags such as --actor-lr set its fields. A
     resumed run keeps its checkpoint's (ppo.yaml)"""
+    input: PipelineConfig = PipelineConfig()
+    """how the --data episodes are read (only their frames up to the start step are used):
+    memory budget, RAM or streaming (robolearn.data.pipeline; e.g. input.mode=stream)"""
 
     def __post_init__(self):
         if not self.task:
@@ -138,7 +143,7 @@ def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True
     # a resumed run's state (critic shape, optimizer chains) and updates follow its ppo.yaml
     ppo = read_ppo_config(out) if resuming else cfg.resolved_ppo(horizon)
     size = parts.world_model.info.image_size
-    episodes = recorded_episodes(cfg, size) if cfg.data else None  # read the stores once
+    episodes = recorded_episodes(cfg, size, progress) if cfg.data else None  # read once
     pool = initial_windows(cfg, parts.world_model.info, episodes)
     early = early_frames(cfg, parts, episodes)
     if not resuming:
@@ -284,36 +289,54 @@ def initial_windows(
     if not cfg.data:
         image, proprio = initial_frames(cfg, size)
         return start_window(image, proprio, t, wm_info.action_dim)
+    episodes = episodes or recorded_episodes(cfg, size)
+    if not cfg.start_step:  # first frames: padded as at a reset (no action led into them)
+        image = np.stack([ep.image[0] for ep in episodes])
+        proprio = np.stack([ep.proprio[0] for ep in episodes]).astype(np.float32)
+        return start_window(image, proprio, t, wm_info.action_dim)
     windows = [
-        context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t)
-        for ep in episodes or recorded_episodes(cfg, size)
+        context_window(ep.image, ep.action, ep.proprio, cfg.start_step, t) for ep in episodes
     ]
     frames, actions, proprio = (np.stack(x) for x in zip(*windows, strict=True))
     return frames, actions, proprio.astype(np.float32)
 
 
-def recorded_episodes(cfg: RefineConfig, size: int) -> list:
-    """The --data episodes of the task longer than the start step (images checked against the
-    world model's size); a one-line error if there are none."""
-    from robolearn.data.store import iter_episodes
+class RecordedStart(NamedTuple):
+    """The beginning of a recorded episode, up to the start step S: image uint8 [S+1, H, W, 3],
+    action float32 [S, A] (the actions between those frames), proprio float32 [S+1, P]."""
 
-    episodes, short = [], 0
-    for root in cfg.data:
-        for path, ep in iter_episodes(root):
-            if ep.meta.task != cfg.task:
-                continue
-            if ep.image.shape[1:3] != (size, size):
-                raise ConfigError(
-                    f"{path}: images are {ep.image.shape[1]}x{ep.image.shape[2]}, the world "
-                    f"model imagines {size}x{size}"
-                )
-            if len(ep.image) <= cfg.start_step:
-                short += 1
-                continue
-            episodes.append(ep)
+    image: np.ndarray
+    action: np.ndarray
+    proprio: np.ndarray
+
+
+def recorded_episodes(cfg: RefineConfig, size: int, progress: bool = True) -> list[RecordedStart]:
+    """The beginnings (frames 0 .. start_step) of the --data episodes of the task longer than
+    the start step, read through the input pipeline (cfg.input; streamed, only those frames
+    are read), images checked against the world model's size; a one-line error if there are
+    none."""
+    from robolearn.data.pipeline import EpisodeData
+
+    data = EpisodeData(list(cfg.data), tasks=cfg.task, pipeline=cfg.input, progress=progress)
+    h, w = data.image_shape[:2]
+    if (h, w) != (size, size):
+        raise ConfigError(
+            f"{data.where}: images are {h}x{w}, the world model imagines {size}x{size}"
+        )
+    s = cfg.start_step
+    episodes = [  # copies: the pipeline's arrays are not kept alive by views
+        RecordedStart(
+            data.read_frames("image", e, 0, s + 1).copy(),
+            data.read_steps("action", e, 0, s).copy(),
+            data.read_frames("proprio", e, 0, s + 1).copy(),
+        )
+        for e in range(len(data.paths))
+        if data.num_steps[e] + 1 > s
+    ]
     if not episodes:
-        more = f" longer than {cfg.start_step} steps" if short else ""
-        raise ConfigError(f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r}{more}")
+        raise ConfigError(
+            f"{', '.join(cfg.data)}: no episodes of task {cfg.task!r} longer than {s} steps"
+        )
     return episodes
 
 

@@ -272,3 +272,40 @@ def test_imagine_shows_the_predicted_reward(parts, tmp_path, capsys):
         main([*argv[:7], "--reward", "none", "--horizon", "2", "--out", str(tmp_path / "n")]) == 0
     )
     assert "reward" not in json.loads((tmp_path / "n" / "results.json").read_text())
+
+
+def test_start_frames_are_read_through_the_input_pipeline(tmp_path):
+    """Only the frames up to the start step are kept, the same whether the episodes are held in
+    RAM or streamed from the pack (input.mode); they are the store's episodes' first frames."""
+    from types import SimpleNamespace
+
+    from robolearn.data.pipeline import PipelineConfig
+    from robolearn.data.store import iter_episodes
+    from robolearn.runs.refine import initial_windows, recorded_episodes
+
+    data = write_random_store(tmp_path / "d", 3, 6, image_size=16, seed=4)
+    write_random_store(data, 2, 6, image_size=16, task="push")
+    episodes = [ep for _, ep in iter_episodes(data) if ep.meta.task == "drawer"]
+    info = SimpleNamespace(context=3, image_size=16, action_dim=7)
+    read = {}
+    for mode in ("memory", "stream"):
+        pipeline = PipelineConfig(mode=mode, memory_mb=0.001 if mode == "stream" else 64)
+        cfg = RefineConfig(task="drawer", data=(str(data),), start_step=4, input=pipeline)
+        starts = recorded_episodes(cfg, 16, progress=False)
+        assert len(starts) == 3
+        for start, ep in zip(starts, episodes, strict=True):
+            np.testing.assert_array_equal(start.image, ep.image[:5])
+            np.testing.assert_array_equal(start.action, ep.action[:4])
+            np.testing.assert_array_equal(start.proprio, ep.proprio[:5])
+        read[mode] = initial_windows(cfg, info, starts)
+    assert (data / "packed").is_dir()
+    for ram, streamed in zip(read["memory"], read["stream"], strict=True):
+        np.testing.assert_array_equal(ram, streamed)
+    # start step 0: the first frame and proprio, padded as at a reset (zero actions)
+    cfg = RefineConfig(task="drawer", data=(str(data),), input=PipelineConfig(mode="stream"))
+    starts = recorded_episodes(cfg, 16, progress=False)
+    assert [s.image.shape[0] for s in starts] == [1, 1, 1] and starts[0].action.shape == (0, 7)
+    frames, actions, proprio = initial_windows(cfg, info, starts)
+    assert frames.shape == (3, 3, 16, 16, 3) and not actions.any()
+    np.testing.assert_array_equal(frames[:, 0], np.stack([ep.image[0] for ep in episodes]))
+    np.testing.assert_array_equal(proprio[:, -1], np.stack([ep.proprio[0] for ep in episodes]))
