@@ -21,11 +21,13 @@ Batches (B = batch size, T = window length in actions, H/W image side, P proprio
 
 Where the frames come from (`EpisodeData`, chosen automatically with mode "auto"): when every
 selected episode decoded fits the memory budget (`memory_mb`), they are decoded once into RAM
-(from the pack if the store has an up-to-date one, else from the store's files); otherwise they
-are read window by window from the store's packed form (robolearn.data.packed), which is built or
-brought up to date first, and the pipeline holds only the batches in flight, whatever the data
-size. The whole-data-in-RAM path wins for small stores (no pack to build, no reads); streaming
-is the only path for data larger than memory.
+(from the pack if the store has an up-to-date one, else from the store's files); otherwise the
+images are read window by window (one positioned read per sample) from the store's packed form
+(robolearn.data.packed), which is built or brought up to date first, and the pipeline holds only
+the batches in flight, whatever the data size, plus the small arrays (proprio, action, reward,
+success: ~1 % of the bytes at 64x64) when they fit a quarter of the budget (else those are read
+per sample too). The whole-data-in-RAM path wins for small stores (no pack to build, no
+reads); streaming is the only path for data larger than memory.
 
 Sampling, on Grain (google/grain: deterministic, sharded, checkpointable; docs/training.md says
 why it was chosen): the samples (every transition, or every window) of the selected episodes in
@@ -35,6 +37,10 @@ takes every N-th sample from the i-th (disjoint shards; together the N processes
 global sequence, batch k of all processes = samples [k*B*N, (k+1)*B*N) of it), then batches of B
 are read by `threads` reader threads (and `workers` extra processes, if set) ahead of training.
 The same data, seed, batch size and process count give the same batches in any run.
+
+Labelled frames (a success classifier's training data) have their own loader, `FrameLoader`:
+balanced batches of frames picked by global frame row (`EpisodeData.frames`, which also reads
+any frames by row for scoring), positives and negatives each shuffled and repeated, mixed 1:1.
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ from robolearn.data.store import EpisodeError, list_episodes, open_store, read_e
 
 MODES = ("auto", "memory", "stream")
 _KEYS = ("image", "proprio", "success", "action", "reward")
+_FRAME_KEYS = ("image", "proprio", "success")  # T+1 rows per episode; the others T
+# Streaming keeps the small per-step arrays (everything but images) in RAM when they take at most
+# this share of the memory budget, so that a sample costs one read (its images), not five.
+_SMALL_SHARE = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +164,7 @@ class EpisodeData:
     def proprio_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, std, std of the within-episode one-step change) of proprio, float64 [P] each,
         over every frame; streamed episode by episode (bounded memory) unless in RAM."""
-        if self.in_memory:
+        if "proprio" in self.arrays:
             proprio = self.arrays["proprio"].astype(np.float64)
             deltas = np.concatenate(
                 [
@@ -181,33 +191,58 @@ class EpisodeData:
         """Rows [first, first + count) of one episode's step array (action, reward)."""
         return self._rows(key, episode, first, count, frames=False)
 
+    @property
+    def num_frames(self) -> int:
+        """Frame rows of every selected episode together (T+1 per episode)."""
+        return int(self.num_steps.sum()) + len(self.num_steps)
+
+    def frames(self, key: str, index: np.ndarray) -> np.ndarray:
+        """[N, ...] rows of a frame array (image, proprio, success) by global frame row, index
+        int [N] in [0, num_frames) (episode e's frame t is row frame_start[e] + t), in the order
+        given: fancy indexing in RAM, one positioned read per row when streamed."""
+        if key not in _FRAME_KEYS:
+            raise ValueError(f"frames() reads {', '.join(_FRAME_KEYS)}, not {key!r}")
+        index = np.asarray(index, np.int64).reshape(-1)
+        if len(index) and not (index.min() >= 0 and index.max() < self.num_frames):
+            raise IndexError(
+                f"frame rows {index.min()}..{index.max()} outside [0, {self.num_frames})"
+            )
+        if key in self.arrays:
+            return self.arrays[key][index]
+        episode = np.searchsorted(self.frame_start, index, side="right") - 1
+        return self.gather(key, episode, (index - self.frame_start[episode])[:, None])[:, 0]
+
     def gather(self, key: str, episode: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """[B, K, ...] rows of `key` of the episodes `episode` [B]; `rows` [B, K] are row indices
         within each episode, non-decreasing along K and each row's span at most K long."""
-        frames = key in ("image", "proprio", "success")
+        frames = key in _FRAME_KEYS
         start = (self.frame_start if frames else self.step_start)[episode]
-        if self.in_memory:
+        if key in self.arrays:  # every key in RAM mode; the small ones when streaming
             return self.arrays[key][start[:, None] + rows]
-        reader_rows = self._shard_rows(episode, frames)
         shape = self._row_shape(key)
         out = np.empty((len(episode), rows.shape[1], *shape), self._dtype(key))
-        for b in range(len(episode)):
-            lo, hi = int(rows[b, 0]), int(rows[b, -1]) + 1
-            shard, base = reader_rows[b]
+        shards = self._packed_shard[episode].tolist()
+        first = (
+            (self._packed_frame if frames else self._packed_step)[episode] + rows[:, 0]
+        ).tolist()
+        lo, hi = rows[:, 0], rows[:, -1] + 1
+        contiguous = (hi - lo == rows.shape[1]).tolist()
+        for b, (shard, row, whole) in enumerate(zip(shards, first, contiguous, strict=True)):
             reader = self._reader(shard)
-            if hi - lo == rows.shape[1]:
-                reader.read_into(key, base + lo, out[b])
-            else:
-                tmp = np.empty((hi - lo, *shape), out.dtype)
-                reader.read_into(key, base + lo, tmp)
-                out[b] = tmp[rows[b] - lo]
+            if whole:  # one positioned read per sample
+                reader.read_into(key, row, out[b])
+            else:  # a padded window repeats its first row
+                tmp = np.empty((int(hi[b] - lo[b]), *shape), out.dtype)
+                reader.read_into(key, row, tmp)
+                out[b] = tmp[rows[b] - lo[b]]
         return out
 
     def _rows(self, key, episode, first, count, frames):
         start = (self.frame_start if frames else self.step_start)[episode] + first
-        if self.in_memory:
+        if key in self.arrays:
             return self.arrays[key][start : start + count]
-        shard, base = self._shard_rows(np.array([episode]), frames)[0]
+        shard = int(self._packed_shard[episode])
+        base = int((self._packed_frame if frames else self._packed_step)[episode])
         out = np.empty((count, *self._row_shape(key)), self._dtype(key))
         self._reader(shard).read_into(key, base + first, out)
         return out
@@ -224,10 +259,6 @@ class EpisodeData:
     @staticmethod
     def _dtype(key: str):
         return {"image": np.uint8, "success": np.bool_}.get(key, np.float32)
-
-    def _shard_rows(self, episode: np.ndarray, frames: bool) -> list[tuple[int, int]]:
-        table = self._packed_frame if frames else self._packed_step
-        return [(int(self._packed_shard[e]), int(table[e])) for e in episode]
 
     def _reader(self, shard: int) -> ShardReader:
         if self._readers is None or self._reader_pid != os.getpid():
@@ -246,12 +277,14 @@ class EpisodeData:
         """[(path, meta, steps)] of the matching episodes in store order (their shapes checked
         alike), and {store: pack dir} for the stores whose pack is present and up to date."""
         selected, shapes, packs = [], [], {}
+        self._read_packs: dict[Path, tuple] = {}  # what _stream reuses when nothing is packed
         for root in self.roots:
             pack_dir = self._pack_dir(root)
             packed, shards = {}, []
             if (pack_dir / MANIFEST).exists():
                 try:
                     episodes, shards = read_pack(pack_dir)
+                    self._read_packs[pack_dir] = (episodes, shards)
                     missing_episodes(root, episodes, pack_dir)  # raises if the pack is stale
                     packed = {ep.file: ep for ep in episodes}
                     packs[root] = pack_dir
@@ -306,7 +339,7 @@ class EpisodeData:
                 if path in packed:
                     reader, ep = packed[path]
                     for key in _KEYS:
-                        frames = key in ("image", "proprio", "success")
+                        frames = key in _FRAME_KEYS
                         rows = np.empty((steps + frames, *self._row_shape(key)), self._dtype(key))
                         reader.read_into(key, ep.frame if frames else ep.step, rows)
                         parts[key].append(rows)
@@ -328,8 +361,10 @@ class EpisodeData:
         where: dict[Path, tuple[int, int, int]] = {}
         for root in self.roots:
             pack_dir = self._pack_dir(root)
-            have = read_pack(pack_dir)[0] if (pack_dir / MANIFEST).exists() else []
-            todo = len(missing_episodes(root, have, pack_dir))
+            read = self._read_packs.get(pack_dir)
+            if read is None and (pack_dir / MANIFEST).exists():
+                read = read_pack(pack_dir)
+            todo = len(missing_episodes(root, read[0] if read else [], pack_dir))
             if todo:
                 print(
                     f"packing {todo} episodes of {root} into {pack_dir} for streaming (once; "
@@ -341,13 +376,41 @@ class EpisodeData:
                     pack_store(root, pack_dir, progress=lambda done, _, bar=bar: bar.update(done))
                 finally:
                     bar.close()
-            episodes, shards = read_pack(pack_dir)
+                read = None
+            episodes, shards = read if read is not None else read_pack(pack_dir)
             offset = len(self._shards)
             self._shards += shards
             for ep in episodes:
                 where[root / "episodes" / ep.file] = (offset + ep.shard, ep.frame, ep.step)
         rows = np.array([where[path] for path, _, _ in selected], np.int64)
         self._packed_shard, self._packed_frame, self._packed_step = rows.T.copy()
+        self._load_small()
+
+    def _load_small(self) -> None:
+        """Read the small arrays (all but images: ~1 % of the bytes at 64x64) of every selected
+        episode into RAM, laid out as in RAM mode, when they fit `_SMALL_SHARE` of the budget."""
+        small = [key for key in _KEYS if key != "image"]
+        steps = int(self.num_steps.sum())
+        rows = {key: steps + len(self.num_steps) * (key in _FRAME_KEYS) for key in small}
+        size = sum(rows[key] * self._row_bytes(key) for key in small)
+        if size > _SMALL_SHARE * self.pipeline.memory_mb * 1e6:
+            return
+        arrays = {
+            key: np.empty((rows[key], *self._row_shape(key)), self._dtype(key)) for key in small
+        }
+        for e, steps in enumerate(self.num_steps.tolist()):
+            reader = self._reader(int(self._packed_shard[e]))
+            for key in small:
+                frames = key in _FRAME_KEYS
+                start = int((self.frame_start if frames else self.step_start)[e])
+                base = int((self._packed_frame if frames else self._packed_step)[e])
+                reader.read_into(key, base, arrays[key][start : start + steps + frames])
+        self.arrays = arrays
+
+    def _row_bytes(self, key: str) -> int:
+        return (
+            int(np.prod(self._row_shape(key), dtype=np.int64)) * np.dtype(self._dtype(key)).itemsize
+        )
 
 
 class _Moments:
@@ -373,7 +436,8 @@ class _Moments:
 
 
 class _Loader(abc.ABC):
-    """Shuffling, sharding, batching and reading on Grain; subclasses define samples and rows."""
+    """Shuffling, sharding, batching and reading on Grain, and the stream's state; subclasses
+    define the samples, their order (`_sequence`) and how a batch of them is read."""
 
     def __init__(
         self,
@@ -401,12 +465,8 @@ class _Loader(abc.ABC):
         self.seed = seed
         self.process_index = process_index
         self.process_count = process_count
-        self._episode, self._step = self._make_samples()
-        if self.num_samples < batch_size * process_count:
-            raise EpisodeError(
-                f"{data.where}: {self.num_samples} samples are too few for batch size "
-                f"{batch_size} on {process_count} process(es)"
-            )
+        self._samples = self._make_samples()
+        self._check_samples()
         self._base = 0  # batches before the current iterator's first
         self._taken = 0  # batches taken from the current iterator
         self._iterator = None
@@ -421,7 +481,7 @@ class _Loader(abc.ABC):
     @property
     def num_samples(self) -> int:
         """Samples in one epoch (every process together)."""
-        return len(self._episode)
+        return len(self._samples[0])
 
     @property
     def position(self) -> int:
@@ -433,9 +493,7 @@ class _Loader(abc.ABC):
         the configured threads and worker processes)."""
         import grain
 
-        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
-        mine = samples[self.process_index :: self.process_count]
-        batches = mine.batch(self.batch_size, drop_remainder=True)[start:]
+        batches = self._sequence().batch(self.batch_size, drop_remainder=True)[start:]
         batches = batches.map(self._read)
         options = grain.ReadOptions(
             num_threads=self.pipeline.threads, prefetch_buffer_size=self._prefetch()
@@ -454,22 +512,34 @@ class _Loader(abc.ABC):
     def sample_ids(self, position: int, batches: int = 1) -> np.ndarray:
         """The global sample indices of this process's batches [position, position + batches)
         (what `episode`/`step` of those batches index), int64 [batches, B]; no reading."""
-        import grain
-
-        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
-        mine = samples[self.process_index :: self.process_count]
+        mine = self._sequence()
         first = position * self.batch_size
         return np.array(
             [mine[first + k] for k in range(batches * self.batch_size)], np.int64
         ).reshape(batches, self.batch_size)
+
+    def _sequence(self):
+        """This process's sample ids in order, an endless Grain MapDataset: every sample of an
+        epoch shuffled with the seed, epochs repeated, every process_count-th from the
+        process_index-th."""
+        import grain
+
+        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
+        return samples[self.process_index :: self.process_count]
+
+    def _check_samples(self) -> None:
+        if self.num_samples < self.batch_size * self.process_count:
+            raise EpisodeError(
+                f"{self.data.where}: {self.num_samples} samples are too few for batch size "
+                f"{self.batch_size} on {self.process_count} process(es)"
+            )
 
     def _prefetch(self) -> int:
         """Batches read ahead: as many as the budget allows beside the data (RAM mode) or
         alone (streaming), at least 1, at most 2 per reader thread."""
         batch = self.batch_bytes()
         budget = self.pipeline.memory_mb * 1e6
-        if self.data.in_memory:
-            budget -= self.data.decoded_bytes()
+        budget -= sum(array.nbytes for array in self.data.arrays.values())
         copies = max(1, self.pipeline.workers) + 1  # each worker's buffer and the consumer's
         fits = int(budget // (batch * copies)) if budget > 0 else 0
         return int(np.clip(fits, 1, max(2, 2 * self.pipeline.threads)))
@@ -565,6 +635,22 @@ class _Loader(abc.ABC):
 
     # -- samples and rows ----------------------------------------------------------------------
 
+    @abc.abstractmethod
+    def _make_samples(self) -> tuple[np.ndarray, ...]:
+        """What each sample is: arrays [N] (N samples in an epoch), kept as self._samples."""
+
+    @abc.abstractmethod
+    def _read(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch of samples `ids` int64 [B] (indices into the sample arrays)."""
+
+    @abc.abstractmethod
+    def _kind(self) -> str:
+        """What kind of sample, for the fingerprint."""
+
+
+class _EpisodeLoader(_Loader):
+    """Samples that start at a step of an episode (transitions, windows)."""
+
     def _make_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(episode index, first step) of every sample, int32 [N] each, in store order."""
         counts = np.maximum(self.data.num_steps - self._span() + 1, 0)
@@ -574,7 +660,7 @@ class _Loader(abc.ABC):
         return episode.astype(np.int32), step.astype(np.int32)
 
     def _read(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        episode, step = self._episode[ids], self._step[ids]
+        episode, step = (samples[ids] for samples in self._samples)
         batch = self._gather(episode.astype(np.int64), step.astype(np.int64))
         batch["episode"] = episode
         batch["step"] = step
@@ -585,15 +671,11 @@ class _Loader(abc.ABC):
         """Actions one sample covers (1 for a transition, T for a window)."""
 
     @abc.abstractmethod
-    def _kind(self) -> str:
-        """What kind of sample, for the fingerprint."""
-
-    @abc.abstractmethod
     def _gather(self, episode: np.ndarray, step: np.ndarray) -> dict[str, np.ndarray]:
         """The batch arrays of samples (episode index [B], first step [B])."""
 
 
-class TransitionLoader(_Loader):
+class TransitionLoader(_EpisodeLoader):
     """Batches of single transitions (obs_t, action_t, reward_t, success_{t+1}); see module doc.
 
     with_next=True adds next_image [B, H, W, 3] and next_proprio [B, P] (obs_{t+1}).
@@ -626,7 +708,7 @@ class TransitionLoader(_Loader):
         return batch
 
 
-class WindowLoader(_Loader):
+class WindowLoader(_EpisodeLoader):
     """Batches of T+1 consecutive frames and the T actions between them; see the module doc.
 
     context: T, the number of actions (and of context frames before the target frame).
@@ -673,6 +755,106 @@ class WindowLoader(_Loader):
             "reward": np.where(before, 0.0, reward).astype(np.float32),
             "success": get("success", episode, frames),
         }
+
+
+class FrameImages:
+    """Images by frame row: rows [0, data.num_frames) are the data's frames (EpisodeData.frames:
+    from RAM or read from the pack), rows from data.num_frames on are `extra`'s (frames held in
+    RAM beside the data, e.g. a world model's imagined ones, uint8 [M, H, W, 3]).
+    images[index int [N]] -> uint8 [N, H, W, 3], in the order given."""
+
+    def __init__(self, data: EpisodeData, extra: np.ndarray | None = None):
+        shape = tuple(data.image_shape)
+        if extra is None:
+            extra = np.zeros((0, *shape), np.uint8)
+        if extra.dtype != np.uint8 or extra.shape[1:] != shape:
+            raise ValueError(f"extra frames must be uint8 [M, {', '.join(map(str, shape))}]")
+        self.data, self.extra = data, extra
+
+    def __len__(self) -> int:
+        return self.data.num_frames + len(self.extra)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, np.int64).reshape(-1)
+        recorded = index < self.data.num_frames
+        if recorded.all():
+            return self.data.frames("image", index)
+        out = np.empty((len(index), *self.data.image_shape), np.uint8)
+        out[recorded] = self.data.frames("image", index[recorded])
+        out[~recorded] = self.extra[index[~recorded] - self.data.num_frames]
+        return out
+
+
+class FrameLoader(_Loader):
+    """Batches of labelled frames, balanced between the classes (a success classifier's):
+
+        image  uint8  [B, H, W, 3]    frame  int64 [B]  (row of `images`)
+        label  bool   [B]             and each of `columns` (e.g. task int32 [B])
+
+    frame int [N] (rows of `images`, a FrameImages or EpisodeData), label bool [N] and columns
+    {name: [N]} describe the N labelled frames; both classes must be present. The positives
+    and the negatives are each a Grain MapDataset shuffled with the seed and repeated (epochs
+    of one class back to back, independent of the other's), each sharded over the processes,
+    then mixed 1:1 (alternately), so a batch holds B/2 of each (an odd B one more positive or
+    negative, alternately). Deterministic by seed, checkpointable like the other loaders."""
+
+    def __init__(
+        self,
+        images: FrameImages | EpisodeData,
+        frame: np.ndarray,
+        label: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        *,
+        columns: dict[str, np.ndarray] | None = None,
+        **kw,
+    ):
+        self.images = images if isinstance(images, FrameImages) else FrameImages(images)
+        self._frame = np.asarray(frame, np.int64)
+        self._label = np.asarray(label, bool)
+        self.columns = {name: np.asarray(c) for name, c in (columns or {}).items()}
+        for name, values in {"label": self._label, **self.columns}.items():
+            if values.shape[:1] != self._frame.shape:
+                raise ValueError(f"{name} has {len(values)} rows, frame {len(self._frame)}")
+        if len(self._frame) and not 0 <= self._frame.min() <= self._frame.max() < len(self.images):
+            raise IndexError(f"frames must be rows of the {len(self.images)} images")
+        super().__init__(self.images.data, batch_size, seed, **kw)
+
+    def _make_samples(self):
+        return self._frame, self._label
+
+    def _check_samples(self) -> None:
+        if self._label.all() or not self._label.any():
+            missing = "negative" if len(self._label) and self._label.all() else "positive"
+            raise EpisodeError(
+                f"{self.data.where}: no {missing} frame among the {len(self._label)} labelled "
+                "ones; balanced batches need both classes"
+            )
+
+    def _sequence(self):
+        import grain
+
+        classes = []
+        # Grain seeds epoch k with seed + k: the negatives' seed sits half the range away, so
+        # that no epoch of theirs is shuffled like one of the positives'
+        for c, ids in enumerate((np.flatnonzero(self._label), np.flatnonzero(~self._label))):
+            seed = (self.seed + c * 2**31) % 2**32
+            stream = grain.MapDataset.source(ids).shuffle(seed=seed).repeat()
+            classes.append(stream[self.process_index :: self.process_count])
+        return grain.MapDataset.mix(classes)
+
+    def _read(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.asarray(ids, np.int64)
+        frame = self._frame[ids]
+        batch = {"image": self.images[frame], "frame": frame, "label": self._label[ids]}
+        return batch | {name: values[ids] for name, values in self.columns.items()}
+
+    def _kind(self) -> str:
+        positives = int(self._label.sum())
+        return (
+            f"frames(positives={positives}, negatives={len(self._label) - positives}, "
+            f"extra={len(self.images.extra)})"
+        )
 
 
 def save_loader_state(loader: _Loader, out: str | Path, step: int, keep=None) -> Path:

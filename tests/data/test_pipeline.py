@@ -22,6 +22,8 @@ from robolearn.data.synthetic import write_random_store
 
 RAM = PipelineConfig(mode="memory", threads=0)
 STREAM = PipelineConfig(mode="stream", threads=2)
+# a budget too small for even the small arrays: every key is read from the pack per sample
+STREAM_ALL = PipelineConfig(mode="stream", threads=2, memory_mb=0.001)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +55,14 @@ def _same(xs, ys):
     ],
     ids=["window-padded", "window", "transition"],
 )
-def test_streaming_gives_the_batches_ram_gives(store, make):
+@pytest.mark.parametrize("stream", [STREAM, STREAM_ALL], ids=["images", "every-key"])
+def test_streaming_gives_the_batches_ram_gives(store, make, stream):
     ram = EpisodeData(store, pipeline=RAM)
-    streamed = EpisodeData(store, pipeline=STREAM, progress=False)
+    streamed = EpisodeData(store, pipeline=stream, progress=False)
     assert ram.in_memory and not streamed.in_memory
+    # the small arrays stay in RAM when they fit a quarter of the budget; images never do
+    small = {"proprio", "success", "action", "reward"}
+    assert set(streamed.arrays) == (small if stream is STREAM else set())
     _same(_take(make(ram), 12), _take(make(streamed), 12))
 
 
