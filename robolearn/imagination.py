@@ -90,8 +90,10 @@ class Imaginer:
             )
         )
 
-    def __call__(self, rng, frames, actions, proprio, future):
-        """Numpy in, numpy out; any number of rows (padded to whole batches)."""
+    def __call__(self, rng, frames, actions, proprio, future, first: int = 0):
+        """Numpy in, numpy out; any number of rows (padded to whole batches). The rows starting
+        at row i are imagined with key fold_in(rng, first + i): a long input imagined in parts
+        (`first` = each part's offset) gets the keys it gets imagined at once."""
         n, b = len(frames), self.batch_size
         out_f, out_p = [], []
         for i in range(0, n, b):
@@ -99,7 +101,7 @@ class Imaginer:
             pad = b - len(chunk[0])
             if pad:
                 chunk = [np.concatenate([x, np.repeat(x[-1:], pad, 0)]) for x in chunk]
-            f, p = self._fn(self.wm.params, jax.random.fold_in(rng, i), *chunk)
+            f, p = self._fn(self.wm.params, jax.random.fold_in(rng, first + i), *chunk)
             out_f.append(np.asarray(f)[: b - pad])
             out_p.append(np.asarray(p)[: b - pad])
         return np.concatenate(out_f), np.concatenate(out_p)
@@ -118,14 +120,15 @@ def context_window(images, actions, proprio, s: int, t: int):
     return frames, acts.astype(np.float32), proprio[np.maximum(idx, 0)]
 
 
-def imagine_episodes(imaginer: Imaginer, rng, episodes) -> list:
+def imagine_episodes(imaginer: Imaginer, rng, episodes, first: int = 0) -> list:
     """Every recorded episode imagined in full, open loop: from its first frame (padded the way
     training pads an episode start) under all its recorded actions.
 
     episodes: (image [N+1, H, W, 3], action [N, A], proprio [N+1, P]) per episode. Returns the
     imagined frames uint8 [N, H, W, 3] of each episode, in order (frame k is imagined after
     action k-1, beside the recorded frame k). Episodes of one length go in one batch, with the
-    key `rng` folded with that length.
+    key `rng` folded with that length; `first`: the episodes' row offset within their length's
+    group when a group is imagined in parts (Imaginer's `first`).
     """
     t = imaginer.wm.info.context
     by_length: dict[int, list[int]] = {}
@@ -136,7 +139,7 @@ def imagine_episodes(imaginer: Imaginer, rng, episodes) -> list:
         ctx = [context_window(*episodes[e], 0, t) for e in group]
         frames, acts, prop = (np.stack(x) for x in zip(*ctx, strict=True))
         future = np.stack([episodes[e][1] for e in group]).astype(np.float32)
-        imagined, _ = imaginer(jax.random.fold_in(rng, n), frames, acts, prop, future)
+        imagined, _ = imaginer(jax.random.fold_in(rng, n), frames, acts, prop, future, first)
         for e, frames_e in zip(group, imagined, strict=True):
             out[e] = frames_e
     return out

@@ -22,8 +22,9 @@ Two measurements, both from the recorded frames and actions of the held-out stor
 
 The episodes are read through the input pipeline (robolearn.data.pipeline, `input.*`: in RAM when
 they fit input.memory_mb, else streamed from the store's pack) one at a time, and imagined a batch
-at a time (`batch_size` windows, batch k with key fold_in(key(seed), k); whole episodes in batches
-of one length): memory is the pipeline's budget, a batch of rollouts and the detector's frames.
+at a time (`batch_size` windows; whole episodes in batches of one length), each batch with the
+key it would get were all imagined at once (Imaginer's `first`): memory is the pipeline's budget, a
+batch of rollouts and the detector's frames.
 The detector is fitted on at most `detector_frames` real frames (all of them when there are fewer,
 else a seeded sample of both outcomes, half each where they have enough).
 """
@@ -186,7 +187,8 @@ def _open_loop(cfg, wm, data, episodes, imaginer, rng, progress) -> dict:
     done = 0
     for k, batch in enumerate(_window_batches(data, windows, t, h, cfg.batch_size)):
         frames, acts, prop, future, real, last = batch
-        imagined, _ = imaginer(jax.random.fold_in(rng, k), frames, acts, prop, future)
+        # the keys of all windows imagined at once: results do not depend on the batching
+        imagined, _ = imaginer(rng, frames, acts, prop, future, first=k * cfg.batch_size)
         baseline = np.repeat(last[:, None], h, axis=1)
         sums += [
             np.asarray(metrics.mse(imagined, real)).sum(0),
@@ -246,12 +248,12 @@ def _outcome(cfg, data, episodes, imaginer, rng, progress) -> dict | None:
     for e in episodes:
         by_length.setdefault(int(data.num_steps[e]), []).append(e)
     b = cfg.batch_size
-    chunks = [g[i : i + b] for g in by_length.values() for i in range(0, len(g), b)]
+    chunks = [(i, g[i : i + b]) for g in by_length.values() for i in range(0, len(g), b)]
     rows = []
-    for k, chunk in enumerate(chunks):
+    for first, chunk in chunks:
         eps = [_read(data, e) for e in chunk]
         recorded = [(ep["image"], ep["action"], ep["proprio"]) for ep in eps]
-        imagined = imagine_episodes(imaginer, jax.random.fold_in(rng, k), recorded)
+        imagined = imagine_episodes(imaginer, rng, recorded, first)  # keys as if at once
         p_imagined = detector(np.stack([frames[-1] for frames in imagined]))
         p_real = detector(np.stack([ep["image"][-1] for ep in eps]))
         won = [bool(data.read_frames("success", e, int(data.num_steps[e]), 1)[0]) for e in chunk]

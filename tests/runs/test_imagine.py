@@ -164,6 +164,31 @@ def test_eval_world_model_reads_streamed_episodes_as_it_reads_them_in_ram(parts,
     assert results["memory"]["outcome"]["detector_frames"] == 4 * 7  # every frame: fewer than 10000
 
 
+def test_imagining_in_parts_gives_what_imagining_at_once_gives(parts):
+    """Imaginer's `first`: rows imagined in parts (as eval world-model streams them, a batch at a
+    time) get the keys, and so the frames, they get imagined all at once."""
+    from robolearn.imagination import Imaginer
+
+    wm = load_world_model(parts["wm"])
+    t, a = wm.info.context, wm.info.action_dim
+    size, p = wm.info.image_size, wm.info.proprio_dim
+    rng = np.random.default_rng(0)
+    n, h = 5, 2
+    frames = rng.integers(0, 255, (n, t, size, size, 3), dtype=np.uint8)
+    acts = rng.uniform(-1, 1, (n, t, a)).astype(np.float32)
+    prop = rng.normal(size=(n, t, p)).astype(np.float32)
+    future = rng.uniform(-1, 1, (n, h, a)).astype(np.float32)
+    imaginer, key = Imaginer(wm, 2), jax.random.key(3)
+    whole, _ = imaginer(key, frames, acts, prop, future)
+    parts_ = [
+        imaginer(key, *(x[i : i + 2] for x in (frames, acts, prop, future)), first=i)[0]
+        for i in (0, 2, 4)
+    ]
+    np.testing.assert_array_equal(np.concatenate(parts_), whole)
+    shifted, _ = imaginer(key, *(x[2:4] for x in (frames, acts, prop, future)))  # first=0
+    assert not np.array_equal(shifted, whole[2:4])  # the key does depend on the offset
+
+
 def test_the_detector_sample_is_bounded_and_keeps_both_outcomes():
     from robolearn.runs.eval_world_model import detector_sample
 
