@@ -7,7 +7,9 @@ inside the shield's joint and finger limits and its per-step limit, the tip insi
 box, the energy tank never below E_min (and no violations), the policy acting throughout, and the
 drawer open. Each scene runs once, in fresh processes, and every start must open the drawer: the
 starts that did not (2 of 40, then 2 of 10) missed control ticks during the first move, which the
-bridge now rides out (tests/hardware/test_stalls.py; bench.ros2_drawer measures 100 starts).
+bridge now rides out (tests/hardware/test_stalls.py); the last misses (seed 0, 2 of 100) were the
+first BC policy's sensitivity to the node's step timing, gone since it was retrained on data with
+that timing (bench.camera_phase; bench.ros2_drawer: 100 of 100 starts).
 """
 
 import random
