@@ -130,6 +130,12 @@ def record_episode(task, policy, out: Path, cfg: CollectConfig) -> tuple[Path, b
             action_meaning=info.action_meaning,
             action_names=ACTION_NAMES,
             policy=cfg.policy if cfg.policy != "noisy" else f"noisy({cfg.noise_std})",
+            # the robot-timing augmentation the episode was collected with, when any
+            extra={
+                name: value
+                for name in ("camera_lag_max_s", "step_dwell_max_s")
+                if (value := getattr(cfg, name))
+            },
         ),
     )
     try:

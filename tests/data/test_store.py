@@ -178,12 +178,18 @@ def test_collect_resumes_with_fresh_seeds_and_cli_reports(tmp_path, capsys):
     metas = [read_episode(p).meta for p in list_episodes(out)]
     assert [m.source for m in metas] == ["expert", "expert", "random"]
     assert len({m.seed for m in metas}) == 3 and all(len(m.layout) == 3 for m in metas)
+    assert all(m.extra == {} for m in metas)  # no robot-timing augmentation asked for
+    assert (
+        main(_collect(out, 1, "--camera-lag-max-s", "0.03", "--step-dwell-max-s", "0.02")[3:]) == 0
+    )
+    last = read_episode(list_episodes(out)[-1]).meta
+    assert last.extra == {"camera_lag_max_s": 0.03, "step_dwell_max_s": 0.02}
     capsys.readouterr()
     assert main(["data", "info", str(out)]) == 0
     info = capsys.readouterr().out
-    assert "3 episodes, 150 steps" in info and "random" in info
+    assert "4 episodes, 200 steps" in info and "random" in info
     assert main(["data", "validate", str(out)]) == 0
-    assert "ok: 3 readable episodes (150 steps), 0 bad, 0 torn" in capsys.readouterr().out
+    assert "ok: 4 readable episodes (200 steps), 0 bad, 0 torn" in capsys.readouterr().out
     next(iter(list_episodes(out))).write_bytes(b"garbage")
     assert main(["data", "validate", str(out)]) == 1
     assert "bad: " in capsys.readouterr().out
