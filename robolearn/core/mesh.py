@@ -15,8 +15,22 @@ def data_mesh(devices=None) -> Mesh:
 
 
 def replicate(tree, mesh: Mesh):
-    """Place a pytree on every device of the mesh (fully replicated)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """Place a pytree on every device of the mesh (fully replicated). Over several processes each
+    passes the same values (its own copy, e.g. the same seed's initial state or the same
+    checkpoint), and every leaf becomes one global array: jax.device_put cannot place arrays on
+    devices of other processes."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda leaf: _global_replica(leaf, sharding), tree)
+
+
+def _global_replica(leaf, sharding: NamedSharding):
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _global_replica(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    local = np.asarray(leaf)
+    return jax.make_array_from_process_local_data(sharding, local, local.shape)
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
