@@ -191,6 +191,16 @@ class EpisodeData:
         """Rows [first, first + count) of one episode's step array (action, reward)."""
         return self._rows(key, episode, first, count, frames=False)
 
+    def episode(self, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Episode e whole: (image [N+1, H, W, 3], action [N, A], proprio [N+1, P]), the order
+        robolearn.imagination takes recorded episodes in."""
+        n = int(self.num_steps[e])
+        return (
+            self.read_frames("image", e, 0, n + 1),
+            self.read_steps("action", e, 0, n),
+            self.read_frames("proprio", e, 0, n + 1),
+        )
+
     @property
     def num_frames(self) -> int:
         """Frame rows of every selected episode together (T+1 per episode)."""

@@ -139,29 +139,18 @@ def run_eval_world_model(
     return result
 
 
-def _read(data: EpisodeData, e: int) -> dict:
-    """Episode e's image [N+1, H, W, 3], proprio [N+1, P] and action [N, A]."""
-    n = int(data.num_steps[e])
-    return {
-        "image": data.read_frames("image", e, 0, n + 1),
-        "proprio": data.read_frames("proprio", e, 0, n + 1),
-        "action": data.read_steps("action", e, 0, n),
-    }
-
-
 def _window_batches(data: EpisodeData, windows, context: int, horizon: int, batch_size: int):
     """The open-loop windows [(episode, start)] read an episode at a time, in batches of
     `batch_size`: (context frames [b, T, H, W, 3], the actions into them [b, T, A], proprio
     [b, T, P], the future actions [b, H', A], the real future frames [b, H', H, W, 3], the last
     real frame [b, H, W, 3]) with H' = horizon."""
-    pending, current, ep = [], None, None
+    pending, current = [], None
     for e, s in windows:
         if e != current:
-            current, ep = e, _read(data, e)
-        image, action = ep["image"], ep["action"]
+            current, (image, action, proprio) = e, data.episode(e)
         pending.append(
             (
-                *context_window(image, action, ep["proprio"], s, context),
+                *context_window(image, action, proprio, s, context),
                 action[s : s + horizon].astype(np.float32),
                 image[s + 1 : s + horizon + 1],
                 image[s],
@@ -251,11 +240,10 @@ def _outcome(cfg, data, episodes, imaginer, rng, progress) -> dict | None:
     chunks = [(i, g[i : i + b]) for g in by_length.values() for i in range(0, len(g), b)]
     rows = []
     for first, chunk in chunks:
-        eps = [_read(data, e) for e in chunk]
-        recorded = [(ep["image"], ep["action"], ep["proprio"]) for ep in eps]
+        recorded = [data.episode(e) for e in chunk]
         imagined = imagine_episodes(imaginer, rng, recorded, first)  # keys as if at once
         p_imagined = detector(np.stack([frames[-1] for frames in imagined]))
-        p_real = detector(np.stack([ep["image"][-1] for ep in eps]))
+        p_real = detector(np.stack([image[-1] for image, _, _ in recorded]))
         won = [bool(data.read_frames("success", e, int(data.num_steps[e]), 1)[0]) for e in chunk]
         rows += [
             (ok, pi >= 0.5, pr >= 0.5) for ok, pi, pr in zip(won, p_imagined, p_real, strict=True)

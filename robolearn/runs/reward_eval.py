@@ -106,7 +106,7 @@ def imagine(wm, data: EpisodeData, tasks, batch_size: int, seed: int, what: str,
     bar = Progress(len(episodes), f"imagining {what}", enabled=progress)
     start, done, steps = time.perf_counter(), 0, 0
     for c, chunk in enumerate(chunks):
-        recorded = [_recorded(data, episodes[k]) for k in chunk]
+        recorded = [data.episode(episodes[k]) for k in chunk]
         imagined = imagine_episodes(imaginer, jax.random.fold_in(key, c), recorded)
         for k, (image, _, _), frames in zip(chunk, recorded, imagined, strict=True):
             images[starts[k]] = image[0]
@@ -117,16 +117,6 @@ def imagine(wm, data: EpisodeData, tasks, batch_size: int, seed: int, what: str,
         bar.update(done, f"{steps} frames ({rate:.0f}/s)")
     bar.close()
     return Imagined(images, {e: int(starts[k]) for k, e in enumerate(episodes)})
-
-
-def _recorded(data: EpisodeData, e: int):
-    """(image [N+1, H, W, 3], action [N, A], proprio [N+1, P]) of episode e."""
-    n = int(data.num_steps[e])
-    return (
-        data.read_frames("image", e, 0, n + 1),
-        data.read_steps("action", e, 0, n),
-        data.read_frames("proprio", e, 0, n + 1),
-    )
 
 
 def evaluate(on: EpisodeData, episodes, tasks, labels_cfg, probs: Probs, calibration) -> dict:
