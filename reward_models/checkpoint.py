@@ -55,6 +55,7 @@ from robolearn.core.checkpoint import (
     CheckpointFormat,
     make_manager,
     move_keys,
+    on_this_device,
     require_finite,
     save_state,
 )
@@ -156,10 +157,13 @@ def make_checkpoint_classifier(root: Path, cfg: RewardConfig, info: RewardInfo) 
 
 def save_params(root: Path, step: int, params: Any) -> None:
     """Save the trained parameters (TrainState.params: not the frozen ones) under
-    checkpoints/<step>/ and wait until they are on disk."""
-    manager = make_manager(root, max_to_keep=1)
+    checkpoints/<step>/ and wait until they are on disk; this process alone (in a multi-host
+    job, process 0, from its replica)."""
+    from robolearn.core.mesh import local
+
+    manager = make_manager(root, max_to_keep=1, alone=True)
     try:
-        save_state(manager, SavedParams(jnp.asarray(step, jnp.int32), params))
+        save_state(manager, SavedParams(jnp.asarray(step, jnp.int32), local(params)))
     finally:
         manager.close()
 
@@ -267,10 +271,7 @@ def _restore(root: Path, classifier: Classifier) -> tuple[int, Any]:
         if step is None:
             raise CheckpointError(f"{root}: broken reward checkpoint (no saved parameters)")
         trained, frozen = split_params(classifier, classifier.init(jax.random.key(0)))
-        abstract = SavedParams(
-            jax.ShapeDtypeStruct((), jnp.int32),
-            jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), trained),
-        )
+        abstract = on_this_device(SavedParams(jax.ShapeDtypeStruct((), jnp.int32), trained))
         try:
             saved = manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as exc:  # orbax/tensorstore raise many types; all mean "broken"

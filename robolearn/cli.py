@@ -79,7 +79,8 @@ COMMANDS = (
             "robolearn.runs.lerobot:ExportLeRobotConfig", "robolearn.runs.lerobot:main_export",
             ("out_required", "quiet")),
     Command("train bc", "behaviour cloning: Gaussian actor, NLL on demonstrations",
-            "robolearn.runs.train_bc:TrainBCConfig", "robolearn.runs.train_bc:main", _TRAIN,
+            "robolearn.runs.train_bc:TrainBCConfig", "robolearn.runs.train_bc:main",
+            (*_TRAIN, "distributed"),
             (Alias("--preset", "model.preset", "model size (configs/policy/)",
                    _presets("policy")),)),
     Command("train world-model", "diffusion world model of the next frame given frames and actions",
@@ -89,7 +90,7 @@ COMMANDS = (
                    "small (CPU), base (DIAMOND's), large (GPU/TPU)", _presets("world_model")),)),
     Command("train reward", "success classifier (reward model) with a calibrated threshold",
             "robolearn.runs.train_reward:TrainRewardConfig", "robolearn.runs.train_reward:main",
-            ("out", "quiet", "config"),
+            ("out", "quiet", "config", "distributed"),
             (Alias("--preset", "model.preset", "model size (configs/reward/)", _presets("reward")),
              Alias("--kind", "model.kind", "cnn: a small CNN from scratch; siglip: SigLIP towers "
                    "and a success head prompted with the task's instruction (needs --siglip)",

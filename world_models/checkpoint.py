@@ -36,6 +36,7 @@ from robolearn.core.checkpoint import (  # noqa: F401
     abstract_init,
     make_manager,
     move_keys,
+    on_this_device,
     require_finite,
     restore,
     restore_latest,
@@ -123,7 +124,8 @@ class FrozenWorldModel:
                 raise CheckpointError(f"{root}: holds no complete checkpoint")
             if info.weights == "ema":
                 graphdef, params = abstract_init(lambda rng: nnx.split(init_model(cfg, rng)))
-                abstract = {"step": jax.ShapeDtypeStruct((), jnp.int32), "ema": params}
+                step_shape = jax.ShapeDtypeStruct((), jnp.int32)
+                abstract = on_this_device({"step": step_shape, "ema": params})
                 restored = restore(manager, step, ocp.args.StandardRestore(abstract))
                 self.graphdef, self.params = graphdef, restored["ema"]
             else:

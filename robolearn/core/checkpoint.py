@@ -214,7 +214,16 @@ def abstract_init(init: Callable) -> tuple[Any, Any]:
         return state
 
     abstract = jax.eval_shape(state_only, jax.random.key(0))
-    return holder["graphdef"], abstract
+    return holder["graphdef"], on_this_device(abstract)
+
+
+def on_this_device(abstract: Any) -> Any:
+    """`abstract` (arrays or ShapeDtypeStructs) as ShapeDtypeStructs placed on this process's
+    first device: what a restore reads into, whatever topology saved it (a checkpoint written by
+    a multi-host job loads on one machine, and each process of a multi-host job reads its own
+    whole replica)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
 
 
 def restore_latest(
@@ -263,20 +272,36 @@ def require_finite(tree: Any, where: str) -> None:
 
 
 def save_tree(root: str | Path, tree: dict, step: int) -> None:
-    """Write `tree` (a pytree of arrays) as root/checkpoints/<step>/, the only step kept."""
-    manager = make_manager(root, max_to_keep=1)
+    """Write `tree` (a pytree of arrays) as root/checkpoints/<step>/, the only step kept. This
+    process writes it alone (in a multi-host job: the one that exports, without the others)."""
+    from robolearn.core.mesh import local
+
+    manager = make_manager(root, max_to_keep=1, alone=True)
     try:
-        manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+        manager.save(int(step), args=ocp.args.StandardSave(local(tree)), force=True)
         manager.wait_until_finished()
     finally:
         manager.close()
 
 
-def make_manager(root: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+def make_manager(
+    root: str | Path, max_to_keep: int = 2, alone: bool = False
+) -> ocp.CheckpointManager:
     """The orbax manager of root/checkpoints (keeps the newest `max_to_keep` steps); a one-line
-    CheckpointError when orbax cannot read what is there (a step's metadata damaged)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    CheckpointError when orbax cannot read what is there (a step's metadata damaged).
+
+    In a multi-host job a manager is collective (every process saves its shards of the same
+    step together) unless `alone`: then only this process uses it (an export of host arrays)."""
     directory = Path(root).absolute() / "checkpoints"
+    extra = {"create": True}
+    if alone and jax.process_count() > 1:
+        me = jax.process_index()
+        extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}
+        )
+        extra["create"] = False  # orbax leaves it to the caller then
+        directory.mkdir(parents=True, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, **extra)
     try:
         return ocp.CheckpointManager(directory, options=options)
     except Exception as exc:  # orbax raises many types; all mean the same here

@@ -8,8 +8,10 @@ After danijar/dreamerv3's `embodied.run.train`: the loop is given the pieces (a 
 optional evaluation) and the schedules, and owns what every trainer used to repeat: the progress
 line, the metrics writer (metrics.jsonl and TensorBoard, robolearn.core.metrics), when to log,
 evaluate and save, resuming (it starts from `state.step` and asks the batch factory for the
-stream from there), the first step's compile time, and SIGTERM: a preempted job saves its state
-at the next step boundary and stops (`LoopResult.preempted`), so `--resume` continues from there.
+stream from there), the first step's compile time, and SIGTERM (what SLURM and cloud schedulers
+send before they preempt a job): the job saves its state at the next step boundary (in a
+multi-host job the same step on every process, whichever got the signal) and stops
+(`LoopResult.preempted`), so `--resume` continues from there.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def train(
     start = time.perf_counter()
     last_time, last_step = start, step
     try:
-        with _sigterm_flag() as stop:
+        with _preemption() as stop:
             while step < schedule.steps:
                 state, out_metrics = train_step(state, next(iterator))
                 step += 1
@@ -158,10 +160,10 @@ def train(
                     result = evaluate(state)
                     if writer is not None:
                         writer.write(step, result, prefix="eval/")
-                if save is not None and (schedule.due(schedule.save_every, step) or stop.is_set()):
+                preempted = stop(step)
+                if save is not None and (schedule.due(schedule.save_every, step) or preempted):
                     save(state)
-                if stop.is_set():
-                    preempted = True
+                if preempted:
                     break
     finally:
         bar.close()
@@ -182,6 +184,15 @@ def train(
         first=first,
         preempted=preempted,
     )
+
+
+def preempted_line(result: dict) -> str:
+    """What a trainer prints first when SIGTERM stopped it ("" when it ran to the end); result:
+    its returned dict, with "preempted" and "step" (or "iterations")."""
+    if not result.get("preempted"):
+        return ""
+    step = result.get("step", result.get("iterations"))
+    return f"stopped by SIGTERM at step {step}, saved: continue with --resume\n"
 
 
 def _iterate(batches: Batches, start_step: int) -> Iterator:
@@ -210,15 +221,30 @@ def _progress_text(metrics: dict, show: Sequence[str], rate: float | None) -> st
 
 
 @contextlib.contextmanager
-def _sigterm_flag():
-    """An Event set by SIGTERM while the loop runs (only in the main thread, where Python lets a
-    handler be installed); the previous handler is restored afterwards."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
+def _preemption():
+    """A function `stop(step) -> bool`, true at the step boundary where a SIGTERM'd run saves
+    and stops.
+
+    One process: a Python SIGTERM handler sets a flag (only in the main thread, where Python
+    lets a handler be installed; the previous handler is restored afterwards), and the next
+    boundary stops. Several processes (jax.distributed): every process must save the same step,
+    whichever of them got the signal and whenever: JAX's preemption service (its own SIGTERM
+    handler, installed by jax.distributed.initialize, which a Python handler would replace)
+    tells every process of a notice and agrees on the step after the furthest one
+    (`multihost_utils.reached_preemption_sync_point`, asked at every step)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        yield multihost_utils.reached_preemption_sync_point
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda step: flag.is_set()
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
     try:
-        yield stop
+        yield lambda step: flag.is_set()
     finally:
         signal.signal(signal.SIGTERM, previous)

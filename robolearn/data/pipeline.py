@@ -32,11 +32,13 @@ reads); streaming is the only path for data larger than memory.
 Sampling, on Grain (google/grain: deterministic, sharded, checkpointable; docs/training.md says
 why it was chosen): the samples (every transition, or every window) of the selected episodes in
 store order form a MapDataset that is shuffled with the seed and repeated (each epoch a different
-permutation of all samples, epochs back to back, so a batch may span two), then process i of N
-takes every N-th sample from the i-th (disjoint shards; together the N processes see exactly the
-global sequence, batch k of all processes = samples [k*B*N, (k+1)*B*N) of it), then batches of B
-are read by `threads` reader threads (and `workers` extra processes, if set) ahead of training.
-The same data, seed, batch size and process count give the same batches in any run.
+permutation of all samples, epochs back to back, so a batch may span two), cut into global
+batches of B*N samples (N processes, B samples each), of which process i takes the i-th block of B
+(disjoint shards; global batch k = samples [k*B*N, (k+1)*B*N) of the sequence, in process order, so
+N processes with batch B train on exactly the batches, in the same row order, of one process with
+batch B*N), then batches are read by `threads` reader threads (and `workers` extra processes, if
+set) ahead of training. The same data, seed and global batch give the same global batches in any
+run, on any number of processes.
 
 Labelled frames (a success classifier's training data) have their own loader, `FrameLoader`:
 balanced batches of frames picked by global frame row (`EpisodeData.frames`, which also reads
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import hashlib
 import os
 import sys
@@ -503,8 +506,7 @@ class _Loader(abc.ABC):
         the configured threads and worker processes)."""
         import grain
 
-        batches = self._sequence().batch(self.batch_size, drop_remainder=True)[start:]
-        batches = batches.map(self._read)
+        batches = self._batches()[start:].map(self._read)
         options = grain.ReadOptions(
             num_threads=self.pipeline.threads, prefetch_buffer_size=self._prefetch()
         )
@@ -522,20 +524,27 @@ class _Loader(abc.ABC):
     def sample_ids(self, position: int, batches: int = 1) -> np.ndarray:
         """The global sample indices of this process's batches [position, position + batches)
         (what `episode`/`step` of those batches index), int64 [batches, B]; no reading."""
-        mine = self._sequence()
-        first = position * self.batch_size
-        return np.array(
-            [mine[first + k] for k in range(batches * self.batch_size)], np.int64
-        ).reshape(batches, self.batch_size)
+        mine = self._batches()
+        rows = [np.asarray(mine[position + k], np.int64) for k in range(batches)]
+        return np.stack(rows).reshape(batches, self.batch_size)
+
+    def _batches(self):
+        """This process's batches of sample ids in order, an endless Grain MapDataset: the
+        sequence cut into global batches of batch_size x process_count, of which this process
+        takes block process_index (see the module doc)."""
+        size = self.batch_size
+        batches = self._sequence().batch(size * self.process_count, drop_remainder=True)
+        if self.process_count == 1:
+            return batches
+        first = self.process_index * size
+        return batches.map(functools.partial(_block, start=first, stop=first + size))
 
     def _sequence(self):
-        """This process's sample ids in order, an endless Grain MapDataset: every sample of an
-        epoch shuffled with the seed, epochs repeated, every process_count-th from the
-        process_index-th."""
+        """Every process's sample ids in order, an endless Grain MapDataset: every sample of an
+        epoch shuffled with the seed, epochs repeated."""
         import grain
 
-        samples = grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
-        return samples[self.process_index :: self.process_count]
+        return grain.MapDataset.range(self.num_samples).shuffle(seed=self.seed).repeat()
 
     def _check_samples(self) -> None:
         if self.num_samples < self.batch_size * self.process_count:
@@ -804,9 +813,10 @@ class FrameLoader(_Loader):
     frame int [N] (rows of `images`, a FrameImages or EpisodeData), label bool [N] and columns
     {name: [N]} describe the N labelled frames; both classes must be present. The positives
     and the negatives are each a Grain MapDataset shuffled with the seed and repeated (epochs
-    of one class back to back, independent of the other's), each sharded over the processes,
-    then mixed 1:1 (alternately), so a batch holds B/2 of each (an odd B one more positive or
-    negative, alternately). Deterministic by seed, checkpointable like the other loaders."""
+    of one class back to back, independent of the other's), then mixed 1:1 (alternately) into
+    the sequence that is cut into global batches and shared over the processes like the other
+    loaders', so a batch holds B/2 of each (an odd B one more positive or negative,
+    alternately). Deterministic by seed, checkpointable like the other loaders."""
 
     def __init__(
         self,
@@ -849,8 +859,7 @@ class FrameLoader(_Loader):
         # that no epoch of theirs is shuffled like one of the positives'
         for c, ids in enumerate((np.flatnonzero(self._label), np.flatnonzero(~self._label))):
             seed = (self.seed + c * 2**31) % 2**32
-            stream = grain.MapDataset.source(ids).shuffle(seed=seed).repeat()
-            classes.append(stream[self.process_index :: self.process_count])
+            classes.append(grain.MapDataset.source(ids).shuffle(seed=seed).repeat())
         return grain.MapDataset.mix(classes)
 
     def _read(self, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -865,6 +874,11 @@ class FrameLoader(_Loader):
             f"frames(positives={positives}, negatives={len(self._label) - positives}, "
             f"extra={len(self.images.extra)})"
         )
+
+
+def _block(ids: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """One process's block of a global batch of sample ids."""
+    return ids[start:stop]
 
 
 def save_loader_state(loader: _Loader, out: str | Path, step: int, keep=None) -> Path:

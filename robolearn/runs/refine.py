@@ -101,6 +101,8 @@ class RefineConfig:
 
 def main(cfg: RefineConfig, options: RunOptions) -> None:
     """`robolearn refine`: refine, then say where the policy is and how to evaluate it."""
+    from robolearn.core.loop import preempted_line
+
     out = options.run_dir("refine", cfg.task)
     result = run_refine(cfg, out, resume=options.resume, progress=options.progress)
     first, last = result["first"], result["last"]
@@ -112,7 +114,7 @@ def main(cfg: RefineConfig, options: RunOptions) -> None:
             f"{last['imagined_success']:.0%}, {result['imagined_steps_per_second']:.0f} "
             "imagined steps/s"
         )
-    print(f"policy checkpoint: {out}")
+    print(preempted_line(result) + f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
 
 

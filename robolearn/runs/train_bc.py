@@ -47,23 +47,39 @@ class TrainBCConfig(LoopSettings):
 
 
 def main(cfg: TrainBCConfig, options: RunOptions) -> None:
-    """`robolearn train bc`: train, then say where the policy is."""
+    """`robolearn train bc`: join the other hosts if asked, train, say where the policy is."""
+    from robolearn.core.loop import preempted_line
+    from robolearn.core.mesh import join
+
+    join(options)
     out = options.run_dir("train", f"bc-{cfg.task or cfg.model.preset}")
     result = run_train_bc(cfg, out, resume=options.resume, progress=options.progress)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     print(
         f"bc: step {result['step']} ({result['trained_steps']} this run, "
-        f"{result['steps_per_second']:.1f} steps/s)  {metrics}"
+        f"{result['steps_per_second']:.1f} steps/s on {result['devices']} device(s))  {metrics}"
     )
-    print(f"checkpoint: {out}  (actor only, for eval and the robot: {out / 'policy'})")
+    print(
+        preempted_line(result)
+        + f"checkpoint: {out}  (actor only, for eval and the robot: {out / 'policy'})"
+    )
 
 
 def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=True) -> dict:
-    """Train (or resume) into `out`; returns {"step", "trained_steps", "seconds",
-    "steps_per_second", "metrics"} (the last logged metrics)."""
+    """Train (or resume) into `out`, data-parallel over every device of every process; returns
+    {"step", "trained_steps", "seconds", "steps_per_second", "devices", "metrics" (the last
+    logged), "preempted"}. Process 0 writes the run's files and the actor export."""
     import jax
 
     from robolearn.core.loop import train
+    from robolearn.core.mesh import (
+        broadcast_flag,
+        check_batch,
+        data_mesh,
+        is_chief,
+        replicate,
+        shard_batch,
+    )
     from robolearn.core.normalize import NormStats
     from robolearn.data.pipeline import (
         EpisodeData,
@@ -74,9 +90,21 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
     from robolearn.policies.bc import checkpoint as ckpt
     from robolearn.policies.bc.train import init_train_state, make_train_step
 
-    resuming = ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
-    data = EpisodeData(list(cfg.data), tasks=cfg.task, pipeline=cfg.input, progress=progress)
-    loader = TransitionLoader(data, cfg.batch_size, cfg.seed)
+    chief = is_chief()
+    resuming = broadcast_flag(
+        chief and ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
+    )
+    local_batch = check_batch(cfg.batch_size)
+    data = EpisodeData(
+        list(cfg.data), tasks=cfg.task, pipeline=cfg.input, progress=progress and chief
+    )
+    loader = TransitionLoader(
+        data,
+        local_batch,
+        cfg.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
     info = _data_info(cfg, data)
     if resuming:
         fields = ("task", "action_dim", "proprio_dim", "image_size")
@@ -87,8 +115,11 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         model_cfg = fitted(cfg.model, cfg.steps, **sizes)
         mean, std, _ = data.proprio_moments()
         stats = NormStats.from_moments(mean, std)
-        ckpt.write_info(out, info, model_cfg, stats)
-    save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+        if chief:
+            ckpt.write_info(out, info, model_cfg, stats)
+    if chief:
+        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+    mesh = data_mesh()
     manager = ckpt.make_manager(out, cfg.max_to_keep)
     try:
         if manager.latest_step() is not None:
@@ -98,16 +129,17 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
 
         def batches(start_step: int):
             resume_loader(loader, out, start_step)  # the data order continues where it stopped
-            return loader
+            return (shard_batch(batch, mesh) for batch in loader)
 
         def save(state) -> None:
             ckpt.save_state(manager, state)
             save_loader_state(loader, out, int(state.step), keep=manager.all_steps())
-            ckpt.export_actor(out, out / ckpt.EXPORT_DIR, state.params, int(state.step))
+            if chief:
+                ckpt.export_actor(out, out / ckpt.EXPORT_DIR, state.params, int(state.step))
 
         result = train(
-            state,
-            make_train_step(model_cfg, graphdef, stats),
+            replicate(state, mesh),
+            make_train_step(model_cfg, graphdef, replicate(stats, mesh)),
             batches,
             cfg.schedule(cfg.steps),
             out=out,
@@ -123,7 +155,9 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         "trained_steps": result.trained_steps,
         "seconds": result.seconds,
         "steps_per_second": result.steps_per_second,
+        "devices": jax.device_count(),
         "metrics": result.metrics,
+        "preempted": result.preempted,
     }
 
 

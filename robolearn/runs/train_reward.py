@@ -45,7 +45,7 @@ import numpy as np
 
 from robolearn.core import checkpoint as ckpt_io
 from robolearn.core.config import require_positive, save_yaml
-from robolearn.core.errors import ConfigError
+from robolearn.core.errors import ConfigError, RobolearnError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
 from robolearn.data.pipeline import EpisodeData, FrameImages, PipelineConfig
@@ -55,6 +55,10 @@ from robolearn.reward_models.labels import LabelError, LabelledFrames, label_dat
 if TYPE_CHECKING:
     from robolearn.reward_models.checkpoint import LabelStats
     from robolearn.runs.reward_eval import Imagined
+
+
+class PreemptedError(RobolearnError):
+    """SIGTERM stopped a run that has no checkpoint to continue from."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,11 +125,17 @@ class TrainRewardConfig:
 
 
 def main(cfg: TrainRewardConfig, options: RunOptions) -> None:
-    """`robolearn train reward`: train, calibrate, evaluate; print the table and the paths."""
+    """`robolearn train reward`: join the other hosts if asked, train, calibrate, evaluate;
+    print the table and the paths."""
+    from robolearn.core.mesh import join
     from robolearn.runs.reward_eval import summary_lines
 
+    join(options)
     out = options.run_dir("train", f"reward-{'-'.join(cfg.tasks) or cfg.model.preset}")
     result = run_train_reward(cfg, out, progress=options.progress)
+    if result is None:
+        print(f"reward classifier: trained with process 0, which calibrates it into {out}")
+        return
     tr = result["training"]
     print(
         f"reward classifier for {', '.join(result['tasks'])}: {tr['steps']} steps "
@@ -154,12 +164,21 @@ class _Data:
     stats: LabelStats
 
 
-def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict:
-    """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds."""
+def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict | None:
+    """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds.
+
+    Training is data-parallel over every device of every process (each reads its own block of
+    every balanced batch; each labels, and with --world-model imagines, the whole data, which
+    costs minutes, not hours); process 0 alone writes the run's files, calibrates and scores
+    (the others return None after training)."""
+    from robolearn.core.mesh import is_chief
     from robolearn.reward_models import checkpoint as ckpt
     from robolearn.reward_models.vlm import check_source
 
-    ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
+    chief = is_chief()
+    progress = progress and chief
+    if chief:
+        ckpt_io.check_run_dir(out, False, ckpt.MARKER, ckpt.read_info)
     siglip = cfg.model.kind == "siglip"
     text_length = check_source(cfg.siglip, cfg.model.siglip.max_text_length) if siglip else None
     recorded = EpisodeData(list(cfg.data), pipeline=cfg.input, progress=progress)
@@ -170,11 +189,16 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     wm = _load_world_model(cfg.world_model, tasks, image_size, [recorded, heldout])
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
     data = _data(cfg, model_cfg.labels, recorded, tasks, wm, progress)
-    ckpt.write_config(out, model_cfg, data.stats)
-    save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+    if chief:
+        ckpt.write_config(out, model_cfg, data.stats)
+        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     instructions = {t: _instruction(recorded, t) for t in tasks}
-    siglip_dir = ckpt.write_towers(out, cfg.siglip) if siglip else None
+    siglip_dir = None
+    if siglip:  # every process reads the towers from the source; process 0 copies them
+        siglip_dir = ckpt.write_towers(out, cfg.siglip) if chief else Path(cfg.siglip)
     logits, training = _fit(cfg, model_cfg, instructions, siglip_dir, data, out, progress)
+    if not chief:
+        return None
     result = {"tasks": list(tasks), "training": training}
     result |= _calibrate_and_score(cfg, model_cfg.labels, logits, data, heldout, wm, progress)
     info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
@@ -249,6 +273,7 @@ def _fit(
     import jax
 
     from robolearn.core.loop import Schedule, train
+    from robolearn.core.mesh import check_batch, data_mesh, host, is_chief, replicate, shard_batch
     from robolearn.data.pipeline import FrameLoader
     from robolearn.reward_models import train as reward_train
     from robolearn.reward_models.checkpoint import save_params
@@ -261,27 +286,37 @@ def _fit(
         data.images,
         frames.frame,
         frames.label,
-        cfg.batch_size,
+        check_batch(cfg.batch_size),
         cfg.seed,
         columns={"task": frames.task},
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
+    mesh = data_mesh()
 
     def batches():
         for batch in loader:
-            yield {key: batch[key] for key in ("image", "task", "label")}
+            yield shard_batch({key: batch[key] for key in ("image", "task", "label")}, mesh)
 
     with loader:
         result = train(
-            state,
-            reward_train.make_train_step(classifier, model_cfg, frozen),
+            replicate(state, mesh),
+            reward_train.make_train_step(classifier, model_cfg, replicate(frozen, mesh)),
             batches(),
             Schedule(cfg.steps, cfg.log_every),
             out=out,
             show=("loss", "accuracy"),
             progress=progress,
         )
-    save_params(out, result.step, result.state.params)
-    params = reward_train.merge_params(result.state.params, frozen)
+    if result.preempted:  # no mid-run checkpoints: a run is minutes
+        raise PreemptedError(
+            f"stopped by SIGTERM at step {result.step} of {cfg.steps}: nothing saved; run it "
+            "again into a new --out"
+        )
+    trained = host(result.state.params)
+    if is_chief():
+        save_params(out, result.step, trained)
+    params = reward_train.merge_params(trained, host(frozen))
     logit_fn = jax.jit(classifier.logits)
 
     def logits(images, frame: np.ndarray, task: np.ndarray) -> np.ndarray:

@@ -60,15 +60,10 @@ class TrainWorldModelConfig(LoopSettings):
 
 def main(cfg: TrainWorldModelConfig, options: RunOptions) -> None:
     """`robolearn train world-model`: join the other hosts if asked, train, say where it is."""
-    if options.distributed:
-        import jax
+    from robolearn.core.loop import preempted_line
+    from robolearn.core.mesh import join
 
-        # None = auto-detected (TPU pods, SLURM, Open MPI; JAX_COORDINATOR_ADDRESS is read too).
-        jax.distributed.initialize(
-            coordinator_address=options.coordinator,
-            num_processes=options.num_processes,
-            process_id=options.process_id,
-        )
+    join(options)
     out = options.run_dir("train", f"world-model-{cfg.model.preset}")
     result = run_train_world_model(cfg, out, resume=options.resume, progress=options.progress)
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
@@ -77,7 +72,7 @@ def main(cfg: TrainWorldModelConfig, options: RunOptions) -> None:
         f"{result['steps_per_second']:.2f} steps/s on {result['devices']} device(s), "
         f"{result['dtype']})  {metrics}"
     )
-    print(f"checkpoint: {out}")
+    print(preempted_line(result) + f"checkpoint: {out}")
 
 
 def compute_dtype(name: str):
@@ -100,8 +95,16 @@ def run_train_world_model(
     import jax.numpy as jnp
 
     from robolearn import bundles
+    from robolearn.core import checkpoint as ckpt_io
     from robolearn.core.loop import train
-    from robolearn.core.mesh import data_mesh, replicate, shard_batch
+    from robolearn.core.mesh import (
+        broadcast_flag,
+        check_batch,
+        data_mesh,
+        is_chief,
+        replicate,
+        shard_batch,
+    )
     from robolearn.data.pipeline import (
         EpisodeData,
         WindowLoader,
@@ -113,20 +116,17 @@ def run_train_world_model(
 
     if cfg.init:
         cfg = dataclasses.replace(cfg, init=bundles.resolve(cfg.init))
-    resuming = _resuming(out, resume)
-    devices = jax.device_count()
-    if cfg.batch_size % devices:
-        raise ConfigError(
-            f"batch size {cfg.batch_size} does not divide over {devices} devices; "
-            f"use a multiple of {devices}"
-        )
-    chief = jax.process_index() == 0
+    chief = is_chief()
+    resuming = broadcast_flag(
+        chief and ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
+    )
+    local_batch = check_batch(cfg.batch_size)
     data = EpisodeData(
         list(cfg.data), tasks=cfg.tasks or None, pipeline=cfg.input, progress=progress and chief
     )
     loader = WindowLoader(
         data,
-        cfg.batch_size // jax.process_count(),
+        local_batch,
         cfg.seed,
         context=_context(cfg, out if resuming else None),
         pad_start=True,
@@ -134,7 +134,7 @@ def run_train_world_model(
         process_count=jax.process_count(),
     )
     model_cfg, stats = _model_config(cfg, out, _data_info(cfg, loader), data, resuming)
-    if jax.process_index() == 0:
+    if chief:
         save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
     dtype = compute_dtype(cfg.dtype)
     mesh = data_mesh()
@@ -169,29 +169,11 @@ def run_train_world_model(
         "seconds": result.seconds,
         "compile_seconds": result.compile_seconds,
         "steps_per_second": result.steps_per_second,
-        "devices": devices,
+        "devices": jax.device_count(),
         "dtype": jnp.dtype(dtype).name,
         "metrics": result.metrics,
+        "preempted": result.preempted,
     }
-
-
-def _resuming(out: Path, resume: bool) -> bool:
-    """Whether to resume from `out` (one-line errors for a directory that cannot be (re)used).
-    Process 0 decides, the others follow its decision."""
-    import jax
-
-    from robolearn.core import checkpoint as ckpt_io
-    from robolearn.world_models import checkpoint as ckpt
-
-    resuming = False
-    if jax.process_index() == 0:
-        resuming = ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
-    if jax.process_count() > 1:
-        import numpy as np
-        from jax.experimental import multihost_utils
-
-        resuming = bool(multihost_utils.broadcast_one_to_all(np.int32(resuming)))
-    return resuming
 
 
 def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: bool):

@@ -116,6 +116,20 @@ def test_frame_batches_are_balanced_deterministic_and_read_the_frames(datas):
         _same(batches, _take(make(3, datas[mode]), 10))
 
 
+def test_frame_batches_of_two_processes_are_the_halves_of_one_processs(datas):
+    data = datas["ram"]
+    frame, label, task = _labelled(data)
+    single = _take(FrameLoader(data, frame, label, 8, 2, columns={"task": task}), 3)
+    halves = [
+        _take(FrameLoader(data, frame, label, 4, 2, process_index=i, process_count=2), 3)
+        for i in range(2)
+    ]
+    for k in range(3):
+        together = np.concatenate([halves[0][k]["frame"], halves[1][k]["frame"]])
+        np.testing.assert_array_equal(together, single[k]["frame"])
+        assert halves[0][k]["label"].sum() == halves[1][k]["label"].sum() == 2
+
+
 def test_frame_loader_state_continues_exactly(datas):
     data = datas["stream"]
     frame, label, task = _labelled(data)
