@@ -11,12 +11,17 @@ Rows (one per preset, measurement and batch):
              from `robolearn.imagination.start_window`, `horizon` steps under random actions,
              default sampler (3 Euler steps = 3 denoiser calls per frame); frames/s = batch *
              horizon / sec.
-    diamond  reference: DIAMOND's PyTorch denoiser (4.4M parameters, eager, 3-step sampler) measured
-             on this same 2-core CPU type, copied from /work/shared/REFERENCES.md (not this run:
-             DIAMOND's code cannot be downloaded here). The small rows (4.0M parameters, about
-             DIAMOND's size, at a third of its FLOPs) and base rows (4.5M, DIAMOND's layout) carry
-             `vs_diamond`: ours / theirs for frames/s and theirs / ours for the train step time
-             (>1 = faster).
+    diamond  DIAMOND's own PyTorch denoiser and 3-step sampler (bench.diamond: its code from
+             ../shared/reference/diamond, 4.4M parameters, Atari layout) measured in this same run,
+             eager and under torch.compile: imagine at the same batches and horizon (3 denoiser
+             calls per frame, like ours), train at batch 16 with 1 U-Net pass (the work of our
+             step) and 2 (DIAMOND's default trainer). Skipped, with the reason in the note, when
+             torch (the `reference` extra) or the reference code is missing.
+
+Our small rows (4.0M parameters, DIAMOND's size, at a seventh of its FLOPs) and base rows (4.5M,
+DIAMOND's layout) carry `vs_diamond` = ours / DIAMOND compiled at equal work (frames/s at the same
+batch; the 1-pass train step time, theirs / ours), and `vs_eager` the same against DIAMOND eager:
+> 1 = faster.
 
 compile_s is the ahead-of-time lower + compile of exactly the executable that is then timed.
 gflop is per train step (all devices) or per imagined frame (one batch-1 denoiser call times the
@@ -47,10 +52,7 @@ from robolearn.imagination import start_window
 
 IMAGE = 64
 DEFAULT_PEAK_TFLOPS = 989.0  # H100/H200 SXM, bf16 dense
-# DIAMOND on this CPU type (REFERENCES.md section 2): frames/s per batch, train step seconds at 16.
-DIAMOND_FPS = {1: 3.9, 32: 2.9, 256: 2.2}
-DIAMOND_TRAIN_S = {16: 7.6}
-DIAMOND_NOTE = "PyTorch eager; from REFERENCES.md: same CPU type, not this run"
+DIAMOND_TRAIN_BATCH = 16
 
 
 def _dtype():
@@ -99,6 +101,7 @@ def _row(name, params, measure, batch, horizon, per_s, unit, sec, compile_s, gfl
         "gflop_per_s": achieved if achieved is not None else "",
         "mfu": mfu,
         "vs_diamond": "",
+        "vs_eager": "",
         "reps": reps,
         "note": note,
     }
@@ -139,9 +142,6 @@ def measure_train(name: str, batch: int, reps: int) -> dict:
         name, params, "train", batch, "", 1 / sec, "steps/s", sec, compile_s, gflop, reps,
         _peak_flops(devices),
     )  # fmt: skip
-    if name in ("small", "base") and batch in DIAMOND_TRAIN_S:
-        row["vs_diamond"] = DIAMOND_TRAIN_S[batch] / sec
-        row["note"] = _join(row["note"], "vs_diamond = DIAMOND step s / ours")
     return row
 
 
@@ -194,57 +194,70 @@ def measure_imagine(name: str, batch: int, horizon: int, reps: int, warmup: int,
         name, n_params, "imagine", batch, horizon, fps, "frames/s", sec, compile_s, gflop, reps,
         _peak_flops(1),
     )  # fmt: skip
-    if name in ("small", "base") and batch in DIAMOND_FPS:
-        row["vs_diamond"] = fps / DIAMOND_FPS[batch]
-        row["note"] = _join(row["note"], "vs_diamond = ours / DIAMOND frames/s")
     return row
 
 
-def _join(a: str, b: str) -> str:
-    return f"{a}; {b}" if a else b
+def diamond_rows(template: dict, imagine: list[tuple[int, int, int, int]], reps: int) -> list:
+    """DIAMOND's rows, eager and compiled, with the same keys as ours (bench.diamond), or one row
+    saying why they are missing. imagine: (batch, horizon, reps, warm-up) of our rollouts."""
+    from bench import diamond
 
-
-def diamond_rows(template: dict) -> list[dict]:
-    """The reference rows, with the same keys as ours."""
     blank = dict.fromkeys(template, "")
-    rows = [
-        {
-            **blank,
-            "preset": "diamond",
-            "params": "4.4M",
-            "backend": "cpu float32 torch",
-            "measure": "train",
-            "batch": batch,
-            "per_s": 1 / sec,
-            "unit": "steps/s",
-            "sec": sec,
-            "note": DIAMOND_NOTE,
-        }
-        for batch, sec in DIAMOND_TRAIN_S.items()
-    ]
-    rows += [
-        {
-            **blank,
-            "preset": "diamond",
-            "params": "4.4M",
-            "backend": "cpu float32 torch",
-            "measure": "imagine",
-            "batch": batch,
-            "per_s": fps,
-            "unit": "frames/s",
-            "note": DIAMOND_NOTE,
-        }
-        for batch, fps in DIAMOND_FPS.items()
-    ]
+    missing = diamond.available()
+    if missing:
+        return [{**blank, "preset": "diamond", "note": f"not measured: {missing}"}]
+    import torch
+
+    rows = []
+    for compiled in (False, True):
+        model = diamond.build(compiled)
+        backend = f"cpu float32 torch {torch.__version__.split('+')[0]}"
+        kind = "compiled" if compiled else "eager"
+        base = {**blank, "preset": f"diamond-{kind}", "params": model.params, "backend": backend}
+        for passes in (1, 2):
+            sec, n, compile_s = diamond.train_seconds(model, DIAMOND_TRAIN_BATCH, passes, reps)
+            rows.append({
+                **base, "measure": "train" if passes == 1 else "train-2pass",
+                "batch": DIAMOND_TRAIN_BATCH, "per_s": 1 / sec, "unit": "steps/s", "sec": sec,
+                "compile_s": compile_s, "reps": n,
+                "note": f"{passes} U-Net pass{'es' if passes > 1 else ''} per step",
+            })  # fmt: skip
+        for batch, horizon, n, warmup in imagine:
+            sec, n, compile_s = diamond.imagine_seconds(model, batch, horizon, n, warmup)
+            rows.append({
+                **base, "measure": "imagine", "batch": batch, "horizon": horizon,
+                "per_s": batch * horizon / sec, "unit": "frames/s", "sec": sec,
+                "compile_s": compile_s, "reps": n, "note": "3 denoiser calls per frame",
+            })  # fmt: skip
     return rows
 
 
+def compare(rows: list[dict]) -> None:
+    """Fill vs_diamond (against DIAMOND compiled) and vs_eager of our small and base rows at equal
+    work: imagined frames/s at the same batch; train steps/s against DIAMOND's 1-pass step
+    ("train"; its default 2-pass step is the "train-2pass" row)."""
+    theirs = {
+        (row["preset"], row["measure"], row["batch"]): row["per_s"]
+        for row in rows
+        if str(row["preset"]).startswith("diamond-")
+    }
+    for row in rows:
+        if row["preset"] not in ("small", "base"):
+            continue
+        for column, kind in (("vs_diamond", "diamond-compiled"), ("vs_eager", "diamond-eager")):
+            other = theirs.get((kind, row["measure"], row["batch"]))
+            if other:
+                row[column] = row["per_s"] / other
+
+
 def run(quick: bool = False) -> list[dict]:
-    """Rows per (preset, measurement, batch); tiny only with quick, then the DIAMOND references."""
+    """Rows per (preset, measurement, batch); tiny only with quick (and DIAMOND at batch 1), then
+    DIAMOND's rows from this run, and the ratios at equal work."""
     presets = ("tiny",) if quick else ("tiny", "small", "base")
     reps = 2 if quick else 5
     cpu = jax.default_backend() == "cpu"
     rows = []
+    imagine = []
     for name in presets:
         for batch in (16, 32):
             rows.append(measure_train(name, batch, reps))
@@ -259,4 +272,8 @@ def run(quick: bool = False) -> list[dict]:
             elif name in ("small", "base") and batch == 256 and cpu:
                 horizon, n, warmup = 2, 1, 0
             rows.append(measure_imagine(name, batch, horizon, n, warmup, flops))
-    return rows + diamond_rows(rows[0])
+            if name == presets[-1] and (batch < 256 or not cpu) and (batch == 1 or not quick):
+                imagine.append((batch, horizon, n, warmup))
+    rows += diamond_rows(rows[0], imagine, reps)
+    compare(rows)
+    return rows
