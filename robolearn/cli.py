@@ -30,7 +30,8 @@ DESCRIPTION = "Robot learning in JAX: world models, rewards, imagination RL, saf
 @dataclasses.dataclass(frozen=True)
 class Command:
     """One command. options: which of the shared flags it takes: out (or out_required), resume,
-    quiet, config (--config FILE and KEY=VALUE overrides), distributed (multi-host flags)."""
+    quiet, config (--config FILE and KEY=VALUE overrides), distributed (multi-host flags), wandb
+    (--wandb and --wandb-project)."""
 
     words: str
     help: str
@@ -44,7 +45,7 @@ def _presets(kind: str):
     return lambda: preset_names(kind)
 
 
-_TRAIN = ("out", "resume", "quiet", "config")
+_TRAIN = ("out", "resume", "quiet", "config", "wandb")
 COMMANDS = (
     Command("tasks", "list every task: suite, rate, length, instruction, action meaning",
             "robolearn.runs.tasks:TasksConfig", "robolearn.runs.tasks:main"),
@@ -90,7 +91,7 @@ COMMANDS = (
                    "small (CPU), base (DIAMOND's), large (GPU/TPU)", _presets("world_model")),)),
     Command("train reward", "success classifier (reward model) with a calibrated threshold",
             "robolearn.runs.train_reward:TrainRewardConfig", "robolearn.runs.train_reward:main",
-            ("out", "quiet", "config", "distributed"),
+            ("out", "quiet", "config", "distributed", "wandb"),
             (Alias("--preset", "model.preset", "model size (configs/reward/)", _presets("reward")),
              Alias("--kind", "model.kind", "cnn: a small CNN from scratch; siglip: SigLIP towers "
                    "and a success head prompted with the task's instruction (needs --siglip)",
@@ -189,6 +190,12 @@ def build_parser(command: Command) -> tuple[CommandParser, object]:
         parser.add_argument("--coordinator", help="with --distributed: host:port of process 0")
         parser.add_argument("--num-processes", type=int, help="with --distributed: processes")
         parser.add_argument("--process-id", type=int, help="with --distributed: this process")
+    if "wandb" in opts:
+        parser.add_argument("--wandb", action="store_true", help="also log metrics, plots and "
+                            "videos to a W&B run in OUT/wandb/ (offline unless WANDB_MODE says "
+                            "otherwise; `wandb sync` uploads it; `tracking` extra)")  # fmt: skip
+        parser.add_argument("--wandb-project", default="robolearn", metavar="NAME",
+                            help="with --wandb: the W&B project")  # fmt: skip
     return parser, flags  # fmt: skip
 
 
@@ -275,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             coordinator=getattr(args, "coordinator", None),
             num_processes=getattr(args, "num_processes", None),
             process_id=getattr(args, "process_id", None),
+            wandb=getattr(args, "wandb", False),
+            wandb_project=getattr(args, "wandb_project", "robolearn"),
         )
         return _load(command.run)(cfg, options) or 0
     except RobolearnError as exc:

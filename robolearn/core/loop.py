@@ -36,7 +36,7 @@ Batches = Callable[[int], Iterable] | Iterable | None
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """When the loop logs, evaluates and saves (every N steps; 0 = never, except that the last
-    step is always logged and saved).
+    step is always logged and saved, and evaluated when eval_every > 0).
 
     steps: train until the state's step reaches this (a resumed run continues up to it).
     """
@@ -156,7 +156,11 @@ def train(
                     first = first or {"step": step, **row}
                     bar.update(step, _progress_text(metrics, show, rate))
                     last_time, last_step = now, step
-                if evaluate is not None and schedule.eval_every and step % schedule.eval_every == 0:
+                if (
+                    evaluate is not None
+                    and schedule.eval_every
+                    and schedule.due(schedule.eval_every, step)
+                ):
                     result = evaluate(state)
                     if writer is not None:
                         writer.write(step, result, prefix="eval/")

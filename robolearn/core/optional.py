@@ -2,7 +2,8 @@
 
 The base package is the robot install (the ROS 2 bridge, policy inference, the simulated WidowX);
 the workstation (simulators, trainers, data formats, video) is the `workstation` extra, rclpy
-from PyPI the `ros` extra, torch and its reference implementations `reference` (pyproject.toml).
+from PyPI the `ros` extra, torch and its reference implementations `reference`, Weights & Biases
+(`--wandb`) `tracking` (pyproject.toml).
 A command that imports a package of an extra that is not installed fails with one line saying
 which extra to install instead of a traceback (robolearn.cli, robolearn.envs.make,
 robolearn.runs.deploy).
@@ -48,6 +49,7 @@ EXTRA_OF_MODULE = {
         "ros",
     ),
     **dict.fromkeys(["torch", "diffusers", "transformers"], "reference"),
+    "wandb": "tracking",
 }
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from robolearn.core.errors import ConfigError
+from robolearn.core.tracking import WandbSettings
 
 
 def make_run_dir(out: str | Path | None, command: str, tag: str = "") -> Path:
@@ -37,6 +38,8 @@ class RunOptions:
     out: the output directory (None: a new one under ./runs/, see make_run_dir).
     distributed: join the other processes with jax.distributed.initialize() first; coordinator,
         num_processes, process_id: its arguments (None: auto-detected on TPU pods, SLURM, MPI).
+    wandb: log the run's metrics, images and videos to a W&B run too (robolearn.core.tracking;
+        offline unless WANDB_MODE says otherwise), in project wandb_project.
     """
 
     out: str | None = None
@@ -46,9 +49,15 @@ class RunOptions:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    wandb: bool = False
+    wandb_project: str = "robolearn"
 
     def run_dir(self, command: str, tag: str = "") -> Path:
         """The output directory of this run (created); `--resume` needs an explicit --out."""
         if self.resume and self.out is None:
             raise ConfigError("--resume needs --out DIR, the run to continue")
         return make_run_dir(self.out, command, tag)
+
+    def tracking(self) -> WandbSettings | None:
+        """The W&B settings of `--wandb` (None without it)."""
+        return WandbSettings(self.wandb_project) if self.wandb else None
