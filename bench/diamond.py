@@ -179,6 +179,21 @@ def train_seconds(model: Diamond, batch: int, passes: int, reps: int):
     return _check(sec), reps, compile_s
 
 
+def denoiser_gflop(model: Diamond) -> float:
+    """GFLOP of one denoiser call at batch 1 (torch's FlopCounterMode: convolutions and matrix
+    products, 2 per multiply-add, as XLA's cost analysis counts them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    obs = torch.zeros(1, CONTEXT * 3, IMAGE, IMAGE)
+    act = torch.zeros(1, CONTEXT, dtype=torch.long)
+    noisy = torch.zeros(1, 3, IMAGE, IMAGE)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.denoiser.denoise(noisy, torch.ones(1), obs, act)
+    return counter.get_total_flops() / 1e9
+
+
 def _check(value: float) -> float:
     if not np.isfinite(value):
         raise RuntimeError(f"DIAMOND measured a non-finite time: {value}")

@@ -209,6 +209,7 @@ def diamond_rows(template: dict, imagine: list[tuple[int, int, int, int]], reps:
     import torch
 
     rows = []
+    gflop = diamond.denoiser_gflop(diamond.build(compiled=False))
     for compiled in (False, True):
         model = diamond.build(compiled)
         backend = f"cpu float32 torch {torch.__version__.split('+')[0]}"
@@ -227,7 +228,9 @@ def diamond_rows(template: dict, imagine: list[tuple[int, int, int, int]], reps:
             rows.append({
                 **base, "measure": "imagine", "batch": batch, "horizon": horizon,
                 "per_s": batch * horizon / sec, "unit": "frames/s", "sec": sec,
-                "compile_s": compile_s, "reps": n, "note": "3 denoiser calls per frame",
+                "compile_s": compile_s, "gflop": 3 * gflop,
+                "gflop_per_s": 3 * gflop * batch * horizon / sec, "reps": n,
+                "note": "3 denoiser calls per frame",
             })  # fmt: skip
     return rows
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench import diamond
-from bench.world_model_speed import compare
+from bench.world_model_speed import compare, denoiser_flops
 
 pytest.importorskip("torch")
 
@@ -19,6 +19,9 @@ def test_diamond_loads_its_own_layout_and_runs():
     model = diamond.build(compiled=False)
     assert {name: sys.modules.get(name) for name in ("utils", "data")} == before
     assert model.params == 4_406_851  # DIAMOND's Atari denoiser, 4.4M
+    # equal work: our base preset (DIAMOND's layout) costs what DIAMOND's denoiser costs per call
+    theirs, ours = diamond.denoiser_gflop(model), denoiser_flops("base") / 1e9
+    assert ours == pytest.approx(theirs, rel=0.05)
     for passes in (1, 2):
         sec, reps, _ = diamond.train_seconds(model, batch=2, passes=passes, reps=1)
         assert sec > 0 and reps == 1
