@@ -13,6 +13,7 @@ from bench.world_model_speed import compare, denoiser_flops
 pytest.importorskip("torch")
 
 
+@pytest.mark.slow  # DIAMOND's training step and our base preset's compilation, ~20 s
 def test_diamond_loads_its_own_layout_and_runs():
     assert diamond.available() is None
     before = {name: sys.modules.get(name) for name in ("utils", "data")}
