@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import string
+import warnings
 from pathlib import Path
 
 from robolearn.core.errors import RobolearnError, one_line
@@ -68,17 +69,21 @@ class WandbRun:
         self._floor = self._last
         self._wandb = wandb
         try:
-            self.run = wandb.init(
-                project=settings.project,
-                name=self.out.resolve().name,
-                id=run_id,
-                resume="allow",
-                dir=str(self.out),
-                mode=None if os.environ.get("WANDB_MODE") else "offline",
-                config=config or {},
-                settings=wandb.Settings(console="off", silent=True),
-                reinit="create_new",
-            )
+            with warnings.catch_warnings():
+                # wandb starts its service by subprocess (fork, then exec at once): no JAX
+                # thread runs in the child, so the warning JAX's threads raise does not apply
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+                self.run = wandb.init(
+                    project=settings.project,
+                    name=self.out.resolve().name,
+                    id=run_id,
+                    resume="allow",
+                    dir=str(self.out),
+                    mode=None if os.environ.get("WANDB_MODE") else "offline",
+                    config=config or {},
+                    settings=wandb.Settings(console="off", silent=True),
+                    reinit="create_new",
+                )
         except Exception as exc:  # wandb raises its own error types (UsageError, CommError, ...)
             raise TrackingError(
                 f"W&B could not start a run in {self.dir}: {one_line(exc)} (unset WANDB_MODE "

@@ -3,7 +3,9 @@ data-parallel over every local device (and every host with --distributed).
 
 The output directory is the checkpoint directory (robolearn.world_models.checkpoint: its
 config.yaml is the model really trained, sizes from the data) plus train.yaml (this run's
-resolved settings), metrics.jsonl and tensorboard/ (the curves, written by process 0 only).
+resolved settings), metrics.jsonl and tensorboard/ (the curves, written by process 0 only),
+media/ (open-loop videos and PSNR/SSIM plots of a few fixed windows at every evaluation,
+robolearn.runs.wm_preview, and the loss curves at the end) and, with --wandb, wandb/.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
+from robolearn.core.tracking import WandbSettings
 from robolearn.data.pipeline import PipelineConfig
 from robolearn.world_models.config import WorldModelConfig
 
@@ -51,11 +54,23 @@ class TrainWorldModelConfig(LoopSettings):
     input: PipelineConfig = PipelineConfig()
     """how the episodes are read: memory budget, RAM or streaming, reader threads and processes
     (robolearn.data.pipeline; e.g. input.memory_mb=512); each host reads its own shard"""
+    eval_data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
+    """held-out episode store (repeat for several) whose fixed windows the open-loop preview
+    imagines (default: windows of the training data, named "train" in the media and scalars)"""
+    eval_windows: int = 4
+    """windows of the open-loop preview (one per episode, chosen once; 0: no preview)"""
+    eval_horizon: int = 8
+    """open-loop steps of each preview window (capped at the longest episode; 0: no preview)"""
+    eval_every: int = 0
+    """preview interval in steps (0: at every save); the last step is always previewed"""
 
     def __post_init__(self):
         if not self.data:
             raise ConfigError("give at least one --data directory")
         require_positive(self, "steps", "batch_size", "save_every", "log_every", "max_to_keep")
+        for name in ("eval_windows", "eval_horizon", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def main(cfg: TrainWorldModelConfig, options: RunOptions) -> None:
@@ -65,7 +80,9 @@ def main(cfg: TrainWorldModelConfig, options: RunOptions) -> None:
 
     join(options)
     out = options.run_dir("train", f"world-model-{cfg.model.preset}")
-    result = run_train_world_model(cfg, out, resume=options.resume, progress=options.progress)
+    result = run_train_world_model(
+        cfg, out, resume=options.resume, progress=options.progress, wandb=options.tracking()
+    )
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     print(
         f"world model: step {result['step']} ({result['trained_steps']} this run, "
@@ -86,16 +103,21 @@ def compute_dtype(name: str):
 
 
 def run_train_world_model(
-    cfg: TrainWorldModelConfig, out: Path, resume: bool = False, progress: bool = True
+    cfg: TrainWorldModelConfig,
+    out: Path,
+    resume: bool = False,
+    progress: bool = True,
+    wandb: WandbSettings | None = None,
 ) -> dict:
     """Train (or resume) into `out`; returns {"step", "trained_steps", "seconds",
     "compile_seconds", "steps_per_second" (after compilation), "devices", "dtype", "metrics"
-    (the last logged)}."""
+    (the last logged)}. wandb: log to a W&B run too (process 0)."""
     import jax
     import jax.numpy as jnp
 
     from robolearn import bundles
     from robolearn.core import checkpoint as ckpt_io
+    from robolearn.core.config import to_dict
     from robolearn.core.loop import train
     from robolearn.core.mesh import (
         broadcast_flag,
@@ -105,12 +127,15 @@ def run_train_world_model(
         replicate,
         shard_batch,
     )
+    from robolearn.core.metrics import MetricsWriter
     from robolearn.data.pipeline import (
         EpisodeData,
         WindowLoader,
         resume_loader,
         save_loader_state,
     )
+    from robolearn.runs.report import metric_curves
+    from robolearn.runs.wm_preview import OpenLoopPreview
     from robolearn.world_models import checkpoint as ckpt
     from robolearn.world_models.train import make_train_step
 
@@ -133,14 +158,28 @@ def run_train_world_model(
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    model_cfg, stats = _model_config(cfg, out, _data_info(cfg, loader), data, resuming)
+    info = _data_info(cfg, loader)
+    windows = _preview_windows(cfg, data, loader.context)  # checked before anything is written
+    model_cfg, stats = _model_config(cfg, out, info, data, resuming)
+    resolved = dataclasses.replace(cfg, model=model_cfg)
     if chief:
-        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+        save_yaml(resolved, out / "train.yaml")
     dtype = compute_dtype(cfg.dtype)
     mesh = data_mesh()
     manager = ckpt.make_manager(out, cfg.max_to_keep)
+    writer = None
     try:
         graphdef, state = _initial_state(cfg, model_cfg, manager, dtype)
+        start = int(jax.device_get(state.step))
+        writer = MetricsWriter(
+            out, resume_step=start or None, enabled=chief, wandb=wandb, config=to_dict(resolved)
+        )
+        preview = None
+        if windows is not None:
+            preview = OpenLoopPreview(windows, graphdef, model_cfg.sampler, stats, writer, cfg.seed)
+        schedule = dataclasses.replace(
+            cfg.schedule(cfg.steps), eval_every=(cfg.eval_every or cfg.save_every) if preview else 0
+        )
 
         def batches(start_step: int):
             resume_loader(loader, out, start_step)  # the data order continues where it stopped
@@ -154,13 +193,17 @@ def run_train_world_model(
             replicate(state, mesh),
             make_train_step(model_cfg, graphdef, stats, mesh),
             batches,
-            cfg.schedule(cfg.steps),
-            out=out,
+            schedule,
             save=save,
+            evaluate=preview,
             show=("denoise_loss", "proprio_loss"),
             progress=progress,
+            writer=writer,
         )
+        metric_curves(writer, result.step, _curves(windows))
     finally:
+        if writer is not None:
+            writer.close()
         manager.close()
         loader.close()
     return {
@@ -174,6 +217,33 @@ def run_train_world_model(
         "metrics": result.metrics,
         "preempted": result.preempted,
     }
+
+
+def _preview_windows(cfg: TrainWorldModelConfig, data, context: int):
+    """The open-loop preview's fixed windows (robolearn.runs.wm_preview): of --eval-data when
+    given (checked against the training data), else of the training data; None when disabled."""
+    from robolearn.data.pipeline import EpisodeData
+    from robolearn.runs.wm_preview import check_eval_data, choose_windows
+
+    if not (cfg.eval_windows and cfg.eval_horizon):
+        return None
+    source, name = data, "train"
+    if cfg.eval_data:
+        source = EpisodeData(list(cfg.eval_data), tasks=cfg.tasks or None, pipeline=cfg.input)
+        check_eval_data(source, data, ", ".join(cfg.eval_data))
+        name = "heldout"
+    return choose_windows(source, cfg.eval_windows, cfg.eval_horizon, context, cfg.seed, name)
+
+
+def _curves(windows) -> tuple:
+    """The panels of the loss-curves figure: the losses, and the preview's PSNR when it ran."""
+    from robolearn.runs.report import WORLD_MODEL_CURVES
+    from robolearn.runs.wm_preview import report_steps
+
+    if windows is None:
+        return WORLD_MODEL_CURVES
+    keys = [f"eval/{windows.name}_psnr_h{k}" for k in report_steps(windows.horizon)]
+    return (*WORLD_MODEL_CURVES, (f"open-loop PSNR, {windows.name} windows (dB)", keys, False))
 
 
 def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: bool):

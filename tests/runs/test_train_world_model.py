@@ -1,11 +1,13 @@
 """`robolearn train world-model` end to end (tiny preset): train, resume, refuse to overwrite,
-fine-tune from another model, run from a config file; the shipped drawer model's run config."""
+fine-tune from another model, run from a config file; the shipped drawer model's run config; what
+a run shows (open-loop preview videos and plots, loss curves, an offline W&B run)."""
 
 import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import yaml
@@ -34,12 +36,19 @@ def _steps(run):
     return sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
 
 
+def _image(path):
+    return iio.imread(path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny world model trained 6 steps (saved at 3 and 6) on 16x16 random episodes."""
+    """A tiny world model trained 6 steps (saved, and previewed open loop, at 3 and 6) on 16x16
+    random episodes, logged to an offline W&B run too."""
     root = tmp_path_factory.mktemp("wm")
     data = write_random_store(root / "data", 3, 6, image_size=16, task="drawer")
-    assert _train(data, root / "run", 6) == 0
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("WANDB_MODE", raising=False)
+        assert _train(data, root / "run", 6, "--wandb") == 0
     return data, root / "run"
 
 
@@ -48,7 +57,7 @@ def test_train_writes_metrics_and_a_self_describing_checkpoint(trained):
     run's train.yaml and the checkpoint's config.yaml hold the model really trained (sizes from
     the data, the learning rate decaying over the run's steps)."""
     data, run = trained
-    rows = _rows(run)
+    rows = [r for r in _rows(run) if "loss" in r]  # the training rows (eval/ rows beside them)
     assert [r["step"] for r in rows] == [3, 6]
     for key in ("loss", "denoise_loss", "proprio_loss", "grad_norm", "steps_per_second", "time"):
         assert np.isfinite(rows[-1][key])
@@ -65,17 +74,62 @@ def test_train_writes_metrics_and_a_self_describing_checkpoint(trained):
     assert ckpt.load_world_model(run, task="drawer").step == 6
 
 
+def test_train_shows_open_loop_previews_curves_and_a_wandb_run(trained):
+    """At every save (3, 6) the fixed windows (the training data's: named "train") are imagined
+    open loop: a video of true | predicted | |error| with a frame per horizon step (8 capped at
+    the episodes' 6), a PSNR/SSIM-by-horizon plot and eval/ scalars against copy-last-frame; the
+    loss curves at the end; the same images in TensorBoard; an offline W&B run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = trained
+    media = run / "media"
+    for step in (3, 6):
+        video = iio.imread(media / f"open_loop_train-{step}.mp4")
+        assert video.shape[0] == 6 and video.std() > 10
+        assert _image(media / f"open_loop_fidelity_train-{step}.png").std() > 10
+    assert _image(media / "curves-6.png").std() > 10
+    evals = [r for r in _rows(run) if "eval/train_psnr_h1" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    for key in ("psnr_h1", "psnr_h5", "psnr_h6", "ssim_h6", "psnr_copy_last_h6"):
+        assert np.isfinite(evals[-1][f"eval/train_{key}"])
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    images = {tag: [e.step for e in acc.Images(tag)] for tag in acc.Tags()["images"]}
+    assert images["open_loop_train"] == [3, 6] and images["curves"] == [6]
+    (wandb_run,) = (run / "wandb").glob("offline-run-*")
+    assert list(wandb_run.glob("run-*.wandb"))
+
+
 def test_resume_continues_to_the_new_step_count(trained, tmp_path, capsys):
-    """--resume --steps 8 restores step 6 and trains 2 more; metrics and checkpoints continue."""
+    """--resume --steps 8 restores step 6 and trains 2 more; metrics, checkpoints, previews and
+    the W&B run (the same run id) continue."""
     data, run = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     capsys.readouterr()
-    assert _train(data, copy, 8, "--resume") == 0
+    assert _train(data, copy, 8, "--resume", "--wandb") == 0
     assert "world model: step 8 (2 this run" in capsys.readouterr().out
-    assert [r["step"] for r in _rows(copy)] == [3, 6, 8]
+    assert [r["step"] for r in _rows(copy) if "loss" in r] == [3, 6, 8]
     assert _steps(copy) == [6, 8]  # max_to_keep 2
     assert ckpt.load_world_model(copy).step == 8
+    assert (copy / "media" / "open_loop_train-8.mp4").stat().st_size > 0
+    first, again = sorted((copy / "wandb").glob("offline-run-*"))
+    assert first.name.split("-")[-1] == again.name.split("-")[-1]  # offline-run-<time>-<id>[-1]
+    state = json.loads((copy / "wandb" / "robolearn-run.json").read_text())
+    assert state["step"] == 8 and first.name.endswith(state["id"])
+
+
+def test_held_out_windows_of_another_size_are_refused_before_anything_is_written(
+    trained, tmp_path, capsys
+):
+    data, _ = trained
+    big = write_random_store(tmp_path / "big", 2, 6, image_size=32, task="drawer")
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert _train(data, out, 1, "--eval-data", str(big)) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--eval-data {big}: image_shape" in err and len(err.splitlines()) == 1
+    assert not (out / "train.yaml").exists() and not (out / "config.yaml").exists()
 
 
 def test_training_again_without_resume_is_refused(trained, capsys):
@@ -97,7 +151,7 @@ def test_init_fine_tunes_from_another_model(trained, tmp_path):
     _, run = trained
     push = write_random_store(tmp_path / "push", 2, 6, image_size=16, task="push")
     out = tmp_path / "ft"
-    assert _train(push, out, 1, "--init", str(run), "--preset", "base") == 0
+    assert _train(push, out, 1, "--init", str(run), "--preset", "base", "--eval-windows", "0") == 0
     assert ckpt.read_info(out).tasks == ("push",)
     assert (out / "stats.json").read_text() == (run / "stats.json").read_text()
     assert "preset: tiny" in (out / "config.yaml").read_text()
@@ -122,15 +176,18 @@ def test_init_refuses_a_model_of_another_image_size(trained, tmp_path, capsys):
 
 
 def test_train_from_a_config_file_writes_tensorboard_and_the_resolved_config(tmp_path, capsys):
-    """`--config FILE` (data, a tiny model with an override inside it, the schedule) runs; the
-    metrics reach TensorBoard's own reader; train.yaml and the checkpoint's config.yaml hold the
-    resolved model."""
+    """`--config FILE` (data, held-out data for the preview, a tiny model with an override
+    inside it, the schedule) runs; the metrics reach TensorBoard's own reader; train.yaml and the
+    checkpoint's config.yaml hold the resolved model; the preview's windows are held out."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     data = write_random_store(tmp_path / "data", 2, 5, image_size=16, task="drawer")
+    heldout = write_random_store(tmp_path / "heldout", 1, 4, image_size=16, task="drawer", seed=9)
     run_yaml = tmp_path / "run.yaml"
     settings = {
         "data": [str(data)],
+        "eval_data": [str(heldout)],
+        "eval_horizon": 2,
         "steps": 2,
         "batch_size": 4,
         "log_every": 1,
@@ -150,6 +207,8 @@ def test_train_from_a_config_file_writes_tensorboard_and_the_resolved_config(tmp
     assert (model_cfg.model.image_size, model_cfg.optim.decay_steps) == (16, 2)
     resolved = load_yaml(TrainWorldModelConfig, out / "train.yaml")
     assert resolved.model == model_cfg and resolved.batch_size == 4
+    assert [e.step for e in acc.Scalars("eval/heldout_psnr_h2")] == [2]
+    assert iio.imread(out / "media" / "open_loop_heldout-2.mp4").shape[0] == 2
 
 
 def test_the_shipped_drawer_model_s_run_config_loads_and_made_it():
