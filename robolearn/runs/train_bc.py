@@ -2,7 +2,8 @@
 
 The output directory is the checkpoint directory (robolearn.policies.bc.checkpoint) with the
 training state for --resume, plus policy/ (the actor-only export eval, imagine and the robot
-load), train.yaml (this run's resolved settings), metrics.jsonl and tensorboard/ (the curve).
+load), train.yaml (this run's resolved settings), metrics.jsonl and tensorboard/ (the curve),
+media/curves-<step>.png (the curves at the end) and, with --wandb, wandb/.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.loop import LoopSettings
 from robolearn.core.rundir import RunOptions
+from robolearn.core.tracking import WandbSettings
 from robolearn.data.pipeline import PipelineConfig
 from robolearn.policies.bc.config import BCConfig
 
@@ -53,7 +55,9 @@ def main(cfg: TrainBCConfig, options: RunOptions) -> None:
 
     join(options)
     out = options.run_dir("train", f"bc-{cfg.task or cfg.model.preset}")
-    result = run_train_bc(cfg, out, resume=options.resume, progress=options.progress)
+    result = run_train_bc(
+        cfg, out, resume=options.resume, progress=options.progress, wandb=options.tracking()
+    )
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     print(
         f"bc: step {result['step']} ({result['trained_steps']} this run, "
@@ -65,12 +69,20 @@ def main(cfg: TrainBCConfig, options: RunOptions) -> None:
     )
 
 
-def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=True) -> dict:
+def run_train_bc(
+    cfg: TrainBCConfig,
+    out: Path,
+    resume: bool = False,
+    progress=True,
+    wandb: WandbSettings | None = None,
+) -> dict:
     """Train (or resume) into `out`, data-parallel over every device of every process; returns
     {"step", "trained_steps", "seconds", "steps_per_second", "devices", "metrics" (the last
-    logged), "preempted"}. Process 0 writes the run's files and the actor export."""
+    logged), "preempted"}. Process 0 writes the run's files and the actor export (and logs to
+    a W&B run too with `wandb`)."""
     import jax
 
+    from robolearn.core.config import to_dict
     from robolearn.core.loop import train
     from robolearn.core.mesh import (
         broadcast_flag,
@@ -80,6 +92,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         replicate,
         shard_batch,
     )
+    from robolearn.core.metrics import MetricsWriter
     from robolearn.core.normalize import NormStats
     from robolearn.data.pipeline import (
         EpisodeData,
@@ -89,6 +102,7 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
     )
     from robolearn.policies.bc import checkpoint as ckpt
     from robolearn.policies.bc.train import init_train_state, make_train_step
+    from robolearn.runs.report import BC_CURVES, metric_curves
 
     chief = is_chief()
     resuming = broadcast_flag(
@@ -117,15 +131,21 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
         stats = NormStats.from_moments(mean, std)
         if chief:
             ckpt.write_info(out, info, model_cfg, stats)
+    resolved = dataclasses.replace(cfg, model=model_cfg)
     if chief:
-        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+        save_yaml(resolved, out / "train.yaml")
     mesh = data_mesh()
     manager = ckpt.make_manager(out, cfg.max_to_keep)
+    writer = None
     try:
         if manager.latest_step() is not None:
             graphdef, state = ckpt.restore_state(manager, model_cfg)
         else:
             graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed))
+        start = int(jax.device_get(state.step))
+        writer = MetricsWriter(
+            out, resume_step=start or None, enabled=chief, wandb=wandb, config=to_dict(resolved)
+        )
 
         def batches(start_step: int):
             resume_loader(loader, out, start_step)  # the data order continues where it stopped
@@ -142,12 +162,15 @@ def run_train_bc(cfg: TrainBCConfig, out: Path, resume: bool = False, progress=T
             make_train_step(model_cfg, graphdef, replicate(stats, mesh)),
             batches,
             cfg.schedule(cfg.steps),
-            out=out,
             save=save,
             show=("nll", "mse"),
             progress=progress,
+            writer=writer,
         )
+        metric_curves(writer, result.step, BC_CURVES)
     finally:
+        if writer is not None:
+            writer.close()
         manager.close()
         loader.close()
     return {

@@ -45,6 +45,20 @@ def test_train_writes_a_self_describing_checkpoint(trained):
     assert "preset: tiny" in (run / "config.yaml").read_text()
 
 
+def test_train_draws_its_curves_at_the_end(trained):
+    """OUT/media/curves-<last step>.png: the logged NLL, MSE, std and gradient norm, drawn from
+    metrics.jsonl (not blank), also in TensorBoard's images."""
+    import imageio.v3 as iio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = trained
+    image = iio.imread(run / "media" / "curves-2.png")
+    assert image.ndim == 3 and image.shape[1] > 600 and image.std() > 10
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Images("curves")] == [2]
+
+
 def test_resume_continues_from_the_last_complete_checkpoint(trained, tmp_path, capsys):
     data, run = trained
     copy = tmp_path / "run"
