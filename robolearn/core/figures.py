@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+GUTTER_PX = 4  # white between the tiles of an image grid
+
 
 @dataclasses.dataclass(frozen=True)
 class Series:
@@ -101,7 +103,8 @@ def image_grid(
     title: str | None = None,
 ) -> np.ndarray:
     """Images uint8 [N, h, w, 3] upscaled (nearest) to tile_px squares, each under its caption,
-    `cols` to a row (empty places white), under an optional title strip: uint8 [H, W, 3]."""
+    `cols` to a row (empty places white; GUTTER_PX of white right of and below each tile), under
+    an optional title strip: uint8 [H, W, 3]."""
     from robolearn.core.video import caption_frame, caption_strip
 
     images = np.asarray(images)
@@ -111,6 +114,9 @@ def image_grid(
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
     pairs = zip(images, captions, strict=True)
     tiles = [caption_frame(image, [text], size=tile_px) for image, text in pairs]
+    tiles = [
+        np.pad(t, ((0, GUTTER_PX), (0, GUTTER_PX), (0, 0)), constant_values=255) for t in tiles
+    ]
     cols = max(1, min(cols, len(tiles)))
     blank = np.full_like(tiles[0], 255)
     tiles += [blank] * (-len(tiles) % cols)

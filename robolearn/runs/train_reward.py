@@ -31,7 +31,10 @@ covered tasks' recorded frames).
 
 The output directory is the checkpoint (robolearn.reward_models.checkpoint; a siglip one holds a
 copy of the SigLIP files) plus train.yaml (this run's resolved settings), metrics.jsonl and
-tensorboard/ (the training curve) and metrics.json (calibration and evaluation).
+tensorboard/ (the training curve), metrics.json (calibration and evaluation), media/ (at the end:
+the training curves; ROC, precision-recall and reliability diagrams before and after temperature
+scaling on the validation frames; the validation negatives scored highest and positives scored
+lowest, robolearn.runs.report) and, with --wandb, wandb/.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError, RobolearnError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
+from robolearn.core.tracking import WandbSettings
 from robolearn.data.pipeline import EpisodeData, FrameImages, PipelineConfig
 from robolearn.reward_models.config import RewardConfig
 from robolearn.reward_models.labels import LabelError, LabelledFrames, label_dataset
@@ -132,7 +136,7 @@ def main(cfg: TrainRewardConfig, options: RunOptions) -> None:
 
     join(options)
     out = options.run_dir("train", f"reward-{'-'.join(cfg.tasks) or cfg.model.preset}")
-    result = run_train_reward(cfg, out, progress=options.progress)
+    result = run_train_reward(cfg, out, progress=options.progress, wandb=options.tracking())
     if result is None:
         print(f"reward classifier: trained with process 0, which calibrates it into {out}")
         return
@@ -164,14 +168,21 @@ class _Data:
     stats: LabelStats
 
 
-def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -> dict | None:
+def run_train_reward(
+    cfg: TrainRewardConfig,
+    out: Path,
+    progress: bool = True,
+    wandb: WandbSettings | None = None,
+) -> dict | None:
     """Train, calibrate and evaluate into `out` (empty or new); returns what metrics.json holds.
 
     Training is data-parallel over every device of every process (each reads its own block of
     every balanced batch; each labels, and with --world-model imagines, the whole data, which
-    costs minutes, not hours); process 0 alone writes the run's files, calibrates and scores
-    (the others return None after training)."""
+    costs minutes, not hours); process 0 alone writes the run's files (and logs to a W&B run
+    with `wandb`), calibrates and scores (the others return None after training)."""
+    from robolearn.core.config import to_dict
     from robolearn.core.mesh import is_chief
+    from robolearn.core.metrics import MetricsWriter
     from robolearn.reward_models import checkpoint as ckpt
     from robolearn.reward_models.vlm import check_source
 
@@ -189,22 +200,42 @@ def run_train_reward(cfg: TrainRewardConfig, out: Path, progress: bool = True) -
     wm = _load_world_model(cfg.world_model, tasks, image_size, [recorded, heldout])
     model_cfg = _model_config(cfg, image_size, len(tasks), text_length)
     data = _data(cfg, model_cfg.labels, recorded, tasks, wm, progress)
+    resolved = dataclasses.replace(cfg, model=model_cfg)
     if chief:
         ckpt.write_config(out, model_cfg, data.stats)
-        save_yaml(dataclasses.replace(cfg, model=model_cfg), out / "train.yaml")
+        save_yaml(resolved, out / "train.yaml")
     instructions = {t: _instruction(recorded, t) for t in tasks}
     siglip_dir = None
     if siglip:  # every process reads the towers from the source; process 0 copies them
         siglip_dir = ckpt.write_towers(out, cfg.siglip) if chief else Path(cfg.siglip)
-    logits, training = _fit(cfg, model_cfg, instructions, siglip_dir, data, out, progress)
-    if not chief:
-        return None
-    result = {"tasks": list(tasks), "training": training}
-    result |= _calibrate_and_score(cfg, model_cfg.labels, logits, data, heldout, wm, progress)
+    with MetricsWriter(out, enabled=chief, wandb=wandb, config=to_dict(resolved)) as writer:
+        logits, training = _fit(cfg, model_cfg, instructions, siglip_dir, data, writer, progress)
+        if not chief:
+            return None
+        result = {"tasks": list(tasks), "training": training}
+        val_logits = logits(data.images, data.val.frame, data.val.task)
+        scored = _calibrate_and_score(
+            cfg, model_cfg.labels, logits, val_logits, data, heldout, wm, progress
+        )
+        result |= scored
+        _figures(writer, training["steps"], val_logits, data, scored["calibration"])
     info = ckpt.RewardInfo(model_cfg.kind, tasks, instructions, image_size, **result["calibration"])
     ckpt.write_info(out, info)
     (out / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _figures(writer, step: int, val_logits, data: _Data, calibration: dict) -> None:
+    """The run's figures at the end (robolearn.runs.report): the training curves, and the
+    calibration figures of the validation frames (their logits float32 [F])."""
+    from robolearn.reward_models.calibration import Calibration
+    from robolearn.runs.report import REWARD_CURVES, metric_curves, reward_figures
+
+    metric_curves(writer, step, REWARD_CURVES)
+    val = data.val
+    reward_figures(
+        writer, step, val_logits, val.label, Calibration(**calibration), data.images, val.frame
+    )
 
 
 def _model_config(
@@ -263,11 +294,12 @@ def _fit(
     instructions: dict[str, str],
     siglip_dir: Path | None,
     data: _Data,
-    out: Path,
+    writer,
     progress: bool,
 ):
     """cfg.steps of balanced batches of data.train (the input pipeline's FrameLoader) in the
-    training loop, then the trained parameters saved. Returns (logits(images, frame, task) ->
+    training loop (its metrics through `writer`), then the trained parameters saved to
+    writer.out. Returns (logits(images, frame, task) ->
     the trained classifier's logits float32 [F] of images[frame], {steps, seconds,
     first_step_seconds, steps_per_second, last: the last logged metrics})."""
     import jax
@@ -304,9 +336,9 @@ def _fit(
             reward_train.make_train_step(classifier, model_cfg, replicate(frozen, mesh)),
             batches(),
             Schedule(cfg.steps, cfg.log_every),
-            out=out,
             show=("loss", "accuracy"),
             progress=progress,
+            writer=writer,
         )
     if result.preempted:  # no mid-run checkpoints: a run is minutes
         raise PreemptedError(
@@ -315,7 +347,7 @@ def _fit(
         )
     trained = host(result.state.params)
     if is_chief():
-        save_params(out, result.step, trained)
+        save_params(writer.out, result.step, trained)
     params = reward_train.merge_params(trained, host(frozen))
     logit_fn = jax.jit(classifier.logits)
 
@@ -332,14 +364,14 @@ def _fit(
     return logits, summary
 
 
-def _calibrate_and_score(cfg, labels_cfg, logits, data: _Data, heldout, wm, progress) -> dict:
-    """Temperature and threshold fitted on the validation frames, then the calibrated
-    classifier scored: {"calibration", "validation", "evaluation"} of metrics.json."""
+def _calibrate_and_score(cfg, labels_cfg, logits, val_logits, data, heldout, wm, progress) -> dict:
+    """Temperature and threshold fitted on the validation frames (val_logits: the classifier's
+    logits of data.val), then the calibrated classifier scored: {"calibration", "validation",
+    "evaluation"} of metrics.json."""
     from robolearn.reward_models.calibration import calibrate
     from robolearn.runs import reward_eval as ev
 
     val, tasks = data.val, data.tasks
-    val_logits = logits(data.images, val.frame, val.task)
     calibration = calibrate(val_logits, val.label, cfg.target_fpr)
 
     def probs(images, frame: np.ndarray, task: np.ndarray) -> np.ndarray:

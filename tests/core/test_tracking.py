@@ -122,7 +122,7 @@ def test_figures_draw_panels_and_captioned_grids():
     )
     assert image.dtype == np.uint8 and image.shape == (324, 400, 3) and image.std() > 10
     grid = image_grid(_frames(t=3, h=8, w=8), ["a", "b", "c"], cols=2, tile_px=32, title="worst")
-    assert grid.dtype == np.uint8 and grid.shape[1] == 64 and grid.std() > 10
+    assert grid.dtype == np.uint8 and grid.shape[1] == 2 * (32 + 4) and grid.std() > 10
     with pytest.raises(ValueError, match="3 images but 2 captions"):
         image_grid(_frames(t=3), ["a", "b"])
 

@@ -60,7 +60,9 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
 
 
 def _rows(out) -> list[dict]:
+    """The training rows (not the eval/ and validation/ rows logged beside them)."""
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]
     return [{k: v for k, v in r.items() if k not in ("time", "steps_per_second")} for r in rows]
 
 

@@ -1,7 +1,7 @@
 """`robolearn train reward` end to end on tiny stores whose successes show a bright patch:
 train (from --config FILE, flags and overrides), calibrate, evaluate, load the checkpoint
-(prob, reward, jitted logit fn), the curve in TensorBoard, errors; the shipped drawer reward's
-run config."""
+(prob, reward, jitted logit fn), the curve in TensorBoard, the calibration figures, errors;
+the shipped drawer reward's run config."""
 
 import json
 import shutil
@@ -135,6 +135,7 @@ def test_metrics_reach_tensorboard_and_train_yaml_is_the_resolved_run(trained):
     root, data, _ = trained
     run = root / "run"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r]  # the training rows (validation/ figures' beside)
     assert [r["step"] for r in rows] == [50, 100]
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
@@ -149,6 +150,47 @@ def test_metrics_reach_tensorboard_and_train_yaml_is_the_resolved_run(trained):
     assert cfg.model == read_config(run)[0]
     assert (cfg.model.preset, cfg.model.cnn.image_size, cfg.model.cnn.num_tasks) == ("tiny", 16, 2)
     assert cfg.model.optim.decay_steps == 100
+
+
+def test_train_draws_calibration_figures_and_the_worst_frames(trained):
+    """At the end: the training curves; ROC, precision-recall and reliability (before and after
+    temperature scaling) on the validation frames; grids of the validation negatives scored
+    highest and positives scored lowest; not blank, in TensorBoard too, with their scalars."""
+    import imageio.v3 as iio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, _, _ = trained
+    run = root / "run"
+    names = ("curves", "reward_calibration", "worst_false_positives", "worst_false_negatives")
+    for name in names:
+        image = iio.imread(run / "media" / f"{name}-100.png")
+        assert image.ndim == 3 and image.std() > 10, name
+    # 8 grid tiles of 128 px (and a 4 px gutter) with a caption each, 4 to a row
+    assert iio.imread(run / "media" / "worst_false_positives-100.png").shape[1] == 4 * 132
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert set(names) <= set(events.Tags()["images"])
+    row = next(json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()
+               if "validation/roc_auc" in r)  # fmt: skip
+    assert row["step"] == 100 and 0.9 < row["validation/roc_auc"] <= 1.0
+    assert 0.0 <= row["validation/ece_after"] <= 1.0 and row["validation/average_precision"] > 0.0
+
+
+def test_roc_pr_and_reliability_by_hand():
+    """4 frames scored 0.9 (pos), 0.8 (neg), 0.4 (pos), 0.1 (neg): the ROC steps through
+    (0, .5), (.5, .5), (.5, 1), (1, 1), area 0.75; precision at each recall; reliability bins."""
+    from robolearn.runs.report import precision_recall, reliability, roc_curve
+
+    probs = np.array([0.9, 0.8, 0.4, 0.1])
+    labels = np.array([True, False, True, False])
+    fpr, tpr, auc = roc_curve(probs, labels)
+    assert fpr.tolist() == [0, 0, 0.5, 0.5, 1] and tpr.tolist() == [0, 0.5, 0.5, 1, 1]
+    assert auc == pytest.approx(0.75)
+    recall, precision, ap = precision_recall(probs, labels)
+    assert recall.tolist() == [0.5, 0.5, 1, 1] and precision.tolist() == [1, 0.5, 2 / 3, 0.5]
+    assert ap == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    mean_p, freq = reliability(probs, labels, bins=2)
+    assert mean_p == pytest.approx([0.25, 0.85]) and freq.tolist() == [0.5, 0.5]
 
 
 def test_the_drawer_reward_run_config_made_the_shipped_classifier():
