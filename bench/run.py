@@ -24,7 +24,9 @@ BENCHMARKS = {
     "loader_speed": "training loader samples/s, transitions and T=4 windows, batch 32/256",
     "bc_speed": "BC train steps/s, tiny and base presets at 64x64",
     "collect_speed": "episode collection into the store: steps/s and bytes per step",
-    "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny and base",
+    "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny, small, "
+    "base and DIAMOND's own (eager, compiled) in the same run",
+    "xla_levers": "XLA CPU options and compute dtype vs the base world model's speed",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
     "deploy_speed": "filter + shield us/step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
