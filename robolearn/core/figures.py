@@ -78,6 +78,10 @@ def _draw(ax, panel: Panel) -> None:
         y = np.where(np.isfinite(y), y, np.nan)
         positive &= bool(np.all(~(y <= 0)))  # NaN gaps do not count
         ax.plot(np.asarray(s.x, np.float64), y, s.style, label=s.label, lw=1.5, ms=3)
+    if panel.xlabel in ("step", "iteration"):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if panel.diagonal:
         ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
     if panel.logy and positive:

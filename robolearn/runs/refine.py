@@ -11,7 +11,9 @@ The run directory is a policy checkpoint (kind "ppo") that `robolearn eval`, `co
 `imagine` load like a BC one, holding the training state for `--resume` (actor, critic and both
 optimizers: robolearn.policies.ppo.checkpoint), plus policy/ (the actor-only export the robot
 loads, rewritten at every save), refine.yaml (this run's settings, resolved: the parts, horizon
-and early anchor used), metrics.jsonl (one row per iteration, keyed "step") and tensorboard/.
+and early anchor used), metrics.jsonl (one row per iteration, keyed "step") and tensorboard/,
+media/curves-<iteration>.png at the end (imagined return and success, the PPO diagnostics) and,
+with --wandb, wandb/.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from robolearn.core.config import require_positive, save_yaml
 from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
+from robolearn.core.tracking import WandbSettings
 from robolearn.data.pipeline import PipelineConfig
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.runs.parts import Parts, part_spec
@@ -104,7 +107,9 @@ def main(cfg: RefineConfig, options: RunOptions) -> None:
     from robolearn.core.loop import preempted_line
 
     out = options.run_dir("refine", cfg.task)
-    result = run_refine(cfg, out, resume=options.resume, progress=options.progress)
+    result = run_refine(
+        cfg, out, resume=options.resume, progress=options.progress, wandb=options.tracking()
+    )
     first, last = result["first"], result["last"]
     if first is not None:
         print(
@@ -118,10 +123,17 @@ def main(cfg: RefineConfig, options: RunOptions) -> None:
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
 
 
-def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True) -> dict:
+def run_refine(
+    cfg: RefineConfig,
+    out: Path,
+    resume: bool = False,
+    progress=True,
+    wandb: WandbSettings | None = None,
+) -> dict:
     """Refine (or resume) into `out`; returns {"iterations", "trained_iterations", "seconds",
     "imagined_steps_per_second", "first" (this run's first metrics row, None when it ran no
-    iteration), "last" (the last iteration's metrics), "preempted"}."""
+    iteration), "last" (the last iteration's metrics), "preempted"}. wandb: log to a W&B run
+    too."""
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.policies.bc import checkpoint as policy_ckpt
     from robolearn.policies.ppo.checkpoint import read_ppo_config
@@ -152,7 +164,7 @@ def run_refine(cfg: RefineConfig, out: Path, resume: bool = False, progress=True
         _write_checkpoint_dir(out, ppo, parts)
     resolved = dataclasses.replace(cfg, ppo=ppo, **{p: parts.specs[p] for p in PARTS})
     save_yaml(resolved, out / "refine.yaml")
-    result = _train(cfg, ppo, parts, pool, early, out, progress)
+    result = _train(cfg, ppo, parts, pool, early, out, progress, wandb, resolved)
     steps_per_second = result.steps_per_second or result.trained_steps / max(result.seconds, 1e-9)
     return {
         "iterations": result.step,
@@ -191,19 +203,33 @@ def _check_resume(out: Path, cfg: RefineConfig, specs: dict[str, str]) -> None:
             )
 
 
-def _train(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, out: Path, progress):
+def _train(
+    cfg: RefineConfig,
+    ppo: PPOConfig,
+    parts: Parts,
+    pool,
+    early,
+    out: Path,
+    progress,
+    wandb: WandbSettings | None,
+    resolved: RefineConfig,
+):
     """The iterations in the one training loop, from the latest checkpoint in `out` (or the BC
-    policy's weights and a fresh critic); every save writes the training state and OUT/policy/.
-    Returns the loop's LoopResult."""
+    policy's weights and a fresh critic); every save writes the training state and OUT/policy/;
+    the curves at the end (robolearn.runs.report). Returns the loop's LoopResult."""
     import jax
 
     from robolearn.core import checkpoint as ckpt_io
+    from robolearn.core.config import to_dict
     from robolearn.core.loop import Schedule, train
+    from robolearn.core.metrics import MetricsWriter
     from robolearn.policies.bc import checkpoint as policy_ckpt
     from robolearn.policies.ppo.checkpoint import restore_refine_state
     from robolearn.policies.ppo.train import init_refine_state
+    from robolearn.runs.report import REFINE_CURVES, metric_curves
 
     manager = ckpt_io.make_manager(out, max_to_keep=2)
+    writer = None
     try:
         actor_cfg = parts.policy.config
         if manager.latest_step() is not None:
@@ -211,6 +237,14 @@ def _train(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, out: Pa
         else:
             rng = jax.random.key(cfg.seed)
             graphs, state = init_refine_state(ppo, actor_cfg, rng, parts.policy.params)
+        start = int(jax.device_get(state.step))
+        writer = MetricsWriter(
+            out,
+            resume_step=start or None,
+            enabled=jax.process_index() == 0,
+            wandb=wandb,
+            config=to_dict(resolved),
+        )
         iteration = make_iteration(ppo, parts, graphs)
         # on the device once, not transferred again every iteration
         frozen = jax.device_put(
@@ -222,19 +256,23 @@ def _train(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, pool, early, out: Pa
             export = out / policy_ckpt.EXPORT_DIR
             policy_ckpt.export_actor(out, export, state.params, int(state.step))
 
-        return train(
+        result = train(
             state,
             lambda state, _: iteration(state, *frozen),
             None,
             Schedule(cfg.iterations, log_every=1, save_every=cfg.save_every),
-            out=out,
             save=save,
             show=SHOW,
             unit="iteration",
             progress=progress,
             rates={"imagined_steps_per_second": ppo.rollouts * ppo.horizon},
+            writer=writer,
         )
+        metric_curves(writer, result.step, REFINE_CURVES, xlabel="iteration")
+        return result
     finally:
+        if writer is not None:
+            writer.close()
         manager.close()
 
 

@@ -22,7 +22,9 @@ processes (they return at once and wait for it in the next training step).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+import jax
 import numpy as np
 
 from robolearn.core.errors import ConfigError
@@ -101,22 +103,14 @@ class OpenLoopPreview:
     process (process 0) evaluates; the others return {} at once."""
 
     def __init__(self, windows: Windows, graphdef, sampler, stats, writer, seed: int = 0):
-        import jax
-
         from robolearn.world_models import metrics
-        from robolearn.world_models import sampler as sampling
 
         self.windows, self.writer = windows, writer
+        self._model = (graphdef, sampler, stats)
         self._rng = jax.random.key(seed)  # the same noise at every evaluation
-        self._imagine = jax.jit(
-            lambda params, rng, f, a, p, fa: sampling.open_loop(
-                graphdef, params, rng, f, a, p, fa, sampler, stats
-            )[0]
-        )
-        w = windows
         self._metrics = metrics
-        last = np.repeat(w.frames[:, -1:], w.horizon, axis=1)
-        self._baseline = self._fidelity(last)
+        last = np.repeat(windows.frames[:, -1:], windows.horizon, axis=1)
+        self._baseline = self._fidelity(last) if writer.enabled else None
 
     def __call__(self, state) -> dict[str, float]:
         if not self.writer.enabled:
@@ -125,8 +119,19 @@ class OpenLoopPreview:
 
         w = self.windows
         step = int(host(state.step))
+        graphdef, sampler, stats = self._model
         imagined = np.asarray(
-            self._imagine(host(state.ema), self._rng, w.frames, w.actions, w.proprio, w.future)
+            _imagine(
+                graphdef,
+                sampler,
+                stats,
+                host(state.ema),
+                self._rng,
+                w.frames,
+                w.actions,
+                w.proprio,
+                w.future,
+            )
         )
         psnr, ssim = self._fidelity(imagined)
         base_psnr, base_ssim = self._baseline
@@ -172,6 +177,17 @@ class OpenLoopPreview:
         n = len(self.windows.where)
         title = f"open loop, {n} {self.windows.name} windows, training step {step}"
         return figure(panels, cols=2, title=title)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _imagine(graphdef, sampler, stats, params, rng, frames, actions, proprio, future):
+    """The imagined frames of robolearn.world_models.sampler.open_loop, jitted once per model
+    (graph and sampler settings, both static) and window shape in a process."""
+    from robolearn.world_models import sampler as sampling
+
+    return sampling.open_loop(
+        graphdef, params, rng, frames, actions, proprio, future, sampler, stats
+    )[0]
 
 
 def side_by_side(real: np.ndarray, imagined: np.ndarray, name: str, step: int) -> np.ndarray:

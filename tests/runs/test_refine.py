@@ -74,6 +74,16 @@ def _tensorboard_steps(out, tag):
     return [e.step for e in acc.Scalars(tag)]
 
 
+def _assert_curves(path):
+    """The refinement's curves at the end: imagined return and success and the PPO
+    diagnostics (KL and clip fraction, entropy and std, the critic's), three panels to a row,
+    not blank."""
+    import imageio.v3 as iio
+
+    image = iio.imread(path)
+    assert image.shape == (600, 3 * 420, 3) and image.std() > 10
+
+
 def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, capsys):
     """From a --config file (flags and KEY=VALUE overrides over it), then resumed with flags."""
     out = tmp_path / "refined"
@@ -105,6 +115,7 @@ def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, cap
     assert rows[0]["actor_updates"] == 0  # critic warm-up
     assert rows[1]["imagined_steps_per_second"] > 0
     assert _tensorboard_steps(out, "imagined_success") == [1, 2]
+    _assert_curves(out / "media" / "curves-2.png")
     info = read_info(out)
     assert (info.kind, info.task, info.parent) == ("ppo", "drawer", str(parts["bc"]))
     policy = load_policy(out, "drawer")
@@ -127,6 +138,7 @@ def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, cap
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert _tensorboard_steps(out, "imagined_success") == [1, 2, 3]
+    _assert_curves(out / "media" / "curves-3.png")
 
     # OUT/policy: the actor of the last save, and nothing else of the training state
     export = out / EXPORT_DIR
