@@ -163,7 +163,7 @@ def save_params(root: Path, step: int, params: Any) -> None:
 
     manager = make_manager(root, max_to_keep=1, alone=True)
     try:
-        save_state(manager, SavedParams(jnp.asarray(step, jnp.int32), local(params)))
+        save_state(manager, local(SavedParams(jnp.asarray(step, jnp.int32), params)))
     finally:
         manager.close()
 
