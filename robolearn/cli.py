@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(command, args, flags)
         if getattr(args, "resume", False) and args.out is None:
             raise ConfigError("--resume needs --out DIR, the run to continue")
+        if getattr(args, "distributed", False) and args.out is None:
+            raise ConfigError("--distributed needs --out DIR, a directory every process sees")
         options = RunOptions(
             out=getattr(args, "out", None),
             resume=getattr(args, "resume", False),

@@ -73,6 +73,14 @@ def test_run_errors_are_one_line(capsys, tmp_path):
     assert err.startswith("robolearn train bc: error: ")
 
 
+@pytest.mark.parametrize("command", ["world-model", "bc", "reward"])
+def test_distributed_training_needs_a_shared_out_directory(capsys, command):
+    # each process would make its own time-stamped ./runs/ directory otherwise
+    code, _, err = run_cli(capsys, "train", command, "--data", "x", "--distributed")
+    assert code == 2 and "--distributed needs --out DIR" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_config_file_then_flags_then_overrides(tmp_path):
     from robolearn.runs.train_bc import TrainBCConfig
 
