@@ -9,6 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 from robolearn.reward_models.config import CNNConfig
 
+from robolearn.core.conv import Conv
+
 __all__ = ["CNNConfig", "SuccessCNN", "cnn_functions"]
 
 
@@ -23,7 +25,7 @@ class SuccessCNN(nnx.Module):
         self.convs = nnx.List()
         c_in, size = 3, cfg.image_size
         for c in cfg.channels:
-            self.convs.append(nnx.Conv(c_in, c, (3, 3), strides=(2, 2), rngs=rngs))
+            self.convs.append(Conv(c_in, c, (3, 3), strides=(2, 2), rngs=rngs))
             c_in, size = c, -(-size // 2)
         self.hidden = nnx.Linear(size * size * c_in, cfg.hidden, rngs=rngs)
         self.task = nnx.Embed(cfg.num_tasks, cfg.hidden, rngs=rngs)

@@ -16,6 +16,8 @@ from robolearn.world_models import edm
 from robolearn.world_models.actions import encode_actions
 from robolearn.world_models.config import EDMConfig, ModelConfig
 
+from robolearn.core.conv import Conv
+
 
 def _groups(channels: int) -> int:
     return max(1, min(32, channels // 8))
@@ -68,9 +70,9 @@ class ResBlock(nnx.Module):
 
     def __init__(self, c_in: int, c_out: int, cond_dim: int, rngs: nnx.Rngs, dtype):
         self.norm1 = AdaGroupNorm(c_in, cond_dim, rngs, dtype)
-        self.conv1 = nnx.Conv(c_in, c_out, (3, 3), padding="SAME", dtype=dtype, rngs=rngs)
+        self.conv1 = Conv(c_in, c_out, (3, 3), padding="SAME", dtype=dtype, rngs=rngs)
         self.norm2 = AdaGroupNorm(c_out, cond_dim, rngs, dtype)
-        self.conv2 = nnx.Conv(
+        self.conv2 = Conv(
             c_out,
             c_out,
             (3, 3),
@@ -79,7 +81,7 @@ class ResBlock(nnx.Module):
             kernel_init=nnx.initializers.zeros_init(),
             rngs=rngs,
         )
-        self.skip = nnx.Conv(c_in, c_out, (1, 1), dtype=dtype, rngs=rngs) if c_in != c_out else None
+        self.skip = Conv(c_in, c_out, (1, 1), dtype=dtype, rngs=rngs) if c_in != c_out else None
 
     def __call__(self, x: jax.Array, cond: jax.Array) -> jax.Array:
         h = self.conv1(jax.nn.silu(self.norm1(x, cond)))
@@ -112,7 +114,7 @@ class UNet(nnx.Module):
     def __init__(self, cfg: ModelConfig, c_in: int, rngs: nnx.Rngs, dtype):
         p, chans, cd = cfg.patch, cfg.channels, cfg.cond_dim
         self.patch = p
-        self.conv_in = nnx.Conv(c_in * p * p, chans[0], (3, 3), dtype=dtype, rngs=rngs)
+        self.conv_in = Conv(c_in * p * p, chans[0], (3, 3), dtype=dtype, rngs=rngs)
         self.down = nnx.List()
         self.downsample = nnx.List()
         skips = [chans[0]]
@@ -125,9 +127,7 @@ class UNet(nnx.Module):
                 skips.append(c)
             self.down.append(blocks)
             if level < len(chans) - 1:
-                self.downsample.append(
-                    nnx.Conv(c, c, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs)
-                )
+                self.downsample.append(Conv(c, c, (3, 3), strides=(2, 2), dtype=dtype, rngs=rngs))
                 skips.append(c)
         self.mid1 = ResBlock(c, c, cd, rngs, dtype)
         self.attn = SelfAttention(c, cfg.attention_heads, rngs, dtype)
@@ -141,9 +141,9 @@ class UNet(nnx.Module):
                 c = width
             self.up.append(blocks)
             if level > 0:
-                self.upsample.append(nnx.Conv(c, c, (3, 3), dtype=dtype, rngs=rngs))
+                self.upsample.append(Conv(c, c, (3, 3), dtype=dtype, rngs=rngs))
         self.norm_out = nnx.GroupNorm(c, num_groups=_groups(c), rngs=rngs)
-        self.conv_out = nnx.Conv(
+        self.conv_out = Conv(
             c,
             3 * p * p,
             (3, 3),

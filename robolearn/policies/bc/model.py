@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from robolearn.core.conv import Conv
 from robolearn.policies.bc.config import ModelConfig
 
 
@@ -22,7 +23,7 @@ class Encoder(nnx.Module):
         size, c_in = cfg.image_size, 3
         for c_out, stride in zip(cfg.channels, cfg.strides, strict=True):
             self.convs.append(
-                nnx.Conv(c_in, c_out, (3, 3), strides=(stride, stride), padding="SAME", rngs=rngs)
+                Conv(c_in, c_out, (3, 3), strides=(stride, stride), padding="SAME", rngs=rngs)
             )
             size, c_in = -(-size // stride), c_out
         self.out = nnx.Linear(size * size * c_in, cfg.feature_dim, rngs=rngs)
