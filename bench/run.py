@@ -26,6 +26,8 @@ BENCHMARKS = {
     "collect_speed": "episode collection into the store: steps/s and bytes per step",
     "world_model_speed": "world model train steps/s, imagined frames/s, FLOPs; tiny, small, "
     "base and DIAMOND's own (eager, compiled) in the same run",
+    "world_model_fidelity": "small vs base world model open-loop PSNR/SSIM after the same "
+    "training FLOPs on the same drawer data",
     "xla_levers": "XLA CPU options and compute dtype vs the base world model's speed",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
