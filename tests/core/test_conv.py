@@ -93,3 +93,12 @@ def test_conv_module_has_nnx_convs_parameters_and_results():
     assert jax.tree.map(jnp.shape, nnx.state(ours)) == jax.tree.map(jnp.shape, nnx.state(theirs))
     x, _ = _data((2, 8, 8, 4), (1, 1, 1, 1))
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    # through nnx (which passes its own dimension numbers) the kernel gradient is the products
+    graphdef, state = nnx.split(ours)
+    grad = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(x) ** 2))
+    names = [e.primitive.name for e in jax.make_jaxpr(grad)(state).jaxpr.eqns]
+    assert names.count("dot_general") == 9
+    g_theirs = jax.grad(lambda s: jnp.sum(nnx.merge(*nnx.split(theirs)[:1], s)(x) ** 2))
+    np.testing.assert_allclose(
+        grad(state)["kernel"][...], g_theirs(nnx.state(theirs))["kernel"][...], rtol=1e-4, atol=1e-4
+    )
