@@ -222,8 +222,13 @@ def on_this_device(abstract: Any) -> Any:
     first device: what a restore reads into, whatever topology saved it (a checkpoint written by
     a multi-host job loads on one machine, and each process of a multi-host job reads its own
     whole replica)."""
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    device = _this_device()
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+
+
+def _this_device() -> jax.sharding.SingleDeviceSharding:
+    """Where restores put arrays: this process's first device."""
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 def restore_latest(
@@ -245,7 +250,7 @@ def restore_part(manager: ocp.CheckpointManager, abstract: dict, step: int | Non
     step = manager.latest_step() if step is None else step
     if step is None:
         raise CheckpointError(f"{manager.directory}: holds no complete checkpoint")
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    device = _this_device()
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=device), abstract)
     args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
     return restore(manager, step, args)
