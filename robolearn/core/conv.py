@@ -2,9 +2,11 @@
 
 On CPU (jaxlib 0.10), XLA lowers the gradient of a convolution with respect to its kernel to a
 slow path: for the base world model's 3x3, 64 -> 64 convolution on 16 x 64 x 64 maps the forward
-takes ~80 ms and the input gradient ~130 ms, but the kernel gradient ~800 ms, and it dominates
-every CPU training step of every convolutional model here (docs/benchmarks.md, "Why XLA on this
-CPU was slower"). PyTorch's oneDNN takes ~70 ms for it.
+takes ~80 ms and the input gradient ~130 ms, but the kernel gradient ~800 ms, and it dominated
+the `base` world model's CPU train step (docs/benchmarks.md, "Why XLA on this CPU was slower
+than PyTorch"; PyTorch/oneDNN does forward and both gradients in ~125 ms). Stride-2 and 32x32
+convolutions (the BC and reward encoders, `small`) were not measurably slow, and are no slower
+here.
 
 `conv_general_dilated` computes the same convolution with the same forward and input gradient
 (XLA's own), and the kernel gradient as one matrix product per kernel tap: dW[i, j] = sum over
