@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-CLI = "import sys; from robolearn.cli import main; sys.exit(main(sys.argv[1:]))"
 STEPS_SHOWN = (1, 5, 10)
 # the shipped world model's data (card.md), per policy: (train episodes, held-out episodes)
 FULL_DATA = {
@@ -47,17 +47,20 @@ def _robolearn(*args: str, log: Path) -> None:
     with log.open("a") as f:
         f.write(f"$ robolearn {' '.join(args)}\n")
         f.flush()
-        done = subprocess.run([sys.executable, "-c", CLI, *args], stdout=f, stderr=f, env=env)
+        argv = [sys.executable, "-m", "robolearn.cli", *args]
+        done = subprocess.run(argv, stdout=f, stderr=f, env=env)
     if done.returncode != 0:
         last = (log.read_text().strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"robolearn {args[0]} {args[1]} failed: {last}")
 
 
 def collect(root: Path, data: dict[str, tuple[int, int]], log: Path) -> tuple[Path, Path]:
-    """The training and held-out stores (seed 0 and seed 1 resets), collected once."""
+    """The training and held-out stores (seed 0 and seed 1 resets), collected once (a collection
+    cut short is thrown away and done again, not appended to)."""
     train, heldout = root / "data" / "train", root / "data" / "heldout"
     marker = root / "data" / "collected"
     if not marker.exists():
+        shutil.rmtree(root / "data", ignore_errors=True)
         for policy, (n_train, n_held) in data.items():
             for n, seed, out in ((n_train, 0, train), (n_held, 1, heldout)):
                 _robolearn(
@@ -77,11 +80,14 @@ def equal_flop_steps(cheap: str, reference: str, reference_steps: int) -> int:
 
 
 def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) -> dict:
-    """Train one preset (or reuse the finished run); its steps, batch and wall seconds."""
-    out = root / "runs" / name
+    """Train one preset (or reuse the finished run of the same preset, steps and batch); its run
+    directory, steps, batch and wall seconds. A run cut short (it saves only at its end) starts
+    over."""
+    out = root / "runs" / f"{name}-{steps}x{batch}"
     done = out / "bench_done.json"
     if done.exists():
         return json.loads(done.read_text())
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     _robolearn(
         "train", "world-model", "--data", str(data), "--preset", name, "--steps", str(steps),
@@ -89,31 +95,33 @@ def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) 
         "--save-every", str(steps), "--out", str(out), "--quiet",
         f"model.optim.warmup_steps={max(1, steps // 10)}", log=log,
     )  # fmt: skip
-    info = {"steps": steps, "batch": batch, "train_s": time.perf_counter() - start}
+    info = {"run": str(out), "steps": steps, "batch": batch, "train_s": time.perf_counter() - start}
     done.write_text(json.dumps(info) + "\n")
     return info
 
 
-def evaluate(root: Path, name: str, heldout: Path, horizon: int, stride: int, log: Path) -> dict:
-    """`robolearn eval world-model` open loop on the held-out store (no outcome detector)."""
-    out = root / "eval" / name
+def evaluate(run: Path, heldout: Path, horizon: int, stride: int, log: Path) -> dict:
+    """`robolearn eval world-model` of a trained run, open loop on the held-out store (no outcome
+    detector); kept in the run directory per horizon and stride, and reused."""
+    out = run / f"eval-h{horizon}-s{stride}"
     results = out / "results.json"
     if not results.exists():
+        shutil.rmtree(out, ignore_errors=True)
         _robolearn(
-            "eval", "world-model", "--model", str(root / "runs" / name), "--data", str(heldout),
+            "eval", "world-model", "--model", str(run), "--data", str(heldout),
             "--horizon", str(horizon), "--stride", str(stride), "--detector-steps", "0",
             "--out", str(out), "--quiet", log=log,
         )  # fmt: skip
     return json.loads(results.read_text())["open_loop"]
 
 
-def _params(root: Path, name: str) -> int | str:
+def _params(run: Path) -> int:
     """The trained model's parameter count (from its checkpoint)."""
     from flax import nnx
     from robolearn.world_models.checkpoint import load_world_model
     from robolearn.world_models.model import count_params
 
-    wm = load_world_model(root / "runs" / name)
+    wm = load_world_model(run)
     return count_params(nnx.merge(wm.graphdef, wm.params))
 
 
@@ -135,11 +143,12 @@ def run(quick: bool = False) -> list[dict]:
     rows = []
     for name in (cheap, reference):
         info = train(root, name, train_dir, steps[name], batch, log)
-        result = evaluate(root, name, heldout, horizon, stride, log)
+        run_dir = Path(info["run"])
+        result = evaluate(run_dir, heldout, horizon, stride, log)
         per = result["per_step"]
         row = {
             "preset": name,
-            "params": _params(root, name),
+            "params": _params(run_dir),
             "steps": info["steps"],
             "batch": info["batch"],
             "train_s": info["train_s"],

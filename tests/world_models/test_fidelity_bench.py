@@ -20,19 +20,25 @@ def test_collect_train_evaluate_through_the_commands_and_reuse(tmp_path):
     train_dir, heldout = fidelity.collect(tmp_path, {"random": (1, 1)}, log)
     info = fidelity.train(tmp_path, "tiny", train_dir, steps=2, batch=2, log=log)
     assert (info["steps"], info["batch"]) == (2, 2) and info["train_s"] > 0
-    result = fidelity.evaluate(tmp_path, "tiny", heldout, horizon=3, stride=20, log=log)
+    run = tmp_path / "runs" / "tiny-2x2"
+    assert info["run"] == str(run)
+    result = fidelity.evaluate(run, heldout, horizon=3, stride=20, log=log)
     per = result["per_step"]
     assert result["windows"] > 0 and len(per["psnr"]) == 3
     assert all(0 < p < 100 for p in per["psnr"] + per["psnr_baseline"])
-    assert fidelity._params(tmp_path, "tiny") > 0
+    assert fidelity._params(run) > 0
     text = log.read_text()
     assert text.count("$ robolearn collect") == 2 and "--seed 1" in text
     assert "model.optim.warmup_steps=1" in text and "--detector-steps 0" in text
     # a rerun reuses the data, the run and the evaluation: no command runs again
     assert fidelity.collect(tmp_path, {"random": (1, 1)}, log) == (train_dir, heldout)
     assert fidelity.train(tmp_path, "tiny", train_dir, steps=2, batch=2, log=log) == info
-    assert fidelity.evaluate(tmp_path, "tiny", heldout, horizon=3, stride=20, log=log) == result
+    assert fidelity.evaluate(run, heldout, horizon=3, stride=20, log=log) == result
     assert log.read_text() == text
+    # other settings are another run, never the stale one
+    fidelity.train(tmp_path, "tiny", train_dir, steps=3, batch=2, log=log)
+    assert log.read_text().count("$ robolearn train") == 2
+    assert (tmp_path / "runs" / "tiny-3x2" / "bench_done.json").exists()
 
 
 def test_a_failing_command_raises_with_its_last_line(tmp_path):
