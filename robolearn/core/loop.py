@@ -11,7 +11,8 @@ evaluate and save, resuming (it starts from `state.step` and asks the batch fact
 stream from there), the first step's compile time, and SIGTERM (what SLURM and cloud schedulers
 send before they preempt a job): the job saves its state at the next step boundary (in a
 multi-host job the same step on every process, whichever got the signal) and stops
-(`LoopResult.preempted`), so `--resume` continues from there.
+(`LoopResult.preempted`), so `--resume` continues from there. It never runs more than two steps
+ahead of the device, so that the save comes within a step or two of the signal.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def train(
     first = None
     compile_seconds = None
     preempted = False
+    previous_metrics = None
     start = time.perf_counter()
     last_time, last_step = start, step
     try:
@@ -142,6 +144,13 @@ def train(
             while step < schedule.steps:
                 state, out_metrics = train_step(state, next(iterator))
                 step += 1
+                # JAX returns before a step has run: without a wait here the loop would queue
+                # steps up to the next log, and a SIGTERM'd job could save only once they all
+                # ran (minutes of large steps, where schedulers allow ~30 s). Waiting for the
+                # step before this one keeps two in flight (the next batch is still prepared
+                # while one runs).
+                jax.block_until_ready(previous_metrics)
+                previous_metrics = out_metrics
                 if compile_seconds is None:  # the first step compiles: time the rest apart
                     jax.block_until_ready(out_metrics)
                     last_time, last_step = time.perf_counter(), step

@@ -132,6 +132,39 @@ def test_sigterm_saves_and_stops_at_the_next_step(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_the_loop_runs_at_most_two_steps_ahead_of_the_device():
+    """JAX dispatches a step and returns before it has run: a loop that never waits queues steps
+    up to its next log, and a SIGTERM'd job would save only after all of them ran (minutes of
+    large steps; schedulers kill after ~30 s). Here each step is ~50 ms of matrix products: when
+    the loop asks for a batch, at most two of the steps it dispatched may be unfinished."""
+    import jax
+
+    w = jnp.eye(512) * 0.5
+    outputs, unfinished = [], []
+
+    @jax.jit
+    def slow_step(state, batch):
+        x = jax.lax.fori_loop(0, 6, lambda _, x: jnp.tanh(x @ w), jnp.ones((512, 512)))
+        state, metrics = add_step(state, batch)
+        return state, {**metrics, "x": x.mean()}
+
+    def recorded_step(state, batch):
+        state, metrics = slow_step(state, batch)
+        outputs.append(metrics["x"])
+        return state, metrics
+
+    def batches(start):
+        for k in range(start, 10_000):
+            unfinished.append(sum(not x.is_ready() for x in outputs))
+            yield k + 1
+
+    result = train(
+        fresh(), recorded_step, batches, Schedule(steps=20, log_every=20), progress=False
+    )
+    assert result.step == 20 and float(result.state.total) == 210
+    assert max(unfinished) <= 2, unfinished
+
+
 def test_only_the_chief_writes(tmp_path):
     train(
         fresh(),
