@@ -48,13 +48,18 @@ def init_model(cfg: WorldModelConfig, rng: jax.Array, dtype=jnp.float32) -> Worl
 def init_train_state(
     cfg: WorldModelConfig, rng: jax.Array, dtype=jnp.float32
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """A fresh model (EMA = a copy of its weights) and optimizer state."""
-    init_rng, rng = jax.random.split(rng)
-    graphdef, params = nnx.split(init_model(cfg, init_rng, dtype))
-    opt_state = make_optimizer(cfg.optim).init(params)
-    ema = jax.tree.map(jnp.copy, params)
-    step = jnp.zeros((), jnp.int32)
-    return graphdef, TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema)
+    """A fresh model (EMA = a copy of its weights) and optimizer state, made by one compiled
+    program (train_state.run_init)."""
+
+    def init(rng):
+        init_rng, rng = jax.random.split(rng)
+        graphdef, params = nnx.split(init_model(cfg, init_rng, dtype))
+        opt_state = make_optimizer(cfg.optim).init(params)
+        ema = jax.tree.map(jnp.copy, params)
+        step = jnp.zeros((), jnp.int32)
+        return graphdef, TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema)
+
+    return train_state.run_init(init, rng)
 
 
 def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rng):

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 
 from robolearn.core.config import from_dict, read_yaml, save_yaml
 from robolearn.core.errors import ConfigError, RobolearnError, one_line
+from robolearn.core.train_state import run_init
 
 
 class CheckpointError(RobolearnError, ValueError):
@@ -207,14 +208,8 @@ def _other_kind(root: Path, marker: str) -> str:
 def abstract_init(init: Callable) -> tuple[Any, Any]:
     """(graphdef, abstract state) of `init(rng) -> (graphdef, state)` without allocating: the
     shapes orbax restores into."""
-    holder = {}
-
-    def state_only(rng):
-        holder["graphdef"], state = init(rng)
-        return state
-
-    abstract = jax.eval_shape(state_only, jax.random.key(0))
-    return holder["graphdef"], on_this_device(abstract)
+    graphdef, abstract = run_init(init, jax.random.key(0), shapes_only=True)
+    return graphdef, on_this_device(abstract)
 
 
 def on_this_device(abstract: Any) -> Any:

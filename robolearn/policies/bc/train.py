@@ -19,18 +19,22 @@ from flax import nnx
 from robolearn.core.augment import random_shift
 from robolearn.core.normalize import NormStats
 from robolearn.core.optim import make_optimizer
-from robolearn.core.train_state import TrainState
+from robolearn.core.train_state import TrainState, run_init
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.model import GaussianActor, gaussian_nll
 
 
 def init_train_state(cfg: BCConfig, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
-    """A fresh actor and optimizer state; the graphdef is the static half of the model."""
-    init_rng, rng = jax.random.split(rng)
-    model = GaussianActor(cfg.model, nnx.Rngs(params=init_rng))
-    graphdef, params = nnx.split(model)
-    opt_state = make_optimizer(cfg.optim).init(params)
-    return graphdef, TrainState(jnp.zeros((), jnp.int32), params, opt_state, rng)
+    """A fresh actor and optimizer state, made by one compiled program (run_init); the
+    graphdef is the static half of the model."""
+
+    def init(rng):
+        init_rng, rng = jax.random.split(rng)
+        graphdef, params = nnx.split(GaussianActor(cfg.model, nnx.Rngs(params=init_rng)))
+        opt_state = make_optimizer(cfg.optim).init(params)
+        return graphdef, TrainState(jnp.zeros((), jnp.int32), params, opt_state, rng)
+
+    return run_init(init, rng)
 
 
 def make_train_step(
