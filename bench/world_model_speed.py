@@ -46,6 +46,7 @@ from robolearn.world_models.sampler import open_loop
 from robolearn.world_models.train import init_train_state, make_train_step
 
 from bench.timing import timed as _timed
+from robolearn.core.checkpoint import abstract_init
 from robolearn.core.mesh import data_mesh, replicate, shard_batch
 from robolearn.core.normalize import NormStats
 from robolearn.imagination import start_window
@@ -146,9 +147,10 @@ def measure_train(name: str, batch: int, reps: int) -> dict:
 
 
 def denoiser_flops(name: str) -> float | None:
-    """FLOPs of one denoiser call at batch 1 (XLA cost analysis; compiled, not run)."""
+    """FLOPs of one denoiser call at batch 1 (XLA cost analysis; compiled, never initialized
+    nor run)."""
     cfg = preset(name, image_size=IMAGE)
-    graphdef, state = init_train_state(cfg, jax.random.key(0), _dtype())
+    graphdef, state = abstract_init(lambda rng: init_train_state(cfg, rng, _dtype()))
     m = cfg.model
 
     def denoise(params, noisy, sigma, frames, actions):

@@ -36,7 +36,8 @@ def _argv(kind: str, data, out, steps: int) -> list[str]:
 
 def _start(argv: list[str], processes: int) -> list[subprocess.Popen]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)  # one device per process
+    flags = env.get("XLA_FLAGS", "").split()  # one device per process
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "host_platform_device_count" not in f)
     if processes > 1:
         argv = [*argv, "--distributed", "--coordinator", f"localhost:{_free_port()}"]
         argv += ["--num-processes", str(processes)]
