@@ -14,7 +14,8 @@ and 10 against the real ones, beside copying the last real frame.
     uv run python -m bench.run world_model_fidelity      # hours on a 2-core CPU at the default
 
 Episodes and runs are kept in BENCH_FIDELITY_DIR (default runs/bench-fidelity): a rerun reuses
-the collected data and any finished run (delete the folder to start over). --quick: `tiny`
+the collected data and any finished run, and resumes a run cut short from its last checkpoint
+(delete the folder to start over). --quick: `tiny`
 against `small`, three random-action episodes and a few steps (checks the machinery, measures
 nothing).
 """
@@ -26,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 STEPS_SHOWN = (1, 5, 10)
@@ -81,21 +81,24 @@ def equal_flop_steps(cheap: str, reference: str, reference_steps: int) -> int:
 
 def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) -> dict:
     """Train one preset (or reuse the finished run of the same preset, steps and batch); its run
-    directory, steps, batch and wall seconds. A run cut short (it saves only at its end) starts
-    over."""
+    directory, steps and batch. It saves every tenth of its steps, and a run cut short (killed,
+    the machine shut down) resumes from its last checkpoint."""
     out = root / "runs" / f"{name}-{steps}x{batch}"
     done = out / "bench_done.json"
     if done.exists():
         return json.loads(done.read_text())
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
+    checkpoints = out / "checkpoints"
+    started = checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
+    if not started:
+        shutil.rmtree(out, ignore_errors=True)
     _robolearn(
         "train", "world-model", "--data", str(data), "--preset", name, "--steps", str(steps),
         "--batch-size", str(batch), "--seed", "0", "--eval-windows", "0",
-        "--save-every", str(steps), "--out", str(out), "--quiet",
-        f"model.optim.warmup_steps={max(1, steps // 10)}", log=log,
+        "--save-every", str(max(1, steps // 10)), "--out", str(out), "--quiet",
+        f"model.optim.warmup_steps={max(1, steps // 10)}", *(["--resume"] if started else []),
+        log=log,
     )  # fmt: skip
-    info = {"run": str(out), "steps": steps, "batch": batch, "train_s": time.perf_counter() - start}
+    info = {"run": str(out), "steps": steps, "batch": batch}
     done.write_text(json.dumps(info) + "\n")
     return info
 
@@ -151,7 +154,6 @@ def run(quick: bool = False) -> list[dict]:
             "params": _params(run_dir),
             "steps": info["steps"],
             "batch": info["batch"],
-            "train_s": info["train_s"],
             "windows": result["windows"],
         }
         for h in (s for s in STEPS_SHOWN if s <= horizon):
