@@ -139,6 +139,7 @@ def test_ppo_improves_the_return_of_a_tiny_task(warmup):
 
 def test_target_kl_freezes_the_actor():
     ppo = PPOConfig(
+        unroll=False,
         rollouts=32,
         horizon=5,
         actor_optim=OptimConfig(3e-2, grad_clip=0.5),
@@ -156,8 +157,10 @@ def test_target_kl_freezes_the_actor():
 
 
 def _free_ppo(**overrides) -> PPOConfig:
-    """A fast-moving actor with no warm-up and no KL stop, for the anchor tests."""
+    """A fast-moving actor with no warm-up and no KL stop, for the anchor tests (its updates
+    compiled as a loop: 16 unrolled minibatch steps took ~35 s to compile)."""
     return PPOConfig(
+        unroll=False,
         rollouts=32,
         horizon=5,
         actor_optim=OptimConfig(3e-3, grad_clip=0.5),
@@ -176,11 +179,12 @@ def test_bc_coef_keeps_the_actor_near_the_anchor():
         graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
         start = state.params
         update = make_update(ppo, graphs, STATS)
-        traj, _ = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
+        rollout = _toy_rollout(graphs, ppo)  # one compile, three calls
+        traj, _ = rollout(state.params, jax.random.key(1))
         for _ in range(3):
             state, metrics = update(state, traj, start)
-        _, mean_after = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
-        _, mean_before = _toy_rollout(graphs, ppo)(start, jax.random.key(1))
+        _, mean_after = rollout(state.params, jax.random.key(1))
+        _, mean_before = rollout(start, jax.random.key(1))
         moved[coef] = abs(float(mean_after) - float(mean_before))
     assert moved[100.0] < moved[0.0]
 

@@ -213,9 +213,12 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
             batches["early_proprio"] = early.proprio[pick]
             batches["early_anchor"] = early.anchor[pick]
         actor_on = state.step >= cfg.critic_warmup
-        # Unrolled: XLA:CPU runs convolution gradients inside a while loop (a rolled scan) ~30x
-        # slower than the same ops unrolled (measured: 1.85 s vs 0.05 s per BC-actor minibatch).
-        (state, _), diag = jax.lax.scan(minibatch_step, (state, actor_on), batches, unroll=True)
+        # Unrolled (cfg.unroll) XLA:CPU ran each minibatch ~30x faster than in a rolled loop
+        # while the convolutions' kernel gradients were XLA's (1.85 s vs 0.05 s per BC-actor
+        # minibatch); with robolearn.core.conv's it is ~1.3x.
+        (state, _), diag = jax.lax.scan(
+            minibatch_step, (state, actor_on), batches, unroll=cfg.unroll
+        )
         var = jnp.var(returns)
         metrics = {
             "imagined_return": traj.reward.sum(0).mean(),
