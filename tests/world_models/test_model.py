@@ -140,16 +140,17 @@ def test_bfloat16_compute_runs_and_stays_close_to_float32():
     """--dtype bfloat16 (the accelerator default) builds and denoises; weights stay float32 and
     the output is close to the float32 model with the same weights."""
     cfg = preset("tiny", image_size=SIZE, patch=1)  # full resolution: the patch-1 path too
-    f32 = init_model(cfg, jax.random.key(3))
-    bf16 = init_model(cfg, jax.random.key(3), dtype=jnp.bfloat16)
+    f32 = nnx.jit(lambda key: init_model(cfg, key))(jax.random.key(3))
+    bf16 = nnx.jit(lambda key: init_model(cfg, key, dtype=jnp.bfloat16))(jax.random.key(3))
     params = nnx.state(bf16, nnx.Param)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
     noisy, sigma, frames, actions = _inputs(seed=4)
     # Break the zero-initialised output layers so the comparison sees the network, not c_skip.
     for m in (f32, bf16):
         m.unet.conv_out.kernel[...] = jnp.full_like(m.unet.conv_out.kernel[...], 0.01)
-    out32 = f32.denoise(noisy, sigma, frames, actions)
-    out16 = bf16.denoise(noisy, sigma, frames, actions)
+    denoise = nnx.jit(lambda m, *x: m.denoise(*x))
+    out32 = denoise(f32, noisy, sigma, frames, actions)
+    out16 = denoise(bf16, noisy, sigma, frames, actions)
     assert out16.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out16), np.asarray(out32), atol=0.05)
 

@@ -1,6 +1,7 @@
 """World-model training: the tiny model overfits a fixed batch, checkpoints round-trip (train
 state and exported EMA), checkpoint errors, and 8-device data-parallel training matches 1 device."""
 
+import functools
 import json
 import os
 import subprocess
@@ -85,11 +86,19 @@ def test_tiny_model_overfits_a_fixed_batch(setup):
 
 
 def _denoise(model):
-    """The model's denoised frame for a fixed input (identical weights -> identical output)."""
+    """The model's denoised frame for a fixed input (identical weights -> identical output);
+    jitted (one compile for every model of this graph, where eagerly every op compiles)."""
     batch = _batch(2, seed=5)
     frames = batch["image"][:, :T].astype(np.float32) / 127.5 - 1
     noisy = jax.random.normal(jax.random.key(9), (2, SIZE, SIZE, 3))
-    return np.asarray(model.denoise(noisy, jnp.full((2,), 0.5), frames, batch["action"]))
+    graphdef, params = nnx.split(model)
+    return np.asarray(_jit_denoise(graphdef, params, noisy, frames, batch["action"]))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_denoise(graphdef, params, noisy, frames, actions):
+    model = nnx.merge(graphdef, params)
+    return model.denoise(noisy, jnp.full((noisy.shape[0],), 0.5), frames, actions)
 
 
 def _save_trained(setup, root, tasks=("drawer",)):
