@@ -75,7 +75,7 @@ class PPOConfig:
     unroll: bool = True
     """compile the epochs x minibatches steps of an update unrolled rather than as a loop: on a
     CPU each update runs ~1.3x faster and the first compiles ~2.5x longer (drawer's base actor,
-    32 x 50 steps, 2 cores: 15.6 vs 19.5 s per update, 88 vs 30 s for the first); off pays
+    32 x 50 steps, 2 shared cores: 15.6 vs 19.5 s per update, 88 vs 30 s for the first); off pays
     where iterations are few and compiling dominates"""
     critic: ModelConfig = CRITIC
     """the value network's CNN/MLP (the actor's building blocks, smaller)"""
