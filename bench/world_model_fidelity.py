@@ -98,6 +98,9 @@ def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) 
         f"model.optim.warmup_steps={max(1, steps // 10)}", *(["--resume"] if started else []),
         log=log,
     )  # fmt: skip
+    reached = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    if reached < steps:  # stopped early and saved (SIGTERM): not a finished run
+        raise RuntimeError(f"{out.name} stopped at step {reached} of {steps}: rerun to resume")
     info = {"run": str(out), "steps": steps, "batch": batch}
     done.write_text(json.dumps(info) + "\n")
     return info

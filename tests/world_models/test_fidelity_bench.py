@@ -51,6 +51,18 @@ def test_collect_train_evaluate_through_the_commands_and_reuse(tmp_path):
     assert sorted(int(p.name) for p in (cut / "checkpoints").iterdir())[-1] == 4
 
 
+def test_a_run_that_ends_short_of_its_steps_is_not_finished(tmp_path, monkeypatch):
+    """The trainer exits 0 after a SIGTERM has saved it mid-run: the bench must not mark that
+    run finished (here the trainer is skipped and the run holds a checkpoint at step 1 of 6)."""
+    (tmp_path / "runs" / "tiny-6x2" / "checkpoints" / "1").mkdir(parents=True)
+    calls = []
+    monkeypatch.setattr(fidelity, "_robolearn", lambda *args, log: calls.append(args))
+    with pytest.raises(RuntimeError, match="tiny-6x2 stopped at step 1 of 6: rerun to resume"):
+        fidelity.train(tmp_path, "tiny", tmp_path / "data", steps=6, batch=2, log=tmp_path / "log")
+    assert calls[0][-1] == "--resume"
+    assert not (tmp_path / "runs" / "tiny-6x2" / "bench_done.json").exists()
+
+
 def test_a_failing_command_raises_with_its_last_line(tmp_path):
     with pytest.raises(RuntimeError, match="robolearn train world-model failed: .*no-such-dir"):
         fidelity._robolearn(
