@@ -15,9 +15,8 @@ and 10 against the real ones, beside copying the last real frame.
 
 Episodes and runs are kept in BENCH_FIDELITY_DIR (default runs/bench-fidelity): a rerun reuses
 the collected data and any finished run, and resumes a run cut short from its last checkpoint
-(delete the folder to start over). --quick: `tiny`
-against `small`, three random-action episodes and a few steps (checks the machinery, measures
-nothing).
+(delete the folder to start over). --quick: `tiny` against `small`, three random-action episodes
+and a few steps (checks the machinery, measures nothing).
 """
 
 from __future__ import annotations
@@ -87,8 +86,7 @@ def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) 
     done = out / "bench_done.json"
     if done.exists():
         return json.loads(done.read_text())
-    checkpoints = out / "checkpoints"
-    started = checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
+    started = _last_checkpoint(out) is not None
     if not started:
         shutil.rmtree(out, ignore_errors=True)
     _robolearn(
@@ -98,12 +96,23 @@ def train(root: Path, name: str, data: Path, steps: int, batch: int, log: Path) 
         f"model.optim.warmup_steps={max(1, steps // 10)}", *(["--resume"] if started else []),
         log=log,
     )  # fmt: skip
-    reached = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+    reached = _last_checkpoint(out) or 0
     if reached < steps:  # stopped early and saved (SIGTERM): not a finished run
         raise RuntimeError(f"{out.name} stopped at step {reached} of {steps}: rerun to resume")
     info = {"run": str(out), "steps": steps, "batch": batch}
     done.write_text(json.dumps(info) + "\n")
     return info
+
+
+def _last_checkpoint(run: Path) -> int | None:
+    """The step of the run's newest training checkpoint (None before its first)."""
+    checkpoints = run / "checkpoints"
+    steps = (
+        [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()]
+        if checkpoints.is_dir()
+        else []
+    )
+    return max(steps, default=None)
 
 
 def evaluate(run: Path, heldout: Path, horizon: int, stride: int, log: Path) -> dict:
