@@ -114,7 +114,10 @@ class FrozenWorldModel:
         self.root, self.info, self.stats = root, info, stats
         self.config = cfg
         try:
-            self.sampler = dataclasses.replace(cfg.sampler, **(sampler or {}))
+            # replaced in the whole config, which checks it against the model (context noise)
+            self.sampler = dataclasses.replace(
+                cfg, sampler=dataclasses.replace(cfg.sampler, **(sampler or {}))
+            ).sampler
         except (TypeError, ConfigError) as exc:
             raise ConfigError(f"sampler override: {exc}") from exc
         manager = make_manager(root)

@@ -42,6 +42,12 @@ class ModelConfig:
     proprio_hidden: the proprio head, an MLP predicting the next proprio (end-effector pose and
         gripper) from the past T proprio vectors and actions, so a policy that reads proprio can
         act inside the model. Not in World4RL, whose policy reads images only.
+    context_noise: noise augmentation of the context frames against autoregressive drift
+        (GameNGen): in training each sample's T past frames get Gaussian noise of a level drawn
+        uniformly from [0, context_noise] (in [-1, 1] pixel units), and the denoiser is told
+        that level (its Fourier features join the conditioning), so it learns to correct
+        imperfect past frames instead of copying their errors forward. 0 = off (DIAMOND, and
+        every model trained before this option: no extra parameters).
     """
 
     image_size: int = 64
@@ -57,6 +63,7 @@ class ModelConfig:
     cond_dim: int = 256
     attention_heads: int = 4
     proprio_hidden: tuple[int, ...] = (256, 256)
+    context_noise: float = 0.0
 
     def __post_init__(self):
         if self.action_encoding not in ACTION_ENCODINGS:
@@ -86,6 +93,11 @@ class ModelConfig:
             )
         if any(c < 8 or c % 8 for c in self.channels):
             raise ConfigError(f"model.channels must be multiples of 8, got {self.channels}")
+        if not 0.0 <= self.context_noise <= 10.0:  # also false for NaN
+            raise ConfigError(
+                f"model.context_noise must be in [0, 10] (a noise level in [-1, 1] pixel "
+                f"units), got {self.context_noise}"
+            )
 
     @property
     def action_features(self) -> int:
@@ -117,6 +129,9 @@ class SamplerConfig:
     """Karras noise levels (sigma_max -> sigma_min, then 0) and the ODE solver per frame.
 
     steps: denoiser calls per frame with euler (heun: 2 per step except the last).
+    context_noise: the noise level added to the context frames when sampling, and told to the
+        denoiser; only for a model trained with model.context_noise >= this level. 0 = clean
+        context (the model is told 0).
     """
 
     steps: int = 3
@@ -124,6 +139,7 @@ class SamplerConfig:
     sigma_min: float = 2e-3
     sigma_max: float = 5.0
     rho: float = 7.0
+    context_noise: float = 0.0
 
     def __post_init__(self):
         if self.steps < 1:
@@ -132,6 +148,8 @@ class SamplerConfig:
             raise ConfigError(f"sampler.method must be one of {', '.join(SAMPLERS)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError("need 0 < sampler.sigma_min < sampler.sigma_max")
+        if not 0.0 <= self.context_noise <= 10.0:  # also false for NaN
+            raise ConfigError(f"sampler.context_noise must be in [0, 10], got {self.context_noise}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +183,13 @@ class WorldModelConfig:
     sampler: SamplerConfig = SamplerConfig()
     optim: OptimConfig = OPTIM
     training: TrainingConfig = TrainingConfig()
+
+    def __post_init__(self):
+        if self.sampler.context_noise > self.model.context_noise:
+            raise ConfigError(
+                f"sampler.context_noise {self.sampler.context_noise} is above the context noise "
+                f"the model was trained with (model.context_noise {self.model.context_noise})"
+            )
 
 
 def preset(name: str, **model_overrides) -> WorldModelConfig:

@@ -42,10 +42,10 @@ def depth_to_space(x: jax.Array, p: int) -> jax.Array:
     return x.reshape(b, h * p, w * p, c)
 
 
-def fourier_features(x: jax.Array, dim: int) -> jax.Array:
+def fourier_features(x: jax.Array, dim: int, key: int = 0) -> jax.Array:
     """Fourier features of a scalar, [B] -> [B, dim]: cos and sin of dim/2 frequencies drawn
-    once from N(0, 1) with a fixed key (constants, not parameters)."""
-    freqs = jax.random.normal(jax.random.key(0), (dim // 2,))
+    once from N(0, 1) with the fixed key `key` (constants, not parameters)."""
+    freqs = jax.random.normal(jax.random.key(key), (dim // 2,))
     f = 2 * math.pi * x[:, None] * freqs[None]
     return jnp.concatenate([jnp.cos(f), jnp.sin(f)], axis=-1)
 
@@ -177,8 +177,10 @@ class UNet(nnx.Module):
 class WorldModel(nnx.Module):
     """Denoiser D(noisy next frame | past T frames, past T actions, sigma) and proprio head.
 
-    denoise(noisy [B, H, W, 3], sigma [B], frames [B, T, H, W, 3], actions [B, T, A])
+    denoise(noisy [B, H, W, 3], sigma [B], frames [B, T, H, W, 3], actions [B, T, A],
+            context_sigma [B] or None)
         -> the denoised next frame [B, H, W, 3] (floats in [-1, 1] scale; frames in [-1, 1]).
+        context_sigma: the noise level of `frames` (cfg.context_noise > 0 only; None = 0).
     network(...) -> the raw network output F, the regression target of the EDM loss.
     proprio_delta(proprio [B, T, P] normalized, actions [B, T, A]) -> [B, P], the next proprio's
         change from the last one, in units of the data's per-dimension delta std.
@@ -190,7 +192,10 @@ class WorldModel(nnx.Module):
         self.action_embed = nnx.Linear(
             cfg.action_features, cfg.action_embed, use_bias=False, rngs=rngs
         )
-        self.cond_in = nnx.Linear(cd + t * cfg.action_embed, cd, rngs=rngs)
+        # context_noise: the context frames' noise level joins the conditioning (Fourier
+        # features beside the denoising level's); no extra parameters when off.
+        extra = cd if cfg.context_noise > 0 else 0
+        self.cond_in = nnx.Linear(cd + extra + t * cfg.action_embed, cd, rngs=rngs)
         self.cond_out = nnx.Linear(cd, cd, rngs=rngs)
         self.unet = UNet(cfg, 3 * (t + 1), rngs, dtype)
         self.proprio_layers = nnx.List()
@@ -202,24 +207,33 @@ class WorldModel(nnx.Module):
             width, cfg.proprio_dim, kernel_init=nnx.initializers.zeros_init(), rngs=rngs
         )
 
-    def condition(self, c_noise: jax.Array, actions: jax.Array) -> jax.Array:
-        """[B], [B, T, A] -> the conditioning vector [B, cond_dim]."""
+    def condition(
+        self, c_noise: jax.Array, actions: jax.Array, context_sigma: jax.Array | None = None
+    ) -> jax.Array:
+        """[B], [B, T, A], [B] or None -> the conditioning vector [B, cond_dim]."""
         cfg = self.cfg
         encoded = encode_actions(actions, cfg.action_encoding, cfg.action_bins)
         emb = self.action_embed(encoded).reshape(actions.shape[0], -1)
-        cond = jnp.concatenate([fourier_features(c_noise, cfg.cond_dim), emb], axis=-1)
+        features = [fourier_features(c_noise, cfg.cond_dim)]
+        if cfg.context_noise > 0:
+            if context_sigma is None:
+                context_sigma = jnp.zeros(c_noise.shape, jnp.float32)
+            # the level itself (not scaled to the trained range, so a model fine-tuned with
+            # another range reads the same level the same way)
+            features.append(fourier_features(context_sigma, cfg.cond_dim, key=1))
+        cond = jnp.concatenate([*features, emb], axis=-1)
         return self.cond_out(jax.nn.silu(self.cond_in(cond))).astype(self.dtype)
 
-    def network(self, noisy, sigma, frames, actions) -> jax.Array:
+    def network(self, noisy, sigma, frames, actions, context_sigma=None) -> jax.Array:
         c_in, _, _, c_noise = edm.coefficients(sigma, self.edm_cfg)
         b, t, h, w, _ = frames.shape
         context = (frames / self.edm_cfg.sigma_data).transpose(0, 2, 3, 1, 4).reshape(b, h, w, -1)
         x = jnp.concatenate([noisy * c_in[:, None, None, None], context], axis=-1)
-        return self.unet(x.astype(self.dtype), self.condition(c_noise, actions))
+        return self.unet(x.astype(self.dtype), self.condition(c_noise, actions, context_sigma))
 
-    def denoise(self, noisy, sigma, frames, actions) -> jax.Array:
+    def denoise(self, noisy, sigma, frames, actions, context_sigma=None) -> jax.Array:
         _, c_skip, c_out, _ = edm.coefficients(sigma, self.edm_cfg)
-        out = self.network(noisy, sigma, frames, actions)
+        out = self.network(noisy, sigma, frames, actions, context_sigma)
         return c_skip[:, None, None, None] * noisy + c_out[:, None, None, None] * out
 
     def proprio_delta(self, proprio: jax.Array, actions: jax.Array) -> jax.Array:

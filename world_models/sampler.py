@@ -31,7 +31,11 @@ def sample_next(
     """One next frame per batch row, float in [-1, 1] (not yet quantized).
 
     model: anything with denoise(x [B, H, W, 3], sigma [B], frames, actions) -> [B, H, W, 3]
-    (a WorldModel); frames float [B, T, H, W, 3] in [-1, 1]; actions [B, T, A].
+    (a WorldModel; with cfg.context_noise > 0 also the keyword context_sigma [B]); frames float
+    [B, T, H, W, 3] in [-1, 1]; actions [B, T, A].
+
+    cfg.context_noise > 0: the context frames get Gaussian noise of that level first, and the
+    model is told it (a model trained with noise-augmented context, model.context_noise).
 
     Starts from sigma_max * N(0, 1) and integrates the probability-flow ODE
     dx/dsigma = d(x, sigma) = (x - D(x, sigma)) / sigma down the Karras levels, then to 0.
@@ -57,10 +61,19 @@ def sample_next(
     sigmas = edm.karras_sigmas(cfg)
     b = frames.shape[0]
     shape = (b, *frames.shape[2:])
+    context_sigma = None
+    if cfg.context_noise > 0:  # a model trained on noisy context (model.context_noise)
+        rng, rng_context = jax.random.split(rng)
+        noise = jax.random.normal(rng_context, frames.shape, frames.dtype)
+        frames = frames + cfg.context_noise * noise
+        context_sigma = jnp.full((b,), cfg.context_noise, jnp.float32)
     x = jax.random.normal(rng, shape, jnp.float32) * sigmas[0]
 
     def denoise(x, sigma):
-        return model.denoise(x, jnp.full((b,), sigma), frames, actions)
+        levels = jnp.full((b,), sigma)
+        if context_sigma is None:  # (the plain denoiser interface, as DIAMOND's)
+            return model.denoise(x, levels, frames, actions)
+        return model.denoise(x, levels, frames, actions, context_sigma=context_sigma)
 
     for i in range(cfg.steps):
         sigma, nxt = sigmas[i], sigmas[i + 1]

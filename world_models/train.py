@@ -16,6 +16,7 @@ replicated, and XLA inserts the gradient all-reduce.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -62,6 +63,42 @@ def init_train_state(
     return train_state.run_init(init, rng)
 
 
+def with_context_noise(cfg: WorldModelConfig, level: float) -> WorldModelConfig:
+    """cfg trained with noise-augmented context up to `level` (model.context_noise)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, context_noise=level))
+
+
+def adopt_weights(source: nnx.State, target: nnx.State, cond_dim: int) -> nnx.State:
+    """`source`'s weights in `target`'s shapes, for fine-tuning a model trained without context
+    noise with it (model.context_noise): every weight is copied, and the conditioning's input
+    layer (cond_in), which gains cond_dim inputs for the context level's features after the
+    denoising level's, keeps the source's rows with zeros for the new inputs, so the model
+    starts out computing exactly what the source did."""
+
+    def adopt(path, src, dst):
+        if src.shape == dst.shape:
+            return src
+        name = jax.tree_util.keystr(path)
+        if "cond_in" in name and "kernel" in name and dst.shape[0] == src.shape[0] + cond_dim:
+            new = jnp.zeros((cond_dim, src.shape[1]), src.dtype)
+            return jnp.concatenate([src[:cond_dim], new, src[cond_dim:]], axis=0)
+        raise ValueError(f"weight {name}: {src.shape} does not fit {dst.shape}")
+
+    return jax.tree_util.tree_map_with_path(adopt, source, target)
+
+
+def augment_context(rng: jax.Array, frames: jax.Array, max_level: float):
+    """Noise augmentation of the context frames (model.context_noise; GameNGen): each sample's
+    frames [B, T, H, W, 3] plus Gaussian noise of one level ~ U(0, max_level), and the levels
+    [B]; (frames, None) when max_level is 0."""
+    if max_level <= 0:
+        return frames, None
+    rng_level, rng_noise = jax.random.split(rng)
+    level = jax.random.uniform(rng_level, frames.shape[:1], jnp.float32, 0.0, max_level)
+    noise = jax.random.normal(rng_noise, frames.shape, frames.dtype)
+    return frames + noise * level[:, None, None, None, None], level
+
+
 def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rng):
     """(total loss, metrics) of one batch; see the module doc for the batch layout."""
     t = cfg.model.context
@@ -71,7 +108,11 @@ def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rn
     rng_sigma, rng_noise = jax.random.split(rng)
     sigma = edm.sample_sigma(rng_sigma, (target.shape[0],), cfg.edm)
     noisy = edm.add_noise(rng_noise, target, sigma, cfg.edm)
-    out = model.network(noisy, sigma, frames, actions)
+    # (its own key from rng_sigma, so runs without it draw exactly what they drew before)
+    frames, context_sigma = augment_context(
+        jax.random.fold_in(rng_sigma, 1), frames, cfg.model.context_noise
+    )
+    out = model.network(noisy, sigma, frames, actions, context_sigma)
     wanted = edm.loss_weighted_target(target, noisy, sigma, cfg.edm)
     denoise_loss = jnp.mean((out - wanted) ** 2)
     proprio = batch["proprio"]

@@ -46,7 +46,7 @@ from robolearn.core.progress import Progress
 from robolearn.core.rundir import RunOptions
 from robolearn.data.pipeline import EpisodeData, PipelineConfig
 from robolearn.imagination import Imaginer, context_window, imagine_episodes
-from robolearn.runs.parts import SamplerChoice
+from robolearn.runs.parts import SamplerChoice, sampler_used
 from robolearn.world_models import metrics
 from robolearn.world_models.checkpoint import FrozenWorldModel
 
@@ -118,8 +118,7 @@ def run_eval_world_model(
             f"{', '.join(cfg.data)}: frames are {h}x{w}, the world "
             f"model's are {wm.info.image_size}x{wm.info.image_size}"
         )
-    used = {"sampler_steps": wm.sampler.steps, "sampler_method": wm.sampler.method}
-    save_yaml(dataclasses.replace(cfg, **used), out / "config.yaml")
+    save_yaml(dataclasses.replace(cfg, **sampler_used(wm.sampler)), out / "config.yaml")
     imaginer = Imaginer(wm, cfg.batch_size)
     rng = jax.random.key(cfg.seed)
     start = time.perf_counter()

@@ -38,7 +38,7 @@ from robolearn.core.video import (
     caption_strip,
     pad_to_block,
 )
-from robolearn.runs.parts import Parts, SamplerChoice, load_parts, shipped_reward
+from robolearn.runs.parts import Parts, SamplerChoice, load_parts, sampler_used, shipped_reward
 
 VIDEO_ROWS = 4
 CELL = VIDEO_SIZE  # px of a filmed frame
@@ -119,8 +119,7 @@ def resolved_config(cfg: ImagineConfig, parts: Parts, horizon: int) -> ImagineCo
         policy=parts.specs["policy"],
         reward=parts.specs["reward"] or "none",
         horizon=horizon,
-        sampler_steps=parts.world_model.sampler.steps,
-        sampler_method=parts.world_model.sampler.method,
+        **sampler_used(parts.world_model.sampler),
     )
 
 

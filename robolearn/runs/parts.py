@@ -73,10 +73,22 @@ def load_parts(
     return Parts(info, wm, loaded, classifier, specs)
 
 
-def sampler_override(steps: int | None, method: str | None) -> dict:
+def sampler_override(
+    steps: int | None, method: str | None, context_noise: float | None = None
+) -> dict:
     """Sampler fields to replace in a loaded world model's config (empty: keep its own)."""
-    fields = {"steps": steps, "method": method}
+    fields = {"steps": steps, "method": method, "context_noise": context_noise}
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def sampler_used(sampler) -> dict:
+    """The SamplerChoice fields of the sampler a world model ran with (a SamplerConfig), for the
+    config.yaml of the run."""
+    return {
+        "sampler_steps": sampler.steps,
+        "sampler_method": sampler.method,
+        "sampler_context_noise": sampler.context_noise,
+    }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,7 +103,11 @@ class SamplerChoice:
     """ODE solver per frame (default: the model's, euler). heun is second order and needs more
     steps: on the shipped drawer model at 2-3 steps it is far worse than euler (first imagined
     frame SSIM ~0.03 against 0.91, measured; see world_models/sampler.py)"""
+    sampler_context_noise: float | None = None
+    """noise level added to the context frames before each imagined frame, and told to the
+    model (default: the model's, 0); only for a model trained with noise-augmented context
+    (model.context_noise at least this level)"""
 
     def sampler_override(self) -> dict:
         """The world model's sampler fields these flags replace."""
-        return sampler_override(self.sampler_steps, self.sampler_method)
+        return sampler_override(self.sampler_steps, self.sampler_method, self.sampler_context_noise)

@@ -46,7 +46,9 @@ class TrainWorldModelConfig(LoopSettings):
     init: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
     """start a fresh run from another world model's EMA weights (a checkpoint directory or a
     shipped part, e.g. bundle:drawer/world-model) to fine-tune it, e.g. on a new task in the
-    same scene; its architecture, context and proprio statistics win over model and --preset"""
+    same scene; its architecture, context and proprio statistics win over model and --preset,
+    except model.context_noise > 0: fine-tune it with noise-augmented context frames (a model
+    trained without gains the level's conditioning, starting at zero weight)"""
     model: WorldModelConfig = WorldModelConfig()
     """the denoiser, EDM, sampler, optimizer and training settings
     (configs/world_model/<preset>.yaml); image, action and proprio sizes come from the data. A
@@ -254,6 +256,7 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: b
 
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.world_models import checkpoint as ckpt
+    from robolearn.world_models.train import with_context_noise
 
     if resuming:
         fields = ("tasks", "image_size", "action_dim", "proprio_dim")
@@ -263,6 +266,8 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: b
         fields = ("image_size", "action_dim", "proprio_dim")
         ckpt_io.check_same(Path(cfg.init), ckpt.read_info(cfg.init), info, fields)
         model_cfg, stats = ckpt.read_config(cfg.init)
+        if cfg.model.model.context_noise > 0:
+            model_cfg = with_context_noise(model_cfg, cfg.model.model.context_noise)
     else:
         sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
         model_cfg, stats = fitted(cfg.model, cfg.steps, **sizes), proprio_stats(data)
@@ -279,7 +284,7 @@ def _initial_state(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, mana
     import jax.numpy as jnp
 
     from robolearn.world_models import checkpoint as ckpt
-    from robolearn.world_models.train import init_train_state
+    from robolearn.world_models.train import adopt_weights, init_train_state
 
     if manager.latest_step() is not None:
         graphdef, state = ckpt.restore_train_state(manager, model_cfg)
@@ -288,7 +293,9 @@ def _initial_state(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, mana
         return graphdef, state
     graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed), dtype)
     if cfg.init:
-        weights = ckpt.load_world_model(cfg.init).params
+        # (grown to this run's model where it adds context noise to init's: adopt_weights)
+        source = ckpt.load_world_model(cfg.init).params
+        weights = adopt_weights(source, state.params, model_cfg.model.cond_dim)
         ema = jax.tree.map(jnp.copy, weights)  # distinct buffers: the step donates both
         state = state.replace(params=weights, ema=ema)
     return graphdef, state

@@ -103,6 +103,7 @@ def test_imagine_is_deterministic_per_seed(parts):
         ("image-size", "policy sees 32x32 images but the world model imagines 64x64"),
         ("task", "world model was trained on push, not 'drawer'"),
         ("policy-as-wm", "not a world-model checkpoint (it is a policy checkpoint)"),
+        ("context-noise", "sampler override: sampler.context_noise 0.2 is above the context"),
     ],
 )
 def test_imagine_bad_input_is_one_line(parts, capsys, case, message):
@@ -118,6 +119,8 @@ def test_imagine_bad_input_is_one_line(parts, capsys, case, message):
         kwargs["wm"] = parts["wm_push"]
     elif case == "policy-as-wm":
         kwargs["wm"] = parts["bc"]
+    elif case == "context-noise":  # a model trained on clean context only
+        extra += ["--sampler-context-noise", "0.2"]
     assert _imagine(parts, out, *extra, **kwargs) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

@@ -16,6 +16,7 @@ from robolearn.world_models import checkpoint as ckpt
 from robolearn import bundles
 from robolearn.cli import main
 from robolearn.core.config import load_layers, load_yaml
+from robolearn.core.errors import ConfigError
 from robolearn.data.synthetic import write_random_store
 from robolearn.runs.train_world_model import TrainWorldModelConfig
 
@@ -164,6 +165,36 @@ def test_init_fine_tunes_from_another_model(trained, tmp_path):
     # far closer than a fresh initialization would be
     gap = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), source.params, tuned.params)
     assert max(jax.tree.leaves(gap)) < 0.05
+
+
+def test_init_with_context_noise_fine_tunes_a_model_trained_without_it(trained, tmp_path):
+    """model.model.context_noise with --init: the source's architecture plus the context level's
+    conditioning; the fine-tuned model is told a noisy context when evaluated with
+    --sampler-context-noise (at most the trained level), which the source refuses."""
+    import jax
+
+    data, run = trained
+    out = tmp_path / "ft"
+    extra = ("--init", str(run), "model.model.context_noise=0.3", "--eval-windows", "0")
+    assert _train(data, out, 2, *extra) == 0
+    tuned = ckpt.read_config(out)[0]
+    assert tuned.model.context_noise == 0.3 and tuned.model.channels == (8, 16)
+    source, grown = ckpt.load_world_model(run), ckpt.load_world_model(out)
+    cd = tuned.model.cond_dim
+    new_rows = grown.params["cond_in"]["kernel"][...][cd : 2 * cd]
+    assert 0 < float(np.abs(new_rows).max()) < 0.05  # started at zero, trained two steps
+    assert jax.tree.structure(source.params) == jax.tree.structure(grown.params)
+    evaluated = tmp_path / "eval"
+    argv = ["eval", "world-model", "--model", str(out), "--data", str(data), "--horizon", "2"]
+    argv += ["--detector-steps", "0", "--out", str(evaluated), "--quiet"]
+    assert main([*argv, "--sampler-context-noise", "0.2"]) == 0
+    assert json.loads((evaluated / "results.json").read_text())["sampler"]["context_noise"] == 0.2
+    config = yaml.safe_load((evaluated / "config.yaml").read_text())
+    assert config["sampler_context_noise"] == 0.2
+    with pytest.raises(ConfigError, match="above the context noise"):
+        ckpt.load_world_model(run, sampler={"context_noise": 0.2})
+    with pytest.raises(ConfigError, match=r"model.context_noise 0.3\)"):
+        ckpt.load_world_model(out, sampler={"context_noise": 0.5})
 
 
 def test_init_refuses_a_model_of_another_image_size(trained, tmp_path, capsys):
