@@ -197,3 +197,8 @@ def preset(name: str, **model_overrides) -> WorldModelConfig:
     action_dim, ... from the data)."""
     cfg = load_preset(WorldModelConfig, name)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_overrides))
+
+
+def with_context_noise(cfg: WorldModelConfig, level: float) -> WorldModelConfig:
+    """cfg trained with noise-augmented context up to `level` (model.context_noise)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, context_noise=level))

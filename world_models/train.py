@@ -16,7 +16,6 @@ replicated, and XLA inserts the gradient all-reduce.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -61,11 +60,6 @@ def init_train_state(
         return graphdef, TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema)
 
     return train_state.run_init(init, rng)
-
-
-def with_context_noise(cfg: WorldModelConfig, level: float) -> WorldModelConfig:
-    """cfg trained with noise-augmented context up to `level` (model.context_noise)."""
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, context_noise=level))
 
 
 def adopt_weights(source: nnx.State, target: nnx.State, cond_dim: int) -> nnx.State:

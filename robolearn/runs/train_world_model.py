@@ -256,7 +256,7 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: b
 
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.world_models import checkpoint as ckpt
-    from robolearn.world_models.train import with_context_noise
+    from robolearn.world_models.config import with_context_noise
 
     if resuming:
         fields = ("tasks", "image_size", "action_dim", "proprio_dim")

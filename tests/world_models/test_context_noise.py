@@ -11,7 +11,12 @@ import pytest
 from flax import nnx
 from robolearn.world_models import sampler
 from robolearn.world_models import train as wt
-from robolearn.world_models.config import SamplerConfig, WorldModelConfig, preset
+from robolearn.world_models.config import (
+    SamplerConfig,
+    WorldModelConfig,
+    preset,
+    with_context_noise,
+)
 from robolearn.world_models.model import count_params
 
 from robolearn.core.config import from_dict
@@ -20,7 +25,7 @@ from robolearn.core.normalize import NormStats
 
 SIZE, T, A, B = 16, 4, 7, 3
 PLAIN = preset("tiny", image_size=SIZE)
-NOISY = wt.with_context_noise(PLAIN, 0.5)
+NOISY = with_context_noise(PLAIN, 0.5)
 
 
 def _inputs(seed=0):
