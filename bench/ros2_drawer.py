@@ -15,13 +15,17 @@ states, policy steps), the longest gap between two control ticks of the bridge (
 time: a stalled process misses ticks), when the first command moved the arm after ~/start (s),
 and whether the driver fell behind real time (its log says so). Runs are sequential and need the
 machine's cores to themselves: another heavy job makes the processes miss real time (see the
-`real time` and `tick gap` columns). `--keep DIR` keeps the logs of starts that did not open.
+`real time` and `tick gap` columns). `--busy N` measures that on purpose: N processes spinning
+on the CPU for the whole run (a loaded robot PC, a shared CI machine). `--keep DIR` keeps the
+logs of starts that did not open.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -118,6 +122,26 @@ def run(
     return rows
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def busy_processes(n: int):
+    """`n` processes that keep a core busy each until the block ends (a loaded machine)."""
+    procs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.run import format_table
 
@@ -128,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="copy the logs of starts that did not open here")
     parser.add_argument("--rows", type=Path, help="append each start's row to this file (JSON)")
     parser.add_argument("--record", type=Path, help="record every start's episode into this store")
+    parser.add_argument(
+        "--busy", type=int, default=0, help="processes spinning on the CPU during the run"
+    )
     args = parser.parse_args(argv)
+    if args.busy < 0:
+        parser.error(f"--busy must be >= 0, got {args.busy}")
 
     def log(row):
         if args.rows is not None:
@@ -140,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    rows = run(
-        seeds=args.seeds,
-        repeats=args.repeats,
-        seconds=args.seconds,
-        log=log,
-        keep=args.keep,
-        record=args.record,
-    )
+    with busy_processes(args.busy):
+        rows = run(
+            seeds=args.seeds,
+            repeats=args.repeats,
+            seconds=args.seconds,
+            log=log,
+            keep=args.keep,
+            record=args.record,
+        )
     opened = [r for r in rows if r["opened_s"] != "no"]
     dry = sum(r["tank_min_j"] < PassivityConfig().energy_min_j + 0.01 for r in rows)
     print()

@@ -49,6 +49,17 @@ ENCODINGS = {
     "mono8": (1, (0, 0, 0)),
 }
 MAX_IMAGE_SIDE = 8192
+# History depth of the streamed subscriptions (joint states, camera images, position commands):
+# only the newest message is kept. rclpy's executor takes one message per subscription per wait,
+# so on a loaded machine a deeper queue is worked off oldest first, and a 100 Hz stream then
+# arrives up to depth x 10 ms late, in bursts. Measured over ROS 2 (the drawer policy, the
+# simulated driver, 2 cores shared with 3-4 busy processes): with depth 10 commands reached the
+# driver 13-14 ms late at the median and 51-85 ms at p99, the bridge paid the tank for a spring
+# its stale joint states showed stretched, and the tank emptied (1 of 2 starts stalled, the
+# other opened the drawer gated at the floor); with depth 1 in both nodes, 5 ms and 15-19 ms,
+# and 3 of 3 starts opened it with the gate never active (tank >= 1.3 J). ros2_control's
+# forward command controller keeps only the newest command the same way.
+LATEST_ONLY = 1
 ROBOT_NAMESPACE = "/wx250s"
 # Topic and service names relative to the robot namespace (an absolute name is used as is).
 TOPICS = {

@@ -175,8 +175,11 @@ class BridgeNode(Node):
         def name(key):
             return msgs.resolve_name(ns, p[key])
 
-        self.create_subscription(JointState, name("joint_states_topic"), self._on_joint_state, 10)
-        self.create_subscription(Image, name("image_topic"), self._on_image, 2)
+        latest = msgs.LATEST_ONLY  # a backlog of old states or frames would be taken as fresh
+        self.create_subscription(
+            JointState, name("joint_states_topic"), self._on_joint_state, latest
+        )
+        self.create_subscription(Image, name("image_topic"), self._on_image, latest)
         mode = p["output_mode"]
         if mode == "forward_position":
             self.cmd_pub = self.create_publisher(

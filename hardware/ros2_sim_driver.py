@@ -103,10 +103,10 @@ class SimDriverNode(Node):
         self.success_pub = self.create_publisher(Bool, "~/success", 10)
         self.force_pub = self.create_publisher(Float64, "~/contact_force", 10)
         self.create_subscription(
-            Float64MultiArray, topic("forward_command_topic"), self._on_forward, 10
+            Float64MultiArray, topic("forward_command_topic"), self._on_forward, msgs.LATEST_ONLY
         )
         self.create_subscription(
-            JointTrajectory, topic("trajectory_topic"), self._on_trajectory, 10
+            JointTrajectory, topic("trajectory_topic"), self._on_trajectory, msgs.LATEST_ONLY
         )
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(1.0 / self.p["joint_state_rate"], self._tick)
