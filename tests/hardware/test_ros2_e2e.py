@@ -9,7 +9,9 @@ drawer open. Each scene runs once, in fresh processes, and every start must open
 starts that did not (2 of 40, then 2 of 10) missed control ticks during the first move, which the
 bridge now rides out (tests/hardware/test_stalls.py); the last misses (seed 0, 2 of 100) were the
 first BC policy's sensitivity to the node's step timing, gone since it was retrained on data with
-that timing (bench.camera_phase; bench.ros2_drawer: 100 of 100 starts).
+that timing (bench.camera_phase; bench.ros2_drawer: 100 of 100 starts). A start on a loaded CI
+machine ran the tank dry at the first move (a backlog of stale commands and joint states): both
+nodes now act on the newest message only (test_ros2_latest.py; bench.ros2_drawer --busy).
 """
 
 import random
