@@ -37,16 +37,22 @@ def context(monkeypatch):
     rclpy.try_shutdown(context=ctx)
 
 
-def _queue_then_spin(context, node, publisher, messages) -> None:
-    """Publish `messages` while `node` does not spin, give DDS time to deliver them all, then
-    spin `node` for half a second."""
-    deadline = time.monotonic() + 10.0
-    while publisher.get_subscription_count() < 1:
-        assert time.monotonic() < deadline, "the node's subscription was never discovered"
-        time.sleep(0.01)
-    for msg in messages:
-        publisher.publish(msg)
-    time.sleep(0.5)
+def _queue_then_spin(context, node, msg_type, topic_key: str, messages) -> None:
+    """Publish `messages` on the robot's `topic_key` topic while `node` does not spin, give DDS
+    time to deliver them all, then spin `node` for half a second."""
+    sender = rclpy.create_node("robolearn_test_sender", context=context)
+    try:
+        topic = msgs.resolve_name(msgs.ROBOT_NAMESPACE, msgs.TOPICS[topic_key])
+        publisher = sender.create_publisher(msg_type, topic, 10)
+        deadline = time.monotonic() + 10.0
+        while publisher.get_subscription_count() < 1:
+            assert time.monotonic() < deadline, "the node's subscription was never discovered"
+            time.sleep(0.01)
+        for msg in messages:
+            publisher.publish(msg)
+        time.sleep(0.5)
+    finally:
+        sender.destroy_node()
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     end = time.monotonic() + 0.5
@@ -58,21 +64,17 @@ def _queue_then_spin(context, node, publisher, messages) -> None:
 
 def test_the_driver_applies_only_the_newest_of_queued_commands(context):
     driver = SimDriverNode(context=context, parameter_overrides=[Parameter("seed", value=0)])
-    sender = rclpy.create_node("robolearn_test_sender", context=context)
     try:
         applied = []
         command = driver.sim.command
         driver.sim.command = lambda q, finger: (applied.append(np.array(q)), command(q, finger))
         start = driver.sim.joint_state()[0]
         targets = [start + 0.002 * (k + 1) for k in range(QUEUED)]
-        topic = msgs.resolve_name(msgs.ROBOT_NAMESPACE, msgs.TOPICS["forward_command_topic"])
-        publisher = sender.create_publisher(Float64MultiArray, topic, 10)
         messages = [msgs.forward_command_msg(q, wx.FINGER_UPPER_M) for q in targets]
-        _queue_then_spin(context, driver, publisher, messages)
+        _queue_then_spin(context, driver, Float64MultiArray, "forward_command_topic", messages)
         assert len(applied) == 1, f"applied {len(applied)} of {QUEUED} queued commands"
         np.testing.assert_allclose(applied[0], targets[-1])
     finally:
-        sender.destroy_node()
         driver.close()
         driver.destroy_node()
 
@@ -84,7 +86,6 @@ def test_the_bridge_uses_only_the_newest_of_queued_joint_states(context, tmp_pat
     monkeypatch.syspath_prepend(str(tmp_path))
     params = [Parameter("checkpoint", value="python:latest_policies:make_zero")]
     bridge = BridgeNode(context=context, parameter_overrides=params)
-    sender = rclpy.create_node("robolearn_test_sender", context=context)
     try:
         seen = []
         observe = bridge.bridge.observe_joints
@@ -92,19 +93,16 @@ def test_the_bridge_uses_only_the_newest_of_queued_joint_states(context, tmp_pat
             seen.append(np.array(q)),
             observe(t, q, *rest),
         )
-        rest = np.array([0.0, -0.9, 0.9, 0.0, 0.6, 0.0])
-        states = [rest + 0.002 * k for k in range(QUEUED)]
-        topic = msgs.resolve_name(msgs.ROBOT_NAMESPACE, msgs.TOPICS["joint_states_topic"])
-        publisher = sender.create_publisher(JointState, topic, 10)
+        pose = np.array([0.0, -0.9, 0.9, 0.0, 0.6, 0.0])
+        states = [pose + 0.002 * k for k in range(QUEUED)]
         finger = np.full(2, wx.FINGER_UPPER_M)
         messages = [
             msgs.joint_state_msg(1.0 + 0.01 * k, q, np.zeros(6), finger, np.zeros(6))
             for k, q in enumerate(states)
         ]
-        _queue_then_spin(context, bridge, publisher, messages)
+        _queue_then_spin(context, bridge, JointState, "joint_states_topic", messages)
         assert len(seen) == 1, f"used {len(seen)} of {QUEUED} queued joint states"
         np.testing.assert_allclose(seen[0], states[-1])
     finally:
-        sender.destroy_node()
         bridge.shutdown()
         bridge.destroy_node()
