@@ -59,6 +59,9 @@ MAX_IMAGE_SIDE = 8192
 # other opened the drawer gated at the floor); with depth 1 in both nodes, 5 ms and 15-19 ms,
 # and 3 of 3 starts opened it with the gate never active (tank >= 1.3 J). ros2_control's
 # forward command controller keeps only the newest command the same way.
+# The simulated driver applies a command at its next physics tick, so a command it skips is
+# one the next would have overwritten before it acted (the backlog's bursts landed between two
+# ticks too).
 LATEST_ONLY = 1
 ROBOT_NAMESPACE = "/wx250s"
 # Topic and service names relative to the robot namespace (an absolute name is used as is).

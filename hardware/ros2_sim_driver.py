@@ -12,7 +12,8 @@ arm joints + left_finger, right_finger (mirrored, negative, as Interbotix publis
 mA), `camera/image_raw` (sensor_msgs/Image rgb8, image_size square, image_rate 30 Hz) and, for
 tests and studies, `~/success` (std_msgs/Bool: the task is solved now, e.g. the drawer is open)
 and `~/contact_force` (std_msgs/Float64: peak contact force on the arm, N), at task_rate 10 Hz.
-Subscribes: `arm_controller/commands` (std_msgs/Float64MultiArray, 6 arm joints [+ finger]) and
+Subscribes (keeping only the newest message, ros2_msgs.LATEST_ONLY):
+`arm_controller/commands` (std_msgs/Float64MultiArray, 6 arm joints [+ finger]) and
 `arm_controller/joint_trajectory` (trajectory_msgs/JointTrajectory, arm joints by name [+ a finger
 joint]; the last point is the target). The Interbotix command topics are not simulated (their
 message package is not installable here). Service `~/reset` (std_srvs/Trigger) re-places the
