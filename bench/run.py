@@ -28,6 +28,8 @@ BENCHMARKS = {
     "base and DIAMOND's own (eager, compiled) in the same run",
     "world_model_fidelity": "small vs base world model open-loop PSNR/SSIM after the same "
     "training FLOPs on the same drawer data",
+    "imagination_trust": "imagined vs real success of drawer policies of different quality "
+    "(eval imagination), their correlation",
     "xla_levers": "XLA CPU options and compute dtype vs the base world model's speed",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",

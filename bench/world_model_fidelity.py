@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from bench.commands import robolearn as _robolearn
 
 STEPS_SHOWN = (1, 5, 10)
 # the shipped world model's data (card.md), per policy: (train episodes, held-out episodes)
@@ -37,20 +37,6 @@ FULL_DATA = {
     "bundle:drawer/bc": (50, 10),
 }
 QUICK_DATA = {"random": (2, 1)}
-
-
-def _robolearn(*args: str, log: Path) -> None:
-    """Run a robolearn command in its own process; its output goes to `log`. A failure raises
-    with the log's last line."""
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    with log.open("a") as f:
-        f.write(f"$ robolearn {' '.join(args)}\n")
-        f.flush()
-        argv = [sys.executable, "-m", "robolearn.cli", *args]
-        done = subprocess.run(argv, stdout=f, stderr=f, env=env)
-    if done.returncode != 0:
-        last = (log.read_text().strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"robolearn {args[0]} {args[1]} failed: {last}")
 
 
 def collect(root: Path, data: dict[str, tuple[int, int]], log: Path) -> tuple[Path, Path]:

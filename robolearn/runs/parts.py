@@ -1,4 +1,4 @@
-"""The one way `imagine`, `refine` (and `eval imagination` later) load the parts that act in
+"""The one way `imagine`, `refine` and `eval imagination` load the parts that act in
 imagination: a task, a world model, a policy and a reward classifier, checked against each other
 before anything runs, each given as a checkpoint directory or a shipped part, or defaulting to
 the task's bundle (bundle:<task>/world-model, /bc, /reward)."""
