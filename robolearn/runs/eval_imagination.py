@@ -133,8 +133,8 @@ def main(cfg: EvalImaginationConfig, options: RunOptions) -> None:
 
 def _rate_text(s: dict) -> str:
     low, high = s["ci95"]
-    rate = f"{s['successes']}/{s['episodes']} = {s['success_rate']:.0%}"
-    return f"{rate} (95% CI {low:.0%}-{high:.0%})"
+    text = f"{s['successes']}/{s['episodes']} = {s['success_rate']:.0%}"
+    return f"{text} (95% CI {low:.0%}-{high:.0%})"
 
 
 def _load(cfg: EvalImaginationConfig) -> Parts:
@@ -153,75 +153,166 @@ def run_eval_imagination(
     """Evaluate in imagination (and in the simulator); writes results.json, config.yaml and
     video.mp4 into `out` and returns the results. parts: already loaded (else loaded here)."""
     parts = parts or _load(cfg)
-    info, wm = parts.info, parts.world_model
-    horizon = cfg.horizon or info.max_steps
+    probe = SuccessProbe(cfg, parts, progress)
     resolved = dataclasses.replace(
         cfg,
         policy=parts.specs["policy"],
         world_model=parts.specs["world_model"],
         reward=parts.specs["reward"],
-        horizon=horizon,
+        horizon=probe.horizon,
         real=cfg.with_real,
-        **sampler_used(wm.sampler),
+        **sampler_used(parts.world_model.sampler),
     )
-    if cfg.data:
-        seeds, first_image, first_proprio = None, *_recorded_firsts(cfg, wm.info.image_size)
-    else:
-        seeds = [episode_seed(cfg.seed, i) for i in range(cfg.episodes)]
-        first_image, first_proprio = _reset_firsts(cfg.task, wm.info.image_size, seeds)
     save_yaml(resolved, out / "config.yaml")
-    imagined, imagine_s = _imagine(cfg, parts, horizon, first_image, first_proprio, progress)
-    n = len(imagined)
-    probs = parts.reward.prob(imagined[:, 1:].reshape(-1, *imagined.shape[2:]), cfg.task)
-    probs = probs.reshape(n, horizon)
-    threshold = float(parts.reward.info.threshold)
-    hits = probs >= threshold
-    episodes = [
-        {
-            "start": (seeds[i] if seeds is not None else i),
-            "imagined_success": bool(hits[i].any()),
-            "imagined_success_at_end": bool(hits[i, -1]),
-            "imagined_first_success_step": int(np.argmax(hits[i])) + 1 if hits[i].any() else None,
-            "imagined_prob": [round(float(q), 5) for q in probs[i]],
-        }
-        for i in range(n)
-    ]
+    params = parts.policy.params
+    imagined, probs, imagine_s = probe.imagine(params)
+    episodes = probe.imagined_records(probs)
+    n, horizon = len(episodes), probe.horizon
     result = {
         "task": cfg.task,
         "policy": parts.specs["policy"],
         "world_model": parts.specs["world_model"],
         "reward": parts.specs["reward"],
-        "threshold": threshold,
+        "threshold": probe.threshold,
         "horizon": horizon,
         "episodes": n,
         "starts": "recorded first frames (--data)" if cfg.data else "simulator resets",
         "action_noise": cfg.action_noise,
         "sample": cfg.sample,
-        "sampler": dataclasses.asdict(wm.sampler),
-        "imagined": _rate([e["imagined_success"] for e in episodes]),
-        "imagined_at_end": _rate([e["imagined_success_at_end"] for e in episodes]),
+        "sampler": dataclasses.asdict(parts.world_model.sampler),
+        "imagined": rate([e["imagined_success"] for e in episodes]),
+        "imagined_at_end": rate([e["imagined_success_at_end"] for e in episodes]),
         "imagine_seconds": imagine_s,
         "imagined_frames": n * horizon,
         "imagined_frames_per_second": n * horizon / max(imagine_s, 1e-9),
     }
     real_frames = None
     if cfg.with_real:
-        real, real_frames = _real(cfg, parts, horizon, seeds, progress)
+        real, real_frames = probe.real(params, film=cfg.video_episodes)
         for e, r in zip(episodes, real, strict=True):
             e.update(r)
-        result["real"] = _rate([e["real_success"] for e in episodes])
-        result["real_at_end"] = _rate([e["real_success_at_end"] for e in episodes])
+        result["real"] = rate([e["real_success"] for e in episodes])
+        result["real_at_end"] = rate([e["real_success_at_end"] for e in episodes])
         result["agreement"] = _confusion(episodes)
     result["per_episode"] = episodes
     if cfg.video_episodes:
         video = out / "video.mp4"
-        _film(video, imagined, probs, threshold, real_frames, episodes, cfg, info.control_hz)
+        _film(video, imagined, probs, probe.threshold, real_frames, episodes, cfg, parts.info)
         result["video"] = str(video)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-def _rate(successes: list[bool]) -> dict:
+class SuccessProbe:
+    """A policy's success from fixed starts (cfg's resets or recorded first frames, read once),
+    in imagination judged by the reward classifier and closed loop in the simulator; for any
+    actor parameters of the loaded policy's architecture (`refine` probes its checkpoints)."""
+
+    def __init__(self, cfg: EvalImaginationConfig, parts: Parts, progress: bool = False):
+        self.cfg, self.parts, self.progress = cfg, parts, progress
+        self.horizon = cfg.horizon or parts.info.max_steps
+        self.threshold = float(parts.reward.info.threshold)
+        size = parts.world_model.info.image_size
+        if cfg.data:
+            self.seeds = None
+            self.first_image, self.first_proprio = _recorded_firsts(cfg, size)
+        else:
+            self.seeds = [episode_seed(cfg.seed, i) for i in range(cfg.episodes)]
+            self.first_image, self.first_proprio = _reset_firsts(cfg.task, size, self.seeds)
+        self._apply = _acting_apply(parts.policy.apply, cfg)
+        self._rollout = None
+
+    def imagine(self, params):
+        """Imagined episodes uint8 [N, horizon + 1, H, W, 3] (frame 0 the real first frame) in
+        batches of cfg.batch_size (the last padded), the classifier's P(success) [N, horizon] of
+        the imagined frames, and the seconds imagining took (after compiling, once)."""
+        from robolearn.imagination import make_policy_rollout
+
+        cfg, wm = self.cfg, self.parts.world_model
+        n = len(self.first_image)
+        b = min(cfg.batch_size, n)
+        rng = jax.random.key(cfg.seed)
+        out, seconds = [], 0.0
+        bar = Progress(n, "imagined episode", enabled=self.progress)
+        try:
+            for i in range(0, n, b):
+                image, proprio = self.first_image[i : i + b], self.first_proprio[i : i + b]
+                pad = b - len(image)
+                if pad:
+                    image = np.concatenate([image, np.repeat(image[-1:], pad, 0)])
+                    proprio = np.concatenate([proprio, np.repeat(proprio[-1:], pad, 0)])
+                args = (wm.params, params, jax.random.fold_in(rng, i), image, proprio)
+                if self._rollout is None:
+                    fn = make_policy_rollout(
+                        wm, self._apply, self.horizon, deterministic=not cfg.stochastic
+                    )
+                    self._rollout = fn.lower(*args).compile()
+                start = time.perf_counter()
+                frames = np.asarray(jax.device_get(self._rollout(*args)["image"]))
+                seconds += time.perf_counter() - start
+                out.append(frames[: b - pad])
+                bar.update(min(i + b, n))
+        finally:
+            bar.close()
+        imagined = np.concatenate(out)
+        flat = imagined[:, 1:].reshape(-1, *imagined.shape[2:])
+        probs = self.parts.reward.prob(flat, cfg.task).reshape(n, self.horizon)
+        return imagined, probs, seconds
+
+    def imagined_records(self, probs) -> list[dict]:
+        """Per episode: where it started, imagined success (some frame at the threshold), at
+        the end, its first step, and the probabilities."""
+        hits = probs >= self.threshold
+        return [
+            {
+                "start": self.seeds[i] if self.seeds is not None else i,
+                "imagined_success": bool(hits[i].any()),
+                "imagined_success_at_end": bool(hits[i, -1]),
+                "imagined_first_success_step": int(np.argmax(hits[i])) + 1
+                if hits[i].any()
+                else None,
+                "imagined_prob": [round(float(q), 5) for q in probs[i]],
+            }
+            for i in range(len(probs))
+        ]
+
+    def real(self, params, film: int = 0):
+        """The policy closed loop in the simulator from the same resets: per-episode records
+        (real_success, real_success_at_end, real_first_success_step) and the captioned frames of
+        the first `film` episodes."""
+        from robolearn import envs
+        from robolearn.runs.eval import run_episode
+
+        if self.seeds is None:
+            raise ConfigError("episodes started from recorded frames have no simulator resets")
+        cfg = self.cfg
+        size = self.parts.world_model.info.image_size
+        task = envs.make(cfg.task, image_size=size, max_steps=self.horizon)
+        acting = _Acting(self._apply, params, cfg.stochastic)
+        records, films = [], []
+        bar = Progress(len(self.seeds), "real episode", enabled=self.progress)
+        try:
+            for i, seed in enumerate(self.seeds):
+                frames = [] if i < film else None  # run_episode appends to it
+                e = run_episode(task, acting, seed, frames, f"real simulator, seed {seed}")
+                records.append(
+                    {
+                        "real_success": e["success"],
+                        "real_success_at_end": e["success_at_end"],
+                        "real_first_success_step": e["first_success_step"],
+                    }
+                )
+                if frames is not None:
+                    films.append(np.stack(frames))
+                wins = sum(r["real_success"] for r in records)
+                bar.update(i + 1, f"success {wins}/{i + 1}")
+        finally:
+            bar.close()
+            task.close()
+        return records, films
+
+
+def rate(successes: list[bool]) -> dict:
     wins, n = int(sum(successes)), len(successes)
     return {
         "successes": wins,
@@ -289,46 +380,12 @@ def _acting_apply(apply, cfg: EvalImaginationConfig):
     return fn
 
 
-def _imagine(cfg, parts: Parts, horizon: int, first_image, first_proprio, progress: bool):
-    """Imagined episodes uint8 [N, horizon + 1, H, W, 3] (frame 0 the real first frame), in
-    batches of cfg.batch_size (the last padded); the seconds imagining took after compiling."""
-    from robolearn.imagination import make_policy_rollout
-
-    wm, policy = parts.world_model, parts.policy
-    apply = _acting_apply(policy.apply, cfg)
-    rollout = make_policy_rollout(wm, apply, horizon, deterministic=not cfg.stochastic)
-    n = len(first_image)
-    b = min(cfg.batch_size, n)
-    rng = jax.random.key(cfg.seed)
-    out, seconds = [], 0.0
-    bar = Progress(n, "imagined episode", enabled=progress)
-    try:
-        for i in range(0, n, b):
-            image, proprio = first_image[i : i + b], first_proprio[i : i + b]
-            pad = b - len(image)
-            if pad:
-                image = np.concatenate([image, np.repeat(image[-1:], pad, 0)])
-                proprio = np.concatenate([proprio, np.repeat(proprio[-1:], pad, 0)])
-            args = (wm.params, policy.params, jax.random.fold_in(rng, i), image, proprio)
-            if i == 0:
-                rollout = rollout.lower(*args).compile()
-            start = time.perf_counter()
-            frames = np.asarray(jax.device_get(rollout(*args)["image"]))
-            seconds += time.perf_counter() - start
-            out.append(frames[: b - pad])
-            bar.update(min(i + b, n))
-    finally:
-        bar.close()
-    return np.concatenate(out), seconds
-
-
 class _Acting:
-    """The evaluated policy in the simulator: its mean action, plus the same noise as in
-    imagination (numpy, reseeded per episode)."""
+    """The evaluated policy in the simulator: (mean, log std) of the evaluation's action
+    distribution (_acting_apply), its mean action, or a sample (numpy, reseeded per episode)."""
 
-    def __init__(self, policy, cfg: EvalImaginationConfig):
-        self.policy, self.cfg = policy, cfg
-        self._apply = jax.jit(_acting_apply(policy.apply, cfg))
+    def __init__(self, apply, params, stochastic: bool):
+        self._apply, self.params, self.stochastic = jax.jit(apply), params, stochastic
         self._rng = np.random.default_rng(0)
 
     def reset(self, seed: int) -> None:
@@ -337,49 +394,18 @@ class _Acting:
     def __call__(self, obs) -> np.ndarray:
         image = np.asarray(obs["image"])[None]
         proprio = np.asarray(obs["proprio"], np.float32)[None]
-        mean, log_std = self._apply(self.policy.params, image, proprio)
+        mean, log_std = self._apply(self.params, image, proprio)
         action = np.asarray(mean[0], np.float64)
-        if self.cfg.stochastic:
+        if self.stochastic:
             action = action + np.exp(np.asarray(log_std[0])) * self._rng.normal(size=action.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def _real(cfg, parts: Parts, horizon: int, seeds: list[int], progress: bool):
-    """The policy closed loop in the simulator from the same resets: per-episode records
-    (real_success, real_success_at_end, real_first_success_step) and the captioned frames of
-    the first cfg.video_episodes episodes."""
-    from robolearn import envs
-    from robolearn.runs.eval import run_episode
-
-    task = envs.make(cfg.task, image_size=parts.world_model.info.image_size, max_steps=horizon)
-    acting = _Acting(parts.policy, cfg)
-    records, films = [], []
-    bar = Progress(len(seeds), "real episode", enabled=progress)
-    try:
-        for i, seed in enumerate(seeds):
-            film = [] if i < cfg.video_episodes else None  # run_episode appends to it
-            e = run_episode(task, acting, seed, film, f"real simulator, seed {seed}")
-            records.append(
-                {
-                    "real_success": e["success"],
-                    "real_success_at_end": e["success_at_end"],
-                    "real_first_success_step": e["first_success_step"],
-                }
-            )
-            if film is not None:
-                films.append(np.stack(film))
-            bar.update(i + 1, f"success {sum(r['real_success'] for r in records)}/{i + 1}")
-    finally:
-        bar.close()
-        task.close()
-    return records, films
-
-
-def _film(path, imagined, probs, threshold, real_frames, episodes, cfg, control_hz) -> None:
+def _film(path, imagined, probs, threshold, real_frames, episodes, cfg, info) -> None:
     """video.mp4: the first episodes two to a row, each its imagined frames (captioned with the
     classifier's P(success), green at reward 1) beside the real closed-loop episode when run."""
     rows = min(cfg.video_episodes, len(imagined))
-    with VideoWriter(path, fps=max(5.0, control_hz)) as video:
+    with VideoWriter(path, fps=max(5.0, info.control_hz)) as video:
         for k in range(imagined.shape[1]):
             tiles = []
             for r in range(rows):
