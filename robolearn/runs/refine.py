@@ -71,6 +71,11 @@ class RefineConfig:
     at that step). The actor is then also pulled toward the BC policy on the recorded frames
     before that step (--early-bc-coef, default 10): imagination never visits them, and unanchored
     updates change the policy's actions there too"""
+    eval_episodes: int = 0
+    """at every save, the policy's mean action from this many evaluation resets (the scenes of
+    `robolearn eval --seed`), imagined to the end of refinement's episodes and judged by the
+    reward classifier, and run in the simulator: eval/imagined_success, eval/real_success and
+    eval/gap (imagined - real) per checkpoint, in metrics.jsonl and the curves (0: none)"""
     ppo: PPOConfig = PPOConfig()
     """the PPO settings (configs/ppo/default.yaml); flags such as --actor-lr set its fields. A
     resumed run keeps its checkpoint's (ppo.yaml)"""
@@ -82,6 +87,8 @@ class RefineConfig:
         if not self.task:
             raise ConfigError("give --task, e.g. drawer (`robolearn tasks` lists them)")
         require_positive(self, "iterations", "initial_states", "save_every")
+        if self.eval_episodes < 0:
+            raise ConfigError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
         if self.start_step < 0:
             raise ConfigError(f"start_step must be >= 0, got {self.start_step}")
         if self.start_step and not self.data:
@@ -119,6 +126,12 @@ def main(cfg: RefineConfig, options: RunOptions) -> None:
             f"{last['imagined_success']:.0%}, {result['imagined_steps_per_second']:.0f} "
             "imagined steps/s"
         )
+    if result["checkpoint_evals"]:
+        gaps = ", ".join(
+            f"{e['iteration']}: {e['imagined_success']:.0%} / {e['real_success']:.0%}"
+            for e in result["checkpoint_evals"]
+        )
+        print(f"imagined / real success per checkpoint ({cfg.eval_episodes} scenes): {gaps}")
     print(preempted_line(result) + f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
 
@@ -164,7 +177,8 @@ def run_refine(
         _write_checkpoint_dir(out, ppo, parts)
     resolved = dataclasses.replace(cfg, ppo=ppo, **{p: parts.specs[p] for p in PARTS})
     save_yaml(resolved, out / "refine.yaml")
-    result = _train(cfg, ppo, parts, pool, early, out, progress, wandb, resolved)
+    evals: list[dict] = []
+    result = _train(cfg, ppo, parts, pool, early, out, progress, wandb, resolved, evals)
     steps_per_second = result.steps_per_second or result.trained_steps / max(result.seconds, 1e-9)
     return {
         "iterations": result.step,
@@ -174,6 +188,7 @@ def run_refine(
         "first": result.first,
         "last": result.metrics,
         "preempted": result.preempted,
+        "checkpoint_evals": evals,
     }
 
 
@@ -213,6 +228,7 @@ def _train(
     progress,
     wandb: WandbSettings | None,
     resolved: RefineConfig,
+    evals: list[dict],
 ):
     """The iterations in the one training loop, from the latest checkpoint in `out` (or the BC
     policy's weights and a fresh critic); every save writes the training state and OUT/policy/;
@@ -260,8 +276,14 @@ def _train(
             state,
             lambda state, _: iteration(state, *frozen),
             None,
-            Schedule(cfg.iterations, log_every=1, save_every=cfg.save_every),
+            Schedule(
+                cfg.iterations,
+                log_every=1,
+                save_every=cfg.save_every,
+                eval_every=cfg.save_every if cfg.eval_episodes else 0,
+            ),
             save=save,
+            evaluate=checkpoint_probe(cfg, ppo, parts, evals) if cfg.eval_episodes else None,
             show=SHOW,
             unit="iteration",
             progress=progress,
@@ -274,6 +296,40 @@ def _train(
         if writer is not None:
             writer.close()
         manager.close()
+
+
+def checkpoint_probe(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, evals: list[dict]):
+    """evaluate(state) -> metrics for the loop's eval schedule: the actor's imagined and real
+    success from cfg.eval_episodes evaluation resets (robolearn.runs.eval_imagination), each
+    result also appended to `evals`."""
+    import jax
+
+    from robolearn.runs.eval_imagination import EvalImaginationConfig, SuccessProbe
+
+    probe_cfg = EvalImaginationConfig(
+        task=cfg.task,
+        episodes=cfg.eval_episodes,
+        seed=cfg.seed,
+        horizon=cfg.start_step + ppo.horizon,
+        video_episodes=0,
+    )
+    probe = SuccessProbe(probe_cfg, parts)
+
+    def evaluate(state) -> dict:
+        params = jax.device_get(state.params)
+        _, probs, _ = probe.imagine(params)
+        imagined = np.array([e["imagined_success"] for e in probe.imagined_records(probs)])
+        real = np.array([e["real_success"] for e in probe.real(params)[0]])
+        metrics = {
+            "imagined_success": float(imagined.mean()),
+            "real_success": float(real.mean()),
+            "gap": float(imagined.mean() - real.mean()),
+            "same_outcome": float((imagined == real).mean()),
+        }
+        evals.append({"iteration": int(jax.device_get(state.step)), **metrics})
+        return metrics
+
+    return evaluate
 
 
 def make_iteration(ppo: PPOConfig, parts: Parts, graphs):

@@ -38,6 +38,11 @@ REFINE_CURVES = (
     ("PPO: entropy and std", ("entropy", "std"), False),
     ("critic", ("value_loss", "explained_variance"), False),
     ("pull toward BC on early frames", ("early_shift",), False),
+    (
+        "imagined vs real success per checkpoint",
+        ("eval/imagined_success", "eval/real_success"),
+        False,
+    ),
 )
 RELIABILITY_BINS = 10
 WORST = 8

@@ -157,6 +157,28 @@ def test_refine_writes_a_policy_that_eval_loads_and_resumes(parts, tmp_path, cap
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["episodes"] == 1
 
 
+def test_eval_episodes_report_imagined_and_real_success_per_checkpoint(parts, tmp_path, capsys):
+    out = tmp_path / "gap"
+    assert _refine(parts, out, "--save-every", "1", "--eval-episodes", "2") == 0
+    printed = capsys.readouterr().out
+    assert (
+        "imagined / real success per checkpoint (2 scenes): 1: " in printed and ", 2: " in printed
+    )
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/real_success" in r]
+    assert [r["step"] for r in evals] == [1, 2]
+    for r in evals:
+        assert r["eval/imagined_success"] in (0.0, 0.5, 1.0)
+        assert r["eval/gap"] == r["eval/imagined_success"] - r["eval/real_success"]
+    # the real part is `robolearn eval` of that checkpoint on the same scenes (seed 0, 3 steps)
+    argv = ["eval", "--task", "drawer", "--policy", str(out / EXPORT_DIR), "--episodes", "2"]
+    argv += ["--max-steps", "3", "--video-episodes", "0", "--out", str(tmp_path / "ev"), "--quiet"]
+    assert main(argv) == 0
+    real = json.loads((tmp_path / "ev" / "results.json").read_text())["success_rate"]
+    assert evals[-1]["eval/real_success"] == real
+    _assert_curves(out / "media" / "curves-2.png")
+
+
 def _orbax_tree(step_dir):
     """The top-level names of the pytree saved in a checkpoints/<step>/ directory."""
     import orbax.checkpoint as ocp
