@@ -132,6 +132,9 @@ class SamplerConfig:
     context_noise: the noise level added to the context frames when sampling, and told to the
         denoiser; only for a model trained with model.context_noise >= this level. 0 = clean
         context (the model is told 0).
+    distilled: 0 for a denoiser trained on EDM's loss (any steps and solver); N for a student
+        distilled to produce its teacher's samples in exactly N euler steps at these levels
+        (`robolearn train world-model --distill-from`): other steps or solvers are refused.
     """
 
     steps: int = 3
@@ -140,8 +143,16 @@ class SamplerConfig:
     sigma_max: float = 5.0
     rho: float = 7.0
     context_noise: float = 0.0
+    distilled: int = 0
 
     def __post_init__(self):
+        if self.distilled < 0:
+            raise ConfigError(f"sampler.distilled must be >= 0, got {self.distilled}")
+        if self.distilled and (self.steps, self.method) != (self.distilled, "euler"):
+            raise ConfigError(
+                f"this world model was distilled for {self.distilled} euler step(s) per frame; "
+                f"{self.steps} {self.method} step(s) would run it off what it learned"
+            )
         if self.steps < 1:
             raise ConfigError(f"sampler.steps must be >= 1, got {self.steps}")
         if self.method not in SAMPLERS:
@@ -202,3 +213,9 @@ def preset(name: str, **model_overrides) -> WorldModelConfig:
 def with_context_noise(cfg: WorldModelConfig, level: float) -> WorldModelConfig:
     """cfg trained with noise-augmented context up to `level` (model.context_noise)."""
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, context_noise=level))
+
+
+def distilled(teacher: WorldModelConfig, steps: int) -> WorldModelConfig:
+    """The config of a student of `teacher` distilled for `steps` euler steps per frame."""
+    sampler = dataclasses.replace(teacher.sampler, steps=steps, method="euler", distilled=steps)
+    return dataclasses.replace(teacher, sampler=sampler)

@@ -26,9 +26,15 @@ def to_uint8(x: jax.Array) -> jax.Array:
 
 
 def sample_next(
-    model, rng: jax.Array, frames: jax.Array, actions: jax.Array, cfg: SamplerConfig
+    model,
+    rng: jax.Array,
+    frames: jax.Array,
+    actions: jax.Array,
+    cfg: SamplerConfig,
+    clip: bool = True,
 ) -> jax.Array:
-    """One next frame per batch row, float in [-1, 1] (not yet quantized).
+    """One next frame per batch row, float in [-1, 1] (not yet quantized; clip=False: not
+    clamped either, for a distillation loss that must see where a student overshoots).
 
     model: anything with denoise(x [B, H, W, 3], sigma [B], frames, actions) -> [B, H, W, 3]
     (a WorldModel; with cfg.context_noise > 0 also the keyword context_sigma [B]); frames float
@@ -85,7 +91,7 @@ def sample_next(
             d2 = (x_next - denoise(x_next, nxt)) / nxt
             x_next = x + 0.5 * (d + d2) * (nxt - sigma)
         x = x_next
-    return jnp.clip(x, -1.0, 1.0)
+    return jnp.clip(x, -1.0, 1.0) if clip else x
 
 
 def step(

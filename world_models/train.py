@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from robolearn.world_models import edm
 from robolearn.world_models.config import WorldModelConfig
 from robolearn.world_models.model import WorldModel
-from robolearn.world_models.sampler import to_float
+from robolearn.world_models.sampler import sample_next, to_float
 
 from robolearn.core import train_state
 from robolearn.core.mesh import replicate
@@ -109,29 +109,65 @@ def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rn
     out = model.network(noisy, sigma, frames, actions, context_sigma)
     wanted = edm.loss_weighted_target(target, noisy, sigma, cfg.edm)
     denoise_loss = jnp.mean((out - wanted) ** 2)
-    proprio = batch["proprio"]
-    delta = (proprio[:, t] - proprio[:, t - 1]) / stats.delta_std
-    pred = model.proprio_delta(stats.normalize(proprio[:, :t]), actions)
-    proprio_loss = jnp.mean((pred - delta) ** 2)
+    proprio_loss = _proprio_loss(model, cfg, stats, batch)
     total = denoise_loss + cfg.training.proprio_weight * proprio_loss
     return total, {"loss": total, "denoise_loss": denoise_loss, "proprio_loss": proprio_loss}
 
 
+def distill_losses(
+    model: WorldModel, teacher: WorldModel, cfg: WorldModelConfig, teacher_cfg, stats, batch, rng
+):
+    """(total loss, metrics) of one batch for a few-step student: from the same starting noise
+    and (noisy) context, its cfg.sampler.steps euler steps should land where the teacher's
+    sampler (teacher_cfg, a SamplerConfig) lands. The student's output is not clamped, so an
+    overshoot is penalized; the teacher's is, as when it imagines. The proprio head keeps its
+    loss (it does not see the frames)."""
+    t = cfg.model.context
+    images = to_float(batch["image"])
+    frames, actions = images[:, :t], batch["action"]
+    target = jax.lax.stop_gradient(sample_next(teacher, rng, frames, actions, teacher_cfg))
+    out = sample_next(model, rng, frames, actions, cfg.sampler, clip=False)
+    distill_loss = jnp.mean((out - target) ** 2)
+    proprio_loss = _proprio_loss(model, cfg, stats, batch)
+    total = distill_loss + cfg.training.proprio_weight * proprio_loss
+    return total, {"loss": total, "distill_loss": distill_loss, "proprio_loss": proprio_loss}
+
+
+def _proprio_loss(model: WorldModel, cfg: WorldModelConfig, stats, batch):
+    t = cfg.model.context
+    proprio = batch["proprio"]
+    delta = (proprio[:, t] - proprio[:, t - 1]) / stats.delta_std
+    pred = model.proprio_delta(stats.normalize(proprio[:, :t]), batch["action"])
+    return jnp.mean((pred - delta) ** 2)
+
+
 def make_train_step(
-    cfg: WorldModelConfig, graphdef: nnx.GraphDef, stats: NormStats, mesh: Mesh
+    cfg: WorldModelConfig,
+    graphdef: nnx.GraphDef,
+    stats: NormStats,
+    mesh: Mesh,
+    teacher: tuple | None = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """The jitted step: EDM loss + proprio loss, AdamW, EMA update. Metrics are scalars."""
+    """The jitted step: EDM loss + proprio loss, AdamW, EMA update. Metrics are scalars.
+
+    teacher: (graphdef, params, SamplerConfig) of the model a few-step student is distilled
+    from (distill_losses instead of the EDM loss); its params are replicated once and passed to
+    every step (not baked into the program)."""
     tx = make_optimizer(cfg.optim)
     replicated = NamedSharding(mesh, PartitionSpec())
     stats = replicate(stats, mesh)
 
-    def loss_fn(params, batch, rng):
-        return losses(nnx.merge(graphdef, params), cfg, stats, batch, rng)
+    def loss_fn(params, batch, rng, teacher_params):
+        model = nnx.merge(graphdef, params)
+        if teacher is None:
+            return losses(model, cfg, stats, batch, rng)
+        teacher_model = nnx.merge(teacher[0], teacher_params)
+        return distill_losses(model, teacher_model, cfg, teacher[2], stats, batch, rng)
 
-    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, batch: dict, teacher_params) -> tuple[TrainState, dict]:
         rng, step_rng = jax.random.split(state.rng)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, batch, step_rng)
+        (_, metrics), grads = grad_fn(state.params, batch, step_rng, teacher_params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         # EMA with warm-up: the decay ramps from 0 so early EMA weights are not the init.
@@ -141,4 +177,9 @@ def make_train_step(
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
         return TrainState(step=step, params=params, opt_state=opt_state, rng=rng, ema=ema), metrics
 
-    return jax.jit(train_step, out_shardings=(replicated, replicated), donate_argnums=0)
+    jit = dict(out_shardings=(replicated, replicated), donate_argnums=0)
+    if teacher is None:  # a jitted (state, batch) function, as the benches lower it
+        return jax.jit(lambda state, batch: train_step(state, batch, None), **jit)
+    step = jax.jit(train_step, **jit)
+    teacher_params = replicate(teacher[1], mesh)
+    return lambda state, batch: step(state, batch, teacher_params)

@@ -16,7 +16,7 @@ from robolearn.core.metrics import MetricsWriter, read_metrics
 
 # (panel title, metric names, log y axis) of each trainer's curves
 WORLD_MODEL_CURVES = (
-    ("loss", ("loss", "denoise_loss", "proprio_loss"), True),
+    ("loss", ("loss", "denoise_loss", "distill_loss", "proprio_loss"), True),
     ("gradient norm", ("grad_norm",), True),
     ("steps per second", ("steps_per_second",), False),
 )

@@ -49,6 +49,14 @@ class TrainWorldModelConfig(LoopSettings):
     same scene; its architecture, context and proprio statistics win over model and --preset,
     except model.context_noise > 0: fine-tune it with noise-augmented context frames (a model
     trained without gains the level's conditioning, starting at zero weight)"""
+    distill_from: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
+    """train a few-step student of this world model (a checkpoint directory or a shipped part):
+    it starts from the teacher's EMA weights, keeps its architecture, context and proprio
+    statistics, and learns to land where the teacher's own sampler lands (e.g. 3 euler steps,
+    from the same noise and context) in --distill-steps euler steps per frame; imagine, refine
+    and eval run it like any world model, faster per frame. A resumed run needs the same teacher"""
+    distill_steps: int = 1
+    """denoiser calls per frame of the student (--distill-from only)"""
     model: WorldModelConfig = WorldModelConfig()
     """the denoiser, EDM, sampler, optimizer and training settings
     (configs/world_model/<preset>.yaml); image, action and proprio sizes come from the data. A
@@ -69,7 +77,14 @@ class TrainWorldModelConfig(LoopSettings):
     def __post_init__(self):
         if not self.data:
             raise ConfigError("give at least one --data directory")
-        require_positive(self, "steps", "batch_size", "save_every", "log_every", "max_to_keep")
+        require_positive(
+            self, "steps", "batch_size", "save_every", "log_every", "max_to_keep", "distill_steps"
+        )
+        if self.init and self.distill_from:
+            raise ConfigError(
+                "--init and --distill-from both start from another model: a student starts from "
+                "its teacher (give --distill-from only)"
+            )
         for name in ("eval_windows", "eval_horizon", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -143,6 +158,8 @@ def run_train_world_model(
 
     if cfg.init:
         cfg = dataclasses.replace(cfg, init=bundles.resolve(cfg.init))
+    if cfg.distill_from:
+        cfg = dataclasses.replace(cfg, distill_from=bundles.resolve(cfg.distill_from))
     chief = is_chief()
     resuming = broadcast_flag(
         chief and ckpt_io.check_run_dir(out, resume, ckpt.MARKER, ckpt.read_info)
@@ -191,14 +208,15 @@ def run_train_world_model(
             ckpt.save_state(manager, state)
             save_loader_state(loader, out, int(state.step), keep=manager.all_steps())
 
+        teacher = _teacher(cfg, model_cfg)
         result = train(
             replicate(state, mesh),
-            make_train_step(model_cfg, graphdef, stats, mesh),
+            make_train_step(model_cfg, graphdef, stats, mesh, teacher),
             batches,
             schedule,
             save=save,
             evaluate=preview,
-            show=("denoise_loss", "proprio_loss"),
+            show=("distill_loss" if teacher else "denoise_loss", "proprio_loss"),
             progress=progress,
             writer=writer,
         )
@@ -248,6 +266,27 @@ def _curves(windows) -> tuple:
     return (*WORLD_MODEL_CURVES, (f"open-loop PSNR, {windows.name} windows (dB)", keys, False))
 
 
+def _teacher(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig):
+    """(graphdef, EMA params, sampler) of the --distill-from teacher, None when not distilling;
+    a one-line error when a resumed student is given no teacher, or a plain run one."""
+    from robolearn.world_models.checkpoint import load_world_model
+
+    if bool(cfg.distill_from) != bool(model_cfg.sampler.distilled):
+        if cfg.distill_from:
+            raise ConfigError(
+                "--distill-from: the run being resumed is not a distilled student (resume it "
+                "without --distill-from, or distil into a new --out)"
+            )
+        raise ConfigError(
+            "this run is a student distilled from a teacher: resume it with the same "
+            "--distill-from CKPT"
+        )
+    if not cfg.distill_from:
+        return None
+    teacher = load_world_model(cfg.distill_from)
+    return teacher.graphdef, teacher.params, teacher.sampler
+
+
 def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: bool):
     """(WorldModelConfig, proprio NormStats) this run trains: the checkpoint's when resuming,
     init's when given (checked against the data), else cfg.model with the data's sizes; a fresh
@@ -256,17 +295,31 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: b
 
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.world_models import checkpoint as ckpt
-    from robolearn.world_models.config import with_context_noise
+    from robolearn.world_models.config import distilled, with_context_noise
 
     if resuming:
         fields = ("tasks", "image_size", "action_dim", "proprio_dim")
         ckpt_io.check_same(out, ckpt.read_info(out), info, fields)
         return ckpt.read_config(out)
-    if cfg.init:
+    if cfg.init or cfg.distill_from:
+        source = cfg.init or cfg.distill_from
         fields = ("image_size", "action_dim", "proprio_dim")
-        ckpt_io.check_same(Path(cfg.init), ckpt.read_info(cfg.init), info, fields)
-        model_cfg, stats = ckpt.read_config(cfg.init)
-        if cfg.model.model.context_noise > 0:
+        ckpt_io.check_same(Path(source), ckpt.read_info(source), info, fields)
+        model_cfg, stats = ckpt.read_config(source)
+        if cfg.init and model_cfg.sampler.distilled:
+            raise ConfigError(
+                f"{source}: a few-step student, trained to imitate a sampler, not on EDM's loss; "
+                "fine-tune its teacher (a student can be distilled further with --distill-from)"
+            )
+        if cfg.distill_from:
+            teacher_steps = model_cfg.sampler.steps
+            if cfg.distill_steps >= teacher_steps:
+                raise ConfigError(
+                    f"--distill-steps {cfg.distill_steps}: the teacher already samples in "
+                    f"{teacher_steps} step(s); a student takes fewer"
+                )
+            model_cfg = distilled(model_cfg, cfg.distill_steps)
+        elif cfg.model.model.context_noise > 0:
             model_cfg = with_context_noise(model_cfg, cfg.model.model.context_noise)
     else:
         sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
@@ -292,9 +345,9 @@ def _initial_state(cfg: TrainWorldModelConfig, model_cfg: WorldModelConfig, mana
             graphdef, _ = init_train_state(model_cfg, jax.random.key(0), dtype)
         return graphdef, state
     graphdef, state = init_train_state(model_cfg, jax.random.key(cfg.seed), dtype)
-    if cfg.init:
+    if cfg.init or cfg.distill_from:
         # (grown to this run's model where it adds context noise to init's: adopt_weights)
-        source = ckpt.load_world_model(cfg.init).params
+        source = ckpt.load_world_model(cfg.init or cfg.distill_from).params
         weights = adopt_weights(source, state.params, model_cfg.model.cond_dim)
         ema = jax.tree.map(jnp.copy, weights)  # distinct buffers: the step donates both
         state = state.replace(params=weights, ema=ema)
@@ -314,8 +367,8 @@ def _context(cfg: TrainWorldModelConfig, resume_from: Path | None) -> int:
     """T, the frames of context: the resumed run's, init's, else cfg.model's."""
     from robolearn.world_models import checkpoint as ckpt
 
-    if resume_from is not None or cfg.init:
-        return ckpt.read_info(resume_from or cfg.init).context
+    if resume_from is not None or cfg.init or cfg.distill_from:
+        return ckpt.read_info(resume_from or cfg.init or cfg.distill_from).context
     return cfg.model.model.context
 
 

@@ -197,6 +197,50 @@ def test_init_with_context_noise_fine_tunes_a_model_trained_without_it(trained, 
         ckpt.load_world_model(out, sampler={"context_noise": 0.5})
 
 
+def test_distill_from_trains_a_one_step_student_that_runs_as_a_world_model(
+    trained, tmp_path, capsys
+):
+    """--distill-from: the teacher's weights, config and statistics with a 1-step distilled
+    sampler, trained on the distillation loss, resumable only with its teacher; imagination
+    runs it at 1 step and refuses more; a student is never an --init source."""
+    data, run = trained
+    out = tmp_path / "student"
+    extra = ("--distill-from", str(run), "--distill-steps", "1", "--eval-windows", "0")
+    assert _train(data, out, 3, *extra) == 0
+    student = ckpt.read_config(out)[0]
+    assert (student.sampler.steps, student.sampler.distilled, student.sampler.method) == (
+        1, 1, "euler"
+    )  # fmt: skip
+    assert student.model == ckpt.read_config(run)[0].model
+    assert (out / "stats.json").read_text() == (run / "stats.json").read_text()
+    rows = _rows(out)
+    assert "distill_loss" in rows[-1] and "denoise_loss" not in rows[-1]
+    assert load_yaml(TrainWorldModelConfig, out / "train.yaml").distill_from == str(run)
+    capsys.readouterr()
+    # resumed: only with its teacher
+    assert _train(data, out, 6, "--resume", "--eval-windows", "0") == 2
+    assert "resume it with the same --distill-from" in capsys.readouterr().err
+    assert _train(data, out, 6, "--resume", *extra) == 0
+    assert _steps(out)[-1] == 6
+    # evaluated at its one step; three are refused
+    evaluated = tmp_path / "eval"
+    argv = ["eval", "world-model", "--model", str(out), "--data", str(data), "--horizon", "2"]
+    argv += ["--detector-steps", "0", "--out", str(evaluated), "--quiet"]
+    assert main(argv) == 0
+    assert json.loads((evaluated / "results.json").read_text())["sampler"]["steps"] == 1
+    capsys.readouterr()
+    assert main([*argv[:-3], "--out", str(tmp_path / "e3"), "--sampler-steps", "3"]) == 2
+    assert "distilled for 1 euler step(s)" in capsys.readouterr().err
+    for bad, message in (
+        (("--init", str(out)), "a few-step student"),
+        (("--distill-from", str(run), "--distill-steps", "3"), "a student takes fewer"),
+        (("--distill-from", str(run), "--init", str(run)), "--init and --distill-from"),
+    ):
+        assert _train(data, tmp_path / "bad", 1, *bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
 def test_init_refuses_a_model_of_another_image_size(trained, tmp_path, capsys):
     _, run = trained
     big = write_random_store(tmp_path / "big", 2, 6, image_size=32, task="push")
