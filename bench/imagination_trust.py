@@ -5,8 +5,9 @@ scenes, and the correlation between the two across policies (WorldGym reports r 
 
 The drawer policies: the shipped BC (50+ demonstrations), BC from 10, 3 (shipped) and 1
 demonstrations (the 3-demo recipe of robolearn/bundles/drawer/card.md: base preset, 1000 steps at
-batch 64), the shipped refined policy, and noisy versions of them (Gaussian noise of a fixed std
-added to the mean action, in imagination and in the simulator alike: --action-noise). Every
+batch 64; 32 from one demonstration), the shipped refined policy, and noisy versions of them
+(Gaussian noise of a fixed std added to the mean action, in imagination and in the simulator
+alike: --action-noise). Every
 policy imagines in the shipped world model (or BENCH_TRUST_WORLD_MODEL), judged by the shipped
 reward classifier at its threshold.
 
@@ -47,8 +48,9 @@ DEMOS = {"bc-10demos": 10, "bc-1demo": 1}
 
 
 def train_bc(root: Path, name: str, log: Path) -> Path:
-    """BC from the first n expert demonstrations (collection seed 0), the 3-demo recipe; reused
-    once finished (a run cut short starts over)."""
+    """BC from the first n expert demonstrations (collection seed 0), the 3-demo recipe (at
+    batch 32 from one demonstration's 50 samples); reused once finished (a run cut short
+    starts over)."""
     out = root / "policies" / name
     if (out / "bench_done").exists():
         return out
@@ -61,7 +63,8 @@ def train_bc(root: Path, name: str, log: Path) -> Path:
     )  # fmt: skip
     robolearn(
         "train", "bc", "--data", str(demos), "--preset", "base", "--steps", "1000",
-        "--batch-size", "64", "--seed", "0", "--out", str(out), "--quiet", log=log,
+        "--batch-size", "64" if DEMOS[name] > 1 else "32", "--seed", "0", "--out", str(out),
+        "--quiet", log=log,
     )  # fmt: skip
     (out / "bench_done").write_text("done\n")
     return out
