@@ -21,6 +21,10 @@ which one was used). Rows:
              the resets' share of the time and the rate without them: short episodes, as
              with --quick, are dominated by resets).
 
+BENCH_REFINE_WORLD_MODELS: comma-separated world models (checkpoints or shipped parts) to imagine
+with, one after another in the same run (default: the shipped one), e.g. a 3-step teacher and
+its few-step student (`robolearn train world-model --distill-from`).
+
 compile_s: imagined rows, the ahead-of-time lower + compile of exactly the executable that is
 then timed; sim rows with the BC policy, its first (compiling) call. sec: median seconds of a
 few timed calls (`jax.block_until_ready`) for imagined rows, of one episode for sim rows.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -227,22 +232,26 @@ def run(quick: bool = False) -> list[dict]:
     horizon = 10 if quick else envs.task_info(TASK).max_steps
     episodes = 1 if quick else 3
     reps = 1 if quick else 3
+    # the world models to imagine with, in one run: e.g. a teacher and its few-step student
+    specs = os.environ.get("BENCH_REFINE_WORLD_MODELS", "").split(",")
     with tempfile.TemporaryDirectory(prefix="refine-speed-") as tmp:
         reward_path, reward_note = _reward_spec(Path(tmp))
         cfg = RefineConfig(task=TASK, reward=reward_path, initial_states=POOL)
-        parts = load_parts(TASK, reward=reward_path)
-    rows = _sim_rows(parts.policy, episodes, horizon)
+        all_parts = [load_parts(TASK, world_model=s or None, reward=reward_path) for s in specs]
+    rows = _sim_rows(all_parts[0].policy, episodes, horizon)
     sim_bc, sim_random = rows[0]["steps_per_s"], rows[1]["steps_per_s"]
-    pool = initial_windows(cfg, parts.world_model.info)
-    note = (
-        f"wm {_n_params(parts.world_model.params) / 1e6:.1f}M "
-        f"({parts.world_model.sampler.steps} {parts.world_model.sampler.method} steps), "
-        f"bc {_n_params(parts.policy.params) / 1e6:.1f}M, "
-        f"reward {_n_params(parts.reward.params) / 1e6:.2f}M: {reward_note}"
-    )
-    for batch in batches:
-        for row in measure_imagined(parts, pool, batch, horizon, reps, note):
-            row["vs_sim_bc"] = row["steps_per_s"] / sim_bc
-            row["vs_sim_random"] = row["steps_per_s"] / sim_random
-            rows.append(row)
+    pool = initial_windows(cfg, all_parts[0].world_model.info)
+    for parts in all_parts:
+        wm = parts.world_model
+        note = (
+            f"wm {parts.specs['world_model']} {_n_params(wm.params) / 1e6:.1f}M "
+            f"({wm.sampler.steps} {wm.sampler.method} steps), "
+            f"bc {_n_params(parts.policy.params) / 1e6:.1f}M, "
+            f"reward {_n_params(parts.reward.params) / 1e6:.2f}M: {reward_note}"
+        )
+        for batch in batches:
+            for row in measure_imagined(parts, pool, batch, horizon, reps, note):
+                row["vs_sim_bc"] = row["steps_per_s"] / sim_bc
+                row["vs_sim_random"] = row["steps_per_s"] / sim_random
+                rows.append(row)
     return rows
