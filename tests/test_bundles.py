@@ -31,7 +31,8 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     assert "cnn reward classifier" in by_name["bundle:drawer/reward"]
     assert "threshold 0.50" in by_name["bundle:drawer/reward"]
     wm = by_name["bundle:drawer/world-model"]
-    assert "3.96M" in wm and "small preset" in wm and "3-step euler sampler" in wm
+    assert "4.03M" in wm and "small preset" in wm and "3-step euler sampler" in wm
+    assert "context (noise-augmented up to 0.5)" in wm
 
 
 def test_listing_of_a_task_adds_its_card_and_unknown_tasks_are_one_line():

@@ -137,10 +137,13 @@ def _facts(root: Path) -> _Facts:
 
 def _world_model_facts(root: Path, marker: dict, cfg: dict) -> _Facts:
     sampler, steps = cfg.get("sampler", {}), _latest_step(root)
+    noise = (cfg.get("model") or {}).get("context_noise", 0)
     what = (
         f"diffusion world model, {cfg.get('preset', '?')} preset, "
-        f"{marker['context']}-frame context, {sampler.get('steps', '?')}-step "
-        f"{sampler.get('method', '?')} sampler"
+        f"{marker['context']}-frame context"
+        + (f" (noise-augmented up to {noise:g})" if noise else "")
+        + f", {sampler.get('steps', '?')}-step {sampler.get('method', '?')} sampler"
+        + (" (distilled)" if sampler.get("distilled") else "")
         + (", EMA weights" if marker.get("weights") == "ema" else ", training state")
     )
     return _Facts(what, ",".join(marker["tasks"]), steps, _params(root, steps, "ema"))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from robolearn.world_models import checkpoint as ckpt
+from robolearn.world_models.config import with_context_noise
 
 from robolearn import bundles
 from robolearn.cli import main
@@ -287,12 +288,23 @@ def test_train_from_a_config_file_writes_tensorboard_and_the_resolved_config(tmp
 
 
 def test_the_shipped_drawer_model_s_run_config_loads_and_made_it():
-    """configs/runs/world-model-drawer.yaml loads into TrainWorldModelConfig, and its model (with
-    the data's sizes and the decay over its steps, as the run resolves it) is the one in
-    bundle:drawer/world-model's config.yaml."""
+    """configs/runs/world-model-drawer.yaml and world-model-drawer-context-noise.yaml (the
+    fine-tune from the first run) load into TrainWorldModelConfig, and the model they resolve to
+    (the data's sizes, the decay over the last run's steps) is bundle:drawer/world-model's."""
     cfg = load_layers(TrainWorldModelConfig, ROOT / "configs" / "runs" / "world-model-drawer.yaml")
     assert cfg.data == ("data/wm-train",) and cfg.steps == 5000 and cfg.batch_size == 32
     assert cfg.model.preset == "small" and cfg.save_every == 500
+    first = dataclasses.replace(
+        cfg.model, optim=dataclasses.replace(cfg.model.optim, decay_steps=cfg.steps)
+    )
+    # then fine-tuned from that run with noise-augmented context: init's model and optimizer,
+    # the context level added and the decay over the fine-tune's steps
+    tune_file = ROOT / "configs" / "runs" / "world-model-drawer-context-noise.yaml"
+    tune = load_layers(TrainWorldModelConfig, tune_file)
+    assert tune.init == "runs/wm-small" and tune.data == cfg.data and tune.steps == 1400
+    tuned = with_context_noise(first, tune.model.model.context_noise)
+    tuned = dataclasses.replace(
+        tuned, optim=dataclasses.replace(first.optim, decay_steps=tune.steps)
+    )
     shipped, _ = ckpt.read_config(bundles.resolve("bundle:drawer/world-model"))
-    optim = dataclasses.replace(cfg.model.optim, decay_steps=cfg.steps)
-    assert dataclasses.replace(cfg.model, optim=optim) == shipped
+    assert tuned == shipped and shipped.model.context_noise == 0.5
