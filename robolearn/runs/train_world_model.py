@@ -180,6 +180,7 @@ def run_train_world_model(
     info = _data_info(cfg, loader)
     windows = _preview_windows(cfg, data, loader.context)  # checked before anything is written
     model_cfg, stats = _model_config(cfg, out, info, data, resuming)
+    teacher = _teacher(cfg, model_cfg)  # (checked before train.yaml is rewritten)
     resolved = dataclasses.replace(cfg, model=model_cfg)
     if chief:
         save_yaml(resolved, out / "train.yaml")
@@ -208,7 +209,6 @@ def run_train_world_model(
             ckpt.save_state(manager, state)
             save_loader_state(loader, out, int(state.step), keep=manager.all_steps())
 
-        teacher = _teacher(cfg, model_cfg)
         result = train(
             replicate(state, mesh),
             make_train_step(model_cfg, graphdef, stats, mesh, teacher),

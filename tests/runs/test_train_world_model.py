@@ -221,6 +221,8 @@ def test_distill_from_trains_a_one_step_student_that_runs_as_a_world_model(
     # resumed: only with its teacher
     assert _train(data, out, 6, "--resume", "--eval-windows", "0") == 2
     assert "resume it with the same --distill-from" in capsys.readouterr().err
+    # refused before anything was rewritten
+    assert load_yaml(TrainWorldModelConfig, out / "train.yaml").distill_from == str(run)
     assert _train(data, out, 6, "--resume", *extra) == 0
     assert _steps(out)[-1] == 6
     # evaluated at its one step; three are refused
