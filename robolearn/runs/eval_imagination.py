@@ -110,8 +110,9 @@ def main(cfg: EvalImaginationConfig, options: RunOptions) -> None:
     """`robolearn eval imagination`: imagine, judge, compare; print both success rates."""
     tag = f"{cfg.task}-{(cfg.policy or 'bc').rstrip('/').split('/')[-1]}"
     parts = _load(cfg)
+    probe = SuccessProbe(cfg, parts, options.progress)  # bad starts fail before any output
     out = options.run_dir("eval-imagination", tag)
-    r = run_eval_imagination(cfg, out, parts, progress=options.progress)
+    r = run_eval_imagination(cfg, out, parts, progress=options.progress, probe=probe)
     im = r["imagined"]
     print(
         f"{cfg.task} / {r['policy']} in imagination ({r['world_model']}, judged by "
@@ -148,12 +149,16 @@ def _load(cfg: EvalImaginationConfig) -> Parts:
 
 
 def run_eval_imagination(
-    cfg: EvalImaginationConfig, out: Path, parts: Parts | None = None, progress: bool = True
+    cfg: EvalImaginationConfig,
+    out: Path,
+    parts: Parts | None = None,
+    progress: bool = True,
+    probe: SuccessProbe | None = None,
 ) -> dict:
     """Evaluate in imagination (and in the simulator); writes results.json, config.yaml and
-    video.mp4 into `out` and returns the results. parts: already loaded (else loaded here)."""
+    video.mp4 into `out` and returns the results. parts, probe: already made (else made here)."""
     parts = parts or _load(cfg)
-    probe = SuccessProbe(cfg, parts, progress)
+    probe = probe or SuccessProbe(cfg, parts, progress)
     resolved = dataclasses.replace(
         cfg,
         policy=parts.specs["policy"],
@@ -216,6 +221,12 @@ class SuccessProbe:
         if cfg.data:
             self.seeds = None
             self.first_image, self.first_proprio = _recorded_firsts(cfg, size)
+            p = parts.world_model.info.proprio_dim
+            if self.first_proprio.shape[1] != p:
+                raise ConfigError(
+                    f"{', '.join(cfg.data)}: proprio is {self.first_proprio.shape[1]}-D, the "
+                    f"world model predicts {p}-D"
+                )
         else:
             self.seeds = [episode_seed(cfg.seed, i) for i in range(cfg.episodes)]
             self.first_image, self.first_proprio = _reset_firsts(cfg.task, size, self.seeds)

@@ -22,7 +22,8 @@ def parts(tmp_path_factory):
     data = write_random_store(root / "data", 3, 6, seed=1)
     argv = ["train", "world-model", "--data", str(data), "--preset", "tiny", "--steps", "2"]
     assert main(argv + ["--batch-size", "4", "--out", str(root / "wm"), "--quiet"]) == 0
-    return {"root": root, "data": data, "wm": root / "wm"}
+    small = write_random_store(root / "data32", 1, 3, image_size=32)
+    return {"root": root, "data": data, "data32": small, "wm": root / "wm"}
 
 
 def _eval(parts, out, *extra):
@@ -111,11 +112,13 @@ def test_recorded_first_frames_start_imagination_without_a_simulator(parts, caps
         (["--action-noise", "nan"], "action_noise must be in [0, 10]"),
         (["--horizon", "0"], "horizon must be >= 1"),
         (["--task", "push"], "no reward classifier is shipped for 'push'"),
+        (["--data", "DATA32"], "images are 32x32, the world model imagines 64x64"),
         (["--reward", "bundle:drawer/bc"], "not a reward checkpoint"),
     ],
 )
 def test_bad_input_is_one_line(parts, capsys, extra, message):
-    extra = [str(parts["data"]) if x == "DATA" else x for x in extra]
+    names = {"DATA": str(parts["data"]), "DATA32": str(parts["data32"])}
+    extra = [names.get(x, x) for x in extra]
     assert _eval(parts, parts["root"] / "bad", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
