@@ -214,6 +214,8 @@ class SuccessProbe:
     actor parameters of the loaded policy's architecture (`refine` probes its checkpoints)."""
 
     def __init__(self, cfg: EvalImaginationConfig, parts: Parts, progress: bool = False):
+        from robolearn.runs.refine import reset_frames
+
         self.cfg, self.parts, self.progress = cfg, parts, progress
         self.horizon = cfg.horizon or parts.info.max_steps
         self.threshold = float(parts.reward.info.threshold)
@@ -229,7 +231,7 @@ class SuccessProbe:
                 )
         else:
             self.seeds = [episode_seed(cfg.seed, i) for i in range(cfg.episodes)]
-            self.first_image, self.first_proprio = _reset_firsts(cfg.task, size, self.seeds)
+            self.first_image, self.first_proprio = reset_frames(cfg.task, size, self.seeds)
         self._apply = _acting_apply(parts.policy.apply, cfg)
         self._rollout = None
 
@@ -344,22 +346,6 @@ def _confusion(episodes: list[dict]) -> dict:
         "imagined_only": int((im & ~re).sum()),
         "real_only": int((~im & re).sum()),
     }
-
-
-def _reset_firsts(task_name: str, size: int, seeds: list[int]):
-    """First observations of the simulator's resets with `seeds`: images uint8 [N, H, W, 3],
-    proprio float32 [N, P]."""
-    from robolearn import envs
-
-    task = envs.make(task_name, image_size=size)
-    try:
-        obs = [task.reset(seed=s)[0] for s in seeds]
-    finally:
-        task.close()
-    return (
-        np.stack([o["image"] for o in obs]),
-        np.stack([o["proprio"] for o in obs]).astype(np.float32),
-    )
 
 
 def _recorded_firsts(cfg: EvalImaginationConfig, size: int):

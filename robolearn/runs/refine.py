@@ -460,15 +460,20 @@ def early_frames(cfg: RefineConfig, parts: Parts, episodes: list | None = None, 
 def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """First observations of fresh simulator resets (collection seeds): images uint8
     [N, H, W, 3], proprio float32 [N, P]."""
-    from robolearn import envs
     from robolearn.core.seeds import episode_seed
 
-    task = envs.make(cfg.task, image_size=image_size)
+    seeds = [episode_seed(cfg.seed, i, "collect") for i in range(cfg.initial_states)]
+    return reset_frames(cfg.task, image_size, seeds)
+
+
+def reset_frames(task_name: str, image_size: int, seeds) -> tuple[np.ndarray, np.ndarray]:
+    """First observations of the task's simulator reset with each of `seeds`: images uint8
+    [N, H, W, 3], proprio float32 [N, P]."""
+    from robolearn import envs
+
+    task = envs.make(task_name, image_size=image_size)
     try:
-        obs = [
-            task.reset(seed=episode_seed(cfg.seed, i, "collect"))[0]
-            for i in range(cfg.initial_states)
-        ]
+        obs = [task.reset(seed=s)[0] for s in seeds]
     finally:
         task.close()
     return (
