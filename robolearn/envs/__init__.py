@@ -12,6 +12,15 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from robolearn.envs.base import ACTION_DIM, Task, TaskConfig, TaskInfo  # noqa: E402
-from robolearn.envs.registry import make, task_info, task_names  # noqa: E402
+from robolearn.envs.registry import make, reset_observations, task_info, task_names  # noqa: E402
 
-__all__ = ["ACTION_DIM", "Task", "TaskConfig", "TaskInfo", "make", "task_info", "task_names"]
+__all__ = [
+    "ACTION_DIM",
+    "Task",
+    "TaskConfig",
+    "TaskInfo",
+    "make",
+    "reset_observations",
+    "task_info",
+    "task_names",
+]

@@ -11,6 +11,8 @@ import difflib
 import importlib
 from collections.abc import Callable
 
+import numpy as np
+
 from robolearn.core.errors import UnknownTaskError
 from robolearn.core.optional import missing_extra
 from robolearn.envs.base import Task, TaskConfig, TaskInfo
@@ -55,6 +57,20 @@ def make(name: str, config: TaskConfig | None = None, **overrides) -> Task:
         if (error := missing_extra(exc)) is None:
             raise
         raise error from exc
+
+
+def reset_observations(name: str, image_size: int, seeds) -> tuple[np.ndarray, np.ndarray]:
+    """First observations of task `name` reset with each of `seeds` (one simulator, closed
+    after): images uint8 [N, H, W, 3], proprio float32 [N, P]."""
+    task = make(name, image_size=image_size)
+    try:
+        obs = [task.reset(seed=s)[0] for s in seeds]
+    finally:
+        task.close()
+    return (
+        np.stack([o["image"] for o in obs]),
+        np.stack([o["proprio"] for o in obs]).astype(np.float32),
+    )
 
 
 def _entry(name: str) -> _Entry:

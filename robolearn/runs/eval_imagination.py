@@ -214,7 +214,7 @@ class SuccessProbe:
     actor parameters of the loaded policy's architecture (`refine` probes its checkpoints)."""
 
     def __init__(self, cfg: EvalImaginationConfig, parts: Parts, progress: bool = False):
-        from robolearn.runs.refine import reset_frames
+        from robolearn.envs import reset_observations
 
         self.cfg, self.parts, self.progress = cfg, parts, progress
         self.horizon = cfg.horizon or parts.info.max_steps
@@ -231,7 +231,7 @@ class SuccessProbe:
                 )
         else:
             self.seeds = [episode_seed(cfg.seed, i) for i in range(cfg.episodes)]
-            self.first_image, self.first_proprio = reset_frames(cfg.task, size, self.seeds)
+            self.first_image, self.first_proprio = reset_observations(cfg.task, size, self.seeds)
         self._apply = _acting_apply(parts.policy.apply, cfg)
         self._rollout = None
 

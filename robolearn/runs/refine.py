@@ -461,22 +461,7 @@ def initial_frames(cfg: RefineConfig, image_size: int) -> tuple[np.ndarray, np.n
     """First observations of fresh simulator resets (collection seeds): images uint8
     [N, H, W, 3], proprio float32 [N, P]."""
     from robolearn.core.seeds import episode_seed
+    from robolearn.envs import reset_observations
 
     seeds = [episode_seed(cfg.seed, i, "collect") for i in range(cfg.initial_states)]
-    return reset_frames(cfg.task, image_size, seeds)
-
-
-def reset_frames(task_name: str, image_size: int, seeds) -> tuple[np.ndarray, np.ndarray]:
-    """First observations of the task's simulator reset with each of `seeds`: images uint8
-    [N, H, W, 3], proprio float32 [N, P]."""
-    from robolearn import envs
-
-    task = envs.make(task_name, image_size=image_size)
-    try:
-        obs = [task.reset(seed=s)[0] for s in seeds]
-    finally:
-        task.close()
-    return (
-        np.stack([o["image"] for o in obs]),
-        np.stack([o["proprio"] for o in obs]).astype(np.float32),
-    )
+    return reset_observations(cfg.task, image_size, seeds)
