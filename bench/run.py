@@ -30,6 +30,8 @@ BENCHMARKS = {
     "training FLOPs on the same drawer data",
     "imagination_trust": "imagined vs real success of drawer policies of different quality "
     "(eval imagination), their correlation",
+    "world4rl_tasks": "World4RL's six Meta-World tasks at 40 Hz: BC vs refined in imagination "
+    "(3 seeds x 50), beside World4RL's figures",
     "xla_levers": "XLA CPU options and compute dtype vs the base world model's speed",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
