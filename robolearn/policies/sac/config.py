@@ -1,0 +1,96 @@
+"""The off-policy learner's config: SAC with an ensemble of LayerNorm critics, Cal-QL for offline
+pre-training, WSRL's settings for online fine-tuning (REFERENCES.md sections 3 and 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from robolearn.core.errors import ConfigError
+from robolearn.core.optim import OptimConfig
+from robolearn.policies.bc.config import ModelConfig
+
+# The critic's image encoder and MLP widths (its input sizes come from the actor's config).
+CRITIC = ModelConfig(channels=(16, 32, 32, 32), feature_dim=128, hidden=(256, 256))
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """SAC over (image, proprio) transitions; the actor is the BC Gaussian actor (same graph and
+    checkpoint format, so it warm-starts from a BC or refined policy and loads as a policy).
+
+    Each field's meaning is the string under it. Defaults are WSRL's online settings (ensemble of
+    10 critics with LayerNorm, the target the minimum over a random pair, UTD 4, batch 256 per
+    critic step, actor 1e-4 / critic 3e-4, tau 5e-3, gamma 0.99) with CQL off; offline Cal-QL
+    pre-training sets cql_alpha > 0.
+    """
+
+    critic: ModelConfig = CRITIC
+    """the critic's encoder (channels, strides, feature_dim) and the widths of each ensemble
+    member's MLP (hidden); image_size, proprio_dim and action_dim are the actor's"""
+    ensemble: int = 10
+    """critics in the ensemble"""
+    target_subset: int = 2
+    """the TD target is the minimum over this many critics drawn at random each step (REDQ /
+    WSRL); = ensemble: the minimum over all"""
+    gamma: float = 0.99
+    """discount; a transition marked terminal does not bootstrap (a time limit is not terminal)"""
+    tau: float = 5e-3
+    """Polyak rate of the target critics"""
+    utd: int = 4
+    """critic updates per environment step (update-to-data ratio); one actor and temperature
+    update follows them"""
+    batch_size: int = 256
+    """transitions per critic update"""
+    actor_optim: OptimConfig = OptimConfig(learning_rate=1e-4)
+    """the actor's optimizer"""
+    critic_optim: OptimConfig = OptimConfig(learning_rate=3e-4)
+    """the critics' optimizer (their encoder included)"""
+    temperature_optim: OptimConfig = OptimConfig(learning_rate=3e-4)
+    """the entropy temperature's optimizer"""
+    init_temperature: float = 0.1
+    """the entropy temperature alpha at the start"""
+    target_entropy: float | None = None
+    """alpha is tuned so the policy's entropy stays near this (default: -action_dim / 2)"""
+    backup_entropy: bool = False
+    """subtract alpha log pi(a'|s') in the TD target (off in Cal-QL and WSRL)"""
+    cql_alpha: float = 0.0
+    """weight of the CQL regularizer (0: plain SAC, the online phase; Cal-QL pre-training uses
+    e.g. 5)"""
+    cql_actions: int = 4
+    """actions drawn per state for CQL's log-sum-exp: this many uniform, from pi at s and from pi
+    at s' each"""
+    calql: bool = True
+    """Cal-QL: Q of the policy's actions in the CQL term are clamped below by the transition's
+    Monte-Carlo return (no effect when cql_alpha is 0)"""
+    bc_coef: float = 0.0
+    """weight of a BC term on the actor (-log pi(a_data | s)), RoboFuME's regularizer offline"""
+    shift_pad: int = 4
+    """random-shift augmentation of both the actor's and the critics' frames, in pixels (0: off)"""
+
+    def __post_init__(self):
+        for name in ("ensemble", "target_subset", "utd", "batch_size", "cql_actions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sac.{name} must be >= 1, got {getattr(self, name)}")
+        if self.target_subset > self.ensemble:
+            raise ConfigError(
+                f"sac.target_subset ({self.target_subset}) cannot exceed sac.ensemble "
+                f"({self.ensemble})"
+            )
+        if not 0.0 <= self.gamma < 1.0:
+            raise ConfigError(f"sac.gamma must be in [0, 1), got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"sac.tau must be in (0, 1], got {self.tau}")
+        if not (math.isfinite(self.init_temperature) and self.init_temperature > 0):
+            raise ConfigError(f"sac.init_temperature must be > 0, got {self.init_temperature}")
+        for name in ("cql_alpha", "bc_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"sac.{name} must be finite and >= 0, got {value}")
+        if self.target_entropy is not None and not math.isfinite(self.target_entropy):
+            raise ConfigError(f"sac.target_entropy must be finite, got {self.target_entropy}")
+        if self.shift_pad < 0:
+            raise ConfigError(f"sac.shift_pad must be >= 0, got {self.shift_pad}")
+
+    def entropy_target(self, action_dim: int) -> float:
+        return -action_dim / 2 if self.target_entropy is None else self.target_entropy
