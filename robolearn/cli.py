@@ -117,6 +117,12 @@ COMMANDS = (
                  "clip", "gamma", "gae_lambda", "target_kl", "critic_warmup", "std_floor",
                  "entropy_coef", "bc_coef", "early_bc_coef")),
              Alias("--reward-kind", "ppo.reward", choices=("binary", "prob")))),
+    Command("finetune", "online RL from a pre-trained policy, rewarded only by a reward classifier",
+            "robolearn.runs.finetune:FinetuneConfig", "robolearn.runs.finetune:main", _TRAIN,
+            (*(Alias("--" + f.replace("_", "-"), "sac." + f) for f in (
+                "utd", "batch_size", "ensemble", "gamma", "tau", "bc_coef")),
+             Alias("--actor-lr", "sac.actor_optim.learning_rate", "actor Adam learning rate"),
+             Alias("--critic-lr", "sac.critic_optim.learning_rate", "critic Adam learning rate"))),
     Command("bundles", "the shipped model bundles, one line per part (a task's card on request)",
             "robolearn.runs.bundles:BundlesConfig", "robolearn.runs.bundles:main"),
     Command("export world-model", "keep a world model's EMA weights only (what bundles ship)",

@@ -98,7 +98,7 @@ def test_override_of_an_unknown_key_names_it(capsys):
 
 
 def test_every_train_command_takes_config_and_overrides():
-    for words in ("train bc", "train world-model", "train reward", "refine"):
+    for words in ("train bc", "train world-model", "train reward", "refine", "finetune"):
         command = next(c for c in cli.COMMANDS if c.words == words)
         assert "config" in command.options
 
@@ -107,8 +107,9 @@ def test_the_cli_layer_is_small():
     lines = sum(len(p.read_text().splitlines()) for p in ROOT.glob("robolearn/cli*.py"))
     lines += len((ROOT / "robolearn" / "core" / "flags.py").read_text().splitlines())
     # The command table grows ~3 lines per command (four data commands joined it: pack, import
-    # lerobot/robomimic, export lerobot); the parsing logic must not.
-    assert lines <= 470, f"the CLI layer grew to {lines} lines"
+    # lerobot/robomimic, export lerobot; then finetune with its learner flags); the parsing
+    # logic must not.
+    assert lines <= 480, f"the CLI layer grew to {lines} lines"
 
 
 def test_console_script_runs_without_jax():

@@ -263,7 +263,7 @@ MARKER_FIELDS = {
     "action_dim": {"huge": HUGE, "negative": -7, "zero": 0, "bool": True},
     "proprio_dim": {"huge": HUGE, "negative": -7, "zero": 0, "nan": float("nan")},
     "task": {"int": 5, "null": None, "list": ["drawer"]},
-    "kind": {"unknown": "sac", "int": 1},
+    "kind": {"unknown": "dqn", "int": 1},
     "weights": {"unknown": "all"},
     "format": {"other": "robolearn-reward", "missing": ...},
     "version": {"2": 2, "str": "1", "bool": True, "missing": ...},

@@ -64,11 +64,11 @@ from robolearn.policies.bc.train import init_train_state, make_act_fn
 FORMAT = "robolearn-policy"
 VERSION = 1
 MARKER = "robolearn-policy.json"
-KINDS = ("bc", "ppo")
+KINDS = ("bc", "ppo", "sac")
 WEIGHTS = ("train", "actor")
 EXPORT_DIR = "policy"
 # The run's settings and curve travel with an export, so it still says how it was made.
-PROVENANCE = ("train.yaml", "refine.yaml", "metrics.jsonl")
+PROVENANCE = ("train.yaml", "refine.yaml", "finetune.yaml", "metrics.jsonl")
 OLD_STATS_KEYS = {"proprio_mean": "mean", "proprio_std": "std"}
 
 
@@ -76,9 +76,10 @@ OLD_STATS_KEYS = {"proprio_mean": "mean", "proprio_std": "std"}
 class PolicyInfo:
     """What a checkpoint was trained for (robolearn-policy.json).
 
-    kind: "bc" (robolearn train bc) or "ppo" (robolearn refine); parent: the policy it was
-    refined from. weights: "train" (a training run: checkpoints hold its whole training state)
-    or "actor" (an export: checkpoints hold {"step", "params"} only).
+    kind: "bc" (robolearn train bc), "ppo" (robolearn refine) or "sac" (robolearn finetune);
+    parent: the policy it was refined or fine-tuned from. weights: "train" (a training run:
+    checkpoints hold its whole training state) or "actor" (an export: checkpoints hold
+    {"step", "params"} only).
     """
 
     task: str

@@ -1,0 +1,173 @@
+"""`robolearn finetune` end to end on tiny parts (a BC policy and a reward classifier trained for a
+few steps) in the real drawer simulator: online episodes recorded into the run's store and
+rewarded only by the classifier (the simulator's success flag and reward never reach the
+learner), updates after the warm-up, a checkpoint that eval loads as a policy, resume after a
+kill mid-episode, offline data kept RLPD-style, one-line errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from robolearn.reward_models.checkpoint import load_reward_model
+from test_imagine import _outcome_store, _train_bc
+
+from robolearn import envs
+from robolearn.cli import main
+from robolearn.data.store import iter_episodes
+from robolearn.policies.bc.checkpoint import EXPORT_DIR, load_policy, read_info
+from robolearn.runs.finetune import FinetuneConfig, run_finetune
+
+SMALL = [
+    "sac.critic.channels=[8,8]",
+    "sac.critic.strides=[4,4]",
+    "sac.critic.feature_dim=16",
+    "sac.critic.hidden=[16]",
+]
+
+
+def _train_reward(data, out):
+    argv = ["train", "reward", "--data", str(data), "--preset", "tiny", "--steps", "3"]
+    assert main(argv + ["--batch-size", "8", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    data = _outcome_store(root / "data", episodes=8)
+    return {
+        "data": data,
+        "bc": _train_bc(data, root / "bc"),
+        "reward": _train_reward(data, root / "reward"),
+        "push": _outcome_store(root / "push", episodes=2, task="push"),
+    }
+
+
+def _argv(parts, out, *extra, steps=12):
+    argv = ["finetune", "--task", "drawer", "--policy", str(parts["bc"]), "--reward"]
+    argv += [str(parts["reward"]), "--steps", str(steps), "--warmup", "5", "--max-steps", "5"]
+    argv += ["--batch-size", "8", "--utd", "2", "--ensemble", "2", "--save-every", "5"]
+    return [*argv, "--out", str(out), "--quiet", *extra, *SMALL]
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _classifier_rewards(parts, episode):
+    classifier = load_reward_model(parts["reward"], "drawer")
+    prob = classifier.prob(episode.image[1:], "drawer")
+    return (prob >= classifier.info.threshold).astype(np.float32)
+
+
+def test_online_episodes_rewarded_by_the_classifier_then_a_policy_eval_loads(parts, tmp_path):
+    out = tmp_path / "ft"
+    assert main(_argv(parts, out)) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [5, 5, 2]  # 12 steps, episodes of 5
+    for ep in episodes:
+        np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
+        assert ep.meta.extra["reward"] == str(parts["reward"]) and ep.meta.task == "drawer"
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [5, 10, 12]
+    assert rows[0]["warmup"] == 1.0 and "q" not in rows[0]  # no update during the warm-up
+    assert rows[1]["warmup"] == 0.0 and np.isfinite(rows[-1]["critic_loss"])
+    assert {"sim_success", "classifier_success", "alpha", "entropy"} <= set(rows[-1])
+    info = read_info(out)
+    assert info.kind == "sac" and info.parent == str(parts["bc"])
+    assert yaml.safe_load((out / "finetune.yaml").read_text())["sac"]["utd"] == 2
+    assert read_info(out / EXPORT_DIR).weights == "actor"
+    policy = load_policy(out, "drawer")
+    assert policy.step > 0  # the actor after updates, not the BC's
+    argv = ["eval", "--task", "drawer", "--policy", str(out), "--episodes", "1", "--max-steps"]
+    assert (
+        main([*argv, "3", "--video-episodes", "0", "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    )
+
+
+class _Lying:
+    """The real drawer task, but every step claims success and a huge reward; optionally
+    interrupted (a kill) at environment step `kill_at`."""
+
+    def __init__(self, kill_at=None, **kwargs):
+        self.task, self.kill_at, self.steps = envs.make("drawer", **kwargs), kill_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def step(self, action):
+        self.steps += 1
+        if self.kill_at is not None and self.steps == self.kill_at:
+            raise KeyboardInterrupt
+        obs, _, terminated, truncated, info = self.task.step(action)
+        return obs, 1000.0, terminated, truncated, {**info, "success": True}
+
+
+def _config(parts, argv):
+    from robolearn.cli import parse, resolve_config
+
+    command, args, flags = parse(argv)
+    return resolve_config(command, args, flags)
+
+
+def test_no_simulator_success_reaches_the_learner_and_a_killed_run_resumes(parts, tmp_path):
+    out = tmp_path / "ft"
+    cfg = _config(parts, _argv(parts, out))
+    assert isinstance(cfg, FinetuneConfig)
+    with pytest.raises(KeyboardInterrupt):  # killed in the third episode (step 12 of 12)
+        run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Lying(12, **k))
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [5, 5]  # the cut episode is not kept
+    assert not list((out / "online" / "episodes").glob("*.partial"))
+    for ep in episodes:
+        assert ep.success[1:].all()  # the simulator's claim is recorded for people to read ...
+        np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))  # ... not used
+    assert [r["step"] for r in _rows(out)] == [5, 10]
+    result = run_finetune(
+        cfg, out, resume=True, progress=False, make_task=lambda *a, **k: _Lying(None, **k)
+    )
+    assert result["env_steps"] == 12 and result["run_steps"] == 2 and result["updates"] == 2
+    assert [r["step"] for r in _rows(out)] == [5, 10, 12]
+    assert [ep.num_steps for _, ep in iter_episodes(out / "online")] == [5, 5, 2]
+    assert result["sim_success"] == 1.0  # logged as the simulator says
+
+
+def test_offline_data_is_kept_in_every_batch(parts, tmp_path):
+    out = tmp_path / "rlpd"
+    assert main(_argv(parts, out, "--data", str(parts["data"]), steps=6)) == 0
+    assert yaml.safe_load((out / "finetune.yaml").read_text())["data"] == [str(parts["data"])]
+    assert _rows(out)[-1]["step"] == 6 and np.isfinite(_rows(out)[-1]["critic_loss"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["sac.cql_alpha=5"], "offline \\(Cal-QL\\) pre-training"),
+        (["--batch-size", "7", "--data", "DATA"], "batch_size must be even"),
+        (["--data", "PUSH"], "an episode of task 'push', not 'drawer'"),
+        (["--replay-capacity", "4"], "must hold at least one batch"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
+    swap = {"DATA": str(parts["data"]), "PUSH": str(parts["push"])}
+    extra = [swap.get(e, e) for e in extra]
+    assert main(_argv(parts, tmp_path / "bad", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_resume_refuses_other_parts(parts, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(_argv(parts, out, steps=5)) == 0
+    other = Path(parts["bc"]).parent / "bc-other"
+    if not other.exists():
+        _train_bc(parts["data"], other)
+    argv = _argv(parts, out, "--resume", steps=10)
+    argv[argv.index("--policy") + 1] = str(other)
+    assert main(argv) == 2
+    assert "was fine-tuned with policy" in capsys.readouterr().err
