@@ -6,6 +6,7 @@ Contract (Gymnasium-compatible):
     step(action[7]) -> obs, reward, terminated, truncated, info
     render() -> uint8 [H, W, 3]
     close()
+    continue_as(name) -> obs, info     (reset-free practice: tasks that share a scene only)
 
     obs = {"image": uint8 [H, W, 3], "proprio": float32 [7], "state": float64 [S]}
     info = {"success": bool, "instruction": str, "task": str, "step": int}
@@ -138,6 +139,32 @@ class Task(gym.Env, abc.ABC):
         info = self._info()
         reward = 1.0 if info["success"] else 0.0
         return obs, reward, False, self._t >= self.max_steps, info
+
+    def continue_as(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a new episode of task `name` from the current simulator state, without a reset:
+        the reset-free practice of RoboFuME, a forward task and its backward task (e.g. drawer and
+        drawer-close) alternating in one scene. Returns the episode's first obs and info, like
+        reset. A one-line ConfigError for a task that does not share this one's scene."""
+        partners = self.reset_free_partners()
+        if name != self.task_info.name and name not in partners:
+            known = ", ".join(partners) or "none"
+            raise ConfigError(
+                f"task {self.task_info.name!r} cannot continue as {name!r} without a reset "
+                f"(tasks that share its scene: {known})"
+            )
+        if name != self.task_info.name:
+            self._become(name)
+            self.max_steps = self.config.max_steps or self.task_info.max_steps
+        self._t = 0
+        return self._observe(), self._info()
+
+    def reset_free_partners(self) -> tuple[str, ...]:
+        """Tasks this one can continue as without a reset (continue_as); none by default."""
+        return ()
+
+    def _become(self, name: str) -> None:
+        """Turn into task `name` (one of reset_free_partners) without touching the simulator."""
+        raise TypeError(f"{type(self).__name__} declares reset-free partners but not _become")
 
     def render(self) -> np.ndarray:
         """The camera image of the current state, uint8 [H, W, 3]."""

@@ -6,6 +6,7 @@ import pytest
 from robolearn import envs
 from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control
+from robolearn.core.errors import ConfigError
 from robolearn.envs.base import TaskInfo
 from robolearn.envs.widowx.tasks import register_all, task_infos
 
@@ -219,3 +220,36 @@ def test_step_dwell_holds_each_step_a_random_while_longer():
         assert again == durations
     finally:
         task.close()
+
+
+def test_drawer_and_drawer_close_continue_as_each_other_without_a_reset():
+    task = envs.make("drawer", image_size=32, max_steps=40)
+    try:
+        obs, info = task.reset(seed=3)
+        assert task.reset_free_partners() == ("drawer-close",)
+        for _ in range(40):  # the expert opens it
+            obs, _, _, truncated, info = task.step(task.expert_action())
+        assert info["success"] and task.drawer_opening_m() > 0.08
+        layout, opening = task.layout(), task.drawer_opening_m()
+        obs, info = task.continue_as("drawer-close")
+        # the same scene, as it was: only the goal changed (an open drawer is not closed)
+        assert task.drawer_opening_m() == opening and np.array_equal(task.layout(), layout)
+        assert info["task"] == "drawer-close" and info["step"] == 0 and not info["success"]
+        assert task.task_info.instruction == "close the drawer"
+        for _ in range(40):
+            obs, _, _, truncated, info = task.step(task.expert_action())  # the closing expert
+        assert info["success"] and task.drawer_opening_m() < 0.015 and truncated
+        obs, info = task.continue_as("drawer")
+        assert info["task"] == "drawer" and not info["success"]
+        with pytest.raises(ConfigError, match="cannot continue as 'push' without a reset"):
+            task.continue_as("push")
+    finally:
+        task.close()
+    push = envs.make("push", image_size=32)
+    try:
+        push.reset(seed=0)
+        with pytest.raises(ConfigError, match="tasks that share its scene: none"):
+            push.continue_as("drawer")
+        assert push.continue_as("push")[1]["step"] == 0  # its own task: a new episode in place
+    finally:
+        push.close()

@@ -42,6 +42,18 @@ class DrawerTask(WidowXTask):
     def _make_expert(self) -> experts.Expert:
         return experts.DrawerCloseExpert() if self.closing else experts.DrawerOpenExpert()
 
+    def reset_free_partners(self) -> tuple[str, ...]:
+        """drawer and drawer-close share the cabinet: each continues as the other."""
+        return ("drawer-close",) if not self.closing else ("drawer",)
+
+    def _become(self, name: str) -> None:
+        from robolearn.envs.registry import task_info
+
+        self.closing = name == "drawer-close"
+        self.task_info = task_info(name)
+        self.expert = self._make_expert()
+        self.expert.reset()
+
     def layout(self) -> np.ndarray:
         """Cabinet x, y (m) and yaw (rad) in the base frame, [3]."""
         return np.array([*self.model.body_pos[self._cabinet, :2], self.cabinet_yaw()])
