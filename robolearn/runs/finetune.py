@@ -46,7 +46,7 @@ from robolearn.policies.sac.config import SACConfig
 
 STORE = "online"
 SAC_CONFIG = "sac.yaml"
-SHOW = ("return", "classifier_success", "sim_success", "q", "alpha")
+BACKWARD = "backward"  # the backward learner's policy checkpoint, inside the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,17 @@ class FinetuneConfig:
     warmup: int = 5_000
     """first environment steps acted by the pre-trained policy alone, no updates (WSRL)"""
     max_steps: int | None = None
-    """episode length in control steps (default: the task's)"""
+    """episode length in control steps (default: the task's); in reset-free practice, the most
+    steps a phase lasts"""
+    backward_task: str | None = None
+    """reset-free practice (RoboFuME): the task that undoes --task in the same scene (e.g.
+    drawer-close for drawer). Forward and backward episodes then alternate with no simulator
+    reset between them (one at the start), each ended when its classifier rewards a frame or at
+    the episode length, and a second learner fine-tunes the backward policy (OUT/backward)"""
+    backward_policy: str | None = None
+    """the backward task's policy to start from (default: bundle:<backward task>/bc)"""
+    backward_reward: str | None = None
+    """the backward task's reward classifier (default: bundle:<backward task>/reward)"""
     seed: int = 0
     """seed of the learner; online episode k resets with the collection seed of (seed, k)"""
     save_every: int = 1_000
@@ -100,6 +110,10 @@ class FinetuneConfig:
                 "sac.cql_alpha > 0 is offline (Cal-QL) pre-training; online fine-tuning runs SAC "
                 "(WSRL): leave it 0"
             )
+        if self.backward_task == self.task:
+            raise ConfigError("--backward-task must be another task than --task")
+        if (self.backward_policy or self.backward_reward) and not self.backward_task:
+            raise ConfigError("--backward-policy and --backward-reward need --backward-task")
         if self.data and self.sac.batch_size % 2:
             raise ConfigError(
                 f"--data splits every batch in half: sac.batch_size must be even, got "
@@ -116,19 +130,25 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
     print(
         f"finetune {cfg.task}: {result['env_steps']} environment steps ({result['run_steps']} "
         f"this run, {result['seconds']:.0f} s, {result['updates']} updates, "
-        f"{result['updates_per_second']:.1f} updates/s); last {result['window']} episodes: "
-        f"classifier success {result['classifier_success']:.0%}, simulator success "
-        f"{result['sim_success']:.0%} (logged, never rewarded)"
+        f"{result['updates_per_second']:.1f} updates/s)"
     )
+    for name, recent in result["recent"].items():
+        print(
+            f"  {name}, last {recent['episodes']} episodes: classifier success "
+            f"{recent['classifier_success']:.0%}, simulator success {recent['sim_success']:.0%} "
+            "(logged, never rewarded)"
+        )
     print(f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
+    if cfg.backward_task:
+        print(f"backward policy ({cfg.backward_task}): {out / BACKWARD}")
 
 
 class _Reward:
     """The classifier's reward of single frames: binary at its threshold, or its probability."""
 
-    def __init__(self, classifier, task: str, kind: str):
-        self.classifier, self.task, self.kind = classifier, task, kind
+    def __init__(self, classifier, task: str, kind: str, source: str = ""):
+        self.classifier, self.task, self.kind, self.source = classifier, task, kind, source
         self.threshold = float(classifier.info.threshold)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -147,65 +167,81 @@ def run_finetune(
     make_task=None,
 ) -> dict:
     """Fine-tune (or resume) into `out`; returns {"env_steps", "run_steps", "updates",
-    "seconds", "updates_per_second" (compiling excluded), "window", "classifier_success",
-    "sim_success"} (the last two over the last `window` <= 20 episodes). make_task(name,
-    image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
-    import jax
-
-    from robolearn import bundles, envs
+    "seconds", "updates_per_second" (compiling excluded), "recent": {task: {"episodes",
+    "classifier_success", "sim_success"}} over each task's last <= 20 episodes}.
+    make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
+    from robolearn import envs
     from robolearn.core import checkpoint as ckpt_io
-    from robolearn.core.checkpoint import load_config
     from robolearn.data.store import create_store, iter_episodes
     from robolearn.policies.bc import checkpoint as policy_ckpt
-    from robolearn.reward_models.checkpoint import load_reward_model
-    from robolearn.runs.parts import part_spec
 
     resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
+    specs = _specs(cfg)
+    if resuming:
+        _check_resume(out, cfg, specs)
+    offline = [ep for root in cfg.data for _, ep in iter_episodes(root)] if cfg.data else []
+    roles = [("", cfg.task, out)]
+    if cfg.backward_task:
+        roles.append((BACKWARD + "_", cfg.backward_task, out / BACKWARD))
+    learners = [
+        _Learner(cfg, task, specs[p + "policy"], specs[p + "reward"], where, resuming)
+        for p, task, where in roles
+    ]
+    forward = learners[0]
+    _check_offline(cfg, offline, forward.info)
+    if learners[1:] and learners[1].info.image_size != forward.info.image_size:
+        raise ConfigError(
+            f"the backward policy sees {learners[1].info.image_size}-pixel frames, the forward "
+            f"one {forward.info.image_size}: one camera serves both"
+        )
+    resolved = dataclasses.replace(cfg, sac=forward.sac, **specs)
+    save_yaml(resolved, out / "finetune.yaml")
+    store = create_store(out / STORE)
+    stored = [ep for _, ep in iter_episodes(store)]
+    task = (make_task or envs.make)(
+        cfg.task, image_size=forward.info.image_size, max_steps=cfg.max_steps
+    )
+    try:
+        for learner in learners:
+            learner.start(stored, offline if learner is forward else [])
+        return _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved)
+    finally:
+        task.close()
+        for learner in learners:
+            learner.close()
+
+
+def _specs(cfg: FinetuneConfig) -> dict[str, str | None]:
+    """The parts of the run (after defaults): policy, reward, backward_policy, backward_reward."""
+    from robolearn.runs.parts import part_spec
+
     specs = {
         "policy": part_spec(cfg.task, "policy", cfg.policy),
         "reward": part_spec(cfg.task, "reward", cfg.reward),
     }
-    if resuming:
-        _check_resume(out, cfg, specs)
-    policy_path = bundles.resolve(specs["policy"])
-    info = policy_ckpt.check_compatible(policy_path, cfg.task, envs.ACTION_DIM)
-    actor_cfg, stats = policy_ckpt.read_config(policy_path)
-    classifier = load_reward_model(bundles.resolve(specs["reward"]), cfg.task)
-    sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
-    reward = _Reward(classifier, cfg.task, cfg.reward_kind)
-    offline = [ep for root in cfg.data for _, ep in iter_episodes(root)] if cfg.data else []
-    _check_offline(cfg, offline, info)
-    if not resuming:
-        parent = dataclasses.replace(info, kind="sac", parent=specs["policy"], weights="train")
-        policy_ckpt.write_info(out, parent, actor_cfg, stats)
-        save_yaml(sac, out / SAC_CONFIG)
-    resolved = dataclasses.replace(cfg, sac=sac, **specs)
-    save_yaml(resolved, out / "finetune.yaml")
-    store = create_store(out / STORE)
-    stored = [ep for _, ep in iter_episodes(store)]
-    make_task = make_task or envs.make
-    task = make_task(cfg.task, image_size=info.image_size, max_steps=cfg.max_steps)
-    try:
-        return _loop(cfg, sac, out, store, stored, offline, task, reward, policy_path,
-                     actor_cfg, stats, specs, progress, wandb, resolved, jax)  # fmt: skip
-    finally:
-        task.close()
+    if cfg.backward_task:
+        specs["backward_policy"] = part_spec(cfg.backward_task, "policy", cfg.backward_policy)
+        specs["backward_reward"] = part_spec(cfg.backward_task, "reward", cfg.backward_reward)
+    return specs
 
 
 def _check_resume(out: Path, cfg: FinetuneConfig, specs: dict[str, str]) -> None:
-    """One-line errors when the run in `out` fine-tuned another task or from other parts."""
+    """One-line errors when the run in `out` fine-tuned other tasks or from other parts."""
     from robolearn.core.checkpoint import load_config
-    from robolearn.runs.parts import part_spec
 
     saved = load_config(FinetuneConfig, out / "finetune.yaml")
-    if saved.task != cfg.task:
-        raise ConfigError(f"{out}: fine-tunes task {saved.task!r}, not {cfg.task!r}")
-    for part, spec in specs.items():
-        was = part_spec(saved.task, part, getattr(saved, part))
-        if was != spec:
+    for name in ("task", "backward_task"):
+        if getattr(saved, name) != getattr(cfg, name):
             raise ConfigError(
-                f"{out}: was fine-tuned with {part} {was!r}, not {spec!r}; resume with the same "
-                "parts or fine-tune into a new --out"
+                f"{out}: fine-tunes {name.replace('_', ' ')} {getattr(saved, name)!r}, not "
+                f"{getattr(cfg, name)!r}"
+            )
+    was_specs = _specs(saved)
+    for part, spec in specs.items():
+        if was_specs[part] != spec:
+            raise ConfigError(
+                f"{out}: was fine-tuned with {part.replace('_', ' ')} {was_specs[part]!r}, not "
+                f"{spec!r}; resume with the same parts or fine-tune into a new --out"
             )
 
 
@@ -224,6 +260,118 @@ def _check_offline(cfg: FinetuneConfig, episodes, info) -> None:
             )
 
 
+class _Learner:
+    """One task's policy being fine-tuned: its checkpoint directory, reward classifier, SAC state,
+    replay buffers (online, and offline when --data), the jitted update and acting function."""
+
+    def __init__(self, cfg: FinetuneConfig, task: str, policy: str, reward: str, out: Path,
+                 resuming: bool):  # fmt: skip
+        from robolearn import bundles, envs
+        from robolearn.core.checkpoint import load_config
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.reward_models.checkpoint import load_reward_model
+
+        self.cfg, self.task, self.out, self.policy_spec = cfg, task, out, policy
+        self.policy_path = bundles.resolve(policy)
+        self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
+        self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
+        self.reward = _Reward(
+            load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
+        )
+        self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
+        if not resuming:
+            info = dataclasses.replace(self.info, kind="sac", parent=policy, weights="train")
+            policy_ckpt.write_info(out, info, self.actor_cfg, self.stats)
+            save_yaml(self.sac, out / SAC_CONFIG)
+        self.manager = None
+        self.recent: list[tuple[bool, bool]] = []
+
+    def start(self, stored, offline) -> None:
+        """Restore or initialize the learner; fill the buffers from this task's stored episodes
+        (their recorded rewards: the classifier's) and the offline ones (rewarded now)."""
+        import jax
+
+        from robolearn.core import checkpoint as ckpt_io
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.policies.bc.train import make_act_fn
+        from robolearn.policies.sac.replay import Replay
+        from robolearn.policies.sac.train import init_sac_state, make_update
+
+        sac = self.sac
+        self.manager = ckpt_io.make_manager(self.out, max_to_keep=2)
+        _, actor_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
+
+        def init(rng):
+            return init_sac_state(sac, self.actor_cfg, rng, actor_params)
+
+        if self.manager.latest_step() is not None:
+            self.graphs, self.state = ckpt_io.restore_latest(self.manager, init)
+        else:
+            self.graphs, self.state = init(jax.random.key(self.cfg.seed))
+        half = sac.batch_size // 2 if offline else sac.batch_size
+        example = _example(self.actor_cfg.model)
+        self.online = Replay(max(self.cfg.replay_capacity or self.cfg.steps, half), half,
+                             sac.utd, example)  # fmt: skip
+        self.buffer = self.online.init()
+        for ep in stored:
+            if ep.meta.task == self.task:
+                self.buffer = self.online.add(self.buffer, _transitions(ep, ep.reward, sac.gamma))
+        self.offline = None
+        if offline:
+            self.offline = Replay(sum(ep.num_steps for ep in offline), half, sac.utd, example)
+            self.offline_buffer = self.offline.init()
+            for ep in offline:
+                tr = _transitions(ep, self.reward(ep.image[1:]), sac.gamma)
+                self.offline_buffer = self.offline.add(self.offline_buffer, tr)
+        self._update = make_update(sac, self.graphs, self.stats)
+        self._act = make_act_fn(self.graphs[0], self.stats)
+
+    def act(self, obs, rng: np.random.Generator) -> np.ndarray:
+        """A sample of the current actor for `obs`, clipped to [-1, 1]."""
+        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        noise = rng.normal(size=mean.shape[1])
+        action = np.asarray(mean[0]) + np.exp(np.asarray(log_std[0])) * noise
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def add(self, prev, action, reward: float, obs) -> None:
+        self.buffer = self.online.add(self.buffer, _one(prev, action, reward, obs))
+
+    def update(self, key) -> dict:
+        """One update (sac.utd critic steps and one actor step) on fresh minibatches."""
+        import jax
+
+        k1, k2 = jax.random.split(key)
+        batch = self.online.sample(self.buffer, k1)
+        if self.offline is not None:
+            extra = self.offline.sample(self.offline_buffer, k2)
+            batch = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), batch, extra)
+        self.state, metrics = self._update(self.state, batch)
+        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def save(self, env_steps: int) -> None:
+        """The learner's state under the environment step, and the actor-only export."""
+        import orbax.checkpoint as ocp
+
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+
+        self.manager.save(int(env_steps), args=ocp.args.StandardSave(self.state), force=True)
+        self.manager.wait_until_finished()
+        export = self.out / policy_ckpt.EXPORT_DIR
+        policy_ckpt.export_actor(self.out, export, self.state.params, int(env_steps))
+
+    def summary(self) -> dict:
+        recent = self.recent
+        return {
+            "episodes": len(recent),
+            "classifier_success": float(np.mean([c for c, _ in recent])) if recent else 0.0,
+            "sim_success": float(np.mean([s for _, s in recent])) if recent else 0.0,
+        }
+
+    def close(self) -> None:
+        if self.manager is not None:
+            self.manager.close()
+
+
 def _transitions(episode, reward: np.ndarray, gamma: float):
     from robolearn.policies.sac.replay import episode_transitions
 
@@ -232,130 +380,91 @@ def _transitions(episode, reward: np.ndarray, gamma: float):
     )
 
 
-def _loop(cfg, sac, out, store, stored, offline, task, reward, policy_path, actor_cfg, stats,
-          specs, progress, wandb, resolved, jax):  # fmt: skip
-    """The online loop: episodes until cfg.steps environment steps, updates after warm-up."""
-    from robolearn.core import checkpoint as ckpt_io
+def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) -> dict:
+    """The online loop: episodes until cfg.steps environment steps, the active learner updated
+    after every step once the warm-up is over; in reset-free practice the learners' tasks
+    alternate without a reset (one reset at the start of the run, and after a resume)."""
+    import jax
+
     from robolearn.core.config import to_dict
     from robolearn.core.metrics import MetricsWriter
     from robolearn.core.progress import Progress
-    from robolearn.policies.bc import checkpoint as policy_ckpt
-    from robolearn.policies.bc.train import make_act_fn
-    from robolearn.policies.sac.replay import Replay
-    from robolearn.policies.sac.train import init_sac_state, make_update
 
-    manager = ckpt_io.make_manager(out, max_to_keep=2)
-    writer = None
-    bar = None
+    env_steps = sum(ep.num_steps for ep in stored)
+    writer = MetricsWriter(
+        out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
+    )
+    bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
     try:
-        _, actor_params, _ = policy_ckpt.restore_actor(policy_path, actor_cfg)
-        rng = jax.random.key(cfg.seed)
-        graphs, state = init_sac_state(sac, actor_cfg, rng, actor_params)
-        if manager.latest_step() is not None:
-            graphs, state = ckpt_io.restore_latest(
-                manager, lambda r: init_sac_state(sac, actor_cfg, r, actor_params)
-            )
-        env_steps = sum(ep.num_steps for ep in stored)
-        half = sac.batch_size // 2 if offline else sac.batch_size
-        capacity = max(cfg.replay_capacity or cfg.steps, half)
-        example = _example(actor_cfg.model)
-        online = Replay(capacity, half, sac.utd, example)
-        buffer = online.init()
-        for ep in stored:  # the learner's rewards, as recorded (never the success flags)
-            buffer = online.add(buffer, _transitions(ep, ep.reward, sac.gamma))
-        extra = None
-        if offline:
-            extra = Replay(sum(ep.num_steps for ep in offline), half, sac.utd, example)
-            extra_state = extra.init()
-            for ep in offline:
-                extra_state = extra.add(
-                    extra_state, _transitions(ep, reward(ep.image[1:]), sac.gamma)
-                )
-        update = make_update(sac, graphs, stats)
-        act = make_act_fn(graphs[0], stats)
-        writer = MetricsWriter(
-            out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
-        )
-        bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
-        start, run_start_steps, updates = time.perf_counter(), env_steps, 0
-        update_seconds = 0.0
-        recent: list[tuple[bool, bool]] = []
+        start, run_start, updates, update_seconds = time.perf_counter(), env_steps, 0, 0.0
         last_saved = env_steps
         key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
+        reset_free = len(learners) > 1
+        # the simulator is reset at the run's start (and after a resume: its state was not
+        # kept), then the forward task comes first
+        phase, fresh = 0, True
         while env_steps < cfg.steps:
-            ep_rewards, sim_success, metrics, n = [], False, {}, 0
-            recorder, obs, rng_np = _begin(cfg, task, store, specs, reward)
+            learner = learners[phase]
+            recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
+            fresh = False
+            rewards, sim_success, metrics = [], False, {}
             try:
-                truncated = False
-                while not truncated and env_steps < cfg.steps:
-                    mean, log_std = act(state.params, obs["image"][None], obs["proprio"][None])
-                    noise = rng_np.normal(size=mean.shape[1])
-                    action = np.clip(
-                        np.asarray(mean[0]) + np.exp(np.asarray(log_std[0])) * noise, -1, 1
-                    ).astype(np.float32)
+                ended = False
+                while not ended and env_steps < cfg.steps:
+                    action = learner.act(obs, rng)
                     prev = obs
-                    obs, _, _, truncated, step_info = task.step(action)  # its reward unused
-                    r = float(reward(obs["image"][None])[0])
+                    obs, _, _, ended, step_info = task.step(action)  # its reward is unused
+                    r = float(learner.reward(obs["image"][None])[0])
                     recorder.add_step(action, r, obs, bool(step_info["success"]))
                     sim_success |= bool(step_info["success"])
-                    ep_rewards.append(r)
-                    buffer = online.add(buffer, _one(prev, action, r, obs))
+                    rewards.append(r)
+                    learner.add(prev, action, r, obs)
                     env_steps += 1
-                    n += 1
                     if env_steps > cfg.warmup:
-                        key, k1, k2 = jax.random.split(key, 3)
-                        batch = online.sample(buffer, k1)
-                        if extra is not None:
-                            batch = jax.tree.map(
-                                lambda a, b: np.concatenate([a, b], axis=1),
-                                batch,
-                                extra.sample(extra_state, k2),
-                            )
+                        key, sub = jax.random.split(key)
                         t0 = time.perf_counter()
-                        state, metrics = update(state, batch)
-                        metrics = jax.device_get(metrics)
+                        metrics = learner.update(sub)
                         if updates:  # the first one compiles
                             update_seconds += time.perf_counter() - t0
                         updates += 1
-                    bar.update(env_steps, _status(recent, metrics))
+                    # reset-free: the phase ends once its classifier sees success
+                    ended = ended or (reset_free and r >= learner.reward.threshold)
+                    bar.update(env_steps, _status(learner, metrics))
                 recorder.finish()
             except BaseException:
                 recorder.abort()
                 raise
-            classifier_success = bool(np.any(np.asarray(ep_rewards) >= reward.threshold))
-            recent = (recent + [(classifier_success, sim_success)])[-20:]
+            success = bool(np.any(np.asarray(rewards) >= learner.reward.threshold))
+            learner.recent = (learner.recent + [(success, sim_success)])[-20:]
             row = {
-                "return": float(np.sum(ep_rewards)),
-                "classifier_success": float(classifier_success),
+                "return": float(np.sum(rewards)),
+                "classifier_success": float(success),
                 "sim_success": float(sim_success),
-                "episode_steps": n,
+                "episode_steps": len(rewards),
                 "warmup": float(env_steps <= cfg.warmup),
-                **{k: float(v) for k, v in metrics.items()},
+                **metrics,
             }
-            writer.write(env_steps, row)
+            writer.write(env_steps, row, prefix="" if phase == 0 else BACKWARD + "/")
             if env_steps - last_saved >= cfg.save_every or env_steps >= cfg.steps:
-                _save(manager, out, state, env_steps)
+                for each in learners:
+                    each.save(env_steps)
                 last_saved = env_steps
-        if manager.latest_step() is None or manager.latest_step() < env_steps:
-            _save(manager, out, state, env_steps)
-        seconds = time.perf_counter() - start
-        window = len(recent)
+            if reset_free:
+                phase = 1 - phase
+        for each in learners:
+            if each.manager.latest_step() is None or each.manager.latest_step() < env_steps:
+                each.save(env_steps)
         return {
             "env_steps": env_steps,
-            "run_steps": env_steps - run_start_steps,
+            "run_steps": env_steps - run_start,
             "updates": updates,
-            "seconds": seconds,
+            "seconds": time.perf_counter() - start,
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
-            "window": window,
-            "classifier_success": float(np.mean([c for c, _ in recent])) if recent else 0.0,
-            "sim_success": float(np.mean([s for _, s in recent])) if recent else 0.0,
+            "recent": {each.task: each.summary() for each in learners},
         }
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        manager.close()
+        bar.close()
+        writer.close()
 
 
 def _example(model):
@@ -385,15 +494,17 @@ def _one(prev, action, r, obs):
     )
 
 
-def _begin(cfg, task, store, specs, reward):
-    """A new online episode: its recorder (meta says which classifier rewarded it), the first
+def _begin(cfg, task, store, learner, reset: bool):
+    """A new online episode of the learner's task: its recorder (the meta says which classifier
+    rewarded it, and whether it continued the previous one without a reset), the first
     observation, the sampling noise's generator."""
     from robolearn.core.seeds import episode_seed
     from robolearn.core.spec import ACTION_NAMES
     from robolearn.data.episode import EpisodeMeta
     from robolearn.data.recorder import EpisodeRecorder
+    from robolearn.envs import task_info
 
-    info = task.task_info
+    info = task_info(learner.task)
     recorder = EpisodeRecorder(
         store,
         EpisodeMeta(
@@ -403,17 +514,23 @@ def _begin(cfg, task, store, specs, reward):
             fps=info.control_hz,
             action_meaning=info.action_meaning,
             action_names=ACTION_NAMES,
-            policy=f"finetune({specs['policy']})",
-            extra={"reward": specs["reward"], "reward_kind": cfg.reward_kind,
-                   "threshold": reward.threshold},
+            policy=f"finetune({learner.policy_spec})",
+            extra={"reward": str(learner.reward.source), "reward_kind": cfg.reward_kind,
+                   "threshold": learner.reward.threshold, "reset": reset},
         ),
     )  # fmt: skip
     try:
         seed = episode_seed(cfg.seed, recorder.index, stream="collect")
-        obs, step_info = task.reset(seed=seed)
+        if reset:
+            if task.task_info.name != learner.task:  # back to the forward task's resets
+                task.continue_as(learner.task)
+            obs, step_info = task.reset(seed=seed)
+        else:
+            obs, step_info = task.continue_as(learner.task)
         recorder.meta = dataclasses.replace(
-            recorder.meta, seed=seed, layout=tuple(float(x) for x in task.layout())
-        )
+            recorder.meta, seed=seed if reset else None,
+            layout=tuple(float(x) for x in task.layout()),
+        )  # fmt: skip
         recorder.add_first(obs, bool(step_info["success"]))
     except BaseException:
         recorder.abort()
@@ -421,23 +538,12 @@ def _begin(cfg, task, store, specs, reward):
     return recorder, obs, np.random.default_rng(seed)
 
 
-def _status(recent, metrics) -> str:
-    text = ""
-    if recent:
-        text = f"classifier success {np.mean([c for c, _ in recent]):.0%}"
-        text += f"  sim {np.mean([s for _, s in recent]):.0%}"
+def _status(learner, metrics) -> str:
+    summary = learner.summary()
+    text = learner.task
+    if summary["episodes"]:
+        text += f"  classifier success {summary['classifier_success']:.0%}"
+        text += f"  sim {summary['sim_success']:.0%}"
     if metrics:
-        text += f"  q {float(metrics['q']):.2f}  alpha {float(metrics['alpha']):.3f}"
+        text += f"  q {metrics['q']:.2f}  alpha {metrics['alpha']:.3f}"
     return text
-
-
-def _save(manager, out: Path, state, env_steps: int) -> None:
-    """The learner's state under its environment step, and the actor-only export."""
-    import orbax.checkpoint as ocp
-
-    from robolearn.policies.bc import checkpoint as policy_ckpt
-
-    manager.save(int(env_steps), args=ocp.args.StandardSave(state), force=True)
-    manager.wait_until_finished()
-    export = out / policy_ckpt.EXPORT_DIR
-    policy_ckpt.export_actor(out, export, state.params, int(env_steps))

@@ -131,7 +131,7 @@ def test_no_simulator_success_reaches_the_learner_and_a_killed_run_resumes(parts
     assert result["env_steps"] == 12 and result["run_steps"] == 2 and result["updates"] == 2
     assert [r["step"] for r in _rows(out)] == [5, 10, 12]
     assert [ep.num_steps for _, ep in iter_episodes(out / "online")] == [5, 5, 2]
-    assert result["sim_success"] == 1.0  # logged as the simulator says
+    assert result["recent"]["drawer"]["sim_success"] == 1.0  # logged as the simulator says
 
 
 def test_offline_data_is_kept_in_every_batch(parts, tmp_path):
@@ -171,3 +171,48 @@ def test_resume_refuses_other_parts(parts, tmp_path, capsys):
     argv[argv.index("--policy") + 1] = str(other)
     assert main(argv) == 2
     assert "was fine-tuned with policy" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def backward(parts, tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune-close")
+    data = _outcome_store(root / "data", episodes=8, task="drawer-close")
+    return {"bc": _train_bc(data, root / "bc"), "reward": _train_reward(data, root / "reward")}
+
+
+def test_reset_free_practice_alternates_forward_and_backward_without_resets(
+    parts, backward, tmp_path, monkeypatch
+):
+    from robolearn.runs import finetune
+
+    # the backward classifier sees success at once, the forward one never: forward phases run to
+    # the episode length, backward ones end after their first step (switched by the classifier)
+    def judged(self, images):
+        return np.full(len(images), float(self.task == "drawer-close"), np.float32)
+
+    monkeypatch.setattr(finetune._Reward, "__call__", judged)
+    out = tmp_path / "rf"
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    argv = _argv(parts, out, *pair, "--backward-reward", str(backward["reward"]), steps=14)
+    assert main(argv) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
+        ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
+    ]  # fmt: skip
+    assert episodes[0].meta.extra["reset"] and episodes[0].meta.seed is not None
+    for before, ep in zip(episodes, episodes[1:], strict=False):
+        assert not ep.meta.extra["reset"] and ep.meta.seed is None
+        # no reset between them: each episode starts where the previous one ended
+        np.testing.assert_array_equal(ep.image[0], before.image[-1])
+        np.testing.assert_array_equal(ep.state[0], before.state[-1])
+    assert load_policy(out / "backward", "drawer-close").step > 0  # it learned from its steps
+    assert read_info(out / "backward").kind == "sac"
+    rows = _rows(out)
+    assert "backward/return" in rows[1] and "return" in rows[0]
+    # a resumed reset-free run starts with one reset, forward first
+    argv = argv[:]
+    argv[argv.index("--steps") + 1] = "21"
+    assert main([*argv, "--resume"]) == 0
+    more = [ep for _, ep in iter_episodes(out / "online")][5:]
+    assert more[0].meta.task == "drawer" and more[0].meta.extra["reset"]
+    assert [ep.meta.task for ep in more] == ["drawer", "drawer-close", "drawer"]
