@@ -33,6 +33,8 @@ BENCHMARKS = {
     "world4rl_tasks": "World4RL's six Meta-World tasks at 40 Hz: BC vs refined in imagination "
     "(3 seeds x 50), beside World4RL's figures",
     "xla_levers": "XLA CPU options and compute dtype vs the base world model's speed",
+    "learner_speed": "off-policy learner (finetune) updates/s at WSRL's settings and lighter ones "
+    "vs the 5 Hz robot",
     "refine_speed": "imagined steps/s of refinement (rollout, PPO iteration) vs the simulator's",
     "passivity_study": "press task, aggressive and expert policy, passivity filter off vs on",
     "deploy_speed": "filter + shield us/step, 100 Hz loop jitter, ROS 2 obs-to-command latency",
