@@ -8,9 +8,10 @@ reward the learner sees is the classifier's judgement of the frame after the act
 its calibrated threshold, or its probability); the simulator's success flag is recorded in the
 episodes and logged (`sim_success`) for people to read, never given to the learner.
 
-With --data, offline episodes are kept in a second buffer and every batch is half theirs, half
-online (RLPD-style; their rewards come from the same classifier); without, no offline data is
-kept (WSRL).
+Offline episodes (--data, rewarded by the same classifier) serve two ways: --offline-steps
+pre-trains the learner on them with Cal-QL before it acts (CQL with the policy actions' Q clamped
+below by the Monte-Carlo return; RoboFuME, WSRL), and --offline-ratio keeps them in every online
+batch (RLPD: 0.5). WSRL keeps none online (ratio 0, the default).
 
 The run directory is a policy checkpoint (`robolearn eval --policy OUT` loads the actor):
 
@@ -65,8 +66,16 @@ class FinetuneConfig:
     """binary: 1 where the classifier's calibrated probability reaches its threshold; prob: the
     probability itself"""
     data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
-    """offline episode stores kept in the buffer, half of every batch (RLPD-style; repeatable;
-    default: none kept, WSRL)"""
+    """offline episode stores (repeatable), rewarded by the same classifier, for
+    --offline-steps and --offline-ratio"""
+    offline_steps: int = 0
+    """Cal-QL pre-training updates on the --data episodes before the first step (0: none; the
+    learner then starts from the actor alone)"""
+    offline_cql_alpha: float = 5.0
+    """weight of the CQL regularizer in the pre-training (Cal-QL's clamp on)"""
+    offline_ratio: float = 0.0
+    """share of every online batch drawn from the --data episodes (RLPD: 0.5; 0: none kept,
+    WSRL)"""
     steps: int = 30_000
     """online environment steps in all, warm-up included (a resumed run continues up to this)"""
     warmup: int = 5_000
@@ -114,11 +123,26 @@ class FinetuneConfig:
             raise ConfigError("--backward-task must be another task than --task")
         if (self.backward_policy or self.backward_reward) and not self.backward_task:
             raise ConfigError("--backward-policy and --backward-reward need --backward-task")
-        if self.data and self.sac.batch_size % 2:
+        if not 0.0 <= self.offline_ratio < 1.0:
+            raise ConfigError(f"offline_ratio must be in [0, 1), got {self.offline_ratio}")
+        if self.offline_steps < 0 or not self.offline_cql_alpha >= 0:
+            raise ConfigError("offline_steps and offline_cql_alpha must be >= 0")
+        uses = self.offline_steps > 0 or self.offline_ratio > 0
+        if bool(self.data) != uses:
             raise ConfigError(
-                f"--data splits every batch in half: sac.batch_size must be even, got "
-                f"{self.sac.batch_size}"
+                "--data is used by --offline-steps or --offline-ratio: give both or neither"
+                if self.data
+                else "--offline-steps and --offline-ratio need --data DIR, the offline episodes"
             )
+        if self.offline_ratio and not 1 <= self.offline_batch() < self.sac.batch_size:
+            raise ConfigError(
+                f"--offline-ratio {self.offline_ratio} of sac.batch_size {self.sac.batch_size} "
+                "leaves no room for offline or online transitions"
+            )
+
+    def offline_batch(self) -> int:
+        """Offline transitions in every online batch (--offline-ratio of the batch)."""
+        return round(self.sac.batch_size * self.offline_ratio)
 
 
 def main(cfg: FinetuneConfig, options: RunOptions) -> None:
@@ -304,27 +328,55 @@ class _Learner:
         def init(rng):
             return init_sac_state(sac, self.actor_cfg, rng, actor_params)
 
-        if self.manager.latest_step() is not None:
+        self.restored = self.manager.latest_step() is not None
+        if self.restored:
             self.graphs, self.state = ckpt_io.restore_latest(self.manager, init)
         else:
             self.graphs, self.state = init(jax.random.key(self.cfg.seed))
-        half = sac.batch_size // 2 if offline else sac.batch_size
+        mixed = self.cfg.offline_batch() if offline else 0
+        online_batch = sac.batch_size - mixed
         example = _example(self.actor_cfg.model)
-        self.online = Replay(max(self.cfg.replay_capacity or self.cfg.steps, half), half,
-                             sac.utd, example)  # fmt: skip
+        capacity = max(self.cfg.replay_capacity or self.cfg.steps, online_batch)
+        self.online = Replay(capacity, online_batch, sac.utd, example)
         self.buffer = self.online.init()
         for ep in stored:
             if ep.meta.task == self.task:
                 self.buffer = self.online.add(self.buffer, _transitions(ep, ep.reward, sac.gamma))
-        self.offline = None
+        self.offline, self.mixed = None, mixed
         if offline:
-            self.offline = Replay(sum(ep.num_steps for ep in offline), half, sac.utd, example)
+            size = max(sum(ep.num_steps for ep in offline), sac.batch_size)
+            self.offline = Replay(size, sac.batch_size, sac.utd, example)
             self.offline_buffer = self.offline.init()
             for ep in offline:
                 tr = _transitions(ep, self.reward(ep.image[1:]), sac.gamma)
                 self.offline_buffer = self.offline.add(self.offline_buffer, tr)
         self._update = make_update(sac, self.graphs, self.stats)
         self._act = make_act_fn(self.graphs[0], self.stats)
+
+    def pretrain(self, steps: int, progress: bool) -> dict:
+        """Cal-QL updates on the offline episodes alone (whole batches, the CQL regularizer at
+        cfg.offline_cql_alpha, the Monte-Carlo clamp on) before any acting; the last metrics."""
+        import jax
+
+        from robolearn.core.progress import Progress
+        from robolearn.policies.sac.train import make_update
+
+        calql = dataclasses.replace(self.sac, cql_alpha=self.cfg.offline_cql_alpha, calql=True)
+        update = make_update(calql, self.graphs, self.stats)
+        key = jax.random.fold_in(jax.random.key(self.cfg.seed), 1_000_003)  # not an env step
+        bar = Progress(steps, "pre-training update", enabled=progress)
+        metrics: dict = {}
+        try:
+            for i in range(steps):
+                key, sub = jax.random.split(key)
+                batch = self.offline.sample(self.offline_buffer, sub)
+                self.state, out = update(self.state, batch)
+                if (i + 1) % 25 == 0 or i + 1 == steps:
+                    metrics = {k: float(v) for k, v in jax.device_get(out).items()}
+                    bar.update(i + 1, f"cql {metrics['cql']:.2f}  q {metrics['q']:.2f}")
+        finally:
+            bar.close()
+        return metrics
 
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
         """A sample of the current actor for `obs`, clipped to [-1, 1]."""
@@ -342,9 +394,11 @@ class _Learner:
 
         k1, k2 = jax.random.split(key)
         batch = self.online.sample(self.buffer, k1)
-        if self.offline is not None:
+        if self.mixed:
             extra = self.offline.sample(self.offline_buffer, k2)
-            batch = jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), batch, extra)
+            batch = jax.tree.map(
+                lambda a, b: np.concatenate([a, b[:, : self.mixed]], axis=1), batch, extra
+            )
         self.state, metrics = self._update(self.state, batch)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -394,8 +448,14 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
     writer = MetricsWriter(
         out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
     )
-    bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
+    bar = None
     try:
+        forward = learners[0]
+        if cfg.offline_steps and not forward.restored:  # Cal-QL first, then a checkpoint
+            writer.write(0, forward.pretrain(cfg.offline_steps, progress), prefix="offline/")
+            for each in learners:
+                each.save(0)
+        bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
         start, run_start, updates, update_seconds = time.perf_counter(), env_steps, 0, 0.0
         last_saved = env_steps
         key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
@@ -463,7 +523,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             "recent": {each.task: each.summary() for each in learners},
         }
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         writer.close()
 
 

@@ -134,19 +134,27 @@ def test_no_simulator_success_reaches_the_learner_and_a_killed_run_resumes(parts
     assert result["recent"]["drawer"]["sim_success"] == 1.0  # logged as the simulator says
 
 
-def test_offline_data_is_kept_in_every_batch(parts, tmp_path):
+def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path):
     out = tmp_path / "rlpd"
-    assert main(_argv(parts, out, "--data", str(parts["data"]), steps=6)) == 0
+    data = ["--data", str(parts["data"]), "--offline-steps", "3", "--offline-ratio", "0.5"]
+    assert main(_argv(parts, out, *data, steps=6)) == 0
     assert yaml.safe_load((out / "finetune.yaml").read_text())["data"] == [str(parts["data"])]
-    assert _rows(out)[-1]["step"] == 6 and np.isfinite(_rows(out)[-1]["critic_loss"])
+    rows = _rows(out)
+    assert rows[0]["step"] == 0 and rows[0]["offline/cql"] != 0.0  # Cal-QL's regularizer
+    assert rows[-1]["step"] == 6 and np.isfinite(rows[-1]["critic_loss"])
+    assert "cql" in rows[-1] and rows[-1]["cql"] == 0.0  # online: SAC (WSRL)
+    # 3 pre-training updates before acting, then one per step after the warm-up (step 6)
+    assert load_policy(out, "drawer").step == 4
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["sac.cql_alpha=5"], "offline \\(Cal-QL\\) pre-training"),
-        (["--batch-size", "7", "--data", "DATA"], "batch_size must be even"),
-        (["--data", "PUSH"], "an episode of task 'push', not 'drawer'"),
+        (["--data", "DATA"], "--data is used by --offline-steps or --offline-ratio"),
+        (["--offline-steps", "3"], "need --data DIR"),
+        (["--data", "DATA", "--offline-ratio", "0.01"], "leaves no room for offline"),
+        (["--data", "PUSH", "--offline-steps", "1"], "an episode of task 'push', not 'drawer'"),
         (["--replay-capacity", "4"], "must hold at least one batch"),
     ],
 )
