@@ -197,6 +197,140 @@ def run_closed_loop(
     }
 
 
+class BridgeTask:
+    """A WidowX task acted through the robot bridge on the simulated arm, in simulated time, behind
+    the task interface of robolearn.envs (reset, step, continue_as, layout, close): every action
+    goes ramp -> shield -> passivity filter -> shield -> SimArm at the bridge's control rate, and
+    the next observation is the one the bridge gives its policy at the next policy step (the
+    camera frame of that moment, proprio from the measured joints), as on the robot. What learns
+    through it (robolearn finetune --bridge) is what would run on the real arm.
+
+    info of a step adds the bridge's view: `tank_energy_j` (the passivity filter's tank),
+    `filter_activations` and `interventions` (counts since the reset), `held` (why the bridge
+    held, "" while it runs). A hold (the shield, the policy's NaN action, ...) ends the episode:
+    truncated, the arm kept where the bridge held it.
+    """
+
+    def __init__(self, task: str = "drawer", image_size: int = 64, max_steps: int | None = None,
+                 bridge_cfg=None):  # fmt: skip
+        from robolearn.hardware.bridge import Bridge, BridgeConfig
+
+        self.arm = SimArm(task, image_size=image_size)
+        self.task_info = self.arm.task.task_info
+        self.config = self.arm.task.config
+        self.max_steps = max_steps or self.task_info.max_steps
+        self._fixed_max = max_steps
+        self._bridge_cfg = bridge_cfg or BridgeConfig(task=task, image_size=image_size)
+        self._make_bridge = lambda: Bridge(self._policy, self._bridge_cfg)
+        self.bridge = self._make_bridge()
+        self._dt = 1.0 / self._bridge_cfg.control_hz
+        self._action: np.ndarray | None = None
+        self._origin, self._tick, self._t = 0.0, 0, 0
+
+    def _policy(self, obs: dict) -> np.ndarray:
+        return self._action
+
+    def _now(self) -> float:
+        return self._origin + self._tick * self._dt
+
+    def _observe_joints(self, now: float) -> None:
+        q, qdot, finger, effort = self.arm.joint_state()
+        self.bridge.observe_joints(now, q, qdot, finger, effort)
+
+    def _until_policy_step(self) -> None:
+        """Control periods until the bridge wants its next policy step (a fresh camera frame
+        then), or until it holds."""
+        while True:
+            now = self._now()
+            self._observe_joints(now)
+            if self.bridge.mode != "running":
+                return
+            if self.bridge.policy_due(now):
+                self.bridge.observe_image(now, self.arm.render())
+                return
+            self._control(now)
+
+    def _control(self, now: float) -> None:
+        cmd = self.bridge.control_step(now)
+        if cmd is not None:
+            self.arm.command(cmd.q_rad, cmd.finger_m)
+        self.arm.step(self._dt)
+        self._tick += 1
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        with self.bridge._lock:  # the policy's own input (robolearn.hardware.bridge)
+            obs = self.bridge._observation()
+        return {**obs, "state": np.concatenate([self.arm.task.data.qpos, self.arm.task.data.qvel])}
+
+    def _info(self) -> dict[str, Any]:
+        status = self.bridge.status()
+        return {
+            "success": self.arm.success(),
+            "instruction": self.task_info.instruction,
+            "task": self.task_info.name,
+            "step": self._t,
+            "tank_energy_j": float(status["tank"]["energy_j"]),
+            "filter_activations": int(status["tank"]["activations"]),
+            "interventions": int(sum(status["interventions"].values())),
+            "held": "" if status["mode"] == "running" else str(status["hold_reason"]),
+        }
+
+    def reset(self, *, seed: int | None = None):
+        """Place the scene, start a new bridge from the measured start pose (full tank): the arm
+        jumps to its start pose, which no bridge watching the joints would take for a reading."""
+        self.bridge.close(self._now())
+        self.bridge = self._make_bridge()
+        self.arm.reset(seed)
+        self._origin, self._tick, self._t = self.arm.time_s, 0, 0
+        now = self._now()
+        self._observe_joints(now)
+        self.bridge.observe_image(now, self.arm.render())
+        self.bridge.start(now)
+        self._until_policy_step()
+        return self._obs(), self._info()
+
+    def reset_free_partners(self) -> tuple[str, ...]:
+        return self.arm.task.reset_free_partners()
+
+    def continue_as(self, name: str):
+        """The next episode as task `name` of the same scene, from where the arm is (no reset; a
+        held bridge restarts from the measured pose)."""
+        _, info = self.arm.task.continue_as(name)
+        self.task_info = self.arm.task.task_info
+        self.max_steps = self._fixed_max or self.task_info.max_steps
+        self._t = 0
+        if self.bridge.mode != "running":
+            now = self._now()
+            self._observe_joints(now)
+            self.bridge.observe_image(now, self.arm.render())
+            self.bridge.start(now)
+            self._until_policy_step()
+        return self._obs(), self._info()
+
+    def step(self, action):
+        """One policy step through the bridge: the action's ramp, shield and filter at the
+        control rate until the next policy step; obs, reward (1.0 on success), terminated
+        (never), truncated (the episode length, or a hold), info."""
+        self._action = np.asarray(action)
+        now = self._now()
+        self.bridge.mark_success(self.arm.success())
+        self.bridge.run_policy(now)
+        if self.bridge.mode == "running":
+            self._control(now)
+            self._until_policy_step()
+        self._t += 1
+        info = self._info()
+        truncated = self._t >= self.max_steps or bool(info["held"])
+        return self._obs(), float(info["success"]), False, truncated, info
+
+    def layout(self) -> np.ndarray:
+        return self.arm.task.layout()
+
+    def close(self) -> None:
+        self.bridge.close(self._now())
+        self.arm.close()
+
+
 def _beyond_limits(q_rad: np.ndarray, finger_m: float) -> float:
     """How far a command lies outside the hardware joint / finger limits (0 inside)."""
     over = np.maximum(q_rad - wx.Q_UPPER_RAD, 0.0) + np.maximum(wx.Q_LOWER_RAD - q_rad, 0.0)

@@ -92,6 +92,10 @@ class FinetuneConfig:
     """the backward task's policy to start from (default: bundle:<backward task>/bc)"""
     backward_reward: str | None = None
     """the backward task's reward classifier (default: bundle:<backward task>/reward)"""
+    bridge: bool = False
+    """act through the robot bridge on the simulated arm (robolearn.hardware.sim_arm.BridgeTask:
+    setpoint ramp, shield and passivity filter on every command at 100 Hz, in simulated time), as
+    on the real WidowX; WidowX tasks only. A hold (shield, NaN action) ends the episode"""
     seed: int = 0
     """seed of the learner; online episode k resets with the collection seed of (seed, k)"""
     save_every: int = 1_000
@@ -194,11 +198,11 @@ def run_finetune(
     "seconds", "updates_per_second" (compiling excluded), "recent": {task: {"episodes",
     "classifier_success", "sim_success"}} over each task's last <= 20 episodes}.
     make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
-    from robolearn import envs
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.data.store import create_store, iter_episodes
     from robolearn.policies.bc import checkpoint as policy_ckpt
 
+    maker = make_task or _task_maker(cfg)  # (its errors come before anything is written)
     resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
     specs = _specs(cfg)
     if resuming:
@@ -218,14 +222,20 @@ def run_finetune(
             f"the backward policy sees {learners[1].info.image_size}-pixel frames, the forward "
             f"one {forward.info.image_size}: one camera serves both"
         )
-    resolved = dataclasses.replace(cfg, sac=forward.sac, **specs)
-    save_yaml(resolved, out / "finetune.yaml")
-    store = create_store(out / STORE)
-    stored = [ep for _, ep in iter_episodes(store)]
-    task = (make_task or envs.make)(
-        cfg.task, image_size=forward.info.image_size, max_steps=cfg.max_steps
-    )
+    task = maker(cfg.task, image_size=forward.info.image_size, max_steps=cfg.max_steps)
     try:
+        if cfg.backward_task and cfg.backward_task not in task.reset_free_partners():
+            raise ConfigError(
+                f"--backward-task {cfg.backward_task!r} does not share {cfg.task!r}'s scene "
+                f"(reset-free partners: {', '.join(task.reset_free_partners()) or 'none'})"
+            )
+        if not resuming:
+            for learner in learners:
+                learner.write()
+        resolved = dataclasses.replace(cfg, sac=forward.sac, **specs)
+        save_yaml(resolved, out / "finetune.yaml")
+        store = create_store(out / STORE)
+        stored = [ep for _, ep in iter_episodes(store)]
         for learner in learners:
             learner.start(stored, offline if learner is forward else [])
         return _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved)
@@ -233,6 +243,21 @@ def run_finetune(
         task.close()
         for learner in learners:
             learner.close()
+
+
+def _task_maker(cfg: FinetuneConfig):
+    """robolearn.envs.make, or the bridge on the simulated arm with --bridge."""
+    from robolearn import envs
+
+    if not cfg.bridge:
+        return envs.make
+    if envs.task_info(cfg.task).suite != "widowx":
+        raise ConfigError(
+            f"--bridge drives the simulated WidowX; {cfg.task!r} is not a WidowX task"
+        )
+    from robolearn.hardware.sim_arm import BridgeTask
+
+    return lambda name, image_size, max_steps: BridgeTask(name, image_size, max_steps)
 
 
 def _specs(cfg: FinetuneConfig) -> dict[str, str | None]:
@@ -303,12 +328,16 @@ class _Learner:
             load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
         )
         self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
-        if not resuming:
-            info = dataclasses.replace(self.info, kind="sac", parent=policy, weights="train")
-            policy_ckpt.write_info(out, info, self.actor_cfg, self.stats)
-            save_yaml(self.sac, out / SAC_CONFIG)
         self.manager = None
         self.recent: list[tuple[bool, bool]] = []
+
+    def write(self) -> None:
+        """Make the run's policy checkpoint directory (a fresh run, once every check passed)."""
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+
+        info = dataclasses.replace(self.info, kind="sac", parent=self.policy_spec, weights="train")
+        policy_ckpt.write_info(self.out, info, self.actor_cfg, self.stats)
+        save_yaml(self.sac, self.out / SAC_CONFIG)
 
     def start(self, stored, offline) -> None:
         """Restore or initialize the learner; fill the buffers from this task's stored episodes
@@ -467,7 +496,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             learner = learners[phase]
             recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
-            rewards, sim_success, metrics = [], False, {}
+            rewards, sim_success, metrics, bridge = [], False, {}, {}
             try:
                 ended = False
                 while not ended and env_steps < cfg.steps:
@@ -478,6 +507,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                     recorder.add_step(action, r, obs, bool(step_info["success"]))
                     sim_success |= bool(step_info["success"])
                     rewards.append(r)
+                    if "tank_energy_j" in step_info:  # acting through the bridge
+                        bridge = _bridge_metrics(bridge, step_info)
                     learner.add(prev, action, r, obs)
                     env_steps += 1
                     if env_steps > cfg.warmup:
@@ -502,6 +533,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 "sim_success": float(sim_success),
                 "episode_steps": len(rewards),
                 "warmup": float(env_steps <= cfg.warmup),
+                **bridge,
                 **metrics,
             }
             writer.write(env_steps, row, prefix="" if phase == 0 else BACKWARD + "/")
@@ -526,6 +558,17 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         if bar is not None:
             bar.close()
         writer.close()
+
+
+def _bridge_metrics(so_far: dict, info: dict) -> dict:
+    """The episode's bridge figures after one more step: the lowest tank level, the filter's
+    activations and the shield's interventions so far, whether it held."""
+    return {
+        "min_tank_energy_j": min(so_far.get("min_tank_energy_j", np.inf), info["tank_energy_j"]),
+        "filter_activations": info["filter_activations"],
+        "interventions": info["interventions"],
+        "held": float(bool(info["held"])),
+    }
 
 
 def _example(model):

@@ -87,3 +87,36 @@ def test_effort_scale_and_bad_commands():
     with pytest.raises(ValueError, match="6 finite joint targets"):
         arm.command(np.zeros(5), 0.02)
     arm.close()
+
+
+def test_bridge_task_acts_through_the_bridge_like_a_task():
+    from robolearn.hardware.bridge import load_policy
+    from robolearn.hardware.sim_arm import BridgeTask
+
+    policy = load_policy("bundle:drawer/bc", "drawer")
+    task = BridgeTask("drawer", max_steps=30)
+    try:
+        obs, info = task.reset(seed=0)
+        assert obs["image"].shape == (64, 64, 3) and obs["proprio"].shape == (7,)
+        assert (
+            info["tank_energy_j"] == task.bridge.status()["tank"]["energy_j"] and not info["held"]
+        )
+        for _ in range(30):
+            obs, reward, terminated, truncated, info = task.step(policy(obs))
+            if info["success"]:
+                break
+        assert info["success"] and reward == 1.0 and not terminated and info["step"] < 30
+        steps = task.bridge.status()["policy_steps"]
+        assert steps == info["step"]  # one bridge policy step per task step
+        # a NaN action holds the arm and ends the episode; the next episode restarts the bridge
+        obs, _, _, truncated, info = task.step(np.full(7, np.nan))
+        assert truncated and info["held"] == "policy_nan" and task.bridge.mode == "hold"
+        obs, info = task.continue_as("drawer-close")
+        assert task.bridge.mode == "running" and info["task"] == "drawer-close"
+        assert not info["success"]  # the drawer is open: not yet closed
+        obs, info = task.reset(
+            seed=1
+        )  # a new bridge: the arm's jump to its start pose is no reading
+        assert info["task"] == "drawer-close" and info["step"] == 0 and not info["held"]
+    finally:
+        task.close()

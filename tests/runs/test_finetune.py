@@ -41,7 +41,7 @@ def parts(tmp_path_factory):
         "data": data,
         "bc": _train_bc(data, root / "bc"),
         "reward": _train_reward(data, root / "reward"),
-        "push": _outcome_store(root / "push", episodes=2, task="push"),
+        "push": _outcome_store(root / "push", episodes=8, task="push"),
     }
 
 
@@ -156,17 +156,55 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
         (["--data", "DATA", "--offline-ratio", "0.01"], "leaves no room for offline"),
         (["--data", "PUSH", "--offline-steps", "1"], "an episode of task 'push', not 'drawer'"),
         (["--replay-capacity", "4"], "must hold at least one batch"),
+        (
+            [
+                "--backward-task",
+                "push",
+                "--backward-policy",
+                "PUSH_BC",
+                "--backward-reward",
+                "PUSH_REWARD",
+            ],
+            "'push' does not share 'drawer''s scene",
+        ),
+        (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
     ],
 )
 def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
     swap = {"DATA": str(parts["data"]), "PUSH": str(parts["push"])}
+    if "PUSH_BC" in extra:
+        swap["PUSH_BC"] = str(_cached(parts, "push_bc", lambda p: _train_bc(parts["push"], p)))
+        swap["PUSH_REWARD"] = str(
+            _cached(parts, "push_reward", lambda p: _train_reward(parts["push"], p))
+        )
     extra = [swap.get(e, e) for e in extra]
-    assert main(_argv(parts, tmp_path / "bad", *extra)) == 2
+    out = tmp_path / "bad"
+    assert main(_argv(parts, out, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     import re
 
     assert re.search(message, err), err
+    assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+
+
+def _cached(parts, name, make):
+    path = Path(parts["bc"]).parent / name
+    return path if path.exists() else make(path)
+
+
+def test_acting_through_the_bridge_on_the_simulated_arm(parts, tmp_path):
+    out = tmp_path / "bridge"
+    assert main(_argv(parts, out, "--bridge", steps=6)) == 0
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [5, 6]
+    # every command passed the passivity filter: its tank is logged per episode
+    assert all(0 < r["min_tank_energy_j"] <= 5.0 for r in rows)
+    assert {"filter_activations", "interventions", "held"} <= set(rows[0])
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [5, 1]
+    for ep in episodes:
+        np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
 
 
 def test_resume_refuses_other_parts(parts, tmp_path, capsys):
