@@ -282,12 +282,16 @@ class BridgeTask:
         self.bridge = self._make_bridge()
         self.arm.reset(seed)
         self._origin, self._tick, self._t = self.arm.time_s, 0, 0
+        self._start_bridge()
+        return self._obs(), self._info()
+
+    def _start_bridge(self) -> None:
+        """Start the bridge from the measured pose and run to its first policy step."""
         now = self._now()
         self._observe_joints(now)
         self.bridge.observe_image(now, self.arm.render())
         self.bridge.start(now)
         self._until_policy_step()
-        return self._obs(), self._info()
 
     def reset_free_partners(self) -> tuple[str, ...]:
         return self.arm.task.reset_free_partners()
@@ -300,11 +304,7 @@ class BridgeTask:
         self.max_steps = self._fixed_max or self.task_info.max_steps
         self._t = 0
         if self.bridge.mode != "running":
-            now = self._now()
-            self._observe_joints(now)
-            self.bridge.observe_image(now, self.arm.render())
-            self.bridge.start(now)
-            self._until_policy_step()
+            self._start_bridge()
         return self._obs(), self._info()
 
     def step(self, action):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from robolearn.reward_models.checkpoint import load_reward_model
 from test_imagine import _outcome_store, _train_bc
+from test_refine import _train_reward
 
 from robolearn import envs
 from robolearn.cli import main
@@ -25,12 +26,6 @@ SMALL = [
     "sac.critic.feature_dim=16",
     "sac.critic.hidden=[16]",
 ]
-
-
-def _train_reward(data, out):
-    argv = ["train", "reward", "--data", str(data), "--preset", "tiny", "--steps", "3"]
-    assert main(argv + ["--batch-size", "8", "--out", str(out), "--quiet"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
