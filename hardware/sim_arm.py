@@ -206,6 +206,8 @@ class BridgeTask:
     through it (robolearn finetune --bridge) is what would run on the real arm.
 
     info of a step adds the bridge's view: `tank_energy_j` (the passivity filter's tank),
+    `injected_energy_j` (the energy the commands injected through the virtual port since the
+    bridge started, the filter's accounting),
     `filter_activations` and `interventions` (counts since the reset), `held` (why the bridge
     held, "" while it runs). A hold (the shield, the policy's NaN action, ...) ends the episode:
     truncated, the arm kept where the bridge held it.
@@ -270,6 +272,7 @@ class BridgeTask:
             "task": self.task_info.name,
             "step": self._t,
             "tank_energy_j": float(status["tank"]["energy_j"]),
+            "injected_energy_j": float(status["tank"]["injected_energy_j"]),
             "filter_activations": int(status["tank"]["activations"]),
             "interventions": int(sum(status["interventions"].values())),
             "held": "" if status["mode"] == "running" else str(status["hold_reason"]),

@@ -32,6 +32,7 @@ episodes after the last checkpoint are not redone; their transitions are in the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,10 @@ class FinetuneConfig:
     """act through the robot bridge on the simulated arm (robolearn.hardware.sim_arm.BridgeTask:
     setpoint ramp, shield and passivity filter on every command at 100 Hz, in simulated time), as
     on the real WidowX; WidowX tasks only. A hold (shield, NaN action) ends the episode"""
+    energy_coef: float = 0.0
+    """passivity-aware training (--bridge only): every step's reward loses this many units per
+    joule the commands injected through the passivity filter's virtual port in that step (its own
+    accounting, hardware/passivity.py): the policy learns to reach its goal with less energy"""
     seed: int = 0
     """seed of the learner; online episode k resets with the collection seed of (seed, k)"""
     save_every: int = 1_000
@@ -122,6 +127,12 @@ class FinetuneConfig:
             raise ConfigError(
                 "sac.cql_alpha > 0 is offline (Cal-QL) pre-training; online fine-tuning runs SAC "
                 "(WSRL): leave it 0"
+            )
+        if not (math.isfinite(self.energy_coef) and self.energy_coef >= 0):
+            raise ConfigError(f"energy_coef must be finite and >= 0, got {self.energy_coef}")
+        if self.energy_coef and not self.bridge:
+            raise ConfigError(
+                "--energy-coef needs --bridge: the energy is the passivity filter's accounting"
             )
         if self.backward_task == self.task:
             raise ConfigError("--backward-task must be another task than --task")
@@ -497,16 +508,24 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}
+            energy_so_far, episode_energy, judgements = _injected_so_far(task), 0.0, []
             try:
                 ended = False
                 while not ended and env_steps < cfg.steps:
                     action = learner.act(obs, rng)
                     prev = obs
                     obs, _, _, ended, step_info = task.step(action)  # its reward is unused
-                    r = float(learner.reward(obs["image"][None])[0])
+                    judged = float(learner.reward(obs["image"][None])[0])
+                    r = judged
+                    if "injected_energy_j" in step_info:  # acting through the bridge
+                        injected = step_info["injected_energy_j"] - energy_so_far
+                        energy_so_far = step_info["injected_energy_j"]
+                        episode_energy += injected
+                        r -= cfg.energy_coef * injected  # the learner's reward, recorded
                     recorder.add_step(action, r, obs, bool(step_info["success"]))
                     sim_success |= bool(step_info["success"])
                     rewards.append(r)
+                    judgements.append(judged)
                     if "tank_energy_j" in step_info:  # acting through the bridge
                         bridge = _bridge_metrics(bridge, step_info)
                     learner.add(prev, action, r, obs)
@@ -519,13 +538,13 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                             update_seconds += time.perf_counter() - t0
                         updates += 1
                     # reset-free: the phase ends once its classifier sees success
-                    ended = ended or (reset_free and r >= learner.reward.threshold)
+                    ended = ended or (reset_free and judged >= learner.reward.threshold)
                     bar.update(env_steps, _status(learner, metrics))
                 recorder.finish()
             except BaseException:
                 recorder.abort()
                 raise
-            success = bool(np.any(np.asarray(rewards) >= learner.reward.threshold))
+            success = bool(np.any(np.asarray(judgements) >= learner.reward.threshold))
             learner.recent = (learner.recent + [(success, sim_success)])[-20:]
             row = {
                 "return": float(np.sum(rewards)),
@@ -534,6 +553,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 "episode_steps": len(rewards),
                 "warmup": float(env_steps <= cfg.warmup),
                 **bridge,
+                **({"injected_energy_j": episode_energy} if bridge else {}),
                 **metrics,
             }
             writer.write(env_steps, row, prefix="" if phase == 0 else BACKWARD + "/")
@@ -560,9 +580,15 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         writer.close()
 
 
+def _injected_so_far(task) -> float:
+    """The energy the bridge's commands injected so far (J; 0 without a bridge)."""
+    bridge = getattr(task, "bridge", None)
+    return float(bridge.tank.injected_energy_j) if bridge is not None else 0.0
+
+
 def _bridge_metrics(so_far: dict, info: dict) -> dict:
-    """The episode's bridge figures after one more step: the lowest tank level, the filter's
-    activations and the shield's interventions so far, whether it held."""
+    """The episode's bridge figures after one more step: the lowest tank level, the energy
+    injected, the filter's activations and the shield's interventions so far, whether it held."""
     return {
         "min_tank_energy_j": min(so_far.get("min_tank_energy_j", np.inf), info["tank_energy_j"]),
         "filter_activations": info["filter_activations"],

@@ -163,6 +163,7 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
             "'push' does not share 'drawer''s scene",
         ),
         (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
+        (["--energy-coef", "1"], "--energy-coef needs --bridge"),
     ],
 )
 def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
@@ -200,6 +201,19 @@ def test_acting_through_the_bridge_on_the_simulated_arm(parts, tmp_path):
     assert [ep.num_steps for ep in episodes] == [5, 1]
     for ep in episodes:
         np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
+
+
+def test_energy_cost_comes_off_every_reward_through_the_bridge(parts, tmp_path):
+    out = tmp_path / "energy"
+    assert main(_argv(parts, out, "--bridge", "--energy-coef", "0.5", steps=6)) == 0
+    rows = _rows(out)
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    for row, ep in zip(rows, episodes, strict=True):
+        judged = _classifier_rewards(parts, ep)
+        cost = judged - ep.reward  # 0.5 per joule the commands injected in that step
+        assert np.all(cost >= 0) and cost.sum() > 0
+        assert cost.sum() == pytest.approx(0.5 * row["injected_energy_j"], rel=1e-4, abs=1e-6)
+        assert row["classifier_success"] == float(np.any(judged >= 0.5))  # judged unshaped
 
 
 def test_resume_refuses_other_parts(parts, tmp_path, capsys):
