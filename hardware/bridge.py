@@ -374,6 +374,12 @@ class Bridge:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def observation(self) -> dict[str, np.ndarray]:
+        """What the policy would be given now: the latest image and proprio of the latest joint
+        state (both must have arrived)."""
+        with self._lock:
+            return self._observation()
+
     def _observation(self) -> dict[str, np.ndarray]:
         """The policy's input from the latest image and joint state (lock held)."""
         joint = self._joint

@@ -260,8 +260,7 @@ class BridgeTask:
         self._tick += 1
 
     def _obs(self) -> dict[str, np.ndarray]:
-        with self.bridge._lock:  # the policy's own input (robolearn.hardware.bridge)
-            obs = self.bridge._observation()
+        obs = self.bridge.observation()  # the policy's own input
         return {**obs, "state": np.concatenate([self.arm.task.data.qpos, self.arm.task.data.qvel])}
 
     def _info(self) -> dict[str, Any]:

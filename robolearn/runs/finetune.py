@@ -363,16 +363,15 @@ class _Learner:
 
         sac = self.sac
         self.manager = ckpt_io.make_manager(self.out, max_to_keep=2)
-        _, actor_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
-
-        def init(rng):
-            return init_sac_state(sac, self.actor_cfg, rng, actor_params)
-
         self.restored = self.manager.latest_step() is not None
-        if self.restored:
-            self.graphs, self.state = ckpt_io.restore_latest(self.manager, init)
+        if self.restored:  # the checkpoint holds the actor too: the policy is not read again
+            self.graphs, self.state = ckpt_io.restore_latest(
+                self.manager, lambda rng: init_sac_state(sac, self.actor_cfg, rng)
+            )
         else:
-            self.graphs, self.state = init(jax.random.key(self.cfg.seed))
+            _, actor_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
+            rng = jax.random.key(self.cfg.seed)
+            self.graphs, self.state = init_sac_state(sac, self.actor_cfg, rng, actor_params)
         mixed = self.cfg.offline_batch() if offline else 0
         online_batch = sac.batch_size - mixed
         example = _example(self.actor_cfg.model)
@@ -426,7 +425,7 @@ class _Learner:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def add(self, prev, action, reward: float, obs) -> None:
-        self.buffer = self.online.add(self.buffer, _one(prev, action, reward, obs))
+        self.buffer = self.online.add(self.buffer, _one(prev, action, reward, obs, self.sac.gamma))
 
     def update(self, key) -> dict:
         """One update (sac.utd critic steps and one actor step) on fresh minibatches."""
@@ -607,21 +606,15 @@ def _example(model):
     return Transitions(image, proprio, np.zeros((1, a), np.float32), one, image, proprio, one, one)
 
 
-def _one(prev, action, r, obs):
-    """One transition, leading axis 1, for the online buffer (no Monte-Carlo return: online
-    fine-tuning does not use CQL)."""
-    from robolearn.policies.sac.train import Transitions
+def _one(prev, action, r, obs, gamma: float):
+    """The transition of one step (leading axis 1) for the online buffer."""
+    from robolearn.policies.sac.replay import episode_transitions
 
-    return Transitions(
-        image=prev["image"][None],
-        proprio=np.asarray(prev["proprio"], np.float32)[None],
-        action=action[None],
-        reward=np.asarray([r], np.float32),
-        next_image=obs["image"][None],
-        next_proprio=np.asarray(obs["proprio"], np.float32)[None],
-        terminal=np.zeros(1, np.float32),
-        mc_return=np.zeros(1, np.float32),
+    image, proprio = (
+        np.stack([prev["image"], obs["image"]]),
+        np.stack([prev["proprio"], obs["proprio"]]),
     )
+    return episode_transitions(image, proprio, action[None], np.asarray([r]), gamma)
 
 
 def _begin(cfg, task, store, learner, reset: bool):
