@@ -102,8 +102,10 @@ def create_store(root: str | Path) -> Path:
         if not os.path.lexists(marker):
             if root.exists() and not root.is_dir():
                 raise EpisodeError(f"{root}: not a directory; choose a new --out")
+            # The marker itself may appear between the check above and this listing: another
+            # process finished creating the same store (it is then checked below).
             if root.exists() and any(
-                p.name != "episodes" and not p.name.startswith(f".{MARKER}.")
+                p.name not in ("episodes", MARKER) and not p.name.startswith(f".{MARKER}.")
                 for p in root.iterdir()
             ):
                 raise EpisodeError(

@@ -167,3 +167,30 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch, fails):
     monkeypatch.undo()
     assert list(os.listdir(tmp_path / "episodes")) == []
     assert write_episode(tmp_path, tiny("next")).name == "ep-000000.npz"
+
+
+def test_a_creator_that_sees_the_marker_appear_mid_check_joins_the_store(tmp_path, monkeypatch):
+    # The interleaving that failed CI: this process finds no marker, another process then
+    # finishes creating the same store, and this one lists the directory and finds the marker.
+    root = tmp_path / "store"
+    create_store(root)  # "the other process"
+    write_episode(root, tiny("other"))
+    real = os.path.lexists
+    first = [True]
+
+    def marker_not_yet_there(path):
+        if first and str(path).endswith(store.MARKER):
+            first.clear()
+            return False
+        return real(path)
+
+    monkeypatch.setattr(store.os.path, "lexists", marker_not_yet_there)
+    assert create_store(root) == root
+    assert not first  # the race was exercised
+    write_episode(root, tiny("mine"))
+    assert ids(root) == {"ep-000000.npz": "other", "ep-000001.npz": "mine"}
+    # A directory of other data is still refused.
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(store.EpisodeError, match="not empty and not an episode store"):
+        create_store(tmp_path / "photos")
