@@ -124,9 +124,11 @@ class BridgeNode(Node):
     blocks); the policy runs in its own thread, woken by each control tick and camera frame.
 
     make_writer: builds the episode writer for the record_dir parameter (needed when it is set).
+    policy: the policy callable itself, instead of loading the `checkpoint` parameter's (which
+        then only names it): `robolearn finetune --ros2` hands in its learner's actor.
     """
 
-    def __init__(self, make_writer: WriterFactory | None = None, **kwargs):
+    def __init__(self, make_writer: WriterFactory | None = None, policy=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.p = p = msgs.declare_params(self, PARAMS)
         cfg = bridge_config(p)
@@ -142,9 +144,14 @@ class BridgeNode(Node):
         self.interbotix = import_interbotix() if p["output_mode"] == "interbotix" else None
         if p["output_mode"] == "interbotix" and self.interbotix is None:
             raise ConfigError("output_mode interbotix needs interbotix_xs_msgs (not importable)")
-        self.get_logger().info(f"loading policy {p['checkpoint']} ...")
-        self.bridge = Bridge(make_policy(p["checkpoint"], p["task"], p["image_size"]), cfg, writer)
+        if policy is None:
+            self.get_logger().info(f"loading policy {p['checkpoint']} ...")
+            policy = make_policy(p["checkpoint"], p["task"], p["image_size"])
+        self._policy, self._cfg, self._writer = policy, cfg, writer
+        self.bridge = Bridge(policy, cfg, writer)
         self.bridge.warmup()
+        self._output_paused = False
+        self._renewing = threading.Lock()  # renew_bridge against the observation callbacks
         self._t_joint = self._t_image = None
         # Joint velocities for a driver that publishes none (over >= 10 ms, not per message).
         self._differenced = DifferencedVelocity()
@@ -215,6 +222,10 @@ class BridgeNode(Node):
         )
 
     def _on_joint_state(self, msg: JointState) -> None:
+        with self._renewing:
+            self._joint_state(msg)
+
+    def _joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
         try:
             s = msgs.joint_state_from_msg(msg)
@@ -229,6 +240,10 @@ class BridgeNode(Node):
         self._finger_meas = float(np.mean(s.finger_m))
 
     def _on_image(self, msg: Image) -> None:
+        with self._renewing:
+            self._image(msg)
+
+    def _image(self, msg: Image) -> None:
         now = time.monotonic()
         try:
             self.bridge.observe_image(now, msgs.image_from_msg(msg))
@@ -251,7 +266,7 @@ class BridgeNode(Node):
         command = self.bridge.control_step(now)
         self._gate.tick()
         self._wake.set()
-        if command is not None:
+        if command is not None and not self._output_paused:
             self._publish(command)
         mode = self.bridge.mode
         if mode != self._last_mode:
@@ -435,6 +450,37 @@ class BridgeNode(Node):
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.status())))
+
+    # -- for a program that drives the node in its own process (robolearn finetune --ros2) -------
+
+    def start(self, how: str) -> tuple[bool, str]:
+        """Start (or restart) the policy from the measured pose, as ~/start does: (started,
+        message); refused while observations are missing or stale."""
+        return self._start(time.monotonic(), how)
+
+    def hold(self, reason: str) -> None:
+        """Hold position (latched until start), as ~/hold does."""
+        self.bridge.hold(time.monotonic(), reason)
+
+    def pause_output(self, paused: bool) -> None:
+        """Publish no commands while paused (the driver keeps its last target): for a simulated
+        driver that re-places the arm on a reset, so the hold position of before does not pull
+        it back."""
+        self._output_paused = paused
+
+    def renew_bridge(self) -> None:
+        """A fresh bridge for the same policy (full tank, no readings): after a simulated driver
+        moved the arm by a reset, which no bridge watching the joints would take for a reading.
+        It commands nothing before its first joint state; inputs count as fresh only once they
+        arrive after this call."""
+        with self._renewing:
+            old = self.bridge
+            self.bridge = Bridge(self._policy, self._cfg, self._writer)
+            self._t_joint = self._t_image = None
+            self._differenced = DifferencedVelocity()
+            self._episode_start = None
+            self._last_mode = self.bridge.mode
+        old.close(time.monotonic())
 
     def shutdown(self) -> None:
         """Stop the policy thread and close the bridge (waits for recorded episodes' writes)."""

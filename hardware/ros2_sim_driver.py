@@ -17,7 +17,8 @@ Subscribes (keeping only the newest message, ros2_msgs.LATEST_ONLY):
 `arm_controller/joint_trajectory` (trajectory_msgs/JointTrajectory, arm joints by name [+ a finger
 joint]; the last point is the target). The Interbotix command topics are not simulated (their
 message package is not installable here). Service `~/reset` (std_srvs/Trigger) re-places the
-scene from `seed` and puts the arm back in the task's start pose.
+scene from `seed` (with vary_scene, the next seed at every reset) and puts the arm back in the
+task's start pose.
 
 Logging (INFO): `simulating TASK (seed S) on TOPIC` at start; once per episode (from the start
 or a ~/reset) when the task is first solved, `task success: the drawer is open (seed S), 2.3 s
@@ -54,6 +55,7 @@ MOVED_RAD = 0.01  # a command this far from the start pose moved the arm (starts
 PARAMS = (
     msgs.Param("task", "drawer", "WidowX task scene of robolearn.envs (drawer, push, ...)"),
     msgs.Param("seed", 0, "scene placement seed (also used by ~/reset)"),
+    msgs.Param("vary_scene", False, "each ~/reset places the next scene (seed + 1, seed + 2, ...)"),
     msgs.Param("image_size", 64, "camera image side (px); the BC policy was trained on 64"),
     msgs.Param("joint_state_rate", 100.0, "joint_states rate and physics tick (Hz)"),
     msgs.Param("image_rate", 30.0, "camera image rate (Hz), as a camera's"),
@@ -92,6 +94,7 @@ class SimDriverNode(Node):
         self._t0: float | None = None  # wall clock of simulated time 0; set on the first tick
         self._lag_logged = False
         self.rejected = 0
+        self._resets, self._seed = 0, self.p["seed"]
         self._new_episode()
 
         ns = self.p["robot_namespace"]
@@ -158,7 +161,7 @@ class SimDriverNode(Node):
                 "moved the arm"
             )
             what = TASK_SOLVED.get(self.p["task"], f"{self.p['task']} solved")
-            self.get_logger().info(f"task success: {what} (seed {self.p['seed']}), {after}")
+            self.get_logger().info(f"task success: {what} (seed {self._seed}), {after}")
         elif self._solved and not solved:
             self.get_logger().info(f"task no longer solved ({self.p['task']})")
         self._succeeded |= solved
@@ -184,11 +187,13 @@ class SimDriverNode(Node):
         self._apply(msgs.trajectory_from_msg, msg)
 
     def _on_reset(self, request, response):
-        self.sim.reset(self.p["seed"])
+        self._resets += 1
+        seed = self._seed = self.p["seed"] + (self._resets if self.p["vary_scene"] else 0)
+        self.sim.reset(seed)
         self._finger_m = float(self.sim.joint_state()[2].mean())
         self._t0 = None
         self._new_episode()
-        response.success, response.message = True, f"reset {self.p['task']} seed {self.p['seed']}"
+        response.success, response.message = True, f"reset {self.p['task']} seed {seed}"
         self.get_logger().info(response.message)
         return response
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -97,8 +98,26 @@ class FinetuneConfig:
     """act through the robot bridge on the simulated arm (robolearn.hardware.sim_arm.BridgeTask:
     setpoint ramp, shield and passivity filter on every command at 100 Hz, in simulated time), as
     on the real WidowX; WidowX tasks only. A hold (shield, NaN action) ends the episode"""
+    ros2: bool = False
+    """act over ROS 2 in real time: the robot bridge node runs in this process with the learner's
+    actor as its policy, against the arm's driver on the ROS 2 graph (the real WidowX's, or the
+    simulated one: python -m robolearn.hardware.ros2_sim_driver); the learner updates in a thread
+    beside the 5 Hz policy, so the arm never waits for it (robolearn.hardware.ros2_task). Needs
+    rclpy (a ROS 2 install); WidowX tasks only"""
+    ros_params: tuple[str, ...] = dataclasses.field(
+        default=(), metadata=flag(metavar="NAME:=VALUE")
+    )
+    """--ros2: a robolearn_bridge parameter (repeatable), e.g. robot_namespace:=/wx250s or
+    output_mode:=joint_trajectory (hardware/ros2_config.py lists them)"""
+    reset_service: str = "/robolearn_sim_driver/reset"
+    """--ros2: the std_srvs/Trigger service that resets the scene before an episode (the simulated
+    driver's; run it with -p vary_scene:=true for a new scene each time); "" for none: each
+    episode starts where the arm is (a real arm: practise reset-free with --backward-task)"""
+    success_topic: str = "/robolearn_sim_driver/success"
+    """--ros2: a std_msgs/Bool topic recorded as the episodes' success (the simulated driver's),
+    logged, never rewarded; "" for none"""
     energy_coef: float = 0.0
-    """passivity-aware training (--bridge only): every step's reward loses this many units per
+    """passivity-aware training (--bridge or --ros2): every step's reward loses this many units per
     joule the commands injected through the passivity filter's virtual port in that step (its own
     accounting, hardware/passivity.py): the policy learns to reach its goal with less energy"""
     seed: int = 0
@@ -130,10 +149,19 @@ class FinetuneConfig:
             )
         if not (math.isfinite(self.energy_coef) and self.energy_coef >= 0):
             raise ConfigError(f"energy_coef must be finite and >= 0, got {self.energy_coef}")
-        if self.energy_coef and not self.bridge:
+        if self.energy_coef and not (self.bridge or self.ros2):
             raise ConfigError(
-                "--energy-coef needs --bridge: the energy is the passivity filter's accounting"
+                "--energy-coef needs --bridge or --ros2: the energy is the passivity filter's "
+                "accounting"
             )
+        if self.bridge and self.ros2:
+            raise ConfigError("--bridge (simulated time) and --ros2 (real time): choose one")
+        if self.ros_params and not self.ros2:
+            raise ConfigError("--ros-params are the bridge node's: they need --ros2")
+        for item in self.ros_params:
+            name, sep, _ = item.partition(":=")
+            if not sep or not name.strip():
+                raise ConfigError(f"--ros-params {item!r}: expected NAME:=VALUE")
         if self.backward_task == self.task:
             raise ConfigError("--backward-task must be another task than --task")
         if (self.backward_policy or self.backward_reward) and not self.backward_task:
@@ -171,6 +199,12 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
         f"this run, {result['seconds']:.0f} s, {result['updates']} updates, "
         f"{result['updates_per_second']:.1f} updates/s)"
     )
+    if cfg.ros2:
+        print(
+            f"  real time: the learner thread ran {result['updates']} of "
+            f"{result['updates'] + result['update_lag']} allowed updates (one per step after the "
+            "warm-up)"
+        )
     for name, recent in result["recent"].items():
         print(
             f"  {name}, last {recent['episodes']} episodes: classifier success "
@@ -260,15 +294,34 @@ def _task_maker(cfg: FinetuneConfig):
     """robolearn.envs.make, or the bridge on the simulated arm with --bridge."""
     from robolearn import envs
 
-    if not cfg.bridge:
+    if not (cfg.bridge or cfg.ros2):
         return envs.make
+    how = "--bridge drives the simulated WidowX" if cfg.bridge else "--ros2 drives the WidowX"
     if envs.task_info(cfg.task).suite != "widowx":
-        raise ConfigError(
-            f"--bridge drives the simulated WidowX; {cfg.task!r} is not a WidowX task"
-        )
-    from robolearn.hardware.sim_arm import BridgeTask
+        raise ConfigError(f"{how}; {cfg.task!r} is not a WidowX task")
+    if cfg.bridge:
+        from robolearn.hardware.sim_arm import BridgeTask
 
-    return lambda name, image_size, max_steps: BridgeTask(name, image_size, max_steps)
+        return lambda name, image_size, max_steps: BridgeTask(name, image_size, max_steps)
+    try:
+        from robolearn.hardware.ros2_task import Ros2Task
+    except ImportError as exc:
+        raise ConfigError(f"--ros2 needs rclpy, a ROS 2 install ({exc})") from exc
+    return lambda name, image_size, max_steps: Ros2Task(
+        name, _describe, image_size, max_steps, node_params=cfg.ros_params,
+        reset_service=cfg.reset_service, success_topic=cfg.success_topic,
+    )  # fmt: skip
+
+
+def _describe(name: str):
+    """A task's info and reset-free partners (for the ROS 2 task, which has no simulator)."""
+    from robolearn import envs
+
+    task = envs.make(name)
+    try:
+        return envs.task_info(name), task.reset_free_partners()
+    finally:
+        task.close()
 
 
 def _specs(cfg: FinetuneConfig) -> dict[str, str | None]:
@@ -341,6 +394,7 @@ class _Learner:
         self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
         self.manager = None
         self.recent: list[tuple[bool, bool]] = []
+        self.lock = threading.Lock()
 
     def write(self) -> None:
         """Make the run's policy checkpoint directory (a fresh run, once every check passed)."""
@@ -391,6 +445,12 @@ class _Learner:
                 self.offline_buffer = self.offline.add(self.offline_buffer, tr)
         self._update = make_update(sac, self.graphs, self.stats)
         self._act = make_act_fn(self.graphs[0], self.stats)
+        # compiled before the first step: over ROS 2 a step that compiles misses the bridge's
+        # policy deadline
+        self.act(
+            {"image": example.image[0], "proprio": example.proprio[0]}, np.random.default_rng()
+        )
+        self.reward(example.image)
 
     def pretrain(self, steps: int, progress: bool) -> dict:
         """Cal-QL updates on the offline episodes alone (whole batches, the CQL regularizer at
@@ -425,14 +485,18 @@ class _Learner:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def add(self, prev, action, reward: float, obs) -> None:
-        self.buffer = self.online.add(self.buffer, _one(prev, action, reward, obs, self.sac.gamma))
+        one = _one(prev, action, reward, obs, self.sac.gamma)
+        with self.lock:  # the buffer's arrays are donated by add: never sampled meanwhile
+            self.buffer = self.online.add(self.buffer, one)
 
     def update(self, key) -> dict:
-        """One update (sac.utd critic steps and one actor step) on fresh minibatches."""
+        """One update (sac.utd critic steps and one actor step) on fresh minibatches. Safe beside
+        add and act in other threads (the state is replaced whole, never donated)."""
         import jax
 
         k1, k2 = jax.random.split(key)
-        batch = self.online.sample(self.buffer, k1)
+        with self.lock:
+            batch = self.online.sample(self.buffer, k1)
         if self.mixed:
             extra = self.offline.sample(self.offline_buffer, k2)
             batch = jax.tree.map(
@@ -498,6 +562,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         start, run_start, updates, update_seconds = time.perf_counter(), env_steps, 0, 0.0
         last_saved = env_steps
         key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
+        # in real time (--ros2) the updates run in a thread beside acting
+        updater = _Updater(key) if cfg.ros2 else None
         reset_free = len(learners) > 1
         # the simulator is reset at the run's start (and after a resume: its state was not
         # kept), then the forward task comes first
@@ -529,7 +595,10 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                         bridge = _bridge_metrics(bridge, step_info)
                     learner.add(prev, action, r, obs)
                     env_steps += 1
-                    if env_steps > cfg.warmup:
+                    if env_steps > cfg.warmup and updater is not None:
+                        updater.allow(learner)
+                        metrics = updater.metrics
+                    elif env_steps > cfg.warmup:
                         key, sub = jax.random.split(key)
                         t0 = time.perf_counter()
                         metrics = learner.update(sub)
@@ -556,12 +625,21 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 **metrics,
             }
             writer.write(env_steps, row, prefix="" if phase == 0 else BACKWARD + "/")
-            if env_steps - last_saved >= cfg.save_every or env_steps >= cfg.steps:
+            # (the last save comes after the loop, once an updater thread has stopped)
+            if env_steps - last_saved >= cfg.save_every or (
+                env_steps >= cfg.steps and updater is None
+            ):
                 for each in learners:
                     each.save(env_steps)
                 last_saved = env_steps
             if reset_free:
                 phase = 1 - phase
+        if hasattr(task, "hold"):  # a real-time arm holds while the learner finishes and saves
+            task.hold()
+        lag = 0
+        if updater is not None:
+            updater.stop()
+            updates, update_seconds, lag = updater.done, updater.seconds, updater.lag
         for each in learners:
             if each.manager.latest_step() is None or each.manager.latest_step() < env_steps:
                 each.save(env_steps)
@@ -569,14 +647,80 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             "env_steps": env_steps,
             "run_steps": env_steps - run_start,
             "updates": updates,
+            "update_lag": lag,
             "seconds": time.perf_counter() - start,
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
             "recent": {each.task: each.summary() for each in learners},
         }
     finally:
+        if updater is not None:
+            updater.stop(quiet=True)
         if bar is not None:
             bar.close()
         writer.close()
+
+
+class _Updater:
+    """The learner's updates in a thread beside acting (--ros2, SERL's actor/learner split): the
+    arm never waits for them. Each environment step past the warm-up allows one update of the
+    learner acting then; the thread runs the allowed ones as fast as it can and falls behind when
+    it cannot keep up (`lag`: allowed updates not run). JAX releases the GIL while it computes."""
+
+    def __init__(self, key):
+        self._cv = threading.Condition()
+        self._key, self._learner, self._stopping = key, None, False
+        self.allowed = self.done = 0
+        self.metrics: dict = {}
+        self.seconds = 0.0  # in updates, the first one (compiling) excluded
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="learner", daemon=True)
+        self._thread.start()
+
+    @property
+    def lag(self) -> int:
+        return self.allowed - self.done
+
+    def allow(self, learner) -> None:
+        """One more update, of `learner`; raises what the thread failed with."""
+        with self._cv:
+            if self.error is not None:
+                raise RuntimeError(f"the learner thread failed: {self.error}") from self.error
+            self._learner = learner
+            self.allowed += 1
+            self._cv.notify_all()
+
+    def _run(self) -> None:
+        import jax
+
+        while True:
+            with self._cv:
+                while not self._stopping and self.done >= self.allowed:
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                learner = self._learner
+                self._key, sub = jax.random.split(self._key)
+            t0 = time.perf_counter()
+            try:
+                metrics = learner.update(sub)
+            except BaseException as exc:  # reported to the acting thread by allow / stop
+                with self._cv:
+                    self.error = exc
+                return
+            with self._cv:
+                if self.done:
+                    self.seconds += time.perf_counter() - t0
+                self.done += 1
+                self.metrics = metrics
+
+    def stop(self, quiet: bool = False) -> None:
+        """Stop after the update in progress (allowed ones not started are dropped)."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join()
+        if self.error is not None and not quiet:
+            raise RuntimeError(f"the learner thread failed: {self.error}") from self.error
 
 
 def _injected_so_far(task) -> float:

@@ -5,6 +5,7 @@ learner), updates after the warm-up, a checkpoint that eval loads as a policy, r
 kill mid-episode, offline data kept RLPD-style, one-line errors."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,11 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
             "'push' does not share 'drawer''s scene",
         ),
         (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
-        (["--energy-coef", "1"], "--energy-coef needs --bridge"),
+        (["--energy-coef", "1"], "--energy-coef needs --bridge or --ros2"),
+        (["--bridge", "--ros2"], "choose one"),
+        (["--ros-params", "output_mode:=joint_trajectory"], "they need --ros2"),
+        (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
+        (["--task", "metaworld/lever-pull-40hz", "--ros2"], "--ros2 drives the WidowX"),
     ],
 )
 def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
@@ -271,3 +276,83 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     more = [ep for _, ep in iter_episodes(out / "online")][5:]
     assert more[0].meta.task == "drawer" and more[0].meta.extra["reset"]
     assert [ep.meta.task for ep in more] == ["drawer", "drawer-close", "drawer"]
+
+
+@pytest.mark.slow
+def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, monkeypatch, capfd):
+    # The simulated driver in its own process (real time, real DDS); the bridge node and the
+    # learner in this one, as `robolearn finetune --ros2` runs on the robot PC.
+    import random
+
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+
+    domain = random.SystemRandom().randint(1, 200)
+    for name, value in ros_env(domain).items():
+        monkeypatch.setenv(name, value)
+    env = {"ROS_LOG_DIR": str(tmp_path / "ros_log")}
+    monkeypatch.setenv("ROS_LOG_DIR", env["ROS_LOG_DIR"])
+    params = {"task": "drawer", "seed": 3, "vary_scene": True}
+    out = tmp_path / "ros2"
+    # wider watchdogs than the defaults, as the end-to-end test: a loaded CI machine stalls
+    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
+    extra = ["--ros2", *(a for w in wide for a in ("--ros-params", w))]
+    with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log", env) as driver:
+        assert main(_argv(parts, out, *extra, steps=12)) == 0, driver.log()
+        log = driver.log()
+    printed, logged = capfd.readouterr()
+    assert "real time: the learner thread ran" in printed
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [5, 5, 2]
+    for ep in episodes:  # rewarded by the classifier on the frames the bridge's policy saw
+        np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
+        assert ep.image.shape[1:] == (64, 64, 3) and np.ptp(ep.image) > 0
+    # a reset before each episode, each placing the next scene (vary_scene)
+    for seed in (4, 5, 6):
+        assert f"reset drawer seed {seed}" in log, log
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [5, 10, 12]
+    # every command went through the bridge's filter, and the actor never kept it waiting
+    assert all(0 < r["min_tank_energy_j"] <= 5.0 and r["held"] == 0.0 for r in rows), rows
+    # the learner thread ran (its first update compiles, so it may finish after the last step)
+    ran, allowed = map(int, re.search(r"thread ran (\d+) of (\d+) allowed", printed).groups())
+    assert allowed == 12 - 5 and 1 <= ran <= allowed
+    assert load_policy(out, "drawer").step > 0
+    # each episode ended by the learner (the last one too: the arm held while it saved)
+    assert logged.count("(robolearn finetune: episode end)") == 3, logged
+    assert "policy_late" not in logged and "policy_error" not in logged, logged
+
+
+@pytest.mark.slow
+def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_path, monkeypatch):
+    # The learner's actor stalls on the second step of the first episode, past the bridge's
+    # policy deadline: the bridge holds the arm, the episode ends there, the next one resets.
+    import random
+    import time
+
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from robolearn.runs import finetune
+
+    domain = random.SystemRandom().randint(1, 200)
+    for name, value in ros_env(domain).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    act, calls = finetune._Learner.act, []
+
+    def stalling(self, obs, rng):
+        calls.append(1)
+        if len(calls) == 3:  # the first is start()'s, compiling
+            time.sleep(1.5)  # the deadline is 1.0 s here
+        return act(self, obs, rng)
+
+    monkeypatch.setattr(finetune._Learner, "act", stalling)
+    out = tmp_path / "late"
+    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
+    extra = ["--ros2", *(a for w in wide for a in ("--ros-params", w))]
+    params = {"task": "drawer", "seed": 0}
+    with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log") as driver:
+        assert main(_argv(parts, out, *extra, steps=6)) == 0, driver.log()
+    rows = _rows(out)
+    assert rows[0]["held"] == 1.0 and rows[0]["episode_steps"] == 2, rows
+    assert all(r["held"] == 0.0 for r in rows[1:]), rows
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [2, 4]
