@@ -150,7 +150,7 @@ class BridgeNode(Node):
         self._policy, self._cfg, self._writer = policy, cfg, writer
         self.bridge = Bridge(policy, cfg, writer)
         self.bridge.warmup()
-        self._output_paused = False
+        self._paused = False
         self._renewing = threading.Lock()  # renew_bridge against the observation callbacks
         self._t_joint = self._t_image = None
         # Joint velocities for a driver that publishes none (over >= 10 ms, not per message).
@@ -223,7 +223,8 @@ class BridgeNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         with self._renewing:
-            self._joint_state(msg)
+            if not self._paused:
+                self._joint_state(msg)
 
     def _joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
@@ -241,7 +242,8 @@ class BridgeNode(Node):
 
     def _on_image(self, msg: Image) -> None:
         with self._renewing:
-            self._image(msg)
+            if not self._paused:
+                self._image(msg)
 
     def _image(self, msg: Image) -> None:
         now = time.monotonic()
@@ -266,7 +268,7 @@ class BridgeNode(Node):
         command = self.bridge.control_step(now)
         self._gate.tick()
         self._wake.set()
-        if command is not None and not self._output_paused:
+        if command is not None and not self._paused:
             self._publish(command)
         mode = self.bridge.mode
         if mode != self._last_mode:
@@ -453,6 +455,10 @@ class BridgeNode(Node):
 
     # -- for a program that drives the node in its own process (robolearn finetune --ros2) -------
 
+    def inputs_problem(self) -> str | None:
+        """Why the policy cannot start now (joint states or images missing or stale), or None."""
+        return self._inputs_problem(time.monotonic())
+
     def start(self, how: str) -> tuple[bool, str]:
         """Start (or restart) the policy from the measured pose, as ~/start does: (started,
         message); refused while observations are missing or stale."""
@@ -462,11 +468,12 @@ class BridgeNode(Node):
         """Hold position (latched until start), as ~/hold does."""
         self.bridge.hold(time.monotonic(), reason)
 
-    def pause_output(self, paused: bool) -> None:
-        """Publish no commands while paused (the driver keeps its last target): for a simulated
-        driver that re-places the arm on a reset, so the hold position of before does not pull
-        it back."""
-        self._output_paused = paused
+    def pause(self, paused: bool) -> None:
+        """While paused, publish no commands (the driver keeps its last target) and drop joint
+        states and images: for a simulated driver that re-places the arm on a reset, so neither
+        the hold position of before pulls it back nor the held bridge takes the jump for a
+        reading (renew_bridge, then unpause)."""
+        self._paused = paused
 
     def renew_bridge(self) -> None:
         """A fresh bridge for the same policy (full tank, no readings): after a simulated driver

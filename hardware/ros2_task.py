@@ -195,13 +195,13 @@ class Ros2Task:
         scene: the simulated driver's vary_scene parameter gives a new one at every reset)."""
         self._stop_episode()
         if self._reset_client is not None:
-            self.node.pause_output(True)
+            self.node.pause(True)
             try:
                 self._call_reset()
                 time.sleep(FLUSH_S)
                 self.node.renew_bridge()
             finally:
-                self.node.pause_output(False)
+                self.node.pause(False)
         self._success = False
         return self._start()
 
@@ -263,15 +263,15 @@ class Ros2Task:
     def _start(self):
         """Start the bridge once its inputs are fresh; the first observation and info."""
         deadline = time.monotonic() + FRESH_INPUTS_TIMEOUT_S
-        self._hand.begin()
-        while True:
-            ok, message = self.node.start("robolearn finetune")
-            if ok:
-                break
+        while (problem := self.node.inputs_problem()) is not None:
             if time.monotonic() > deadline:
-                self._hand.end()
-                raise Ros2TaskError(f"the bridge cannot start: {message}")
-            time.sleep(0.05)
+                raise Ros2TaskError(f"the bridge cannot start: {problem} (is the driver running?)")
+            time.sleep(0.02)
+        self._hand.begin()
+        ok, message = self.node.start("robolearn finetune")
+        if not ok:
+            self._hand.end()
+            raise Ros2TaskError(f"the bridge cannot start: {message}")
         self._t = 0
         obs = self._hand.next_observation(
             FRESH_INPUTS_TIMEOUT_S, lambda: self.node.bridge.mode != "running"

@@ -395,6 +395,7 @@ class _Learner:
         self.manager = None
         self.recent: list[tuple[bool, bool]] = []
         self.lock = threading.Lock()
+        self._sampling_warm = False
 
     def write(self) -> None:
         """Make the run's policy checkpoint directory (a fresh run, once every check passed)."""
@@ -451,6 +452,11 @@ class _Learner:
             {"image": example.image[0], "proprio": example.proprio[0]}, np.random.default_rng()
         )
         self.reward(example.image)
+        if self.cfg.ros2:  # compiling the update beside a real-time actor would starve it
+            shaped = jax.tree.map(
+                lambda x: np.zeros((sac.utd, sac.batch_size, *x.shape[1:]), x.dtype), example
+            )
+            jax.block_until_ready(self._update(self.state, shaped))  # the result is dropped
 
     def pretrain(self, steps: int, progress: bool) -> dict:
         """Cal-QL updates on the offline episodes alone (whole batches, the CQL regularizer at
@@ -489,20 +495,34 @@ class _Learner:
         with self.lock:  # the buffer's arrays are donated by add: never sampled meanwhile
             self.buffer = self.online.add(self.buffer, one)
 
+    def warm_sampling(self) -> None:
+        """Compile the buffer's sampling once it holds a transition, at a moment the caller
+        chooses (between episodes): compiled by the learner thread, under the buffer's lock, it
+        would keep the acting thread from adding and miss a real-time step."""
+        import jax
+
+        if self._sampling_warm or self.online.size(self.buffer) == 0:
+            return
+        with self.lock:
+            jax.block_until_ready(self.online.sample(self.buffer, jax.random.key(0)))
+        self._sampling_warm = True
+
     def update(self, key) -> dict:
         """One update (sac.utd critic steps and one actor step) on fresh minibatches. Safe beside
         add and act in other threads (the state is replaced whole, never donated)."""
         import jax
 
         k1, k2 = jax.random.split(key)
-        with self.lock:
-            batch = self.online.sample(self.buffer, k1)
+        with self.lock:  # the batch is read out before another add may donate the buffer
+            batch = jax.block_until_ready(self.online.sample(self.buffer, k1))
         if self.mixed:
             extra = self.offline.sample(self.offline_buffer, k2)
             batch = jax.tree.map(
                 lambda a, b: np.concatenate([a, b[:, : self.mixed]], axis=1), batch, extra
             )
-        self.state, metrics = self._update(self.state, batch)
+        state, metrics = self._update(self.state, batch)
+        # published once computed: an actor reading it meanwhile would wait for the update
+        self.state = jax.block_until_ready(state)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
     def save(self, env_steps: int) -> None:
@@ -570,6 +590,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         phase, fresh = 0, True
         while env_steps < cfg.steps:
             learner = learners[phase]
+            if updater is not None:  # between episodes, where a compile costs no real time
+                learner.warm_sampling()
             recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}

@@ -320,6 +320,7 @@ def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, mo
     # each episode ended by the learner (the last one too: the arm held while it saved)
     assert logged.count("(robolearn finetune: episode end)") == 3, logged
     assert "policy_late" not in logged and "policy_error" not in logged, logged
+    assert "implausible" not in logged, logged  # the resets' jumps were never taken for readings
 
 
 @pytest.mark.slow
