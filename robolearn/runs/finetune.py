@@ -82,6 +82,11 @@ class FinetuneConfig:
     """online environment steps in all, warm-up included (a resumed run continues up to this)"""
     warmup: int = 5_000
     """first environment steps acted by the pre-trained policy alone, no updates (WSRL)"""
+    critic_warmup: int = 500
+    """the learner's first updates fit the critics alone, the actor and alpha waiting (Cal-QL
+    pre-training's count): fresh critics' action gradients are noise, and a sharp BC actor
+    following them forgot its task within 50 updates (drawer, 3-demo BC: 6 of 10 warm-up episodes
+    opened the drawer, none after)"""
     max_steps: int | None = None
     """episode length in control steps (default: the task's); in reset-free practice, the most
     steps a phase lasts"""
@@ -135,8 +140,8 @@ class FinetuneConfig:
         if not self.task:
             raise ConfigError("give --task, e.g. drawer (`robolearn tasks` lists them)")
         require_positive(self, "steps", "save_every")
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0, got {self.warmup}")
+        if self.warmup < 0 or self.critic_warmup < 0:
+            raise ConfigError("warmup and critic_warmup must be >= 0")
         if self.replay_capacity is not None and self.replay_capacity < self.sac.batch_size:
             raise ConfigError(
                 f"replay_capacity ({self.replay_capacity}) must hold at least one batch "
@@ -396,6 +401,8 @@ class _Learner:
         self.recent: list[tuple[bool, bool]] = []
         self.lock = threading.Lock()
         self._sampling_warm = False
+        self._target_entropy: float | None = None
+        self._entropies: list[float] = []
 
     def write(self) -> None:
         """Make the run's policy checkpoint directory (a fresh run, once every check passed)."""
@@ -445,18 +452,19 @@ class _Learner:
                 tr = _transitions(ep, self.reward(ep.image[1:]), sac.gamma)
                 self.offline_buffer = self.offline.add(self.offline_buffer, tr)
         self._update = make_update(sac, self.graphs, self.stats)
+        self._critic_update = make_update(sac, self.graphs, self.stats, actor=False)
         self._act = make_act_fn(self.graphs[0], self.stats)
         # compiled before the first step: over ROS 2 a step that compiles misses the bridge's
         # policy deadline
-        self.act(
-            {"image": example.image[0], "proprio": example.proprio[0]}, np.random.default_rng()
-        )
+        self._act(self.state.params, example.image, example.proprio)  # (not self.act: no
+        # blank frame's entropy in the target's mean)
         self.reward(example.image)
         if self.cfg.ros2:  # compiling the update beside a real-time actor would starve it
             shaped = jax.tree.map(
                 lambda x: np.zeros((sac.utd, sac.batch_size, *x.shape[1:]), x.dtype), example
             )
-            jax.block_until_ready(self._update(self.state, shaped))  # the result is dropped
+            for update in (self._update, self._critic_update):  # the results are dropped
+                jax.block_until_ready(update(self.state, shaped, 0.0))
 
     def pretrain(self, steps: int, progress: bool) -> dict:
         """Cal-QL updates on the offline episodes alone (whole batches, the CQL regularizer at
@@ -486,6 +494,8 @@ class _Learner:
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
         """A sample of the current actor for `obs`, clipped to [-1, 1]."""
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        if self._target_entropy is None:  # the starting actor's entropy, until updates begin
+            self._entropies.append(_gaussian_entropy(np.asarray(log_std[0])))
         noise = rng.normal(size=mean.shape[1])
         action = np.asarray(mean[0]) + np.exp(np.asarray(log_std[0])) * noise
         return np.clip(action, -1.0, 1.0).astype(np.float32)
@@ -507,9 +517,25 @@ class _Learner:
             jax.block_until_ready(self.online.sample(self.buffer, jax.random.key(0)))
         self._sampling_warm = True
 
+    def target_entropy(self) -> float:
+        """alpha's target: sac.target_entropy, or (default) the starting actor's mean entropy over
+        the states it acted on before the first update (a sharp BC actor is held near its own
+        sharpness instead of being pushed toward SAC's -A/2); fixed then and kept in sac.yaml."""
+        if self._target_entropy is None:
+            if self.sac.target_entropy is not None:
+                self._target_entropy = float(self.sac.target_entropy)
+            else:
+                seen = self._entropies or [self.sac.entropy_target(self.info.action_dim)]
+                self._target_entropy = round(float(np.mean(seen)), 4)
+                self.sac = dataclasses.replace(self.sac, target_entropy=self._target_entropy)
+                save_yaml(self.sac, self.out / SAC_CONFIG)
+            self._entropies = []
+        return self._target_entropy
+
     def update(self, key) -> dict:
-        """One update (sac.utd critic steps and one actor step) on fresh minibatches. Safe beside
-        add and act in other threads (the state is replaced whole, never donated)."""
+        """One update (sac.utd critic steps, then one actor step once the learner has made
+        cfg.critic_warmup updates) on fresh minibatches. Safe beside add and act in other threads
+        (the state is replaced whole, never donated)."""
         import jax
 
         k1, k2 = jax.random.split(key)
@@ -520,7 +546,9 @@ class _Learner:
             batch = jax.tree.map(
                 lambda a, b: np.concatenate([a, b[:, : self.mixed]], axis=1), batch, extra
             )
-        state, metrics = self._update(self.state, batch)
+        target = self.target_entropy()
+        actor = int(self.state.step) >= self.cfg.critic_warmup
+        state, metrics = (self._update if actor else self._critic_update)(self.state, batch, target)
         # published once computed: an actor reading it meanwhile would wait for the update
         self.state = jax.block_until_ready(state)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -547,6 +575,11 @@ class _Learner:
     def close(self) -> None:
         if self.manager is not None:
             self.manager.close()
+
+
+def _gaussian_entropy(log_std: np.ndarray) -> float:
+    """The entropy (nats) of a diagonal Gaussian with these log standard deviations [A]."""
+    return float(0.5 * log_std.size * np.log(2 * np.pi * np.e) + np.sum(log_std))
 
 
 def _transitions(episode, reward: np.ndarray, gamma: float):
@@ -834,5 +867,6 @@ def _status(learner, metrics) -> str:
         text += f"  classifier success {summary['classifier_success']:.0%}"
         text += f"  sim {summary['sim_success']:.0%}"
     if metrics:
-        text += f"  q {metrics['q']:.2f}  alpha {metrics['alpha']:.3f}"
+        text += f"  q {metrics['q']:.2f}"
+        text += f"  alpha {metrics['alpha']:.3f}" if "alpha" in metrics else "  (critics only)"
     return text

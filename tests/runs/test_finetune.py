@@ -45,6 +45,7 @@ def _argv(parts, out, *extra, steps=12):
     argv = ["finetune", "--task", "drawer", "--policy", str(parts["bc"]), "--reward"]
     argv += [str(parts["reward"]), "--steps", str(steps), "--warmup", "5", "--max-steps", "5"]
     argv += ["--batch-size", "8", "--utd", "2", "--ensemble", "2", "--save-every", "5"]
+    argv += ["--critic-warmup", "2"]  # two critic-only updates, then the actor follows
     return [*argv, "--out", str(out), "--quiet", *extra, *SMALL]
 
 
@@ -77,6 +78,22 @@ def test_online_episodes_rewarded_by_the_classifier_then_a_policy_eval_loads(par
     assert read_info(out / EXPORT_DIR).weights == "actor"
     policy = load_policy(out, "drawer")
     assert policy.step > 0  # the actor after updates, not the BC's
+    # alpha's target: the BC actor's own entropy on the states it acted on before the first
+    # update (the warm-up's 5, and the first of the next episode: its step 6 came before)
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.policies.bc.train import make_act_fn
+    from robolearn.runs.finetune import _gaussian_entropy
+
+    actor_cfg, stats = policy_ckpt.read_config(parts["bc"])
+    graph, params, _ = policy_ckpt.restore_actor(parts["bc"], actor_cfg)
+    image = np.concatenate([episodes[0].image[:5], episodes[1].image[:1]])
+    proprio = np.concatenate([episodes[0].proprio[:5], episodes[1].proprio[:1]])
+    _, log_std = make_act_fn(graph, stats)(params, image, proprio)
+    expected = np.mean([_gaussian_entropy(np.asarray(row)) for row in log_std])
+    target = yaml.safe_load((out / "sac.yaml").read_text())["target_entropy"]
+    assert target == pytest.approx(expected, abs=1e-3) and target != -3.5
+    # after the two critic-only updates the actor followed: its metrics are in
+    assert "alpha" in rows[1] and "alpha" in rows[2]
     argv = ["eval", "--task", "drawer", "--policy", str(out), "--episodes", "1", "--max-steps"]
     assert (
         main([*argv, "3", "--video-episodes", "0", "--out", str(tmp_path / "ev"), "--quiet"]) == 0

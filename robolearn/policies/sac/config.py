@@ -51,7 +51,8 @@ class SACConfig:
     init_temperature: float = 0.1
     """the entropy temperature alpha at the start"""
     target_entropy: float | None = None
-    """alpha is tuned so the policy's entropy stays near this (default: -action_dim / 2)"""
+    """alpha is tuned so the policy's entropy stays near this (default: -action_dim / 2;
+    robolearn finetune's default is the starting actor's own entropy, see there)"""
     backup_entropy: bool = False
     """subtract alpha log pi(a'|s') in the TD target (off in Cal-QL and WSRL)"""
     cql_alpha: float = 0.0

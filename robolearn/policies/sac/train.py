@@ -115,11 +115,13 @@ def _sample(rng, mean, log_std, n: int | None = None):
     return action, gaussian_log_prob(mean, log_std, action)
 
 
-def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats):
+def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = True):
     """The jitted update of the module doc: update(state, batch: Transitions [utd, B, ...]) ->
     (state, metrics). Metrics (means over the update): critic_loss, td_loss, q (the data actions'
     Q), target, cql (the regularizer, 0 when off), actor_loss, q_policy, entropy (-log pi of the
-    actor's samples), alpha, bc_nll (the data actions' NLL under the actor)."""
+    actor's samples), alpha, bc_nll (the data actions' NLL under the actor).
+    actor=False: the critic steps alone (the actor and alpha unchanged; no actor metrics), to fit
+    fresh critics to a warm-started actor before it follows them."""
     actor_graph, critic_graph = graphs
     actor_tx, critic_tx, alpha_tx = make_optimizers(cfg)
     n = cfg.cql_actions
@@ -197,7 +199,7 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats):
         )
         return state, {"critic_loss": loss, "target": jnp.mean(target), **aux}
 
-    def actor_step(state: SACState, batch: Transitions):
+    def actor_step(state: SACState, batch: Transitions, target_entropy):
         rng, aug, act_rng = jax.random.split(state.rng, 3)
         image, proprio, _, _ = views(aug, batch)
         critic = nnx.merge(critic_graph, state.critic)
@@ -215,7 +217,6 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats):
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, actor_opt = actor_tx.update(grads, state.actor_opt, state.params)
         params = optax.apply_updates(state.params, updates)
-        target_entropy = cfg.entropy_target(batch.action.shape[-1])
 
         def alpha_loss(log_alpha):
             return log_alpha * jax.lax.stop_gradient(aux["entropy"] - target_entropy)
@@ -229,11 +230,20 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats):
         return state, {"actor_loss": loss, "alpha": jnp.exp(log_alpha), **aux}
 
     @jax.jit
-    def update(state: SACState, batch: Transitions):
+    def jitted(state: SACState, batch: Transitions, target_entropy):
         state, critic_metrics = jax.lax.scan(critic_step, state, batch)
-        last = jax.tree.map(lambda x: x[-1], batch)
-        state, actor_metrics = actor_step(state, last)
+        actor_metrics = {}
+        if actor:
+            last = jax.tree.map(lambda x: x[-1], batch)
+            state, actor_metrics = actor_step(state, last, target_entropy)
         metrics = {k: jnp.mean(v) for k, v in critic_metrics.items()} | actor_metrics
         return state.replace(step=state.step + 1), metrics
+
+    def update(state: SACState, batch: Transitions, target_entropy: float | None = None):
+        """target_entropy: alpha's target for this update (default: the config's); a traced
+        value, so a caller may fix it late without a recompile."""
+        if target_entropy is None:
+            target_entropy = cfg.entropy_target(batch.action.shape[-1])
+        return jitted(state, batch, jnp.float32(target_entropy))
 
     return update
