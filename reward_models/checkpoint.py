@@ -161,9 +161,12 @@ def save_params(root: Path, step: int, params: Any) -> None:
     job, process 0, from its replica)."""
     from robolearn.core.mesh import local
 
+    saved = SavedParams(jnp.asarray(step, jnp.int32), params)
+    if jax.process_count() == 1:  # as jax arrays: orbax then records their shapes, which
+        saved = jax.tree.map(jnp.asarray, saved)  # `robolearn bundles` reads (host copies: none)
     manager = make_manager(root, max_to_keep=1, alone=True)
     try:
-        save_state(manager, local(SavedParams(jnp.asarray(step, jnp.int32), params)))
+        save_state(manager, local(saved))
     finally:
         manager.close()
 

@@ -29,7 +29,7 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     assert "BC policy, actor only, base preset" in by_name["bundle:drawer/bc"]
     assert "PPO policy, actor only: bundle:drawer/bc-3demos" in by_name["bundle:drawer/refined"]
     assert "cnn reward classifier" in by_name["bundle:drawer/reward"]
-    assert "threshold 0.50" in by_name["bundle:drawer/reward"]
+    assert "threshold 0.74" in by_name["bundle:drawer/reward"]
     wm = by_name["bundle:drawer/world-model"]
     assert "4.03M" in wm and "small preset" in wm and "3-step euler sampler" in wm
     assert "context (noise-augmented up to 0.5)" in wm

@@ -4,6 +4,7 @@ train (from --config FILE, flags and overrides), calibrate, evaluate, load the c
 the shipped drawer reward's run config."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,11 @@ def test_train_writes_a_calibrated_checkpoint(trained):
     assert stats["episodes"] == {"train": 10, "validation": 5}
     training = metrics["training"]
     assert training["steps"] == 100 and set(training["last"]) >= {"loss", "accuracy"}
+    # the listing counts its parameters from orbax's metadata (numpy leaves record no shapes)
+    from robolearn import bundles
+
+    line = bundles.summary(bundles.BundlePart("t", "run", run))
+    assert re.search(r"\s\d+\.\dk\s|\s\d\.\d\dM\s", line) and " 0.0k " not in line, line
 
 
 def test_validation_scores_use_calibration_s_own_probabilities():
