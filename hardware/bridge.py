@@ -420,3 +420,22 @@ class Bridge:
         with self._lock:
             self._last_error = message
             self._event(end_s, "record_error", message)
+
+
+def step_info(bridge: Bridge, task_info, step: int, success: bool) -> dict:
+    """A task step's info for a task acted through `bridge` (the simulated arm's BridgeTask, the
+    ROS 2 task): the task's keys, and the bridge's view: `tank_energy_j` (the passivity filter's
+    tank), `injected_energy_j` (injected through the virtual port since the bridge started),
+    `filter_activations` and `interventions` (counts), `held` (why it held; "" while running)."""
+    status = bridge.status()
+    return {
+        "success": bool(success),
+        "instruction": task_info.instruction,
+        "task": task_info.name,
+        "step": step,
+        "tank_energy_j": float(status["tank"]["energy_j"]),
+        "injected_energy_j": float(status["tank"]["injected_energy_j"]),
+        "filter_activations": int(status["tank"]["activations"]),
+        "interventions": int(sum(status["interventions"].values())),
+        "held": "" if status["mode"] == "running" else str(status["hold_reason"]),
+    }

@@ -34,6 +34,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from robolearn.hardware.bridge import step_info
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
@@ -291,18 +292,7 @@ class Ros2Task:
             self.node.hold("operator (robolearn finetune: episode end)")
 
     def _info(self) -> dict[str, Any]:
-        status = self.node.bridge.status()
-        return {
-            "success": self._success,
-            "instruction": self.task_info.instruction,
-            "task": self.task_info.name,
-            "step": self._t,
-            "tank_energy_j": float(status["tank"]["energy_j"]),
-            "injected_energy_j": float(status["tank"]["injected_energy_j"]),
-            "filter_activations": int(status["tank"]["activations"]),
-            "interventions": int(sum(status["interventions"].values())),
-            "held": "" if status["mode"] == "running" else str(status["hold_reason"]),
-        }
+        return step_info(self.node.bridge, self.task_info, self._t, self._success)
 
     @property
     def bridge(self):

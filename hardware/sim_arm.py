@@ -264,18 +264,9 @@ class BridgeTask:
         return {**obs, "state": np.concatenate([self.arm.task.data.qpos, self.arm.task.data.qvel])}
 
     def _info(self) -> dict[str, Any]:
-        status = self.bridge.status()
-        return {
-            "success": self.arm.success(),
-            "instruction": self.task_info.instruction,
-            "task": self.task_info.name,
-            "step": self._t,
-            "tank_energy_j": float(status["tank"]["energy_j"]),
-            "injected_energy_j": float(status["tank"]["injected_energy_j"]),
-            "filter_activations": int(status["tank"]["activations"]),
-            "interventions": int(sum(status["interventions"].values())),
-            "held": "" if status["mode"] == "running" else str(status["hold_reason"]),
-        }
+        from robolearn.hardware.bridge import step_info
+
+        return step_info(self.bridge, self.task_info, self._t, self.arm.success())
 
     def reset(self, *, seed: int | None = None):
         """Place the scene, start a new bridge from the measured start pose (full tank): the arm
