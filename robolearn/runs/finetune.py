@@ -3,7 +3,9 @@ by a reward classifier: warm-started off-policy RL (WSRL, REFERENCES.md section 
 
 The pre-trained actor (a BC or refined policy) first acts alone for `warmup` steps into an empty
 replay buffer, without updates; from then on every environment step is followed by one update of
-the off-policy learner (robolearn.policies.sac: `utd` critic steps and one actor step). Every
+the off-policy learner (robolearn.policies.sac: `utd` critic steps and one actor step; the first
+`critic_warmup` updates fit the critics alone). Over ROS 2 (--ros2) the updates run in a thread
+beside acting instead, one allowed per step, and the arm never waits for them. Every
 reward the learner sees is the classifier's judgement of the frame after the action (binary at
 its calibrated threshold, or its probability); the simulator's success flag is recorded in the
 episodes and logged (`sim_success`) for people to read, never given to the learner.
