@@ -62,7 +62,7 @@ class _HandOver:
         self._episode = 0  # an answer for another episode than the call's is never given
         self._warm = False
         self.active = False
-        self._action_dim, self._wait_s = action_dim, wait_s
+        self._action_dim, self.wait_s = action_dim, wait_s
 
     def policy(self, obs: dict) -> np.ndarray:
         """The bridge node's policy (its policy thread): the caller's action for `obs`."""
@@ -74,11 +74,11 @@ class _HandOver:
                 raise RuntimeError("no episode is running (robolearn finetune ended it)")
             episode, self._obs, self._action = self._episode, obs, None
             self._cv.notify_all()
-            deadline = time.monotonic() + self._wait_s
+            deadline = time.monotonic() + self.wait_s
             while self._action is None and self.active and self._episode == episode:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(f"no action within {self._wait_s:.2f} s")
+                    raise RuntimeError(f"no action within {self.wait_s:.2f} s")
                 self._cv.wait(left)
             if self._action is None or self._episode != episode:
                 raise RuntimeError("the episode ended before an action came")
@@ -157,7 +157,7 @@ class Ros2Task:
             # The hand-over waits as long as the bridge lets a policy step take (its deadline).
             self._hand = _HandOver(len(ACTION_NAMES), wait_s=1.0)
             self.node = BridgeNode(policy=self._hand.policy, context=self._context, cli_args=args)
-            self._hand._wait_s = self.node.bridge.cfg.policy_deadline + 0.1
+            self._hand.wait_s = self.node.bridge.cfg.policy_deadline + 0.1
             self._aux = Node("robolearn_finetune", context=self._context)
             self._reset_client = (
                 self._aux.create_client(Trigger, reset_service) if reset_service else None
@@ -210,9 +210,9 @@ class Ros2Task:
         """The next episode as task `name` (one of reset_free_partners), from where the arm is."""
         if name != self.task_info.name and name not in self._partners:
             raise Ros2TaskError(f"{self.task_info.name!r} cannot continue as {name!r}")
+        self._stop_episode()  # the arm holds while the next task is looked up
         self.task_info, self._partners = self._describe(name)
         self.max_steps = self._fixed_max or self.task_info.max_steps
-        self._stop_episode()
         return self._start()
 
     def reset_free_partners(self) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ episodes after the last checkpoint are not redone; their transitions are in the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -323,8 +324,10 @@ def _task_maker(cfg: FinetuneConfig):
     )  # fmt: skip
 
 
+@functools.cache
 def _describe(name: str):
-    """A task's info and reset-free partners (for the ROS 2 task, which has no simulator)."""
+    """A task's info and reset-free partners (for the ROS 2 task, which has no simulator); once
+    per task, not at every reset-free switch (it builds the task's scene)."""
     from robolearn import envs
 
     task = envs.make(name)

@@ -374,3 +374,40 @@ def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_pat
     assert all(r["held"] == 0.0 for r in rows[1:]), rows
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     assert [ep.num_steps for ep in episodes] == [2, 4]
+
+
+@pytest.mark.slow
+def test_over_ros2_reset_free_practice_resets_the_driver_once(
+    parts, backward, tmp_path, monkeypatch
+):
+    # Forward and backward phases over ROS 2: the driver is reset at the start only, each phase
+    # continues from where the arm is (the bridge restarts from the measured pose).
+    import random
+
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from robolearn.runs import finetune
+
+    def judged(self, images):  # as above: backward phases end at their first step
+        return np.full(len(images), float(self.task == "drawer-close"), np.float32)
+
+    monkeypatch.setattr(finetune._Reward, "__call__", judged)
+    domain = random.SystemRandom().randint(1, 200)
+    for name, value in ros_env(domain).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    out = tmp_path / "rf"
+    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    pair += ["--backward-reward", str(backward["reward"]), "--ros2"]
+    pair += [a for w in wide for a in ("--ros-params", w)]
+    with NodeProcess(DRIVER_MODULE, {"task": "drawer"}, domain, tmp_path / "driver.log") as driver:
+        assert main(_argv(parts, out, *pair, steps=12)) == 0, driver.log()
+        log = driver.log()
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
+        ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1)
+    ]  # fmt: skip
+    assert [ep.meta.extra["reset"] for ep in episodes] == [True, False, False, False]
+    assert log.count("reset drawer seed") == 1, log
+    held = [v for r in _rows(out) for k, v in r.items() if k in ("held", "backward/held")]
+    assert held == [0.0] * 4  # no phase ended by a hold
