@@ -236,8 +236,17 @@ class BridgeTask:
         return self._origin + self._tick * self._dt
 
     def _observe_joints(self, now: float) -> None:
+        """Give the bridge the measured joints. A reading it finds implausible (a finger whipped
+        past its limits by a violent move, say) makes it hold, as on the robot: the episode then
+        ends held, where before the bridge's ObservationError ended the whole run."""
+        from robolearn.hardware.bridge_types import ObservationError
+
         q, qdot, finger, effort = self.arm.joint_state()
-        self.bridge.observe_joints(now, q, qdot, finger, effort)
+        try:
+            self.bridge.observe_joints(now, q, qdot, finger, effort)
+        except ObservationError:
+            if self.bridge.mode == "running":  # not a hold: a reading the bridge cannot take
+                raise
 
     def _until_policy_step(self) -> None:
         """Control periods until the bridge wants its next policy step (a fresh camera frame

@@ -120,3 +120,30 @@ def test_bridge_task_acts_through_the_bridge_like_a_task():
         assert info["task"] == "drawer-close" and info["step"] == 0 and not info["held"]
     finally:
         task.close()
+
+
+def test_bridge_task_ends_the_episode_held_on_an_implausible_reading():
+    """A finger reading past its limits (here a sensor gone wrong, forced by wrapping the
+    simulated arm's reading; in the simulator a violent move can whip a finger there) holds the
+    bridge as on the robot: the step ends the episode held, the run goes on with the next reset."""
+    from robolearn.hardware.sim_arm import BridgeTask
+
+    task = BridgeTask("drawer", max_steps=10)
+    try:
+        obs, info = task.reset(seed=0)
+        real = task.arm.joint_state
+
+        def whipped():
+            q, qdot, finger, effort = real()
+            return q, qdot, finger + 0.03, effort
+
+        task.arm.joint_state = whipped
+        obs, _, terminated, truncated, info = task.step(np.zeros(7))
+        assert truncated and not terminated and task.bridge.mode == "hold"
+        assert info["held"].startswith("implausible_joint_state (fingers read")
+        assert obs["proprio"].shape == (7,) and np.isfinite(obs["proprio"]).all()
+        task.arm.joint_state = real
+        obs, info = task.reset(seed=1)
+        assert task.bridge.mode == "running" and not info["held"]
+    finally:
+        task.close()
