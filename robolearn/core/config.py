@@ -41,11 +41,40 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             f"{where}: unknown key {unknown[0]!r} for {cls.__name__}; "
             f"valid keys: {', '.join(sorted(fields))}"
         )
-    values = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    values = {
+        name: _convert(hints[name], _over_default(fields[name], value), f"{where}.{name}")
+        for name, value in data.items()
+    }
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _over_default(field: dataclasses.Field, value: Any) -> Any:
+    """A mapping given for a nested config, on top of the field's own default instance: keys it
+    does not give keep that default's values, not the nested class's. (SACConfig's field of
+    FinetuneConfig defaults to init_temperature 1e-4; before, a `--utd 2` rebuilt SACConfig from
+    its class defaults and alpha silently started at 0.1.)"""
+    default = field.default
+    if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    if not isinstance(value, Mapping) or not dataclasses.is_dataclass(default):
+        return value
+    if isinstance(default, type):
+        return value
+    base = {f.name: getattr(default, f.name) for f in dataclasses.fields(default) if f.init}
+    return deep_merge(_plain(base), value)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Nested dataclass instances as mappings (so deep_merge merges into them)."""
+    return {
+        k: _plain({f.name: getattr(v, f.name) for f in dataclasses.fields(v) if f.init})
+        if dataclasses.is_dataclass(v) and not isinstance(v, type)
+        else v
+        for k, v in values.items()
+    }
 
 
 @functools.cache

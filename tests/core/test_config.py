@@ -49,3 +49,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_yaml(Outer, tmp_path / "bad.yaml")
+
+
+def test_a_nested_mapping_keeps_the_fields_own_default_instance():
+    """Keys a nested mapping leaves out keep the parent field's default instance's values (a
+    `--utd 2` once reset finetune's sac.init_temperature 1e-4 to SACConfig's class default)."""
+    from robolearn.runs.finetune import FinetuneConfig
+
+    cfg = from_dict(FinetuneConfig, {"task": "drawer", "sac": {"utd": 2}})
+    assert cfg.sac.utd == 2 and cfg.sac.init_temperature == 1e-4
+    from robolearn.policies.sac.config import SACConfig
+
+    assert SACConfig().init_temperature == 0.1  # the class default it used to fall back to
+    cfg = from_dict(FinetuneConfig, {"task": "drawer", "sac": {"actor_optim": {"grad_clip": 0.5}}})
+    assert cfg.sac.actor_optim.learning_rate == 1e-4 and cfg.sac.actor_optim.grad_clip == 0.5
+    assert cfg.sac.init_temperature == 1e-4
+    from robolearn.runs.refine import RefineConfig
+
+    cfg = from_dict(
+        RefineConfig, {"task": "drawer", "ppo": {"actor_optim": {"learning_rate": 3e-5}}}
+    )
+    assert cfg.ppo.actor_optim.grad_clip == 0.5  # PPOConfig's own default, not OptimConfig's
