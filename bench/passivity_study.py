@@ -4,6 +4,12 @@ energy, filter activations and peak contact force on the `press` task, filter of
     python -m bench.passivity_study                      # 3 seeds x 20 episodes, markdown table
     python -m bench.passivity_study --out runs/passivity # ... and runs/passivity/results.json
     python -m bench.run passivity_study [--quick]        # as a benchmark table (--quick: 1 x 5)
+
+Trained policies (one checkpoint per training seed, each plays every episode):
+
+    python -m bench.passivity_study --scripted --seeds 0 --episodes 50 \
+        --policy standard=runs/press-std-0,runs/press-std-1,runs/press-std-2 \
+        --policy energy-aware=runs/press-energy-0,runs/press-energy-1,runs/press-energy-2
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from robolearn.core.errors import RobolearnError  # noqa: E402
 from robolearn.runs import passivity_study as study  # noqa: E402
 
 _COLUMNS = {
@@ -28,6 +36,7 @@ _COLUMNS = {
     "peak_force_n_mean": "peak force N",
     "peak_force_n_max": "max peak force N",
     "final_force_n_mean": "force at end N",
+    "time_to_success_s_mean": "time to success s",
 }
 
 
@@ -48,15 +57,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per seed")
     parser.add_argument("--max-steps", type=int, default=50, help="5 Hz steps per episode")
     parser.add_argument("--noise-std", type=float, default=0.0, help="action noise of the policies")
+    parser.add_argument(
+        "--scripted", nargs="*", default=list(study.POLICIES), metavar="NAME",
+        help="scripted policies to study: aggressive, expert (default both; none: --scripted)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy", action="append", default=[], metavar="NAME=CKPT[,CKPT...]",
+        help="a trained press policy, one checkpoint per training seed (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--image-size", type=int, default=64, help="the trained policies' frame")
     parser.add_argument("--out", default=None, help="directory for results.json")
     args = parser.parse_args(argv)
-    cfg = study.StudyConfig(
-        seeds=tuple(args.seeds),
-        episodes=args.episodes,
-        max_steps=args.max_steps,
-        noise_std=args.noise_std,
-    )
-    results = study.run_study(cfg)
+    try:
+        cfg = study.StudyConfig(
+            seeds=tuple(args.seeds),
+            episodes=args.episodes,
+            max_steps=args.max_steps,
+            noise_std=args.noise_std,
+            policies=tuple(args.scripted),
+            trained=tuple(args.policy),
+            image_size=args.image_size,
+        )
+        results = study.run_study(cfg)
+    except RobolearnError as err:  # a bad setting or checkpoint: one line, nothing written
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print()
     print(study.markdown_table(results))
     if args.out:

@@ -23,6 +23,14 @@ refilled and steps returned: what the commands drew from the tank), activations 
 with alpha < 1), the lowest tank level, and the peak contact force between arm and scene (N, the
 largest total normal force at any 2 ms physics step). Both conditions see the same placements and
 the same policy noise.
+
+Trained policies join the scripted ones (`trained`, "NAME=CHECKPOINT[,CHECKPOINT...]", one
+checkpoint per training seed, e.g. a standard and an energy-aware `robolearn finetune --bridge`
+run): each acts with its mean action on what the robot bridge would give it at the start of each
+step (the camera frame then, proprio of the measured joints), and every checkpoint plays the same
+placements. A condition's row pools its checkpoints' episodes; `by_checkpoint` keeps each one's
+figures, so the spread over training seeds is in the results too. Time to success is the first
+0.2 s step at whose end the button is down, over the episodes that succeed.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from robolearn.core import widowx as wx
 from robolearn.core import widowx_control as control
 from robolearn.core.errors import ConfigError
 from robolearn.core.stats import wilson_interval
@@ -45,6 +54,7 @@ CONTROL_HZ = 100.0
 CONTROL_PER_POLICY_STEP = round(CONTROL_HZ / control.CONTROL_HZ)  # 20 driver periods per action
 RAMP_PERIODS = round(CONTROL_PER_POLICY_STEP * control.RAMP_CHUNKS / control.INTERP_CHUNKS)
 POLICIES = ("aggressive", "expert")
+STEP_S = 1.0 / control.CONTROL_HZ  # one policy step, 0.2 s
 
 # The study's tank (K and D: robolearn.hardware.passivity's port model, the simulated servo's
 # gains). The budget E_init - E_min = 0.4 J is calibrated on this task, noise-free: the gentle
@@ -66,6 +76,9 @@ class StudyConfig:
     episodes: episodes per seed. max_steps: 5 Hz policy steps per episode (10 s at 50).
     policies: "aggressive" (the passivity-agnostic AggressivePress) and/or "expert" (the task's
         gentle scripted expert, a reference for what the filter costs a well-behaved policy).
+    trained: trained policies, each "NAME=CHECKPOINT[,CHECKPOINT...]" (checkpoint directories or
+        shipped parts of the press task, one per training seed; each plays every episode).
+    image_size: the camera frame the trained policies see (their checkpoints must agree).
     noise_std: Gaussian noise added to every action dimension (0: deterministic policies).
     energy_*_j: the tank (robolearn.hardware.passivity.PassivityConfig) of the "on" and "off"
     conditions.
@@ -75,6 +88,8 @@ class StudyConfig:
     episodes: int = 20
     max_steps: int = 50
     policies: tuple[str, ...] = POLICIES
+    trained: tuple[str, ...] = ()
+    image_size: int = 64
     noise_std: float = 0.0
     energy_init_j: float = ENERGY_INIT_J
     energy_min_j: float = ENERGY_MIN_J
@@ -87,11 +102,29 @@ class StudyConfig:
                 f"episodes={self.episodes}, max_steps={self.max_steps}"
             )
         unknown = [p for p in self.policies if p not in POLICIES]
-        if unknown or not self.policies:
+        if unknown:
             raise ConfigError(f"policies must be among {', '.join(POLICIES)}, got {self.policies}")
+        names = [name for name, _ in self.trained_policies()] + list(self.policies)
+        if not names:
+            raise ConfigError("nothing to study: give a scripted policy or a trained one")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"every policy needs its own name, got {', '.join(names)}")
         if not self.noise_std >= 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
         self.passivity(enabled=True)  # validates the tank
+
+    def trained_policies(self) -> list[tuple[str, tuple[str, ...]]]:
+        """`trained` parsed: (name, checkpoints) pairs; a one-line ConfigError if malformed."""
+        parsed = []
+        for entry in self.trained:
+            name, sep, specs = str(entry).partition("=")
+            checkpoints = tuple(c.strip() for c in specs.split(","))
+            if not sep or not name.strip() or not all(checkpoints):
+                raise ConfigError(
+                    f"a trained policy is NAME=CHECKPOINT[,CHECKPOINT...], got {entry!r}"
+                )
+            parsed.append((name.strip(), checkpoints))
+        return parsed
 
     def passivity(self, enabled: bool) -> PassivityConfig:
         """The filter settings of one condition (dt = the 100 Hz driver period)."""
@@ -140,6 +173,27 @@ def _expert(task: contact.PressTask) -> np.ndarray:
     return task.expert_action()
 
 
+class TrainedPolicy:
+    """A policy checkpoint (BC, PPO or SAC) acting on `arm` with its mean action, from what the
+    robot bridge would give it: the camera frame of now and proprio of the measured joints."""
+
+    def __init__(self, spec: str, arm: SimArm):
+        from robolearn.hardware.policy_loader import load_policy
+
+        self.spec, self.arm = spec, arm
+        self.policy = load_policy(spec, TASK, image_size=arm.image_size)
+
+    def reset(self) -> None:
+        """Forget the previous episode (a policy with a frame history starts afresh)."""
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+
+    def __call__(self, task: contact.PressTask) -> np.ndarray:
+        q, _, finger, _ = self.arm.joint_state()
+        obs = {"image": self.arm.render(), "proprio": wx.proprio(q, finger).astype(np.float32)}
+        return np.asarray(self.policy(obs), dtype=np.float64)
+
+
 def run_episode(
     arm: SimArm,
     policy: Callable[[contact.PressTask], np.ndarray],
@@ -156,8 +210,8 @@ def run_episode(
     rng = np.random.default_rng(seed)
     q, qdot, *_ = arm.joint_state()
     filt.reset(task.target.q_rad)
-    success, lowest = False, filt.state.energy_j
-    for _ in range(max_steps):
+    success, lowest, success_step = False, filt.state.energy_j, None
+    for step in range(max_steps):
         action = np.asarray(policy(task), dtype=np.float64)
         if noise_std > 0:
             action = action + rng.normal(0.0, noise_std, action.shape)
@@ -171,12 +225,14 @@ def run_episode(
             arm.step(1.0 / CONTROL_HZ)
             q, qdot, *_ = arm.joint_state()
             lowest = min(lowest, filt.state.energy_j)
-        success = success or arm.success()
+        if not success and arm.success():
+            success, success_step = True, step + 1
     tank = filt.state
     return {
         "seed": seed,
         "success": success,
         "success_at_end": arm.success(),
+        "time_to_success_s": None if success_step is None else success_step * STEP_S,
         "violation_steps": tank.violations,
         "control_steps": tank.steps,
         "activations": tank.activations,
@@ -199,6 +255,7 @@ def summarize(episodes: list[dict]) -> dict:
     injected = np.array([e["injected_energy_j"] for e in episodes])
     net = injected - np.array([e["harvested_energy_j"] for e in episodes])
     peak = np.array([e["peak_force_n"] for e in episodes])
+    times = [e["time_to_success_s"] for e in episodes if e.get("time_to_success_s") is not None]
     return {
         "episodes": n,
         "success": wins,
@@ -218,24 +275,38 @@ def summarize(episodes: list[dict]) -> dict:
         "peak_force_n_p95": float(np.percentile(peak, 95)),
         "peak_force_n_max": float(peak.max()),
         "final_force_n_mean": float(np.mean([e["final_force_n"] for e in episodes])),
+        "time_to_success_s_mean": float(np.mean(times)) if times else None,
     }
 
 
 def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict:
-    """Every (policy, filter on/off) condition over cfg.seeds x cfg.episodes; the results dict."""
-    arm = SimArm(TASK, seed=0)
+    """Every (policy, filter on/off) condition over cfg.seeds x cfg.episodes (for each checkpoint
+    of a trained policy); the results dict."""
+    arm = SimArm(TASK, image_size=cfg.image_size, seed=0)
     rows, start = [], time.perf_counter()
     try:
-        for name in cfg.policies:
-            policy = AggressivePress() if name == "aggressive" else _expert
+        policies = [(name, [AggressivePress() if name == "aggressive" else _expert], [name])
+                    for name in cfg.policies]  # fmt: skip
+        for name, specs in cfg.trained_policies():  # loaded (and checked) before any episode
+            policies.append((name, [TrainedPolicy(spec, arm) for spec in specs], list(specs)))
+        for name, players, labels in policies:
             for enabled in (False, True):
                 filt = PassivityFilter(cfg.passivity(enabled))
-                episodes = [
-                    run_episode(arm, policy, filt, 1000 * s + i, cfg.max_steps, cfg.noise_std)
-                    for s in cfg.seeds
-                    for i in range(cfg.episodes)
+                played = [
+                    [
+                        run_episode(arm, policy, filt, 1000 * s + i, cfg.max_steps, cfg.noise_std)
+                        for s in cfg.seeds
+                        for i in range(cfg.episodes)
+                    ]
+                    for policy in players
                 ]
+                episodes = [e for per_policy in played for e in per_policy]
                 row = {"policy": name, "filter": "on" if enabled else "off"}
+                if name not in cfg.policies:  # trained: each checkpoint's own figures too
+                    row["by_checkpoint"] = [
+                        {"checkpoint": label, **summarize(per_policy)}
+                        for label, per_policy in zip(labels, played, strict=True)
+                    ]
                 rows.append({**row, **summarize(episodes), "per_episode": episodes})
                 log(f"{name}, filter {row['filter']}: {len(episodes)} episodes, "
                     f"{time.perf_counter() - start:.0f} s")  # fmt: skip
@@ -247,26 +318,40 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def markdown_table(results: dict) -> str:
-    """The study's table (one row per condition) as GitHub markdown."""
+    """The study's table (one row per condition) as GitHub markdown; with trained policies, a
+    second table of each checkpoint (training seed) on its own."""
     head = (
         "| policy | filter | success (95 % CI) | episodes with violations (95 % CI) | "
         "control steps in violation | injected J (mean / max) | net J (mean / max) | "
-        "activation rate | lowest tank J | peak force N (mean / p95 / max) | force at end N |"
+        "activation rate | lowest tank J | peak force N (mean / p95 / max) | force at end N | "
+        "time to success s |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results["conditions"]:
-        lines.append(
-            f"| {r['policy']} | {r['filter']} | "
-            f"{_rate(r['success'], r['episodes'], r['success_ci95'])} | "
-            f"{_rate(r['violation_episodes'], r['episodes'], r['violation_episode_ci95'])} | "
-            f"{100 * r['violation_step_rate']:.1f} % | "
-            f"{r['injected_energy_j_mean']:.2f} / {r['injected_energy_j_max']:.2f} | "
-            f"{r['net_energy_j_mean']:.2f} / {r['net_energy_j_max']:.2f} | "
-            f"{100 * r['activation_rate']:.1f} % | {r['lowest_energy_j']:.2f} | "
-            f"{r['peak_force_n_mean']:.1f} / {r['peak_force_n_p95']:.1f} / "
-            f"{r['peak_force_n_max']:.1f} | {r['final_force_n_mean']:.1f} |"
-        )
+        lines.append(f"| {r['policy']} | {r['filter']} | {_figures(r)} |")
+    seeds = [(r, c) for r in results["conditions"] for c in r.get("by_checkpoint", [])]
+    if seeds:
+        lines += ["", head.replace("| policy |", "| policy | checkpoint |", 1)]
+        lines.append("|" + "---|" * (head.count(" | ") + 1) + "---|")
+        for r, c in seeds:
+            lines.append(f"| {r['policy']} | {c['checkpoint']} | {r['filter']} | {_figures(c)} |")
     return "\n".join(lines)
+
+
+def _figures(r: dict) -> str:
+    """The metric cells of one table row (a condition, or one checkpoint of it)."""
+    time_s = r.get("time_to_success_s_mean")
+    return (
+        f"{_rate(r['success'], r['episodes'], r['success_ci95'])} | "
+        f"{_rate(r['violation_episodes'], r['episodes'], r['violation_episode_ci95'])} | "
+        f"{100 * r['violation_step_rate']:.1f} % | "
+        f"{r['injected_energy_j_mean']:.2f} / {r['injected_energy_j_max']:.2f} | "
+        f"{r['net_energy_j_mean']:.2f} / {r['net_energy_j_max']:.2f} | "
+        f"{100 * r['activation_rate']:.1f} % | {r['lowest_energy_j']:.2f} | "
+        f"{r['peak_force_n_mean']:.1f} / {r['peak_force_n_p95']:.1f} / "
+        f"{r['peak_force_n_max']:.1f} | {r['final_force_n_mean']:.1f} | "
+        f"{'-' if time_s is None else f'{time_s:.2f}'}"
+    )
 
 
 def _rate(k: int, n: int, ci: tuple[float, float]) -> str:

@@ -106,6 +106,87 @@ def test_bench_command_prints_the_table_and_writes_results(tmp_path, capsys):
     assert len(saved["conditions"]) == 4 and saved["config"]["seeds"] == [3]
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny press policies (BC, 2 steps on random frames): two 'training seeds'."""
+    from test_imagine import _train_bc
+
+    from robolearn.data.synthetic import write_random_store
+
+    root = tmp_path_factory.mktemp("press-policies")
+    data = write_random_store(root / "data", 2, 6, task="press", seed=1)
+    return [str(_train_bc(data, root / f"bc-{seed}")) for seed in (0, 1)]
+
+
+def test_trained_policies_play_every_placement_once_per_checkpoint(trained):
+    a, b = trained
+    cfg = study.StudyConfig(
+        seeds=(0,), episodes=2, max_steps=3, policies=("expert",),
+        trained=(f"tiny={a},{b}", f"again={a}"),
+    )  # fmt: skip
+    results = study.run_study(cfg, log=lambda _: None)
+    rows = {(r["policy"], r["filter"]): r for r in results["conditions"]}
+    assert list(rows) == [(p, f) for p in ("expert", "tiny", "again") for f in ("off", "on")]
+    tiny = rows["tiny", "off"]
+    assert tiny["episodes"] == 4 and [c["checkpoint"] for c in tiny["by_checkpoint"]] == [a, b]
+    assert [e["seed"] for e in tiny["per_episode"]] == [0, 1, 0, 1]  # the same placements
+    assert [c["episodes"] for c in tiny["by_checkpoint"]] == [2, 2]
+    # a checkpoint plays deterministically (mean actions): the same policy, the same episodes
+    first = tiny["by_checkpoint"][0]
+    assert first["injected_energy_j_mean"] == rows["again", "off"]["injected_energy_j_mean"]
+    assert "by_checkpoint" not in rows["expert", "off"]
+    for e in tiny["per_episode"]:
+        assert e["control_steps"] == 3 * study.CONTROL_PER_POLICY_STEP
+        assert e["time_to_success_s"] is None or 0 < e["time_to_success_s"] <= 3 * study.STEP_S
+    expert = rows["expert", "off"]["per_episode"]
+    assert all(e["time_to_success_s"] is None for e in expert)  # 3 steps: not pressed yet
+    table = study.markdown_table(results)
+    assert f"| tiny | {b} | on |" in table and "| again | on |" in table
+    # head, rule, 6 conditions; a blank line; head, rule, 6 checkpoint rows (2 + 2 + 1 + 1)
+    assert len(table.splitlines()) == 2 + 6 + 1 + 2 + 6
+    json.dumps(results, default=float)
+
+
+def test_time_to_success_is_the_first_step_the_button_is_down():
+    cfg = study.StudyConfig(seeds=(0,), episodes=1, max_steps=14, policies=("expert",))
+    off = study.run_study(cfg, log=lambda _: None)["conditions"][0]
+    episode = off["per_episode"][0]
+    assert episode["success"] and 0 < episode["time_to_success_s"] <= 14 * study.STEP_S
+    assert off["time_to_success_s_mean"] == episode["time_to_success_s"]
+    assert pytest.approx(0.2) == study.STEP_S
+
+
+def test_bench_command_studies_trained_policies_alone(trained, tmp_path, capsys):
+    argv = ["--scripted", "--policy", f"bc={trained[0]}", "--seeds", "0", "--episodes", "1"]
+    assert bench_study.main([*argv, "--max-steps", "2", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["policy"], r["filter"]) for r in saved["conditions"]] == [
+        ("bc", "off"),
+        ("bc", "on"),
+    ]
+    assert saved["config"]["trained"] == [f"bc={trained[0]}"]
+    assert f"| bc | {trained[0]} | off |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--policy", "bc=/no/such/checkpoint"], "no policy at '/no/such/checkpoint'"),
+        (["--policy", "bc"], "a trained policy is NAME=CHECKPOINT"),
+        (["--policy", "bc=A,"], "a trained policy is NAME=CHECKPOINT"),
+        (["--scripted"], "nothing to study"),
+        (["--policy", "expert=A"], "every policy needs its own name"),
+        (["--policy", "bundle=bundle:drawer/bc"], "trained for task 'drawer', not 'press'"),
+    ],
+)
+def test_bench_refuses_bad_policies_in_one_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert bench_study.main([*argv, "--episodes", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()  # refused before anything was run or written
+
+
 def test_bad_study_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="policies must be among aggressive, expert"):
         study.StudyConfig(policies=("random",))
