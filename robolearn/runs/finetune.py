@@ -126,8 +126,13 @@ class FinetuneConfig:
     logged, never rewarded; "" for none"""
     energy_coef: float = 0.0
     """passivity-aware training (--bridge or --ros2): every step's reward loses this many units per
-    joule the commands injected through the passivity filter's virtual port in that step (its own
-    accounting, hardware/passivity.py): the policy learns to reach its goal with less energy"""
+    joule of --energy-cost in that step (the passivity filter's own accounting,
+    hardware/passivity.py): the policy learns to reach its goal with less energy"""
+    energy_cost: Literal["injected", "drawn"] = "injected"
+    """what a joule of --energy-coef counts: injected, the energy the commands put into the
+    filter's virtual port (all of it, most of which damping gives back while the arm moves freely);
+    drawn, the tank's net drop over the step (injected minus what damping refilled; negative when
+    the tank refills): what pushing against a blocked joint spends and the energy budget bounds"""
     seed: int = 0
     """seed of the learner; online episode k resets with the collection seed of (seed, k)"""
     save_every: int = 1_000
@@ -637,6 +642,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}
             energy_so_far, episode_energy, judgements = _injected_so_far(task), 0.0, []
+            tank_before, episode_drawn = _tank_energy(task), 0.0
             try:
                 ended = False
                 while not ended and env_steps < cfg.steps:
@@ -648,8 +654,12 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                     if "injected_energy_j" in step_info:  # acting through the bridge
                         injected = step_info["injected_energy_j"] - energy_so_far
                         energy_so_far = step_info["injected_energy_j"]
+                        drawn = tank_before - step_info["tank_energy_j"]
+                        tank_before = step_info["tank_energy_j"]
                         episode_energy += injected
-                        r -= cfg.energy_coef * injected  # the learner's reward, recorded
+                        episode_drawn += drawn
+                        cost = injected if cfg.energy_cost == "injected" else drawn
+                        r -= cfg.energy_coef * cost  # the learner's reward, recorded
                     recorder.add_step(action, r, obs, bool(step_info["success"]))
                     sim_success |= bool(step_info["success"])
                     rewards.append(r)
@@ -684,7 +694,11 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 "episode_steps": len(rewards),
                 "warmup": float(env_steps <= cfg.warmup),
                 **bridge,
-                **({"injected_energy_j": episode_energy} if bridge else {}),
+                **(
+                    {"injected_energy_j": episode_energy, "drawn_energy_j": episode_drawn}
+                    if bridge
+                    else {}
+                ),
                 **metrics,
             }
             writer.write(env_steps, row, prefix="" if phase == 0 else BACKWARD + "/")
@@ -790,6 +804,12 @@ def _injected_so_far(task) -> float:
     """The energy the bridge's commands injected so far (J; 0 without a bridge)."""
     bridge = getattr(task, "bridge", None)
     return float(bridge.tank.injected_energy_j) if bridge is not None else 0.0
+
+
+def _tank_energy(task) -> float:
+    """The bridge's tank level now (J; 0 without a bridge)."""
+    bridge = getattr(task, "bridge", None)
+    return float(bridge.tank.energy_j) if bridge is not None else 0.0
 
 
 def _bridge_metrics(so_far: dict, info: dict) -> dict:

@@ -182,6 +182,7 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
         ),
         (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
         (["--energy-coef", "1"], "--energy-coef needs --bridge or --ros2"),
+        (["--bridge", "energy_cost=joules"], "expected one of injected, drawn"),
         (["--bridge", "--ros2"], "choose one"),
         (["--ros-params", "output_mode:=joint_trajectory"], "they need --ros2"),
         (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
@@ -225,17 +226,23 @@ def test_acting_through_the_bridge_on_the_simulated_arm(parts, tmp_path):
         np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
 
 
-def test_energy_cost_comes_off_every_reward_through_the_bridge(parts, tmp_path):
+@pytest.mark.parametrize("cost", ["injected", "drawn"])
+def test_energy_cost_comes_off_every_reward_through_the_bridge(parts, tmp_path, cost):
     out = tmp_path / "energy"
-    assert main(_argv(parts, out, "--bridge", "--energy-coef", "0.5", steps=6)) == 0
+    argv = _argv(parts, out, "--bridge", "--energy-coef", "0.5", "--energy-cost", cost, steps=6)
+    assert main(argv) == 0
     rows = _rows(out)
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     for row, ep in zip(rows, episodes, strict=True):
         judged = _classifier_rewards(parts, ep)
-        cost = judged - ep.reward  # 0.5 per joule the commands injected in that step
-        assert np.all(cost >= 0) and cost.sum() > 0
-        assert cost.sum() == pytest.approx(0.5 * row["injected_energy_j"], rel=1e-4, abs=1e-6)
+        paid = judged - ep.reward  # 0.5 per joule of the cost in that step
+        assert paid.sum() == pytest.approx(0.5 * row[f"{cost}_energy_j"], rel=1e-4, abs=1e-6)
+        if cost == "injected":  # only ever positive
+            assert np.all(paid >= 0) and paid.sum() > 0
+        assert np.any(paid != 0)
         assert row["classifier_success"] == float(np.any(judged >= 0.5))  # judged unshaped
+        assert row["injected_energy_j"] >= row["drawn_energy_j"]  # damping refills the tank
+        assert row["min_tank_energy_j"] <= 5.0 - max(row["drawn_energy_j"], 0.0) + 1e-6
 
 
 def test_resume_refuses_other_parts(parts, tmp_path, capsys):
