@@ -128,6 +128,10 @@ class FinetuneConfig:
     """passivity-aware training (--bridge or --ros2): every step's reward loses this many units per
     joule of --energy-cost in that step (the passivity filter's own accounting,
     hardware/passivity.py): the policy learns to reach its goal with less energy"""
+    no_filter: bool = False
+    """--bridge: the passivity filter only accounts the commands' energy while the policy trains
+    (the passivity study's filter-off condition; --energy-coef still sees it) instead of gating
+    them; over ROS 2 the node's parameter says: --ros-params filter_enabled:=false"""
     energy_cost: Literal["injected", "drawn"] = "injected"
     """what a joule of --energy-coef counts: injected, the energy the commands put into the
     filter's virtual port (all of it, most of which damping gives back while the arm moves freely);
@@ -169,6 +173,10 @@ class FinetuneConfig:
             raise ConfigError(
                 "--energy-coef needs --bridge or --ros2: the energy is the passivity filter's "
                 "accounting"
+            )
+        if self.no_filter and not self.bridge:
+            raise ConfigError(
+                "--no-filter is for --bridge (over ROS 2: --ros-params filter_enabled:=false)"
             )
         if self.bridge and self.ros2:
             raise ConfigError("--bridge (simulated time) and --ros2 (real time): choose one")
@@ -316,9 +324,18 @@ def _task_maker(cfg: FinetuneConfig):
     if envs.task_info(cfg.task).suite != "widowx":
         raise ConfigError(f"{how}; {cfg.task!r} is not a WidowX task")
     if cfg.bridge:
+        from robolearn.hardware.bridge import BridgeConfig
+        from robolearn.hardware.passivity import PassivityConfig
         from robolearn.hardware.sim_arm import BridgeTask
 
-        return lambda name, image_size, max_steps: BridgeTask(name, image_size, max_steps)
+        def bridge_task(name, image_size, max_steps):
+            bridge_cfg = BridgeConfig(
+                task=name, image_size=image_size,
+                passivity=PassivityConfig(enabled=not cfg.no_filter),
+            )  # fmt: skip
+            return BridgeTask(name, image_size, max_steps, bridge_cfg=bridge_cfg)
+
+        return bridge_task
     try:
         from robolearn.hardware.ros2_task import Ros2Task
     except ImportError as exc:

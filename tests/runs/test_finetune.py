@@ -184,6 +184,7 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
         (["--energy-coef", "1"], "--energy-coef needs --bridge or --ros2"),
         (["--bridge", "energy_cost=joules"], "expected one of injected, drawn"),
         (["--bridge", "--ros2"], "choose one"),
+        (["--no-filter"], "--no-filter is for --bridge"),
         (["--ros-params", "output_mode:=joint_trajectory"], "they need --ros2"),
         (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
         (["--task", "metaworld/lever-pull-40hz", "--ros2"], "--ros2 drives the WidowX"),
@@ -299,6 +300,23 @@ def test_a_policy_trained_with_the_energy_cost_injects_less(parts, tmp_path):
         assert run.returncode == 0, output[-2000:]
     energy = {coef: _bridge_energy(tmp_path / f"coef-{coef}") for coef in runs}
     assert energy["1"] < 0.6 * energy["0"], energy
+
+
+@pytest.mark.parametrize("no_filter", [False, True])
+def test_no_filter_trains_with_the_filter_accounting_only(no_filter):
+    from robolearn.runs.finetune import _task_maker
+
+    cfg = FinetuneConfig(task="drawer", bridge=True, no_filter=no_filter)
+    task = _task_maker(cfg)("drawer", 64, 5)
+    try:
+        task.reset(seed=0)
+        assert task.bridge.cfg.passivity.enabled is not no_filter
+        assert task.bridge.cfg.task == "drawer" and task.bridge.cfg.image_size == 64
+        for _ in range(2):  # the tank is accounted either way (what --energy-coef charges)
+            *_, info = task.step(np.array([0, 0, -1.0, 0, 0, 0, 0]))
+        assert info["injected_energy_j"] > 0
+    finally:
+        task.close()
 
 
 def test_resume_refuses_other_parts(parts, tmp_path, capsys):
