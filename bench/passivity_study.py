@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--image-size", type=int, default=64, help="the trained policies' frame")
     parser.add_argument("--out", default=None, help="directory for results.json")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="also draw the study as bars")
     args = parser.parse_args(argv)
+    if args.plot and not args.plot.lower().endswith(".png"):
+        print(f"error: --plot writes a PNG file, got {args.plot!r}", file=sys.stderr)
+        return 2
     try:
         cfg = study.StudyConfig(
             seeds=tuple(args.seeds),
@@ -89,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
         print(f"\nwrote {out / 'results.json'}")
+    if args.plot:
+        import cv2
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(args.plot, cv2.cvtColor(study.plot(results), cv2.COLOR_RGB2BGR))
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -338,6 +338,56 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+PLOTTED = (  # (key, its 95 % interval or None, panel title)
+    ("success_rate", "success_ci95", "success (95 % CI)"),
+    ("violation_episode_rate", "violation_episode_ci95", "episodes over the energy budget"),
+    ("net_energy_j_mean", None, "net energy drawn, J (mean)"),
+    ("peak_force_n_mean", None, "peak contact force, N (mean)"),
+)
+
+
+def plot(results: dict, dpi: int = 100) -> np.ndarray:
+    """The study as bars, uint8 RGB [H, W, 3]: one panel per PLOTTED metric, each policy a pair of
+    bars (filter off, on), rates with their Wilson intervals."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = results["conditions"]
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    width_in = max(8.0, 1.1 * len(names) * 2)
+    fig = Figure(figsize=(width_in, 6.0), dpi=dpi, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    x = np.arange(len(names))
+    for i, (key, ci_key, title) in enumerate(PLOTTED):
+        ax = fig.add_subplot(2, 2, i + 1)
+        for k, (state, colour) in enumerate((("off", "tab:red"), ("on", "tab:blue"))):
+            found = {r["policy"]: r for r in rows if r["filter"] == state}
+            values = np.array([found[n][key] if n in found else np.nan for n in names], float)
+            errors = None
+            if ci_key is not None:
+                lo = np.array([found[n][ci_key][0] if n in found else np.nan for n in names])
+                hi = np.array([found[n][ci_key][1] if n in found else np.nan for n in names])
+                errors = np.stack([values - lo, hi - values])
+            ax.bar(x + (k - 0.5) * 0.38, values, 0.38, yerr=errors, capsize=3, color=colour,
+                   label=f"filter {state}")  # fmt: skip
+        ax.set_xticks(x, names, fontsize=8, rotation=15)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        if ci_key is not None:
+            ax.set_ylim(0, 1)
+        if key == "net_energy_j_mean":  # from a fraction of the budget to a runaway's 100 J
+            ax.set_yscale("symlog", linthresh=0.1)
+            tank = results.get("config", {})
+            if "energy_init_j" in tank:
+                budget = tank["energy_init_j"] - tank["energy_min_j"]
+                ax.axhline(budget, color="black", ls="--", lw=1, label=f"budget {budget:.1f} J")
+                ax.legend(fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def _figures(r: dict) -> str:
     """The metric cells of one table row (a condition, or one checkpoint of it)."""
     time_s = r.get("time_to_success_s_mean")

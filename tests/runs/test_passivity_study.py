@@ -158,7 +158,14 @@ def test_time_to_success_is_the_first_step_the_button_is_down():
 
 def test_bench_command_studies_trained_policies_alone(trained, tmp_path, capsys):
     argv = ["--scripted", "--policy", f"bc={trained[0]}", "--seeds", "0", "--episodes", "1"]
+    plot = tmp_path / "media" / "study.png"
+    argv += ["--plot", str(plot)]
     assert bench_study.main([*argv, "--max-steps", "2", "--out", str(tmp_path)]) == 0
+    import cv2
+
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[0] > 300 and image.shape[2] == 3
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # drawn, not blank
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [(r["policy"], r["filter"]) for r in saved["conditions"]] == [
         ("bc", "off"),
@@ -177,6 +184,7 @@ def test_bench_command_studies_trained_policies_alone(trained, tmp_path, capsys)
         (["--scripted"], "nothing to study"),
         (["--policy", "expert=A"], "every policy needs its own name"),
         (["--policy", "bundle=bundle:drawer/bc"], "trained for task 'drawer', not 'press'"),
+        (["--plot", "study.jpg"], "--plot writes a PNG file"),
     ],
 )
 def test_bench_refuses_bad_policies_in_one_line(tmp_path, capsys, argv, message):
