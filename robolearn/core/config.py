@@ -59,21 +59,22 @@ def _over_default(field: dataclasses.Field, value: Any) -> Any:
     default = field.default
     if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
         default = field.default_factory()
-    if not isinstance(value, Mapping) or not dataclasses.is_dataclass(default):
+    if not isinstance(value, Mapping) or not _is_instance(default):
         return value
-    if isinstance(default, type):
-        return value
-    base = {f.name: getattr(default, f.name) for f in dataclasses.fields(default) if f.init}
-    return deep_merge(_plain(base), value)
+    return deep_merge(_as_mapping(default), value)
 
 
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """Nested dataclass instances as mappings (so deep_merge merges into them)."""
+def _is_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _as_mapping(config: Any) -> dict[str, Any]:
+    """A config instance's init fields as a mapping, nested instances as mappings too (so
+    deep_merge merges into them)."""
     return {
-        k: _plain({f.name: getattr(v, f.name) for f in dataclasses.fields(v) if f.init})
-        if dataclasses.is_dataclass(v) and not isinstance(v, type)
-        else v
-        for k, v in values.items()
+        f.name: _as_mapping(v) if _is_instance(v := getattr(config, f.name)) else v
+        for f in dataclasses.fields(config)
+        if f.init
     }
 
 

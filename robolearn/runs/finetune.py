@@ -658,8 +658,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}
-            energy_so_far, episode_energy, judgements = _injected_so_far(task), 0.0, []
-            tank_before, episode_drawn = _tank_energy(task), 0.0
+            (energy_so_far, tank_before), judgements = _tank(task), []
+            episode_energy, episode_drawn = 0.0, 0.0
             try:
                 ended = False
                 while not ended and env_steps < cfg.steps:
@@ -817,16 +817,14 @@ class _Updater:
             raise RuntimeError(f"the learner thread failed: {self.error}") from self.error
 
 
-def _injected_so_far(task) -> float:
-    """The energy the bridge's commands injected so far (J; 0 without a bridge)."""
+def _tank(task) -> tuple[float, float]:
+    """The bridge's tank now: (energy its commands injected so far, its level), in J; zeros
+    without a bridge."""
     bridge = getattr(task, "bridge", None)
-    return float(bridge.tank.injected_energy_j) if bridge is not None else 0.0
-
-
-def _tank_energy(task) -> float:
-    """The bridge's tank level now (J; 0 without a bridge)."""
-    bridge = getattr(task, "bridge", None)
-    return float(bridge.tank.energy_j) if bridge is not None else 0.0
+    if bridge is None:
+        return 0.0, 0.0
+    tank = bridge.tank
+    return float(tank.injected_energy_j), float(tank.energy_j)
 
 
 def _bridge_metrics(so_far: dict, info: dict) -> dict:

@@ -358,16 +358,21 @@ def plot(results: dict, dpi: int = 100) -> np.ndarray:
     fig = Figure(figsize=(width_in, 6.0), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     x = np.arange(len(names))
+    found = {(r["policy"], r["filter"]): r for r in rows}
+
+    def column(state: str, key: str) -> np.ndarray:  # [policies] or [policies, 2] (an interval)
+        missing = (np.nan, np.nan) if key.endswith("ci95") else np.nan
+        return np.array(
+            [found[n, state][key] if (n, state) in found else missing for n in names], float
+        )
+
     for i, (key, ci_key, title) in enumerate(PLOTTED):
         ax = fig.add_subplot(2, 2, i + 1)
         for k, (state, colour) in enumerate((("off", "tab:red"), ("on", "tab:blue"))):
-            found = {r["policy"]: r for r in rows if r["filter"] == state}
-            values = np.array([found[n][key] if n in found else np.nan for n in names], float)
-            errors = None
+            values, errors = column(state, key), None
             if ci_key is not None:
-                lo = np.array([found[n][ci_key][0] if n in found else np.nan for n in names])
-                hi = np.array([found[n][ci_key][1] if n in found else np.nan for n in names])
-                errors = np.stack([values - lo, hi - values])
+                interval = column(state, ci_key)
+                errors = np.stack([values - interval[:, 0], interval[:, 1] - values])
             ax.bar(x + (k - 0.5) * 0.38, values, 0.38, yerr=errors, capsize=3, color=colour,
                    label=f"filter {state}")  # fmt: skip
         ax.set_xticks(x, names, fontsize=8, rotation=15)
