@@ -28,7 +28,7 @@ BENCHMARKS = {
     "base and DIAMOND's own (eager, compiled) in the same run",
     "world_model_fidelity": "small vs base world model open-loop PSNR/SSIM after the same "
     "training FLOPs on the same drawer data",
-    "imagination_trust": "imagined vs real success of drawer policies of different quality "
+    "imagination_trust": "imagined vs real success of one task's policies of different quality "
     "(eval imagination), their correlation",
     "world4rl_tasks": "World4RL's six Meta-World tasks at 40 Hz: BC vs refined in imagination "
     "(3 seeds x 50), beside World4RL's figures",

@@ -63,3 +63,62 @@ def test_the_table_from_each_policys_results_reused_on_a_rerun(tmp_path, monkeyp
     assert len(calls) == 2 and all("--episodes" in c and c[0] == "eval" for c in calls)
     trust.run(quick=True)
     assert len(calls) == 2  # finished evaluations are reused
+
+
+def test_lever_pull_uses_the_world4rl_parts_and_trains_its_bcs(tmp_path, monkeypatch):
+    """BENCH_TRUST_TASK=metaworld/lever-pull-40hz with BENCH_TRUST_PARTS = a folder as
+    bench/world4rl_tasks.py leaves it: every evaluation imagines in its wm judged by its reward,
+    the 10-demo BC and refined policy are its own, BC from 1, 3 and 50 demonstrations is trained
+    (at batch 32 from one); every command is one robolearn's real parser accepts."""
+    from robolearn import cli
+
+    parts = tmp_path / "lever-pull"
+    for name in ("bc", "refined", "wm", "reward"):
+        (parts / name).mkdir(parents=True)
+    monkeypatch.setenv("BENCH_TRUST_DIR", str(tmp_path / "trust"))
+    monkeypatch.setenv("BENCH_TRUST_TASK", "metaworld/lever-pull-40hz")
+    monkeypatch.setenv("BENCH_TRUST_PARTS", str(parts))
+    calls = []
+
+    def fake(*args, log):
+        calls.append(args)
+        command, parsed, flags = cli.parse(list(args))
+        assert cli.resolve_config(command, parsed, flags) is not None  # strict config
+        out = Path(args[args.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if args[0] == "eval":
+            k = len(calls) % 7
+            (out / "results.json").write_text(json.dumps(_result(k, k // 2)))
+
+    monkeypatch.setattr(trust, "robolearn", fake)
+    rows = trust.run(quick=False)
+    evals = [c for c in calls if c[0] == "eval"]
+    assert len(evals) == 9 and len(rows) == 11
+    for c in evals:
+        assert c[c.index("--task") + 1] == "metaworld/lever-pull-40hz"
+        assert c[c.index("--world-model") + 1] == str(parts / "wm")
+        assert c[c.index("--reward") + 1] == str(parts / "reward")
+    policies = {c[c.index("--policy") + 1] for c in evals}
+    assert {str(parts / "bc"), str(parts / "refined")} <= policies
+    bcs = [c for c in calls if c[:2] == ("train", "bc")]
+    assert len(bcs) == 3 and all("--steps" in c and "2000" in c for c in bcs)
+    collects = [c for c in calls if c[0] == "collect"]
+    assert sorted(int(c[c.index("--episodes") + 1]) for c in collects) == [1, 3, 50]
+    one = next(c for c in bcs if c[c.index("--data") + 1].endswith("demos-1"))
+    assert one[one.index("--batch-size") + 1] == "32"
+    # a folder without a part, and an unknown task, are one-line errors
+    (parts / "wm").rename(parts / "elsewhere")
+    with pytest.raises(SystemExit, match="no world-model in"):
+        trust.part("metaworld/lever-pull-40hz", "world-model")
+    monkeypatch.setenv("BENCH_TRUST_TASK", "drawr")
+    with pytest.raises(SystemExit, match="unknown 'drawr'"):
+        trust.run(quick=False)
+
+
+def test_drawer_defaults_to_the_shipped_parts(monkeypatch):
+    monkeypatch.delenv("BENCH_TRUST_PARTS", raising=False)
+    monkeypatch.delenv("BENCH_TRUST_WORLD_MODEL", raising=False)
+    assert trust.part("drawer", "world-model") == "bundle:drawer/world-model"
+    assert trust.part("drawer", "bc-3demos") == "bundle:drawer/bc-3demos"
+    monkeypatch.setenv("BENCH_TRUST_WORLD_MODEL", "runs/wm")
+    assert trust.part("drawer", "world-model") == "runs/wm"
