@@ -120,3 +120,39 @@ def test_summary_counts_siglip_towers_kept_beside_the_orbax_head(tmp_path):
     (part.path / "siglip" / "model.safetensors").write_bytes(raw)
     line = bundles.summary(part)
     assert "1.00M" in line and "siglip reward classifier, siglip preset, threshold 0.70" in line
+
+
+def test_a_task_named_with_a_slash_is_a_folder_two_levels_down(tmp_path, monkeypatch):
+    """metaworld/lever-pull-40hz's parts lie in metaworld/lever-pull-40hz/<part>; they resolve and
+    list under the full task name, beside a one-level task, and nothing but a part resolves."""
+    policy = ("robolearn-policy.json", {"format": "robolearn-policy", "kind": "bc"}, {})
+    _fake_part(tmp_path / "drawer" / "bc", policy[0], {**policy[1], "task": "drawer"}, {})
+    (tmp_path / "drawer" / "card.md").write_text("# drawer\n")
+    lever = tmp_path / "metaworld" / "lever-pull-40hz"
+    task = "metaworld/lever-pull-40hz"
+    _fake_part(lever / "bc", policy[0], {**policy[1], "task": task}, {})
+    _fake_part(lever / "refined", policy[0], {**policy[1], "task": task}, {})
+    (lever / "card.md").write_text("# lever\n")
+    (tmp_path / "metaworld" / "_cache").mkdir()  # hidden folders are nobody's
+    monkeypatch.setattr(bundles, "ROOT", tmp_path)
+    names = [p.name for p in bundles.list_parts()]
+    assert names == [
+        "bundle:drawer/bc",
+        "bundle:metaworld/lever-pull-40hz/bc",
+        "bundle:metaworld/lever-pull-40hz/refined",
+    ]
+    assert bundles.resolve("bundle:metaworld/lever-pull-40hz/bc") == str(lever / "bc")
+    assert bundles.resolve("bundle:drawer/bc") == str(tmp_path / "drawer" / "bc")
+    for wrong in (
+        "bundle:metaworld/lever-pull-40hz",  # a task, not a part
+        "bundle:metaworld/bc",
+        "bundle:drawer/bc/checkpoints",  # inside a part
+        "bundle:metaworld/lever-pull-40hz/../lever-pull-40hz/bc",
+        "bundle:drawer/",
+    ):
+        with pytest.raises(bundles.BundleError, match="no shipped bundle part"):
+            bundles.resolve(wrong)
+    text = bundles.listing(task)
+    assert text.startswith(f"{task}: 2 parts") and text.endswith("# lever")
+    assert bundles.card(task) == "# lever\n"
+    assert "metaworld/lever-pull-40hz: 2 parts" in bundles.listing()

@@ -48,12 +48,35 @@ def is_bundle(spec: str) -> bool:
 
 
 def list_parts() -> list[BundlePart]:
-    """Every shipped part, sorted by task then part."""
+    """Every shipped part, sorted by task then part. A task's folder is named as the task, so a
+    Meta-World task's parts lie two levels down (metaworld/lever-pull-40hz/bc)."""
     parts = []
-    for task_dir in sorted(p for p in ROOT.iterdir() if p.is_dir() and p.name[0] not in "._"):
-        for part in sorted(p for p in task_dir.iterdir() if p.is_dir() and p.name[0] != "."):
-            parts.append(BundlePart(task_dir.name, part.name, part))
-    return parts
+    for task_dir in _task_dirs(ROOT):
+        task = task_dir.relative_to(ROOT).as_posix()
+        for part in sorted(_visible_dirs(task_dir)):
+            if not _is_task_dir(part):
+                parts.append(BundlePart(task, part.name, part))
+    return sorted(parts, key=lambda p: (p.task, p.part))
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._"]
+
+
+def _is_task_dir(folder: Path) -> bool:
+    """A task's bundle: a folder with a card, or one whose folders are checkpoints."""
+    return (folder / "card.md").is_file() or any(
+        next(d.glob("robolearn-*.json"), None) for d in _visible_dirs(folder)
+    )
+
+
+def _task_dirs(folder: Path) -> list[Path]:
+    found = []
+    for child in sorted(_visible_dirs(folder)):
+        if _is_task_dir(child):
+            found.append(child)
+        found += _task_dirs(child)  # a task folder may hold further tasks' (metaworld/...)
+    return found
 
 
 def card(task: str) -> str:
@@ -63,17 +86,19 @@ def card(task: str) -> str:
 
 
 def resolve(spec: str | Path) -> str:
-    """The directory of `bundle:<task>/<part>`; any other spec is returned unchanged."""
+    """The directory of `bundle:<task>/<part>` (the task's name may hold a slash:
+    `bundle:metaworld/lever-pull-40hz/bc`); any other spec is returned unchanged."""
     spec = str(spec)
     if not is_bundle(spec):
         return spec
     name = spec[len(PREFIX) :].strip("/")
-    task, _, part = name.partition("/")
-    path = ROOT / task / part
-    if not task or not part or not path.is_dir():
-        shipped = ", ".join(p.name for p in list_parts()) or "none"
+    task, _, part = name.rpartition("/")
+    parts = list_parts()
+    match = next((p for p in parts if (p.task, p.part) == (task, part)), None)
+    if match is None:
+        shipped = ", ".join(p.name for p in parts) or "none"
         raise BundleError(f"no shipped bundle part {spec!r}; shipped: {shipped}")
-    return str(path)
+    return str(match.path)
 
 
 def listing(card: str | None = None) -> str:
