@@ -93,6 +93,11 @@ class FinetuneConfig:
     max_steps: int | None = None
     """episode length in control steps (default: the task's); in reset-free practice, the most
     steps a phase lasts"""
+    end_on_success: bool = False
+    """an episode ends as soon as the classifier rewards a frame, and that step is terminal (SERL,
+    HIL-SERL): the critics learn the discounted time to success instead of how long success
+    lasts, and no steps are spent after it. Offline episodes (--data) are cut at their first
+    rewarded frame alike"""
     backward_task: str | None = None
     """reset-free practice (RoboFuME): the task that undoes --task in the same scene (e.g.
     drawer-close for drawer). Forward and backward episodes then alternate with no simulator
@@ -472,14 +477,19 @@ class _Learner:
         self.buffer = self.online.init()
         for ep in stored:
             if ep.meta.task == self.task:
-                self.buffer = self.online.add(self.buffer, _transitions(ep, ep.reward, sac.gamma))
+                # (their recorded rewards may hold an energy cost: the verdicts are judged again)
+                judged = self.reward(ep.image[1:]) if self.cfg.end_on_success else None
+                tr = _transitions(ep, ep.reward, sac.gamma, judged, self.reward.threshold)
+                self.buffer = self.online.add(self.buffer, tr)
         self.offline, self.mixed = None, mixed
         if offline:
             size = max(sum(ep.num_steps for ep in offline), sac.batch_size)
             self.offline = Replay(size, sac.batch_size, sac.utd, example)
             self.offline_buffer = self.offline.init()
             for ep in offline:
-                tr = _transitions(ep, self.reward(ep.image[1:]), sac.gamma)
+                reward = self.reward(ep.image[1:])
+                judged = reward if self.cfg.end_on_success else None
+                tr = _transitions(ep, reward, sac.gamma, judged, self.reward.threshold)
                 self.offline_buffer = self.offline.add(self.offline_buffer, tr)
         self._update = make_update(sac, self.graphs, self.stats)
         self._critic_update = make_update(sac, self.graphs, self.stats, actor=False)
@@ -530,8 +540,8 @@ class _Learner:
         action = np.asarray(mean[0]) + np.exp(np.asarray(log_std[0])) * noise
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
-    def add(self, prev, action, reward: float, obs) -> None:
-        one = _one(prev, action, reward, obs, self.sac.gamma)
+    def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
+        one = _one(prev, action, reward, obs, self.sac.gamma, terminal)
         with self.lock:  # the buffer's arrays are donated by add: never sampled meanwhile
             self.buffer = self.online.add(self.buffer, one)
 
@@ -612,12 +622,27 @@ def _gaussian_entropy(log_std: np.ndarray) -> float:
     return float(0.5 * log_std.size * np.log(2 * np.pi * np.e) + np.sum(log_std))
 
 
-def _transitions(episode, reward: np.ndarray, gamma: float):
+def _transitions(
+    episode,
+    reward: np.ndarray,
+    gamma: float,
+    judged: np.ndarray | None = None,
+    threshold: float = 0.0,
+):
+    """A stored episode's transitions with these rewards [T]. With `judged` (the classifier's
+    verdict on each step's frame, --end-on-success) the episode is cut at its first verdict >=
+    `threshold`, a terminal step, as an online episode ends there."""
     from robolearn.policies.sac.replay import episode_transitions
 
+    end, terminal = len(reward), False
+    if judged is not None:
+        hits = np.flatnonzero(np.asarray(judged) >= threshold)
+        if hits.size:
+            end, terminal = int(hits[0]) + 1, True
     return episode_transitions(
-        episode.image, episode.proprio, episode.action, reward, gamma, terminal=False
-    )
+        episode.image[: end + 1], episode.proprio[: end + 1], episode.action[:end],
+        np.asarray(reward)[:end], gamma, terminal=terminal,
+    )  # fmt: skip
 
 
 def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) -> dict:
@@ -683,7 +708,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                     judgements.append(judged)
                     if "tank_energy_j" in step_info:  # acting through the bridge
                         bridge = _bridge_metrics(bridge, step_info)
-                    learner.add(prev, action, r, obs)
+                    reached = judged >= learner.reward.threshold
+                    learner.add(prev, action, r, obs, terminal=cfg.end_on_success and reached)
                     env_steps += 1
                     if env_steps > cfg.warmup and updater is not None:
                         updater.allow(learner)
@@ -696,7 +722,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                             update_seconds += time.perf_counter() - t0
                         updates += 1
                     # reset-free: the phase ends once its classifier sees success
-                    ended = ended or (reset_free and judged >= learner.reward.threshold)
+                    ended = ended or ((reset_free or cfg.end_on_success) and reached)
                     bar.update(env_steps, _status(learner, metrics))
                 recorder.finish()
             except BaseException:
@@ -848,7 +874,7 @@ def _example(model):
     return Transitions(image, proprio, np.zeros((1, a), np.float32), one, image, proprio, one, one)
 
 
-def _one(prev, action, r, obs, gamma: float):
+def _one(prev, action, r, obs, gamma: float, terminal: bool = False):
     """The transition of one step (leading axis 1) for the online buffer."""
     from robolearn.policies.sac.replay import episode_transitions
 
@@ -856,7 +882,7 @@ def _one(prev, action, r, obs, gamma: float):
         np.stack([prev["image"], obs["image"]]),
         np.stack([prev["proprio"], obs["proprio"]]),
     )
-    return episode_transitions(image, proprio, action[None], np.asarray([r]), gamma)
+    return episode_transitions(image, proprio, action[None], np.asarray([r]), gamma, terminal)
 
 
 def _begin(cfg, task, store, learner, reset: bool):

@@ -160,6 +160,65 @@ def test_offline_data_pretrains_with_calql_and_joins_every_batch(parts, tmp_path
     assert load_policy(out, "drawer").step == 4
 
 
+def _judge(images):
+    """A stand-in verdict that is a fixed function of each frame (about one frame in three
+    succeeds), so a resumed run judges a stored frame as the online step did."""
+    import zlib
+
+    return np.asarray([float(zlib.crc32(im.tobytes()) % 3 == 0) for im in images], np.float32)
+
+
+def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
+    parts, tmp_path, monkeypatch
+):
+    """--end-on-success: an episode ends on the step the classifier rewards, and that step's
+    transition is terminal, online and when a resumed run rebuilds its buffer; offline episodes
+    are cut at their first rewarded frame."""
+    from robolearn.runs import finetune
+
+    monkeypatch.setattr(finetune._Reward, "__call__", lambda self, images: _judge(images))
+    added, rebuilt = [], []
+    one, transitions = finetune._one, finetune._transitions
+
+    def spy_one(prev, action, r, obs, gamma, terminal=False):
+        added.append((r, terminal))
+        return one(prev, action, r, obs, gamma, terminal)
+
+    def spy_transitions(*args, **kwargs):
+        tr = transitions(*args, **kwargs)
+        rebuilt.append(tr)
+        return tr
+
+    monkeypatch.setattr(finetune, "_one", spy_one)
+    monkeypatch.setattr(finetune, "_transitions", spy_transitions)
+    out = tmp_path / "eos"
+    cfg = _config(parts, _argv(parts, out, "--end-on-success", steps=16))
+    assert cfg.end_on_success
+    with pytest.raises(KeyboardInterrupt):  # killed at step 14
+        run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Lying(14, **k))
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert episodes and sum(ep.num_steps for ep in episodes) <= len(added)  # (a cut one dropped)
+    for ep in episodes:
+        np.testing.assert_array_equal(ep.reward, _judge(ep.image[1:]))
+        assert not ep.reward[:-1].any()  # nothing rewarded before the end ...
+        assert ep.reward[-1] == 1.0 or ep.num_steps == 5  # ... which is success or the limit
+    assert any(ep.num_steps < 5 for ep in episodes), "no episode ended on success"
+    assert all(terminal == (r == 1.0) for r, terminal in added)  # the step of success is terminal
+    run_finetune(cfg, out, resume=True, progress=False, make_task=lambda *a, **k: _Lying(None, **k))
+    assert len(rebuilt) == len(episodes)  # the stored episodes, judged again on resume
+    for ep, tr in zip(episodes, rebuilt, strict=True):
+        assert tr.terminal[-1] == ep.reward[-1] and not tr.terminal[:-1].any()
+    # an offline episode is cut after its first rewarded frame, a terminal transition
+    ep = next(ep for _, ep in iter_episodes(parts["data"]) if _judge(ep.image[1:-1]).any())
+    judged = _judge(ep.image[1:])
+    tr = transitions(ep, judged, 0.99, judged, 0.5)
+    first = int(np.flatnonzero(judged)[0])
+    assert len(tr.reward) == first + 1 and tr.terminal[-1] == 1.0 and tr.reward[-1] == 1.0
+    np.testing.assert_array_equal(tr.next_image[-1], ep.image[first + 1])
+    whole = transitions(ep, judged, 0.99)
+    assert len(whole.reward) == ep.num_steps and not whole.terminal.any()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
