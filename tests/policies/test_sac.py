@@ -167,6 +167,25 @@ def test_warm_start_keeps_the_actor_and_calql_runs(tmp_path):
     assert np.isfinite(float(metrics["bc_nll"]))
 
 
+def test_the_actor_maximizes_the_ensembles_mean_or_its_minimum():
+    """sac.actor_q: the actor's Q at its own actions is the ensemble's mean (REDQ) or minimum
+    (SAC's clipped double Q), seen in the q_policy metric of the same update."""
+    data, _ = _bandit(np.random.default_rng(0), 16)
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[None], data)
+    stats = NormStats(mean=jnp.zeros(2), std=jnp.ones(2))
+    q = {}
+    for how in ("mean", "min"):
+        cfg = SACConfig(critic=TINY, ensemble=4, utd=1, batch_size=16, shift_pad=0, actor_q=how)
+        graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0))
+        _, metrics = make_update(cfg, graphs, stats)(state, batch)
+        q[how] = float(metrics["q_policy"])
+    assert q["min"] < q["mean"] - 1e-4  # the same critics, actor samples and batch
+    with pytest.raises(ConfigError, match="actor_q"):
+        from robolearn.core.config import from_dict
+
+        from_dict(SACConfig, {"actor_q": "max"})
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="target_subset \\(3\\) cannot exceed"):
         SACConfig(ensemble=2, target_subset=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 from robolearn.core.errors import ConfigError
 from robolearn.core.optim import OptimConfig
@@ -33,6 +34,10 @@ class SACConfig:
     target_subset: int = 2
     """the TD target is the minimum over this many critics drawn at random each step (REDQ /
     WSRL); = ensemble: the minimum over all"""
+    actor_q: Literal["mean", "min"] = "mean"
+    """what the actor maximizes of the ensemble's Q at its own actions: the mean over all members
+    (REDQ, with a large ensemble) or the minimum (SAC's clipped double Q, pessimistic where the
+    members disagree: actions away from the data)"""
     gamma: float = 0.99
     """discount; a transition marked terminal does not bootstrap (a time limit is not terminal)"""
     tau: float = 5e-3

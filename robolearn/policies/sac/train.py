@@ -209,7 +209,8 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
             actor = nnx.merge(actor_graph, params)
             mean, log_std = actor(image, proprio)
             action, logp = _sample(act_rng, mean, log_std)
-            q = jnp.mean(critic(image, proprio, jnp.clip(action, -1.0, 1.0)), axis=0)
+            q_all = critic(image, proprio, jnp.clip(action, -1.0, 1.0))  # [E, B]
+            q = jnp.min(q_all, axis=0) if cfg.actor_q == "min" else jnp.mean(q_all, axis=0)
             bc_nll = -jnp.mean(gaussian_log_prob(mean, log_std, batch.action))
             loss = jnp.mean(alpha * logp - q) + cfg.bc_coef * bc_nll
             return loss, {"q_policy": jnp.mean(q), "entropy": -jnp.mean(logp), "bc_nll": bc_nll}
