@@ -122,7 +122,9 @@ COMMANDS = (
             (*(Alias("--" + f.replace("_", "-"), "sac." + f) for f in (
                 "utd", "batch_size", "ensemble", "gamma", "tau", "bc_coef")),
              Alias("--actor-lr", "sac.actor_optim.learning_rate", "actor Adam learning rate"),
-             Alias("--critic-lr", "sac.critic_optim.learning_rate", "critic Adam learning rate"))),
+             Alias("--critic-lr", "sac.critic_optim.learning_rate", "critic Adam learning rate"),
+             Alias("--bc-loss", "sac.bc_loss", choices=("nll", "mse")),
+             Alias("--actor-q", "sac.actor_q", choices=("mean", "min")))),
     Command("bundles", "the shipped model bundles, one line per part (a task's card on request)",
             "robolearn.runs.bundles:BundlesConfig", "robolearn.runs.bundles:main"),
     Command("export world-model", "keep a world model's EMA weights only (what bundles ship)",

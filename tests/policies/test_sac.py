@@ -14,7 +14,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.normalize import NormStats
 from robolearn.policies.bc.config import BCConfig, ModelConfig
 from robolearn.policies.sac.config import SACConfig
-from robolearn.policies.sac.losses import cql_penalty, mc_returns, td_target
+from robolearn.policies.sac.losses import bc_terms, cql_penalty, mc_returns, td_target
 from robolearn.policies.sac.replay import Replay, episode_transitions
 from robolearn.policies.sac.train import Transitions, init_sac_state, make_update
 
@@ -167,6 +167,19 @@ def test_warm_start_keeps_the_actor_and_calql_runs(tmp_path):
     assert np.isfinite(float(metrics["bc_nll"]))
 
 
+def test_the_bc_term_fits_the_std_only_as_nll():
+    """bc_loss nll fits the Gaussian to the data actions, its std too; mse pulls the mean alone."""
+    mean, log_std = jnp.zeros((4, 2)), jnp.full((4, 2), -3.0)
+    action = jnp.full((4, 2), 0.5)
+    for kind, std_moves in (("nll", True), ("mse", False)):
+        grads = jax.grad(lambda m, s, k=kind: bc_terms(m, s, action)[k], argnums=(0, 1))(
+            mean, log_std
+        )
+        assert float(jnp.abs(grads[0]).sum()) > 0 and (grads[0] < 0).all()  # mean toward 0.5
+        assert (float(jnp.abs(grads[1]).sum()) > 0) == std_moves
+    assert float(bc_terms(mean, log_std, action)["mse"]) == pytest.approx(0.5)
+
+
 def test_the_actor_maximizes_the_ensembles_mean_or_its_minimum():
     """sac.actor_q: the actor's Q at its own actions is the ensemble's mean (REDQ) or minimum
     (SAC's clipped double Q), seen in the q_policy metric of the same update."""
@@ -175,7 +188,8 @@ def test_the_actor_maximizes_the_ensembles_mean_or_its_minimum():
     stats = NormStats(mean=jnp.zeros(2), std=jnp.ones(2))
     q = {}
     for how in ("mean", "min"):
-        cfg = SACConfig(critic=TINY, ensemble=4, utd=1, batch_size=16, shift_pad=0, actor_q=how)
+        cfg = SACConfig(critic=TINY, ensemble=4, utd=1, batch_size=16, shift_pad=0, actor_q=how,
+                        bc_coef=1.0, bc_loss="mse")  # fmt: skip
         graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0))
         _, metrics = make_update(cfg, graphs, stats)(state, batch)
         q[how] = float(metrics["q_policy"])

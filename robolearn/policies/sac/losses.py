@@ -57,6 +57,18 @@ def cql_penalty(
     return jnp.mean(jax.nn.logsumexp(drawn, axis=-1) - q_data, axis=-1)
 
 
+def bc_terms(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> dict[str, jax.Array]:
+    """The actor's BC terms on data actions [B, A]: nll, the mean -log pi(a | s) of its Gaussian
+    (which also fits the std), and mse, the mean squared distance of its mean to a (which does
+    not touch the std)."""
+    from robolearn.policies.ppo.losses import gaussian_log_prob
+
+    return {
+        "nll": -jnp.mean(gaussian_log_prob(mean, log_std, action)),
+        "mse": jnp.mean(jnp.sum((mean - action) ** 2, axis=-1)),
+    }
+
+
 def soft_update(target, online, tau: float):
     """Polyak averaging: target <- (1 - tau) target + tau online, leaf by leaf."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

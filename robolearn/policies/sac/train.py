@@ -25,7 +25,7 @@ from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.model import GaussianActor
 from robolearn.policies.ppo.losses import gaussian_log_prob
 from robolearn.policies.sac.config import SACConfig
-from robolearn.policies.sac.losses import cql_penalty, soft_update, td_target
+from robolearn.policies.sac.losses import bc_terms, cql_penalty, soft_update, td_target
 from robolearn.policies.sac.model import EnsembleCritic
 
 
@@ -119,7 +119,8 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
     """The jitted update of the module doc: update(state, batch: Transitions [utd, B, ...]) ->
     (state, metrics). Metrics (means over the update): critic_loss, td_loss, q (the data actions'
     Q), target, cql (the regularizer, 0 when off), actor_loss, q_policy, entropy (-log pi of the
-    actor's samples), alpha, bc_nll (the data actions' NLL under the actor).
+    actor's samples), alpha, bc_nll and bc_mse (the data actions' NLL under the actor, their
+    squared distance to its mean).
     actor=False: the critic steps alone (the actor and alpha unchanged; no actor metrics), to fit
     fresh critics to a warm-started actor before it follows them."""
     actor_graph, critic_graph = graphs
@@ -211,9 +212,10 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
             action, logp = _sample(act_rng, mean, log_std)
             q_all = critic(image, proprio, jnp.clip(action, -1.0, 1.0))  # [E, B]
             q = jnp.min(q_all, axis=0) if cfg.actor_q == "min" else jnp.mean(q_all, axis=0)
-            bc_nll = -jnp.mean(gaussian_log_prob(mean, log_std, batch.action))
-            loss = jnp.mean(alpha * logp - q) + cfg.bc_coef * bc_nll
-            return loss, {"q_policy": jnp.mean(q), "entropy": -jnp.mean(logp), "bc_nll": bc_nll}
+            bc = bc_terms(mean, log_std, batch.action)
+            loss = jnp.mean(alpha * logp - q) + cfg.bc_coef * bc[cfg.bc_loss]
+            aux = {"q_policy": jnp.mean(q), "entropy": -jnp.mean(logp)}
+            return loss, aux | {"bc_nll": bc["nll"], "bc_mse": bc["mse"]}
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, actor_opt = actor_tx.update(grads, state.actor_opt, state.params)
