@@ -31,7 +31,7 @@ from robolearn.core.rundir import RunOptions
 from robolearn.core.tracking import WandbSettings
 from robolearn.data.pipeline import PipelineConfig
 from robolearn.policies.ppo.config import PPOConfig
-from robolearn.runs.parts import Parts, part_spec
+from robolearn.runs.parts import Parts, SamplerChoice, part_spec, sampler_used
 
 # Default pull toward the BC policy on the recorded frames before --start-step. Measured on
 # metaworld/lever-pull (start step 25): with 10 the early shift stayed at 1-3e-4 for 20
@@ -42,8 +42,9 @@ SHOW = ("imagined_success", "imagined_return", "approx_kl", "clip_fraction", "ea
 
 
 @dataclasses.dataclass(frozen=True)
-class RefineConfig:
-    """What `robolearn refine` runs (saved, resolved, as refine.yaml in the run)."""
+class RefineConfig(SamplerChoice):
+    """What `robolearn refine` runs (saved, resolved, as refine.yaml in the run: the parts and
+    the sampler the world model imagined with)."""
 
     task: str = ""
     """task name, e.g. drawer (`robolearn tasks` lists them)"""
@@ -153,9 +154,9 @@ def run_refine(
     from robolearn.runs.parts import load_parts
 
     resuming = ckpt_io.check_run_dir(out, resume, policy_ckpt.MARKER, policy_ckpt.read_info)
-    parts = load_parts(cfg.task, cfg.world_model, cfg.policy, cfg.reward)
+    parts = load_parts(cfg.task, cfg.world_model, cfg.policy, cfg.reward, cfg.sampler_override())
     if resuming:
-        _check_resume(out, cfg, parts.specs)
+        _check_resume(out, cfg, parts)
     max_steps = parts.info.max_steps
     if cfg.start_step >= max_steps:
         raise ConfigError(
@@ -175,7 +176,10 @@ def run_refine(
     early = early_frames(cfg, parts, episodes)
     if not resuming:
         _write_checkpoint_dir(out, ppo, parts)
-    resolved = dataclasses.replace(cfg, ppo=ppo, **{p: parts.specs[p] for p in PARTS})
+    resolved = dataclasses.replace(
+        cfg, ppo=ppo, **{p: parts.specs[p] for p in PARTS},
+        **sampler_used(parts.world_model.sampler),
+    )  # fmt: skip
     save_yaml(resolved, out / "refine.yaml")
     evals: list[dict] = []
     result = _train(cfg, ppo, parts, pool, early, out, progress, wandb, resolved, evals)
@@ -201,8 +205,9 @@ def _write_checkpoint_dir(out: Path, ppo: PPOConfig, parts: Parts) -> None:
     write_ppo_config(out, ppo)
 
 
-def _check_resume(out: Path, cfg: RefineConfig, specs: dict[str, str]) -> None:
-    """One-line errors when the run in `out` refined another task or with other parts."""
+def _check_resume(out: Path, cfg: RefineConfig, parts: Parts) -> None:
+    """One-line errors when the run in `out` refined another task, with other parts or imagined
+    with another sampler."""
     from robolearn.core.checkpoint import load_config
     from robolearn.policies.ppo.checkpoint import migrate_ppo_section
 
@@ -211,10 +216,19 @@ def _check_resume(out: Path, cfg: RefineConfig, specs: dict[str, str]) -> None:
         raise ConfigError(f"{out}: refines task {saved.task!r}, not {cfg.task!r}")
     for part in PARTS:
         was = part_spec(saved.task, part, getattr(saved, part))
-        if was != specs[part]:
+        if was != parts.specs[part]:
             raise ConfigError(
-                f"{out}: was refined with {part} {was!r}, not {specs[part]!r}; "
+                f"{out}: was refined with {part} {was!r}, not {parts.specs[part]!r}; "
                 "resume with the same parts or refine into a new --out"
+            )
+    now = sampler_used(parts.world_model.sampler)
+    for field, value in now.items():
+        was = getattr(saved, field)
+        if was is not None and was != value:  # (runs before the sampler flags recorded none)
+            flag = "--" + field.replace("_", "-").replace("sampler-method", "sampler")
+            raise ConfigError(
+                f"{out}: imagined with {flag} {was}, not {value}; resume with the same sampler "
+                "or refine into a new --out"
             )
 
 

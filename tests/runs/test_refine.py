@@ -288,6 +288,22 @@ def test_existing_run_is_not_overwritten_nor_resumed_with_other_parts(parts, tmp
     assert "give --task" in capsys.readouterr().err
 
 
+def test_the_sampler_flags_choose_how_the_world_model_imagines(parts, tmp_path, capsys):
+    """--sampler-steps (the few-step option, as in imagine and eval): refine.yaml records the
+    sampler used, and a resume with another one is a one-line error."""
+    import yaml
+
+    out = tmp_path / "refined"
+    assert _refine(parts, out, "--sampler-steps", "1", iterations=1) == 0
+    saved = yaml.safe_load((out / "refine.yaml").read_text())
+    assert saved["sampler_steps"] == 1 and saved["sampler_method"] == "euler"
+    capsys.readouterr()
+    assert _refine(parts, out, "--resume", "--sampler-steps", "2", iterations=2) == 2
+    err = capsys.readouterr().err
+    assert "imagined with --sampler-steps 1, not 2" in err and len(err.strip().splitlines()) == 1
+    assert _refine(parts, out, "--resume", "--sampler-steps", "1", iterations=2) == 0
+
+
 @pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 def test_imagine_shows_the_predicted_reward(parts, tmp_path, capsys):
     out = tmp_path / "im"
