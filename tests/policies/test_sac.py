@@ -200,6 +200,36 @@ def test_the_actor_maximizes_the_ensembles_mean_or_its_minimum():
         from_dict(SACConfig, {"actor_q": "max"})
 
 
+def test_critics_on_the_warm_started_actors_frozen_encoder():
+    """critic_encoder actor: the critics' encoder is the warm-start actor's (its config and
+    weights), and updates leave it as it was while the critics' heads learn."""
+    from robolearn.policies.bc.model import GaussianActor
+
+    bc_graph, bc_params = nnx.split(GaussianActor(TINY, nnx.Rngs(params=jax.random.key(7))))
+    own = dataclasses.replace(TINY, channels=(4, 4), strides=(2, 2), hidden=(8,))
+    cfg = SACConfig(critic=own, ensemble=2, utd=2, batch_size=8, critic_encoder="actor")
+    graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0), bc_params)
+
+    def encoder(tree):
+        return jax.tree.leaves(nnx.state(nnx.merge(graphs[1], tree).encoder))
+
+    def bc_encoder():
+        return jax.tree.leaves(nnx.state(nnx.merge(bc_graph, bc_params).encoder))
+
+    for a, b in zip(encoder(state.critic), bc_encoder(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the actor's channels (8,), not the critic's (4, 4)
+    heads = jax.tree.leaves(nnx.state(nnx.merge(graphs[1], state.critic).head))
+    update = make_update(cfg, graphs, NormStats(mean=jnp.zeros(2), std=jnp.ones(2)))
+    data, _ = _bandit(np.random.default_rng(0), 16)
+    batch = jax.tree.map(lambda x: jnp.asarray(x).reshape(2, 8, *x.shape[1:]), data)
+    for _ in range(3):
+        state, _ = update(state, batch)
+    for a, b in zip(encoder(state.critic), bc_encoder(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    after = jax.tree.leaves(nnx.state(nnx.merge(graphs[1], state.critic).head))
+    assert any(not np.array_equal(a, b) for a, b in zip(heads, after, strict=True))
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="target_subset \\(3\\) cannot exceed"):
         SACConfig(ensemble=2, target_subset=3)

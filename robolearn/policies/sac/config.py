@@ -31,6 +31,11 @@ class SACConfig:
     member's MLP (hidden); image_size, proprio_dim and action_dim are the actor's"""
     ensemble: int = 10
     """critics in the ensemble"""
+    critic_encoder: Literal["own", "actor"] = "own"
+    """the critics' image encoder: own, trained with them from scratch (sized by critic); actor,
+    the warm-started actor's encoder (a BC trained on the task's frames), copied at the start and
+    frozen, the critics' MLPs learning on its features (SERL's frozen pre-trained encoder; no
+    encoder backward pass either)"""
     target_subset: int = 2
     """the TD target is the minimum over this many critics drawn at random each step (REDQ /
     WSRL); = ensemble: the minimum over all"""

@@ -62,8 +62,11 @@ class SACState(struct.PyTreeNode):
 
 
 def critic_model_config(cfg: SACConfig, actor: BCConfig):
-    """The critics' ModelConfig with the actor's input and action sizes."""
+    """The critics' ModelConfig with the actor's input and action sizes (critic_encoder actor:
+    the actor's whole encoder config, the critic's MLP widths)."""
     m = actor.model
+    if cfg.critic_encoder == "actor":
+        return dataclasses.replace(m, hidden=cfg.critic.hidden)
     return dataclasses.replace(
         cfg.critic, image_size=m.image_size, proprio_dim=m.proprio_dim, action_dim=m.action_dim
     )
@@ -86,9 +89,12 @@ def init_sac_state(
     actor_rng, critic_rng, rng = jax.random.split(rng, 3)
     actor_graph, fresh = nnx.split(GaussianActor(actor.model, nnx.Rngs(params=actor_rng)))
     params = fresh if actor_params is None else actor_params
-    critic_graph, critic = nnx.split(
-        EnsembleCritic(critic_model_config(cfg, actor), cfg.ensemble, nnx.Rngs(critic_rng))
+    critic_model = EnsembleCritic(
+        critic_model_config(cfg, actor), cfg.ensemble, nnx.Rngs(critic_rng)
     )
+    if cfg.critic_encoder == "actor":  # the warm-started actor's encoder, frozen in the critics
+        nnx.update(critic_model.encoder, nnx.state(nnx.merge(actor_graph, params).encoder))
+    critic_graph, critic = nnx.split(critic_model)
     actor_tx, critic_tx, alpha_tx = make_optimizers(cfg)
     log_alpha = jnp.log(jnp.asarray(cfg.init_temperature, jnp.float32))
     state = SACState(
@@ -170,6 +176,8 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
         def loss_fn(params):
             critic = nnx.merge(critic_graph, params)
             features = critic.features(image, proprio)
+            if cfg.critic_encoder == "actor":  # frozen: only the heads learn
+                features = jax.lax.stop_gradient(features)
             q = critic.heads(features, batch.action)  # [E, B]
             td = jnp.mean((q - target[None]) ** 2)
             cql = jnp.zeros(())
