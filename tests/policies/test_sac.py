@@ -115,11 +115,14 @@ def _bandit(rng, n):
     return Transitions(image, zeros, action, reward, image, zeros, ones, reward), bright
 
 
-def test_the_update_learns_a_one_step_task_from_frames():
+@pytest.mark.parametrize("actor_loss", ["sac", "awac"])
+def test_the_update_learns_a_one_step_task_from_frames(actor_loss):
+    """SAC's actor follows the critics' gradient; AWAC's fits the replayed (uniform) actions
+    weighted by their advantage: both learn which action each frame wants."""
     cfg = SACConfig(critic=TINY, ensemble=4, utd=2, batch_size=64, shift_pad=0,
                     actor_optim=dataclasses.replace(SACConfig.actor_optim, learning_rate=1e-3),
                     critic_optim=dataclasses.replace(SACConfig.critic_optim, learning_rate=1e-3),
-                    init_temperature=0.01)  # fmt: skip
+                    init_temperature=0.01, actor_loss=actor_loss)  # fmt: skip
     actor = BCConfig(model=TINY)
     graphs, state = init_sac_state(cfg, actor, jax.random.key(0))
     stats = NormStats(mean=jnp.zeros(2), std=jnp.ones(2))

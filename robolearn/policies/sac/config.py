@@ -39,6 +39,16 @@ class SACConfig:
     target_subset: int = 2
     """the TD target is the minimum over this many critics drawn at random each step (REDQ /
     WSRL); = ensemble: the minimum over all"""
+    actor_loss: Literal["sac", "awac"] = "sac"
+    """how the actor learns from the critics: sac, it maximizes Q at its own reparameterized
+    samples (plus entropy), which can lead it anywhere the critics extrapolate, e.g. to the
+    action bounds; awac (AWAC, Nair et al. 2020), it fits the replayed actions weighted by
+    exp(advantage / awac_temperature), advantage = Q(s, a) - Q(s, a ~ pi), so it never leaves
+    the actions it has seen tried (the alpha term is then unused)"""
+    awac_temperature: float = 0.1
+    """awac: the advantage's temperature (Q of a 0/1 success reward lies in [0, 1])"""
+    awac_max_weight: float = 20.0
+    """awac: the largest weight of one replayed action"""
     actor_q: Literal["mean", "min"] = "mean"
     """what the actor maximizes of the ensemble's Q at its own actions: the mean over all members
     (REDQ, with a large ensemble) or the minimum (SAC's clipped double Q, pessimistic where the
@@ -99,6 +109,10 @@ class SACConfig:
             raise ConfigError(f"sac.tau must be in (0, 1], got {self.tau}")
         if not (math.isfinite(self.init_temperature) and self.init_temperature > 0):
             raise ConfigError(f"sac.init_temperature must be > 0, got {self.init_temperature}")
+        if not (math.isfinite(self.awac_temperature) and self.awac_temperature > 0):
+            raise ConfigError(f"sac.awac_temperature must be > 0, got {self.awac_temperature}")
+        if not (math.isfinite(self.awac_max_weight) and self.awac_max_weight > 0):
+            raise ConfigError(f"sac.awac_max_weight must be > 0, got {self.awac_max_weight}")
         for name in ("cql_alpha", "bc_coef"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

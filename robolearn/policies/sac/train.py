@@ -214,16 +214,28 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
         critic = nnx.merge(critic_graph, state.critic)
         alpha = jnp.exp(state.log_alpha)
 
+        def ensemble_q(actions):  # [B, A] -> [B]: the members' mean or minimum
+            q_all = critic(image, proprio, jnp.clip(actions, -1.0, 1.0))  # [E, B]
+            return jnp.min(q_all, axis=0) if cfg.actor_q == "min" else jnp.mean(q_all, axis=0)
+
         def loss_fn(params):
             actor = nnx.merge(actor_graph, params)
             mean, log_std = actor(image, proprio)
             action, logp = _sample(act_rng, mean, log_std)
-            q_all = critic(image, proprio, jnp.clip(action, -1.0, 1.0))  # [E, B]
-            q = jnp.min(q_all, axis=0) if cfg.actor_q == "min" else jnp.mean(q_all, axis=0)
             bc = bc_terms(mean, log_std, batch.action)
-            loss = jnp.mean(alpha * logp - q) + cfg.bc_coef * bc[cfg.bc_loss]
+            if cfg.actor_loss == "awac":  # the data actions, weighted by their advantage
+                q = jax.lax.stop_gradient(ensemble_q(action))  # V(s), one sample of pi
+                advantage = jax.lax.stop_gradient(ensemble_q(batch.action)) - q
+                weight = jnp.minimum(jnp.exp(advantage / cfg.awac_temperature), cfg.awac_max_weight)
+                log_prob = gaussian_log_prob(mean, log_std, batch.action)
+                loss = -jnp.mean(weight * log_prob)
+                extra = {"awac_weight": jnp.mean(weight), "advantage": jnp.mean(advantage)}
+            else:
+                q = ensemble_q(action)
+                loss, extra = jnp.mean(alpha * logp - q), {}
+            loss = loss + cfg.bc_coef * bc[cfg.bc_loss]
             aux = {"q_policy": jnp.mean(q), "entropy": -jnp.mean(logp)}
-            return loss, aux | {"bc_nll": bc["nll"], "bc_mse": bc["mse"]}
+            return loss, aux | extra | {"bc_nll": bc["nll"], "bc_mse": bc["mse"]}
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, actor_opt = actor_tx.update(grads, state.actor_opt, state.params)
