@@ -3,7 +3,8 @@ environment step) against the 5 Hz a real WidowX acts at, for WSRL's settings an
 one update = `utd` critic steps of `batch` transitions and one actor step, the actor the BC
 `base` preset (what the drawer bundles ship), 64 x 64 frames, after compilation. `realtime` says
 whether one update per step keeps up with 5 Hz; `30k_steps_h` is the learner's share of a
-30,000-step run (acting and the classifier come on top).
+30,000-step run (acting and the classifier come on top). `critic encoder`: the critics' own CNN,
+trained with them, or the actor's, frozen (`--critic-encoder actor`: no encoder backward pass).
 
     uv run python -m bench.run learner_speed
 """
@@ -20,18 +21,21 @@ from robolearn.policies.sac.config import SACConfig
 from robolearn.policies.sac.train import Transitions, init_sac_state, make_update
 
 CONTROL_HZ = 5.0
-# (name, batch per critic step, utd, ensemble): WSRL's online settings, then lighter ones
+# (name, batch per critic step, utd, ensemble, critic encoder): WSRL's online settings, then
+# lighter ones, then both on the actor's frozen encoder
 SETTINGS = (
-    ("wsrl", 256, 4, 10),
-    ("utd 1", 256, 1, 10),
-    ("batch 64", 64, 4, 10),
-    ("batch 64, utd 1, 2 critics", 64, 1, 2),
+    ("wsrl", 256, 4, 10, "own"),
+    ("utd 1", 256, 1, 10, "own"),
+    ("batch 64", 64, 4, 10, "own"),
+    ("batch 64, utd 1, 2 critics", 64, 1, 2, "own"),
+    ("wsrl, actor's encoder", 256, 4, 10, "actor"),
+    ("batch 64, utd 1, 2 critics, actor's encoder", 64, 1, 2, "actor"),
 )
 
 
-def measure(name: str, batch: int, utd: int, ensemble: int, reps: int) -> dict:
+def measure(name: str, batch: int, utd: int, ensemble: int, encoder: str, reps: int) -> dict:
     actor = preset("base", image_size=64)
-    cfg = SACConfig(batch_size=batch, utd=utd, ensemble=ensemble)
+    cfg = SACConfig(batch_size=batch, utd=utd, ensemble=ensemble, critic_encoder=encoder)
     graphs, state = init_sac_state(cfg, actor, jax.random.key(0))
     update = make_update(cfg, graphs, NormStats(np.zeros(7, np.float32), np.ones(7, np.float32)))
     rng = np.random.default_rng(0)
@@ -60,6 +64,7 @@ def measure(name: str, batch: int, utd: int, ensemble: int, reps: int) -> dict:
         "batch": batch,
         "utd": utd,
         "critics": ensemble,
+        "critic_encoder": encoder,
         "updates_per_s": rate,
         "transitions_per_s": rate * utd * batch,
         "realtime_5hz": "yes" if rate >= CONTROL_HZ else f"no ({rate / CONTROL_HZ:.2f}x)",
@@ -69,5 +74,5 @@ def measure(name: str, batch: int, utd: int, ensemble: int, reps: int) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-    settings = SETTINGS[-1:] if quick else SETTINGS
+    settings = (SETTINGS[3], SETTINGS[-1]) if quick else SETTINGS
     return [measure(*s, reps=2 if quick else 10) for s in settings]
