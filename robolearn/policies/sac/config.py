@@ -88,9 +88,9 @@ class SACConfig:
     """weight of a BC term on the actor (see bc_loss), RoboFuME's regularizer offline"""
     bc_loss: Literal["nll", "mse"] = "nll"
     """the BC term: nll, -log pi(a_data | s), which also fits the actor's std to the replayed
-    actions (online these are its own clipped, randomly shifted samples, so it widened the std of
-    a sharp BC actor 2.4x: drawer, 3-demo BC); mse, the squared distance of the actor's mean to
-    a_data (TD3+BC's), which leaves the std to the entropy temperature"""
+    actions (online these are its own samples, which its mean drifts away from: it widened the
+    std of a sharp BC actor up to 2.4x, drawer, 3-demo BC); mse, the squared distance of the
+    actor's mean to a_data (TD3+BC's), which leaves the std to the entropy temperature"""
     shift_pad: int = 4
     """random-shift augmentation of both the actor's and the critics' frames, in pixels (0: off)"""
 
