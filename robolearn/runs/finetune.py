@@ -436,6 +436,7 @@ class _Learner:
         self.recent: list[tuple[bool, bool]] = []
         self.lock = threading.Lock()
         self._sampling_warm = False
+        self._pending: list = []  # sac.mc_bound: this episode's steps, added when it ends
         self._target_entropy: float | None = None
         self._entropies: list[float] = []
 
@@ -541,9 +542,34 @@ class _Learner:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
+        """One step's transition into the online buffer; with sac.mc_bound it waits for the end
+        of its episode (end_episode), when its Monte-Carlo return is known."""
+        if self.sac.mc_bound:
+            self._pending.append((prev, action, reward, obs, terminal))
+            return
         one = _one(prev, action, reward, obs, self.sac.gamma, terminal)
         with self.lock:  # the buffer's arrays are donated by add: never sampled meanwhile
             self.buffer = self.online.add(self.buffer, one)
+
+    def end_episode(self) -> None:
+        """The episode's steps held back by add (sac.mc_bound), now with their returns."""
+        from robolearn.policies.sac.replay import episode_transitions
+
+        steps, self._pending = self._pending, []
+        if not steps:
+            return
+        image = np.stack([steps[0][0]["image"], *(s[3]["image"] for s in steps)])
+        proprio = np.stack([steps[0][0]["proprio"], *(s[3]["proprio"] for s in steps)])
+        episode = episode_transitions(
+            image, proprio, np.stack([s[1] for s in steps]),
+            np.asarray([s[2] for s in steps], np.float32), self.sac.gamma, bool(steps[-1][4]),
+        )  # fmt: skip
+        with self.lock:
+            self.buffer = self.online.add(self.buffer, episode)
+
+    def drop_episode(self) -> None:
+        """An episode cut short (a kill): its held-back steps are dropped, as its record is."""
+        self._pending = []
 
     def warm_sampling(self) -> None:
         """Compile the buffer's sampling once it holds a transition, at a moment the caller
@@ -579,6 +605,8 @@ class _Learner:
         import jax
 
         k1, k2 = jax.random.split(key)
+        if self.online.size(self.buffer) == 0:  # (sac.mc_bound: before the first episode ends)
+            return {}
         with self.lock:  # the batch is read out before another add may donate the buffer
             batch = jax.block_until_ready(self.online.sample(self.buffer, k1))
         if self.mixed:
@@ -725,8 +753,10 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                     ended = ended or ((reset_free or cfg.end_on_success) and reached)
                     bar.update(env_steps, _status(learner, metrics))
                 recorder.finish()
+                learner.end_episode()
             except BaseException:
                 recorder.abort()
+                learner.drop_episode()
                 raise
             success = bool(np.any(np.asarray(judgements) >= learner.reward.threshold))
             learner.recent = (learner.recent + [(success, sim_success)])[-20:]

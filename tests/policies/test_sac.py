@@ -233,6 +233,21 @@ def test_critics_on_the_warm_started_actors_frozen_encoder():
     assert any(not np.array_equal(a, b) for a, b in zip(heads, after, strict=True))
 
 
+def test_mc_bound_lifts_the_td_target_to_the_episodes_return():
+    """sac.mc_bound (MCAC): the target is max(TD target, Monte-Carlo return)."""
+    data, _ = _bandit(np.random.default_rng(0), 16)
+    data = data._replace(reward=np.zeros(16, np.float32), mc_return=np.full(16, 5.0, np.float32))
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[None], data)
+    stats = NormStats(mean=jnp.zeros(2), std=jnp.ones(2))
+    targets = {}
+    for bound in (False, True):
+        cfg = SACConfig(critic=TINY, ensemble=2, utd=1, batch_size=16, mc_bound=bound)
+        graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0))
+        _, metrics = make_update(cfg, graphs, stats)(state, batch)
+        targets[bound] = float(metrics["target"])
+    assert targets[True] == pytest.approx(5.0) and targets[False] < 1.0
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="target_subset \\(3\\) cannot exceed"):
         SACConfig(ensemble=2, target_subset=3)

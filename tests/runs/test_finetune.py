@@ -219,6 +219,37 @@ def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
     assert len(whole.reward) == ep.num_steps and not whole.terminal.any()
 
 
+def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(parts, tmp_path, monkeypatch):
+    """sac.mc_bound: an online episode's steps reach the buffer together when it ends, each with
+    its Monte-Carlo return in the episode (what bounds the TD target below); updates before the
+    first episode ends find an empty buffer and wait."""
+    from robolearn.policies.sac import replay
+    from robolearn.policies.sac.losses import mc_returns
+    from robolearn.runs import finetune
+
+    monkeypatch.setattr(finetune._Reward, "__call__", lambda self, images: _judge(images))
+    added = []
+    add = replay.Replay.add
+
+    def spy(self, buffer, transitions):
+        added.append(transitions)
+        return add(self, buffer, transitions)
+
+    monkeypatch.setattr(replay.Replay, "add", spy)
+    out = tmp_path / "mc"
+    argv = _argv(parts, out, "sac.mc_bound=true", steps=12)
+    argv[argv.index("--warmup") + 1] = "0"  # updates from the first step on
+    assert main(argv) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [len(t.reward) for t in added] == [ep.num_steps for ep in episodes]
+    for ep, tr in zip(episodes, added, strict=True):
+        np.testing.assert_array_equal(tr.reward, ep.reward)
+        np.testing.assert_allclose(tr.mc_return, mc_returns(ep.reward, 0.99), rtol=1e-6)
+        np.testing.assert_array_equal(tr.next_image, ep.image[1:])
+    assert any(t.mc_return[0] > 0 for t in added), "no episode earned a reward to carry back"
+    assert "critic_loss" in _rows(out)[-1]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -73,6 +73,11 @@ class SACConfig:
     target_entropy: float | None = None
     """alpha is tuned so the policy's entropy stays near this (default: -action_dim / 2;
     robolearn finetune's default is the starting actor's own entropy, see there)"""
+    mc_bound: bool = False
+    """the TD target is bounded below by the transition's Monte-Carlo return in its episode (MCAC,
+    Wilcox et al. 2022): a success's reward reaches every earlier step of its episode at once,
+    not one backup per target-network lag. Sound while rewards are >= 0 (a time limit then only
+    shortens a return); finetune adds an online episode's steps when it ends"""
     backup_entropy: bool = False
     """subtract alpha log pi(a'|s') in the TD target (off in Cal-QL and WSRL)"""
     cql_alpha: float = 0.0

@@ -161,6 +161,8 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
         target = td_target(
             subset, q_next, batch.reward, batch.terminal, cfg.gamma, cfg.target_subset, entropy
         )
+        if cfg.mc_bound:  # MCAC: no lower than what the episode really collected from here
+            target = jnp.maximum(target, batch.mc_return)
         target = jax.lax.stop_gradient(target)
         if cfg.cql_alpha > 0:  # the drawn actions do not depend on the critic's weights
             r_rand, r_pi, r_next = jax.random.split(cql_rng, 3)
