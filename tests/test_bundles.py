@@ -134,6 +134,9 @@ def test_a_task_named_with_a_slash_is_a_folder_two_levels_down(tmp_path, monkeyp
     _fake_part(lever / "refined", policy[0], {**policy[1], "task": task}, {})
     (lever / "card.md").write_text("# lever\n")
     (tmp_path / "metaworld" / "_cache").mkdir()  # hidden folders are nobody's
+    export = lever / "bc" / "policy"  # a policy's actor-only export: a checkpoint in a part
+    export.mkdir()
+    (export / policy[0]).write_text("{}")
     monkeypatch.setattr(bundles, "ROOT", tmp_path)
     names = [p.name for p in bundles.list_parts()]
     assert names == [

@@ -63,16 +63,23 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._"]
 
 
+def _is_checkpoint(folder: Path) -> bool:
+    return next(folder.glob("robolearn-*.json"), None) is not None
+
+
 def _is_task_dir(folder: Path) -> bool:
-    """A task's bundle: a folder with a card, or one whose folders are checkpoints."""
-    return (folder / "card.md").is_file() or any(
-        next(d.glob("robolearn-*.json"), None) for d in _visible_dirs(folder)
-    )
+    """A task's bundle: a folder with a card, or one whose folders are checkpoints; never a
+    checkpoint itself (a policy part holds its actor-only export, itself a checkpoint)."""
+    if _is_checkpoint(folder):
+        return False
+    return (folder / "card.md").is_file() or any(map(_is_checkpoint, _visible_dirs(folder)))
 
 
 def _task_dirs(folder: Path) -> list[Path]:
     found = []
     for child in sorted(_visible_dirs(folder)):
+        if _is_checkpoint(child):
+            continue
         if _is_task_dir(child):
             found.append(child)
         found += _task_dirs(child)  # a task folder may hold further tasks' (metaworld/...)
