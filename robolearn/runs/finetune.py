@@ -533,8 +533,11 @@ class _Learner:
         return metrics
 
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
-        """A sample of the current actor for `obs`, clipped to [-1, 1]."""
+        """A sample of the current actor for `obs` (its std no lower than sac.std_floor),
+        clipped to [-1, 1]."""
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        if self.sac.std_floor > 0:
+            log_std = np.maximum(np.asarray(log_std), np.log(self.sac.std_floor))
         if self._target_entropy is None:  # the starting actor's entropy, until updates begin
             self._entropies.append(_gaussian_entropy(np.asarray(log_std[0])))
         noise = rng.normal(size=mean.shape[1])

@@ -248,6 +248,24 @@ def test_mc_bound_lifts_the_td_target_to_the_episodes_return():
     assert targets[True] == pytest.approx(5.0) and targets[False] < 1.0
 
 
+def test_std_floor_widens_the_samples_the_learner_draws():
+    """sac.std_floor: the actor's samples (entropy metric, critics' next actions) use
+    max(std, floor); at floor 1 every std is 1 (log-std <= 0), so the entropy is N(0, I)'s."""
+    data, _ = _bandit(np.random.default_rng(0), 256)
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[None], data)
+    stats = NormStats(mean=jnp.zeros(2), std=jnp.ones(2))
+    entropy = {}
+    for floor in (0.0, 1.0):
+        cfg = SACConfig(critic=TINY, ensemble=2, utd=1, batch_size=256, std_floor=floor)
+        graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0))
+        _, metrics = make_update(cfg, graphs, stats)(state, batch)
+        entropy[floor] = float(metrics["entropy"])
+    assert entropy[1.0] == pytest.approx(np.log(2 * np.pi * np.e), abs=0.25)
+    assert entropy[0.0] < entropy[1.0] - 0.5  # the fresh actor's own std is below 1
+    with pytest.raises(ConfigError, match="sac.std_floor"):
+        SACConfig(std_floor=1.5)
+
+
 def test_config_errors_are_one_line():
     with pytest.raises(ConfigError, match="target_subset \\(3\\) cannot exceed"):
         SACConfig(ensemble=2, target_subset=3)

@@ -250,6 +250,30 @@ def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(parts, tmp_pat
     assert "critic_loss" in _rows(out)[-1]
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.5])
+def test_acting_explores_at_the_std_floor(floor):
+    """sac.std_floor: a sharp actor (std e^-5) acts with max(std, floor), and the entropy its
+    target is set from is the one it acts with."""
+    from types import SimpleNamespace
+
+    from robolearn.policies.sac.config import SACConfig
+    from robolearn.runs import finetune
+
+    learner = object.__new__(finetune._Learner)
+    learner.sac = SACConfig(std_floor=floor)
+    learner.state = SimpleNamespace(params=None)
+    learner._act = lambda params, image, proprio: (np.zeros((1, 7)), np.full((1, 7), -5.0))
+    learner._target_entropy, learner._entropies = None, []
+    obs = {"image": np.zeros((8, 8, 3), np.uint8), "proprio": np.zeros(7, np.float32)}
+    rng = np.random.default_rng(0)
+    actions = np.stack([learner.act(obs, rng) for _ in range(400)])
+    std = max(floor, np.exp(-5.0))
+    assert actions.std() == pytest.approx(std, rel=0.1)
+    assert learner._entropies[0] == pytest.approx(
+        7 * (0.5 * np.log(2 * np.pi * np.e) + np.log(std))
+    )
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

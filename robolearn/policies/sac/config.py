@@ -96,6 +96,12 @@ class SACConfig:
     actions (online these are its own samples, which its mean drifts away from: it widened the
     std of a sharp BC actor up to 2.4x, drawer, 3-demo BC); mse, the squared distance of the
     actor's mean to a_data (TD3+BC's), which leaves the std to the entropy temperature"""
+    std_floor: float = 0.0
+    """exploration std floor, <= 1: acting, the critics' next actions and the actor's samples and
+    log-densities use max(std, floor), as refinement's PPO does (its std_floor). A BC actor's own
+    std collapses to ~0.05 on clean demonstrations: acted on as it is, every replayed action lies
+    within ~0.05 of the mean and the critics never see what another action does (drawer, 3-demo
+    BC: advantages +-0.005). 0: the actor's own std"""
     shift_pad: int = 4
     """random-shift augmentation of both the actor's and the critics' frames, in pixels (0: off)"""
 
@@ -124,6 +130,8 @@ class SACConfig:
                 raise ConfigError(f"sac.{name} must be finite and >= 0, got {value}")
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise ConfigError(f"sac.target_entropy must be finite, got {self.target_entropy}")
+        if not 0.0 <= self.std_floor <= 1.0:
+            raise ConfigError(f"sac.std_floor must be in [0, 1] (std <= 1), got {self.std_floor}")
         if self.shift_pad < 0:
             raise ConfigError(f"sac.shift_pad must be >= 0, got {self.shift_pad}")
 

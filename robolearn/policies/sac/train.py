@@ -4,8 +4,8 @@ One update is what one environment step buys at update-to-data ratio `utd`: `utd
 each on its own minibatch of `batch_size` transitions (inside one `lax.scan`), then one actor and
 one temperature step on the last minibatch (WSRL's shape: 4 critic minibatches of 256 and one
 actor step per environment step). The actor is the BC Gaussian actor: a sampled action is
-mean + std * noise, clipped to [-1, 1] where the environment and the critics see it; its entropy
-term uses the Gaussian's log-density of the unclipped sample.
+mean + max(std, sac.std_floor) * noise, clipped to [-1, 1] where the environment and the critics
+see it; its entropy term uses the Gaussian's log-density of the unclipped sample.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from robolearn.core.optim import make_optimizer
 from robolearn.policies.bc.config import BCConfig
 from robolearn.policies.bc.model import GaussianActor
 from robolearn.policies.ppo.losses import gaussian_log_prob
+from robolearn.policies.ppo.train import effective_log_std
 from robolearn.policies.sac.config import SACConfig
 from robolearn.policies.sac.losses import bc_terms, cql_penalty, soft_update, td_target
 from robolearn.policies.sac.model import EnsembleCritic
@@ -133,6 +134,11 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
     actor_tx, critic_tx, alpha_tx = make_optimizers(cfg)
     n = cfg.cql_actions
 
+    def floored(actor, image, proprio):
+        """The actor's mean and log-std at its exploration floor (sac.std_floor)."""
+        mean, log_std = actor(image, proprio)
+        return mean, effective_log_std(log_std, cfg.std_floor)
+
     def views(rng, batch: Transitions):
         """Augmented frames and normalized proprio of s and s'."""
         a, b = jax.random.split(rng)
@@ -153,7 +159,7 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
         image, proprio, next_image, next_proprio = views(aug, batch)
         actor = nnx.merge(actor_graph, state.params)
         alpha = jnp.exp(state.log_alpha)
-        mean_next, log_std_next = actor(next_image, next_proprio)
+        mean_next, log_std_next = floored(actor, next_image, next_proprio)
         a_next, logp_next = _sample(next_rng, mean_next, log_std_next)
         target_critic = nnx.merge(critic_graph, state.target_critic)
         q_next = target_critic(next_image, next_proprio, jnp.clip(a_next, -1.0, 1.0))
@@ -168,7 +174,7 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
             r_rand, r_pi, r_next = jax.random.split(cql_rng, 3)
             b, a_dim = batch.action.shape
             random_actions = jax.random.uniform(r_rand, (b, n, a_dim), minval=-1.0, maxval=1.0)
-            mean, log_std = actor(image, proprio)
+            mean, log_std = floored(actor, image, proprio)
             pi_now, logp_now = _sample(r_pi, mean, log_std, n)
             pi_next, logp_next_n = _sample(r_next, mean_next, log_std_next, n)
             drawn = jnp.concatenate([pi_now, pi_next], axis=1)
@@ -221,8 +227,7 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
             return jnp.min(q_all, axis=0) if cfg.actor_q == "min" else jnp.mean(q_all, axis=0)
 
         def loss_fn(params):
-            actor = nnx.merge(actor_graph, params)
-            mean, log_std = actor(image, proprio)
+            mean, log_std = floored(nnx.merge(actor_graph, params), image, proprio)
             action, logp = _sample(act_rng, mean, log_std)
             bc = bc_terms(mean, log_std, batch.action)
             if cfg.actor_loss == "awac":  # the data actions, weighted by their advantage
