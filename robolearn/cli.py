@@ -120,7 +120,7 @@ COMMANDS = (
     Command("finetune", "online RL from a pre-trained policy, rewarded only by a reward classifier",
             "robolearn.runs.finetune:FinetuneConfig", "robolearn.runs.finetune:main", _TRAIN,
             (*(Alias("--" + f.replace("_", "-"), "sac." + f) for f in (
-                "utd", "batch_size", "ensemble", "gamma", "tau", "bc_coef")),
+                "utd", "batch_size", "ensemble", "gamma", "tau", "bc_coef", "std_floor")),
              Alias("--actor-lr", "sac.actor_optim.learning_rate", "actor Adam learning rate"),
              Alias("--critic-lr", "sac.critic_optim.learning_rate", "critic Adam learning rate"),
              Alias("--bc-loss", "sac.bc_loss", choices=("nll", "mse")),
