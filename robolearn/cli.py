@@ -126,7 +126,7 @@ COMMANDS = (
              Alias("--bc-loss", "sac.bc_loss", choices=("nll", "mse")),
              Alias("--actor-q", "sac.actor_q", choices=("mean", "min")),
              Alias("--critic-encoder", "sac.critic_encoder", choices=("own", "actor")),
-             Alias("--actor-loss", "sac.actor_loss", choices=("sac", "awac")))),
+             Alias("--actor-loss", "sac.actor_loss", choices=("sac", "awac", "awr")))),
     Command("bundles", "the shipped model bundles, one line per part (a task's card on request)",
             "robolearn.runs.bundles:BundlesConfig", "robolearn.runs.bundles:main"),
     Command("export world-model", "keep a world model's EMA weights only (what bundles ship)",

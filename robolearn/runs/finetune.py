@@ -436,7 +436,7 @@ class _Learner:
         self.recent: list[tuple[bool, bool]] = []
         self.lock = threading.Lock()
         self._sampling_warm = False
-        self._pending: list = []  # sac.mc_bound: this episode's steps, added when it ends
+        self._pending: list = []  # sac.mc_bound, awr: this episode's steps, added when it ends
         self._target_entropy: float | None = None
         self._entropies: list[float] = []
 
@@ -545,9 +545,9 @@ class _Learner:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
-        """One step's transition into the online buffer; with sac.mc_bound it waits for the end
-        of its episode (end_episode), when its Monte-Carlo return is known."""
-        if self.sac.mc_bound:
+        """One step's transition into the online buffer; with sac.mc_bound or the awr actor it
+        waits for the end of its episode (end_episode), when its Monte-Carlo return is known."""
+        if self.sac.mc_bound or self.sac.actor_loss == "awr":
             self._pending.append((prev, action, reward, obs, terminal))
             return
         one = _one(prev, action, reward, obs, self.sac.gamma, terminal)
@@ -555,7 +555,7 @@ class _Learner:
             self.buffer = self.online.add(self.buffer, one)
 
     def end_episode(self) -> None:
-        """The episode's steps held back by add (sac.mc_bound), now with their returns."""
+        """The episode's steps held back by add (sac.mc_bound, awr), now with their returns."""
         from robolearn.policies.sac.replay import episode_transitions
 
         steps, self._pending = self._pending, []
@@ -608,7 +608,7 @@ class _Learner:
         import jax
 
         k1, k2 = jax.random.split(key)
-        if self.online.size(self.buffer) == 0:  # (sac.mc_bound: before the first episode ends)
+        if self.online.size(self.buffer) == 0:  # (mc_bound, awr: before the first episode ends)
             return {}
         with self.lock:  # the batch is read out before another add may donate the buffer
             batch = jax.block_until_ready(self.online.sample(self.buffer, k1))

@@ -115,10 +115,11 @@ def _bandit(rng, n):
     return Transitions(image, zeros, action, reward, image, zeros, ones, reward), bright
 
 
-@pytest.mark.parametrize("actor_loss", ["sac", "awac"])
+@pytest.mark.parametrize("actor_loss", ["sac", "awac", "awr"])
 def test_the_update_learns_a_one_step_task_from_frames(actor_loss):
-    """SAC's actor follows the critics' gradient; AWAC's fits the replayed (uniform) actions
-    weighted by their advantage: both learn which action each frame wants."""
+    """SAC's actor follows the critics' gradient; AWAC's and AWR's fit the replayed (uniform)
+    actions weighted by their advantage (by Q, by the return): all learn which action each frame
+    wants."""
     cfg = SACConfig(critic=TINY, ensemble=4, utd=2, batch_size=64, shift_pad=0,
                     actor_optim=dataclasses.replace(SACConfig.actor_optim, learning_rate=1e-3),
                     critic_optim=dataclasses.replace(SACConfig.critic_optim, learning_rate=1e-3),
@@ -231,6 +232,18 @@ def test_critics_on_the_warm_started_actors_frozen_encoder():
         np.testing.assert_array_equal(a, b)
     after = jax.tree.leaves(nnx.state(nnx.merge(graphs[1], state.critic).head))
     assert any(not np.array_equal(a, b) for a, b in zip(heads, after, strict=True))
+
+
+def test_awr_weighs_by_the_return_the_episode_collected():
+    """actor_loss awr: advantage = the transition's Monte-Carlo return - Q(s, a ~ pi)."""
+    data, _ = _bandit(np.random.default_rng(0), 16)
+    data = data._replace(mc_return=np.full(16, 5.0, np.float32))
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[None], data)
+    cfg = SACConfig(critic=TINY, ensemble=2, utd=1, batch_size=16, actor_loss="awr")
+    graphs, state = init_sac_state(cfg, BCConfig(model=TINY), jax.random.key(0))
+    _, m = make_update(cfg, graphs, NormStats(mean=jnp.zeros(2), std=jnp.ones(2)))(state, batch)
+    assert float(m["advantage"]) == pytest.approx(5.0 - float(m["q_policy"]), abs=1e-5)
+    assert float(m["awac_weight"]) == pytest.approx(cfg.awac_max_weight)  # exp(~50), capped
 
 
 def test_mc_bound_lifts_the_td_target_to_the_episodes_return():

@@ -219,10 +219,13 @@ def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
     assert len(whole.reward) == ep.num_steps and not whole.terminal.any()
 
 
-def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(parts, tmp_path, monkeypatch):
-    """sac.mc_bound: an online episode's steps reach the buffer together when it ends, each with
-    its Monte-Carlo return in the episode (what bounds the TD target below); updates before the
-    first episode ends find an empty buffer and wait."""
+@pytest.mark.parametrize("flags", [["sac.mc_bound=true"], ["--actor-loss", "awr"]])
+def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(
+    parts, tmp_path, monkeypatch, flags
+):
+    """sac.mc_bound and the awr actor: an online episode's steps reach the buffer together when
+    it ends, each with its Monte-Carlo return in the episode (what bounds the TD target below,
+    what AWR weighs by); updates before the first episode ends find an empty buffer and wait."""
     from robolearn.policies.sac import replay
     from robolearn.policies.sac.losses import mc_returns
     from robolearn.runs import finetune
@@ -237,7 +240,7 @@ def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(parts, tmp_pat
 
     monkeypatch.setattr(replay.Replay, "add", spy)
     out = tmp_path / "mc"
-    argv = _argv(parts, out, "sac.mc_bound=true", steps=12)
+    argv = _argv(parts, out, *flags, steps=12)
     argv[argv.index("--warmup") + 1] = "0"  # updates from the first step on
     assert main(argv) == 0
     episodes = [ep for _, ep in iter_episodes(out / "online")]

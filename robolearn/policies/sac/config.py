@@ -39,16 +39,20 @@ class SACConfig:
     target_subset: int = 2
     """the TD target is the minimum over this many critics drawn at random each step (REDQ /
     WSRL); = ensemble: the minimum over all"""
-    actor_loss: Literal["sac", "awac"] = "sac"
+    actor_loss: Literal["sac", "awac", "awr"] = "sac"
     """how the actor learns from the critics: sac, it maximizes Q at its own reparameterized
     samples (plus entropy), which can lead it anywhere the critics extrapolate, e.g. to the
     action bounds; awac (AWAC, Nair et al. 2020), it fits the replayed actions weighted by
     exp(advantage / awac_temperature), advantage = Q(s, a) - Q(s, a ~ pi), so it never leaves
-    the actions it has seen tried (the alpha term is then unused)"""
+    the actions it has seen tried (the alpha term is then unused); awr (AWR, Peng et al. 2019),
+    the same weighting with advantage = the Monte-Carlo return its episode really collected after
+    a - Q(s, a ~ pi): the credit of a whole episode's outcome rather than of a critic's one-step
+    difference between nearby actions (online steps join the buffer when their episode ends, as
+    with mc_bound)"""
     awac_temperature: float = 0.1
-    """awac: the advantage's temperature (Q of a 0/1 success reward lies in [0, 1])"""
+    """awac, awr: the advantage's temperature (Q of a 0/1 success reward lies in [0, 1])"""
     awac_max_weight: float = 20.0
-    """awac: the largest weight of one replayed action"""
+    """awac, awr: the largest weight of one replayed action"""
     actor_q: Literal["mean", "min"] = "mean"
     """what the actor maximizes of the ensemble's Q at its own actions: the mean over all members
     (REDQ, with a large ensemble) or the minimum (SAC's clipped double Q, pessimistic where the

@@ -230,9 +230,11 @@ def make_update(cfg: SACConfig, graphs: tuple, stats: NormStats, actor: bool = T
             mean, log_std = floored(nnx.merge(actor_graph, params), image, proprio)
             action, logp = _sample(act_rng, mean, log_std)
             bc = bc_terms(mean, log_std, batch.action)
-            if cfg.actor_loss == "awac":  # the data actions, weighted by their advantage
+            if cfg.actor_loss in ("awac", "awr"):  # the data actions, weighted by advantage
                 q = jax.lax.stop_gradient(ensemble_q(action))  # V(s), one sample of pi
-                advantage = jax.lax.stop_gradient(ensemble_q(batch.action)) - q
+                # awac: Q of the data action; awr: what its episode collected after it
+                taken = batch.mc_return if cfg.actor_loss == "awr" else ensemble_q(batch.action)
+                advantage = jax.lax.stop_gradient(taken) - q
                 weight = jnp.minimum(jnp.exp(advantage / cfg.awac_temperature), cfg.awac_max_weight)
                 log_prob = gaussian_log_prob(mean, log_std, batch.action)
                 loss = -jnp.mean(weight * log_prob)
