@@ -10,6 +10,9 @@ reward the learner sees is the classifier's judgement of the frame after the act
 its calibrated threshold, or its probability); the simulator's success flag is recorded in the
 episodes and logged (`sim_success`) for people to read, never given to the learner.
 
+--learner ppo runs refinement's on-policy PPO on whole real episodes instead (one update per batch
+of them; robolearn/runs/finetune_ppo.py), through the same loop, store and checkpoints.
+
 Offline episodes (--data, rewarded by the same classifier) serve two ways: --offline-steps
 pre-trains the learner on them with Cal-QL before it acts (CQL with the policy actions' Q clamped
 below by the Monte-Carlo return; RoboFuME, WSRL), and --offline-ratio keeps them in every online
@@ -48,7 +51,9 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
 from robolearn.core.tracking import WandbSettings
+from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.sac.config import SACConfig
+from robolearn.runs.online import OnlineLearner, Reward
 
 STORE = "online"
 SAC_CONFIG = "sac.yaml"
@@ -83,8 +88,14 @@ class FinetuneConfig:
     WSRL)"""
     steps: int = 30_000
     """online environment steps in all, warm-up included (a resumed run continues up to this)"""
-    warmup: int = 5_000
-    """first environment steps acted by the pre-trained policy alone, no updates (WSRL)"""
+    learner: Literal["sac", "ppo"] = "sac"
+    """sac: the off-policy learner (WSRL: SAC over replayed transitions, one update per step,
+    settings in `sac`); ppo: refinement's on-policy PPO over whole real episodes, one update per
+    `ppo.rollouts` of them (settings in `ppo`; simulation only, episodes of one length:
+    robolearn/runs/finetune_ppo.py)"""
+    warmup: int | None = None
+    """first environment steps acted by the pre-trained policy alone, no updates (WSRL; default
+    5000 for sac, 0 for ppo, whose batches are its own)"""
     critic_warmup: int = 500
     """the learner's first updates fit the critics alone, the actor and alpha waiting (Cal-QL
     pre-training's count): fresh critics' action gradients are noise, and a sharp BC actor
@@ -149,6 +160,9 @@ class FinetuneConfig:
     last one is always saved)"""
     replay_capacity: int | None = None
     """transitions the online buffer holds, oldest dropped first (default: all of --steps)"""
+    ppo: PPOConfig = PPOConfig()
+    """--learner ppo's settings (robolearn.policies.ppo.config, refine's; ppo.horizon is the
+    episode length), e.g. ppo.rollouts=16. A resumed run keeps its checkpoint's (ppo.yaml)"""
     sac: SACConfig = SACConfig(init_temperature=1e-4)
     """the learner's settings (robolearn.policies.sac.config); flags such as --utd set its fields.
     A resumed run keeps its checkpoint's (sac.yaml). The entropy temperature starts at 1e-4, not
@@ -160,8 +174,10 @@ class FinetuneConfig:
         if not self.task:
             raise ConfigError("give --task, e.g. drawer (`robolearn tasks` lists them)")
         require_positive(self, "steps", "save_every")
-        if self.warmup < 0 or self.critic_warmup < 0:
+        if self.warmup_steps < 0 or self.critic_warmup < 0:
             raise ConfigError("warmup and critic_warmup must be >= 0")
+        if self.learner == "ppo":
+            self._check_ppo()
         if self.replay_capacity is not None and self.replay_capacity < self.sac.batch_size:
             raise ConfigError(
                 f"replay_capacity ({self.replay_capacity}) must hold at least one batch "
@@ -212,6 +228,28 @@ class FinetuneConfig:
                 "leaves no room for offline or online transitions"
             )
 
+    @property
+    def warmup_steps(self) -> int:
+        """--warmup, or its learner's default."""
+        if self.warmup is not None:
+            return self.warmup
+        return 0 if self.learner == "ppo" else 5_000
+
+    def _check_ppo(self) -> None:
+        """--learner ppo learns from whole episodes of one length in simulation."""
+        refused = {
+            "--bridge": self.bridge, "--ros2": self.ros2, "--backward-task": self.backward_task,
+            "--end-on-success": self.end_on_success, "--data": self.data,
+        }  # fmt: skip
+        for name, value in refused.items():
+            if value:
+                raise ConfigError(
+                    f"{name} is for the sac learner: --learner ppo learns from whole episodes "
+                    "of one length, in simulation"
+                )
+        if self.warmup_steps:
+            raise ConfigError("--warmup is the sac learner's: ppo learns from its first batch")
+
     def offline_batch(self) -> int:
         """Offline transitions in every online batch (--offline-ratio of the batch)."""
         return round(self.sac.batch_size * self.offline_ratio)
@@ -246,20 +284,6 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
         print(f"backward policy ({cfg.backward_task}): {out / BACKWARD}")
 
 
-class _Reward:
-    """The classifier's reward of single frames: binary at its threshold, or its probability."""
-
-    def __init__(self, classifier, task: str, kind: str, source: str = ""):
-        self.classifier, self.task, self.kind, self.source = classifier, task, kind, source
-        self.threshold = float(classifier.info.threshold)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        prob = self.classifier.prob(images, self.task)
-        if self.kind == "prob":
-            return prob.astype(np.float32)
-        return (prob >= self.threshold).astype(np.float32)
-
-
 def run_finetune(
     cfg: FinetuneConfig,
     out: Path,
@@ -285,8 +309,12 @@ def run_finetune(
     roles = [("", cfg.task, out)]
     if cfg.backward_task:
         roles.append((BACKWARD + "_", cfg.backward_task, out / BACKWARD))
+    if cfg.learner == "ppo":
+        from robolearn.runs.finetune_ppo import PPOLearner as make
+    else:
+        make = _Learner
     learners = [
-        _Learner(cfg, task, specs[p + "policy"], specs[p + "reward"], where, resuming)
+        make(cfg, task, specs[p + "policy"], specs[p + "reward"], where, resuming)
         for p, task, where in roles
     ]
     forward = learners[0]
@@ -306,7 +334,7 @@ def run_finetune(
         if not resuming:
             for learner in learners:
                 learner.write()
-        resolved = dataclasses.replace(cfg, sac=forward.sac, **specs)
+        resolved = dataclasses.replace(cfg, warmup=cfg.warmup_steps, **forward.resolved(), **specs)
         save_yaml(resolved, out / "finetune.yaml")
         store = create_store(out / STORE)
         stored = [ep for _, ep in iter_episodes(store)]
@@ -413,7 +441,7 @@ def _check_offline(cfg: FinetuneConfig, episodes, info) -> None:
             )
 
 
-class _Learner:
+class _Learner(OnlineLearner):
     """One task's policy being fine-tuned: its checkpoint directory, reward classifier, SAC state,
     replay buffers (online, and offline when --data), the jitted update and acting function."""
 
@@ -428,7 +456,7 @@ class _Learner:
         self.policy_path = bundles.resolve(policy)
         self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
         self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
-        self.reward = _Reward(
+        self.reward = Reward(
             load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
         )
         self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
@@ -439,6 +467,10 @@ class _Learner:
         self._pending: list = []  # sac.mc_bound, awr: this episode's steps, added when it ends
         self._target_entropy: float | None = None
         self._entropies: list[float] = []
+
+    def resolved(self) -> dict:
+        """This learner's settings for finetune.yaml."""
+        return {"sac": self.sac}
 
     def write(self) -> None:
         """Make the run's policy checkpoint directory (a fresh run, once every check passed)."""
@@ -624,29 +656,6 @@ class _Learner:
         self.state = jax.block_until_ready(state)
         return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
-    def save(self, env_steps: int) -> None:
-        """The learner's state under the environment step, and the actor-only export."""
-        import orbax.checkpoint as ocp
-
-        from robolearn.policies.bc import checkpoint as policy_ckpt
-
-        self.manager.save(int(env_steps), args=ocp.args.StandardSave(self.state), force=True)
-        self.manager.wait_until_finished()
-        export = self.out / policy_ckpt.EXPORT_DIR
-        policy_ckpt.export_actor(self.out, export, self.state.params, int(env_steps))
-
-    def summary(self) -> dict:
-        recent = self.recent
-        return {
-            "episodes": len(recent),
-            "classifier_success": float(np.mean([c for c, _ in recent])) if recent else 0.0,
-            "sim_success": float(np.mean([s for _, s in recent])) if recent else 0.0,
-        }
-
-    def close(self) -> None:
-        if self.manager is not None:
-            self.manager.close()
-
 
 def _gaussian_entropy(log_std: np.ndarray) -> float:
     """The entropy (nats) of a diagonal Gaussian with these log standard deviations [A]."""
@@ -687,6 +696,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
     from robolearn.core.progress import Progress
 
     env_steps = sum(ep.num_steps for ep in stored)
+    warmup = cfg.warmup_steps
     writer = MetricsWriter(
         out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
     )
@@ -699,6 +709,19 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 each.save(0)
         bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
         start, run_start, updates, update_seconds = time.perf_counter(), env_steps, 0, 0.0
+
+        def learn(learner) -> dict:
+            """One update of `learner` (its metrics; {} when it had nothing to learn from)."""
+            nonlocal key, updates, update_seconds
+            key, sub = jax.random.split(key)
+            t0 = time.perf_counter()
+            done = learner.update(sub)
+            if done:
+                if updates:  # the first one compiles
+                    update_seconds += time.perf_counter() - t0
+                updates += 1
+            return done
+
         last_saved = env_steps
         key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
         # in real time (--ros2) the updates run in a thread beside acting
@@ -742,21 +765,18 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                     reached = judged >= learner.reward.threshold
                     learner.add(prev, action, r, obs, terminal=cfg.end_on_success and reached)
                     env_steps += 1
-                    if env_steps > cfg.warmup and updater is not None:
+                    if env_steps > warmup and updater is not None:
                         updater.allow(learner)
                         metrics = updater.metrics
-                    elif env_steps > cfg.warmup:
-                        key, sub = jax.random.split(key)
-                        t0 = time.perf_counter()
-                        metrics = learner.update(sub)
-                        if updates:  # the first one compiles
-                            update_seconds += time.perf_counter() - t0
-                        updates += 1
+                    elif env_steps > warmup and not learner.per_episode:
+                        metrics = learn(learner) or metrics
                     # reset-free: the phase ends once its classifier sees success
                     ended = ended or ((reset_free or cfg.end_on_success) and reached)
                     bar.update(env_steps, _status(learner, metrics))
                 recorder.finish()
                 learner.end_episode()
+                if learner.per_episode and env_steps > warmup:
+                    metrics = learn(learner) or metrics
             except BaseException:
                 recorder.abort()
                 learner.drop_episode()
@@ -768,7 +788,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 "classifier_success": float(success),
                 "sim_success": float(sim_success),
                 "episode_steps": len(rewards),
-                "warmup": float(env_steps <= cfg.warmup),
+                "warmup": float(env_steps <= warmup),
                 **bridge,
                 **(
                     {"injected_energy_j": episode_energy, "drawn_energy_j": episode_drawn}
@@ -968,7 +988,9 @@ def _status(learner, metrics) -> str:
     if summary["episodes"]:
         text += f"  classifier success {summary['classifier_success']:.0%}"
         text += f"  sim {summary['sim_success']:.0%}"
-    if metrics:
+    if "q" in metrics:
         text += f"  q {metrics['q']:.2f}"
         text += f"  alpha {metrics['alpha']:.3f}" if "alpha" in metrics else "  (critics only)"
+    elif "iteration" in metrics:  # ppo
+        text += f"  iteration {metrics['iteration']:.0f}  kl {metrics['approx_kl']:.3f}"
     return text

@@ -176,7 +176,7 @@ def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
     are cut at their first rewarded frame."""
     from robolearn.runs import finetune
 
-    monkeypatch.setattr(finetune._Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
     added, rebuilt = [], []
     one, transitions = finetune._one, finetune._transitions
 
@@ -230,7 +230,7 @@ def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(
     from robolearn.policies.sac.losses import mc_returns
     from robolearn.runs import finetune
 
-    monkeypatch.setattr(finetune._Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
     added = []
     add = replay.Replay.add
 
@@ -305,6 +305,11 @@ def test_acting_explores_at_the_std_floor(floor):
         (["--ros-params", "output_mode:=joint_trajectory"], "they need --ros2"),
         (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
         (["--task", "metaworld/lever-pull-40hz", "--ros2"], "--ros2 drives the WidowX"),
+        (["--learner", "ppo"], "--warmup is the sac learner's"),
+        (["--learner", "ppo", "--warmup", "0", "--end-on-success"], "--end-on-success is for"),
+        (["--learner", "ppo", "--warmup", "0", "--bridge"], "--bridge is for the sac learner"),
+        (["--learner", "ppo", "--warmup", "0", "ppo.horizon=7"], "ppo.horizon 7: it is the"),
+        (["--learner", "ppo", "--warmup", "0", "ppo.minibatches=3"], "divisible by minibatches"),
     ],
 )
 def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
@@ -323,6 +328,68 @@ def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, messag
 
     assert re.search(message, err), err
     assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+
+
+def _ppo_argv(parts, out, steps):
+    argv = ["finetune", "--task", "drawer", "--policy", str(parts["bc"]), "--reward"]
+    argv += [str(parts["reward"]), "--learner", "ppo", "--steps", str(steps), "--max-steps", "5"]
+    argv += ["--save-every", "10", "ppo.rollouts=2", "ppo.minibatches=2", "ppo.critic_warmup=1"]
+    argv += ["ppo.unroll=false", "ppo.critic.channels=[8,8]", "ppo.critic.strides=[4,4]"]
+    return [*argv, "ppo.critic.feature_dim=16", "ppo.critic.hidden=[16]", "--out", str(out)]
+
+
+def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
+    parts, tmp_path, monkeypatch
+):
+    """--learner ppo: every ppo.rollouts complete episodes make one PPO update (at the end of
+    the last), on the classifier's rewards, never the simulator's; the run is a policy checkpoint of
+    kind ppo; a killed run resumes with its iterations and a fresh batch."""
+    from robolearn.policies.ppo.checkpoint import read_ppo_config
+    from robolearn.runs import finetune, finetune_ppo
+
+    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
+    seen = []
+    update = finetune_ppo.PPOLearner.update
+
+    def spy(self, key):
+        if len(self._batch) >= self.ppo.rollouts:
+            seen.append([ep["reward"] for ep in self._batch[: self.ppo.rollouts]])
+        return update(self, key)
+
+    monkeypatch.setattr(finetune_ppo.PPOLearner, "update", spy)
+    out = tmp_path / "ppo"
+    cfg = _config(parts, [*_ppo_argv(parts, out, 30), "--quiet"])
+    with pytest.raises(KeyboardInterrupt):  # killed in the 6th episode, after two iterations
+        run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Lying(28, **k))
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in episodes] == [5, 5, 5, 5, 5]
+    for ep in episodes:
+        assert ep.success[1:].all()  # the lying simulator, recorded ...
+        np.testing.assert_array_equal(ep.reward, _judge(ep.image[1:]))  # ... the reward is not
+    assert len(seen) == 2  # at steps 10 and 20, each on the two episodes before
+    for batch, pair in zip(seen, (episodes[:2], episodes[2:4]), strict=True):
+        for rewards, ep in zip(batch, pair, strict=True):
+            np.testing.assert_array_equal(rewards, ep.reward)
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25]
+    assert [r.get("iteration") for r in rows] == [None, 1.0, None, 2.0, None]
+    assert rows[1]["actor_updates"] == 0 and rows[3]["actor_updates"] > 0  # critic warm-up 1
+    assert not any("imagined" in k or k == "q" for r in rows for k in r)
+    assert read_info(out).kind == "ppo" and read_ppo_config(out).horizon == 5
+    saved = yaml.safe_load((out / "finetune.yaml").read_text())
+    assert saved["learner"] == "ppo" and saved["warmup"] == 0
+    # saved at steps 10 and 20, after iterations 1 and 2 (the 5th episode, stored, is unused)
+    assert load_policy(out, "drawer").step == 2
+    assert load_policy(out / EXPORT_DIR, "drawer").step == 20  # the export: at its env step
+    result = run_finetune(
+        cfg, out, resume=True, progress=False, make_task=lambda *a, **k: _Lying(None, **k)
+    )
+    assert result["env_steps"] == 30 and result["run_steps"] == 5
+    assert result["updates"] == 0  # a fresh batch, of one episode: no update
+    assert [r["step"] for r in _rows(out)] == [5, 10, 15, 20, 25, 30]
+    from robolearn.core import checkpoint as ckpt_io
+
+    assert ckpt_io.make_manager(out).latest_step() == 30
 
 
 def _cached(parts, name, make):
@@ -465,7 +532,7 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     def judged(self, images):
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(finetune._Reward, "__call__", judged)
+    monkeypatch.setattr(finetune.Reward, "__call__", judged)
     out = tmp_path / "rf"
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     argv = _argv(parts, out, *pair, "--backward-reward", str(backward["reward"]), steps=14)
@@ -588,7 +655,7 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     def judged(self, images):  # as above: backward phases end at their first step
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(finetune._Reward, "__call__", judged)
+    monkeypatch.setattr(finetune.Reward, "__call__", judged)
     domain = random.SystemRandom().randint(1, 200)
     for name, value in ros_env(domain).items():
         monkeypatch.setenv(name, value)

@@ -1,0 +1,165 @@
+"""`robolearn finetune --learner ppo`: refinement's PPO on real episodes instead of imagined ones.
+
+The learner `refine` runs inside the world model (robolearn.policies.ppo: the BC actor sampled at
+the exploration floor `ppo.std_floor`, a fresh value network, `epochs` x `minibatches`
+clipped-surrogate steps stopped at `target_kl`, the first `critic_warmup` iterations fitting the
+critic alone), fed with whole episodes of the task itself, each step rewarded by the reward
+classifier exactly as the SAC learner is. Every `ppo.rollouts` complete episodes make one update
+(at the end of the last of them);
+the run's loop, store, checkpoints and resume are finetune's (robolearn/runs/finetune.py), so
+the run directory is a policy checkpoint of kind "ppo" (its orbax state a RefineState, as a
+refine run's) with ppo.yaml beside it.
+
+On-policy, it needs whole episodes of one length acted by the current actor: simulation only
+(no --bridge, --ros2 or --backward-task), no --end-on-success, no offline data. A resumed run
+starts a fresh batch: the episodes of the iteration cut short stay in the store, unused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from robolearn.runs.online import OnlineLearner, Reward
+
+
+class PPOLearner(OnlineLearner):
+    """finetune._Learner's interface (act, add, end_episode, update, save, ...) over PPO."""
+
+    per_episode = True  # an update is due when a batch of episodes is complete
+
+    def __init__(self, cfg, task: str, policy: str, reward: str, out: Path, resuming: bool):
+        from robolearn import bundles, envs
+        from robolearn.core.errors import ConfigError
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.policies.ppo.checkpoint import read_ppo_config
+        from robolearn.reward_models.checkpoint import load_reward_model
+
+        self.cfg, self.task, self.out, self.policy_spec = cfg, task, out, policy
+        self.policy_path = bundles.resolve(policy)
+        self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
+        self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
+        self.reward = Reward(
+            load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
+        )
+        horizon = cfg.max_steps or envs.task_info(task).max_steps
+        if cfg.ppo.horizon not in (None, horizon):
+            raise ConfigError(
+                f"ppo.horizon {cfg.ppo.horizon}: it is the episode length ({horizon}); set "
+                "--max-steps instead"
+            )
+        if resuming:
+            self.ppo = read_ppo_config(out)
+            if self.ppo.horizon != horizon:
+                raise ConfigError(
+                    f"{out}: its episodes are {self.ppo.horizon} steps long, not {horizon}; "
+                    "resume with the same --max-steps"
+                )
+        else:
+            self.ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
+        self.manager = None
+        self.restored = False
+        self.recent: list[tuple[bool, bool]] = []
+        self._batch: list[dict[str, np.ndarray]] = []  # this iteration's complete episodes
+        self._steps: list[tuple] = []  # the episode being acted
+        self._sampled: tuple[np.ndarray, float] | None = None
+        self.dropped = 0  # episodes shorter than the horizon (none in a time-limited task)
+
+    def resolved(self) -> dict:
+        """This learner's settings for finetune.yaml."""
+        return {"ppo": self.ppo}
+
+    def write(self) -> None:
+        """Make the run's policy checkpoint directory (kind ppo, with ppo.yaml)."""
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.policies.ppo.checkpoint import write_ppo_config
+
+        info = dataclasses.replace(self.info, kind="ppo", parent=self.policy_spec, weights="train")
+        policy_ckpt.write_info(self.out, info, self.actor_cfg, self.stats)
+        write_ppo_config(self.out, self.ppo)
+
+    def start(self, stored, offline) -> None:
+        """Restore or initialize the learner (stored episodes are not replayed: on-policy)."""
+        import jax
+
+        from robolearn.core import checkpoint as ckpt_io
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.policies.bc.train import make_act_fn
+        from robolearn.policies.ppo.train import init_refine_state, make_update
+
+        self.manager = ckpt_io.make_manager(self.out, max_to_keep=2)
+        self.restored = self.manager.latest_step() is not None
+        _, start_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
+        if self.restored:
+            self.graphs, self.state = ckpt_io.restore_latest(
+                self.manager, lambda rng: init_refine_state(self.ppo, self.actor_cfg, rng)
+            )
+        else:
+            rng = jax.random.key(self.cfg.seed)
+            self.graphs, self.state = init_refine_state(self.ppo, self.actor_cfg, rng, start_params)
+        self.anchor = start_params  # ppo.bc_coef's pull is toward the starting policy
+        self._update = make_update(self.ppo, self.graphs, self.stats)
+        self._act = make_act_fn(self.graphs[0], self.stats)
+        size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
+        self._act(self.state.params, np.zeros((1, size, size, 3), np.uint8), np.zeros((1, p)))
+        self.reward(np.zeros((1, size, size, 3), np.uint8))
+
+    def act(self, obs, rng: np.random.Generator) -> np.ndarray:
+        """A sample of the current actor at std max(std, ppo.std_floor), clipped to [-1, 1];
+        the unclipped sample and its log-density are kept for the update."""
+        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        mean = np.asarray(mean[0], np.float64)
+        log_std = np.asarray(log_std[0], np.float64)
+        if self.ppo.std_floor > 0:
+            log_std = np.maximum(log_std, np.log(self.ppo.std_floor))
+        noise = rng.normal(size=mean.shape)
+        raw = mean + np.exp(log_std) * noise
+        log_prob = float(-0.5 * np.sum(noise**2 + 2 * log_std + np.log(2 * np.pi)))
+        self._sampled = (raw.astype(np.float32), log_prob)
+        return np.clip(raw, -1.0, 1.0).astype(np.float32)
+
+    def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
+        """The step's frame, proprio, unclipped action, its log-density and reward."""
+        raw, log_prob = self._sampled
+        self._steps.append((prev["image"], prev["proprio"], raw, log_prob, float(reward)))
+
+    def end_episode(self) -> None:
+        """A complete episode joins the iteration's batch (a shorter one is dropped)."""
+        steps, self._steps = self._steps, []
+        if len(steps) != self.ppo.horizon:
+            self.dropped += bool(steps)
+            return
+        image, proprio, action, log_prob, reward = (np.stack(x) for x in zip(*steps, strict=True))
+        self._batch.append(
+            {"image": image, "proprio": proprio.astype(np.float32), "action": action,
+             "log_prob": log_prob.astype(np.float32), "reward": reward.astype(np.float32)}
+        )  # fmt: skip
+
+    def drop_episode(self) -> None:
+        self._steps = []
+
+    def warm_sampling(self) -> None:
+        """(finetune's real-time path only; PPO runs in simulation)"""
+
+    def update(self, key) -> dict:
+        """One PPO iteration once ppo.rollouts complete episodes are in; {} before that."""
+        import jax
+
+        from robolearn.policies.ppo.train import Trajectory
+
+        if len(self._batch) < self.ppo.rollouts:
+            return {}
+        batch, self._batch = self._batch[: self.ppo.rollouts], self._batch[self.ppo.rollouts :]
+        stack = {k: np.stack([ep[k] for ep in batch], axis=1) for k in batch[0]}  # [T, B, ...]
+        traj = Trajectory(
+            stack["image"], stack["proprio"], stack["action"], stack["log_prob"],
+            stack["reward"], stack["reward"],
+        )  # fmt: skip
+        state, metrics = self._update(self.state, traj, self.anchor)
+        self.state = jax.block_until_ready(state)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        # (imagined_*: refine's names; here the episodes are real and logged one by one)
+        metrics = {k: v for k, v in metrics.items() if not k.startswith(("imagined", "success_"))}
+        return {**metrics, "iteration": float(self.state.step)}
