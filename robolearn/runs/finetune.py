@@ -53,7 +53,7 @@ from robolearn.core.rundir import RunOptions
 from robolearn.core.tracking import WandbSettings
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.sac.config import SACConfig
-from robolearn.runs.online import OnlineLearner, Reward
+from robolearn.runs.online import OnlineLearner
 
 STORE = "online"
 SAC_CONFIG = "sac.yaml"
@@ -447,21 +447,10 @@ class _Learner(OnlineLearner):
 
     def __init__(self, cfg: FinetuneConfig, task: str, policy: str, reward: str, out: Path,
                  resuming: bool):  # fmt: skip
-        from robolearn import bundles, envs
         from robolearn.core.checkpoint import load_config
-        from robolearn.policies.bc import checkpoint as policy_ckpt
-        from robolearn.reward_models.checkpoint import load_reward_model
 
-        self.cfg, self.task, self.out, self.policy_spec = cfg, task, out, policy
-        self.policy_path = bundles.resolve(policy)
-        self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
-        self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
-        self.reward = Reward(
-            load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
-        )
+        super().__init__(cfg, task, policy, reward, out)
         self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
-        self.manager = None
-        self.recent: list[tuple[bool, bool]] = []
         self.lock = threading.Lock()
         self._sampling_warm = False
         self._pending: list = []  # sac.mc_bound, awr: this episode's steps, added when it ends

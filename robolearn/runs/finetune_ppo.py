@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robolearn.runs.online import OnlineLearner, Reward
+from robolearn.runs.online import OnlineLearner
 
 
 class PPOLearner(OnlineLearner):
@@ -31,19 +31,11 @@ class PPOLearner(OnlineLearner):
     per_episode = True  # an update is due when a batch of episodes is complete
 
     def __init__(self, cfg, task: str, policy: str, reward: str, out: Path, resuming: bool):
-        from robolearn import bundles, envs
+        from robolearn import envs
         from robolearn.core.errors import ConfigError
-        from robolearn.policies.bc import checkpoint as policy_ckpt
         from robolearn.policies.ppo.checkpoint import read_ppo_config
-        from robolearn.reward_models.checkpoint import load_reward_model
 
-        self.cfg, self.task, self.out, self.policy_spec = cfg, task, out, policy
-        self.policy_path = bundles.resolve(policy)
-        self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
-        self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
-        self.reward = Reward(
-            load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
-        )
+        super().__init__(cfg, task, policy, reward, out)
         horizon = cfg.max_steps or envs.task_info(task).max_steps
         if cfg.ppo.horizon not in (None, horizon):
             raise ConfigError(
@@ -59,9 +51,7 @@ class PPOLearner(OnlineLearner):
                 )
         else:
             self.ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
-        self.manager = None
         self.restored = False
-        self.recent: list[tuple[bool, bool]] = []
         self._batch: list[dict[str, np.ndarray]] = []  # this iteration's complete episodes
         self._steps: list[tuple] = []  # the episode being acted
         self._sampled: tuple[np.ndarray, float] | None = None

@@ -29,6 +29,23 @@ class OnlineLearner:
 
     per_episode = False
 
+    def __init__(self, cfg, task: str, policy: str, reward: str, out):
+        """The policy to start from (`policy`, checked against `task`), its actor config and
+        proprio statistics, and the reward classifier (`reward`) of a finetune run `cfg`."""
+        from robolearn import bundles, envs
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+        from robolearn.reward_models.checkpoint import load_reward_model
+
+        self.cfg, self.task, self.out, self.policy_spec = cfg, task, out, policy
+        self.policy_path = bundles.resolve(policy)
+        self.info = policy_ckpt.check_compatible(self.policy_path, task, envs.ACTION_DIM)
+        self.actor_cfg, self.stats = policy_ckpt.read_config(self.policy_path)
+        self.reward = Reward(
+            load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
+        )
+        self.manager = None
+        self.recent: list[tuple[bool, bool]] = []
+
     def save(self, env_steps: int) -> None:
         """The learner's state under the environment step, and the actor-only export."""
         import orbax.checkpoint as ocp

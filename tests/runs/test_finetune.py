@@ -19,6 +19,7 @@ from robolearn import envs
 from robolearn.cli import main
 from robolearn.data.store import iter_episodes
 from robolearn.policies.bc.checkpoint import EXPORT_DIR, load_policy, read_info
+from robolearn.runs import online
 from robolearn.runs.finetune import FinetuneConfig, run_finetune
 
 SMALL = [
@@ -176,7 +177,7 @@ def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
     are cut at their first rewarded frame."""
     from robolearn.runs import finetune
 
-    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
     added, rebuilt = [], []
     one, transitions = finetune._one, finetune._transitions
 
@@ -228,9 +229,8 @@ def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(
     what AWR weighs by); updates before the first episode ends find an empty buffer and wait."""
     from robolearn.policies.sac import replay
     from robolearn.policies.sac.losses import mc_returns
-    from robolearn.runs import finetune
 
-    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
     added = []
     add = replay.Replay.add
 
@@ -345,9 +345,9 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
     the last), on the classifier's rewards, never the simulator's; the run is a policy checkpoint of
     kind ppo; a killed run resumes with its iterations and a fresh batch."""
     from robolearn.policies.ppo.checkpoint import read_ppo_config
-    from robolearn.runs import finetune, finetune_ppo
+    from robolearn.runs import finetune_ppo
 
-    monkeypatch.setattr(finetune.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
     seen = []
     update = finetune_ppo.PPOLearner.update
 
@@ -525,14 +525,13 @@ def backward(parts, tmp_path_factory):
 def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     parts, backward, tmp_path, monkeypatch
 ):
-    from robolearn.runs import finetune
 
     # the backward classifier sees success at once, the forward one never: forward phases run to
     # the episode length, backward ones end after their first step (switched by the classifier)
     def judged(self, images):
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(finetune.Reward, "__call__", judged)
+    monkeypatch.setattr(online.Reward, "__call__", judged)
     out = tmp_path / "rf"
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     argv = _argv(parts, out, *pair, "--backward-reward", str(backward["reward"]), steps=14)
@@ -650,12 +649,11 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     import random
 
     from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
-    from robolearn.runs import finetune
 
     def judged(self, images):  # as above: backward phases end at their first step
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(finetune.Reward, "__call__", judged)
+    monkeypatch.setattr(online.Reward, "__call__", judged)
     domain = random.SystemRandom().randint(1, 200)
     for name, value in ros_env(domain).items():
         monkeypatch.setenv(name, value)
