@@ -411,7 +411,7 @@ def _check_resume(out: Path, cfg: FinetuneConfig, specs: dict[str, str]) -> None
     from robolearn.core.checkpoint import load_config
 
     saved = load_config(FinetuneConfig, out / "finetune.yaml")
-    for name in ("task", "backward_task"):
+    for name in ("task", "backward_task", "learner"):
         if getattr(saved, name) != getattr(cfg, name):
             raise ConfigError(
                 f"{out}: fine-tunes {name.replace('_', ' ')} {getattr(saved, name)!r}, not "

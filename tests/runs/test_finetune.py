@@ -513,6 +513,9 @@ def test_resume_refuses_other_parts(parts, tmp_path, capsys):
     argv[argv.index("--policy") + 1] = str(other)
     assert main(argv) == 2
     assert "was fine-tuned with policy" in capsys.readouterr().err
+    ppo = [*_ppo_argv(parts, out, 10), "--quiet", "--resume"]
+    assert main(ppo) == 2  # the SAC run's checkpoints are not PPO's
+    assert "fine-tunes learner 'sac', not 'ppo'" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
