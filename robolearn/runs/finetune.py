@@ -556,9 +556,10 @@ class _Learner(OnlineLearner):
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
         """A sample of the current actor for `obs` (its std no lower than sac.std_floor),
         clipped to [-1, 1]."""
+        from robolearn.policies.ppo.train import effective_log_std
+
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
-        if self.sac.std_floor > 0:
-            log_std = np.maximum(np.asarray(log_std), np.log(self.sac.std_floor))
+        log_std = np.asarray(effective_log_std(log_std, self.sac.std_floor))
         if self._target_entropy is None:  # the starting actor's entropy, until updates begin
             self._entropies.append(_gaussian_entropy(np.asarray(log_std[0])))
         noise = rng.normal(size=mean.shape[1])
@@ -699,6 +700,9 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         bar = Progress(cfg.steps, "step", enabled=progress, start_at=env_steps)
         start, run_start, updates, update_seconds = time.perf_counter(), env_steps, 0, 0.0
 
+        last_saved = env_steps
+        key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
+
         def learn(learner) -> dict:
             """One update of `learner` (its metrics; {} when it had nothing to learn from)."""
             nonlocal key, updates, update_seconds
@@ -711,8 +715,6 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
                 updates += 1
             return done
 
-        last_saved = env_steps
-        key = jax.random.fold_in(jax.random.key(cfg.seed), env_steps)
         # in real time (--ros2) the updates run in a thread beside acting
         updater = _Updater(key) if cfg.ros2 else None
         reset_free = len(learners) > 1

@@ -51,11 +51,9 @@ class PPOLearner(OnlineLearner):
                 )
         else:
             self.ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
-        self.restored = False
         self._batch: list[dict[str, np.ndarray]] = []  # this iteration's complete episodes
         self._steps: list[tuple] = []  # the episode being acted
         self._sampled: tuple[np.ndarray, float] | None = None
-        self.dropped = 0  # episodes shorter than the horizon (none in a time-limited task)
 
     def resolved(self) -> dict:
         """This learner's settings for finetune.yaml."""
@@ -81,15 +79,18 @@ class PPOLearner(OnlineLearner):
 
         self.manager = ckpt_io.make_manager(self.out, max_to_keep=2)
         self.restored = self.manager.latest_step() is not None
-        _, start_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
         if self.restored:
             self.graphs, self.state = ckpt_io.restore_latest(
                 self.manager, lambda rng: init_refine_state(self.ppo, self.actor_cfg, rng)
             )
         else:
+            _, start, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
             rng = jax.random.key(self.cfg.seed)
-            self.graphs, self.state = init_refine_state(self.ppo, self.actor_cfg, rng, start_params)
-        self.anchor = start_params  # ppo.bc_coef's pull is toward the starting policy
+            self.graphs, self.state = init_refine_state(self.ppo, self.actor_cfg, rng, start)
+        # ppo.bc_coef's pull is toward the starting policy (read again only where it is used)
+        self.anchor = self.state.params
+        if self.restored and self.ppo.bc_coef:
+            self.anchor = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)[1]
         self._update = make_update(self.ppo, self.graphs, self.stats)
         self._act = make_act_fn(self.graphs[0], self.stats)
         size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
@@ -99,16 +100,15 @@ class PPOLearner(OnlineLearner):
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
         """A sample of the current actor at std max(std, ppo.std_floor), clipped to [-1, 1];
         the unclipped sample and its log-density are kept for the update."""
+        from robolearn.policies.ppo.losses import gaussian_log_prob
+        from robolearn.policies.ppo.train import effective_log_std
+
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
-        mean = np.asarray(mean[0], np.float64)
-        log_std = np.asarray(log_std[0], np.float64)
-        if self.ppo.std_floor > 0:
-            log_std = np.maximum(log_std, np.log(self.ppo.std_floor))
-        noise = rng.normal(size=mean.shape)
-        raw = mean + np.exp(log_std) * noise
-        log_prob = float(-0.5 * np.sum(noise**2 + 2 * log_std + np.log(2 * np.pi)))
-        self._sampled = (raw.astype(np.float32), log_prob)
-        return np.clip(raw, -1.0, 1.0).astype(np.float32)
+        mean = np.asarray(mean[0])
+        log_std = np.asarray(effective_log_std(log_std[0], self.ppo.std_floor))
+        raw = (mean + np.exp(log_std) * rng.normal(size=mean.shape)).astype(np.float32)
+        self._sampled = (raw, float(gaussian_log_prob(mean, log_std, raw)))
+        return np.clip(raw, -1.0, 1.0)
 
     def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
         """The step's frame, proprio, unclipped action, its log-density and reward."""
@@ -116,10 +116,10 @@ class PPOLearner(OnlineLearner):
         self._steps.append((prev["image"], prev["proprio"], raw, log_prob, float(reward)))
 
     def end_episode(self) -> None:
-        """A complete episode joins the iteration's batch (a shorter one is dropped)."""
+        """A complete episode joins the iteration's batch (one cut short by the end of the run's
+        steps is dropped)."""
         steps, self._steps = self._steps, []
         if len(steps) != self.ppo.horizon:
-            self.dropped += bool(steps)
             return
         image, proprio, action, log_prob, reward = (np.stack(x) for x in zip(*steps, strict=True))
         self._batch.append(
