@@ -81,14 +81,18 @@ def adopt_weights(source: nnx.State, target: nnx.State, cond_dim: int) -> nnx.St
     return jax.tree_util.tree_map_with_path(adopt, source, target)
 
 
-def augment_context(rng: jax.Array, frames: jax.Array, max_level: float):
+def augment_context(rng: jax.Array, frames: jax.Array, max_level: float, clean: float = 0.0):
     """Noise augmentation of the context frames (model.context_noise; GameNGen): each sample's
-    frames [B, T, H, W, 3] plus Gaussian noise of one level ~ U(0, max_level), and the levels
-    [B]; (frames, None) when max_level is 0."""
+    frames [B, T, H, W, 3] plus Gaussian noise of one level ~ U(0, max_level), or of level 0
+    with probability `clean` (model.context_clean), and the levels [B]; (frames, None) when
+    max_level is 0."""
     if max_level <= 0:
         return frames, None
     rng_level, rng_noise = jax.random.split(rng)
     level = jax.random.uniform(rng_level, frames.shape[:1], jnp.float32, 0.0, max_level)
+    if clean > 0:  # its own key, so runs without it draw exactly what they drew before
+        keep = jax.random.bernoulli(jax.random.fold_in(rng_level, 1), clean, level.shape)
+        level = jnp.where(keep, 0.0, level)
     noise = jax.random.normal(rng_noise, frames.shape, frames.dtype)
     return frames + noise * level[:, None, None, None, None], level
 
@@ -104,7 +108,7 @@ def losses(model: WorldModel, cfg: WorldModelConfig, stats: NormStats, batch, rn
     noisy = edm.add_noise(rng_noise, target, sigma, cfg.edm)
     # (its own key from rng_sigma, so runs without it draw exactly what they drew before)
     frames, context_sigma = augment_context(
-        jax.random.fold_in(rng_sigma, 1), frames, cfg.model.context_noise
+        jax.random.fold_in(rng_sigma, 1), frames, cfg.model.context_noise, cfg.model.context_clean
     )
     out = model.network(noisy, sigma, frames, actions, context_sigma)
     wanted = edm.loss_weighted_target(target, noisy, sigma, cfg.edm)

@@ -48,7 +48,8 @@ class TrainWorldModelConfig(LoopSettings):
     shipped part, e.g. bundle:drawer/world-model) to fine-tune it, e.g. on a new task in the
     same scene; its architecture, context and proprio statistics win over model and --preset,
     except model.context_noise > 0: fine-tune it with noise-augmented context frames (a model
-    trained without gains the level's conditioning, starting at zero weight)"""
+    trained without gains the level's conditioning, starting at zero weight), with
+    model.context_clean of the samples clean"""
     distill_from: str | None = dataclasses.field(default=None, metadata=flag(metavar="CKPT"))
     """train a few-step student of this world model (a checkpoint directory or a shipped part):
     it starts from the teacher's EMA weights, keeps its architecture, context and proprio
@@ -320,7 +321,8 @@ def _model_config(cfg: TrainWorldModelConfig, out: Path, info, data, resuming: b
                 )
             model_cfg = distilled(model_cfg, cfg.distill_steps)
         elif cfg.model.model.context_noise > 0:
-            model_cfg = with_context_noise(model_cfg, cfg.model.model.context_noise)
+            noise = cfg.model.model
+            model_cfg = with_context_noise(model_cfg, noise.context_noise, noise.context_clean)
     else:
         sizes = {k: getattr(info, k) for k in ("image_size", "action_dim", "proprio_dim")}
         model_cfg, stats = fitted(cfg.model, cfg.steps, **sizes), proprio_stats(data)

@@ -170,16 +170,18 @@ def test_init_fine_tunes_from_another_model(trained, tmp_path):
 
 def test_init_with_context_noise_fine_tunes_a_model_trained_without_it(trained, tmp_path):
     """model.model.context_noise with --init: the source's architecture plus the context level's
-    conditioning; the fine-tuned model is told a noisy context when evaluated with
-    --sampler-context-noise (at most the trained level), which the source refuses."""
+    conditioning (and model.model.context_clean, the share of clean contexts); the fine-tuned
+    model is told a noisy context when evaluated with --sampler-context-noise (at most the
+    trained level), which the source refuses."""
     import jax
 
     data, run = trained
     out = tmp_path / "ft"
     extra = ("--init", str(run), "model.model.context_noise=0.3", "--eval-windows", "0")
-    assert _train(data, out, 2, *extra) == 0
+    assert _train(data, out, 2, *extra, "model.model.context_clean=0.25") == 0
     tuned = ckpt.read_config(out)[0]
     assert tuned.model.context_noise == 0.3 and tuned.model.channels == (8, 16)
+    assert tuned.model.context_clean == 0.25
     source, grown = ckpt.load_world_model(run), ckpt.load_world_model(out)
     cd = tuned.model.cond_dim
     new_rows = grown.params["cond_in"]["kernel"][...][cd : 2 * cd]

@@ -57,6 +57,14 @@ def test_bad_context_noise_levels_are_config_errors(value):
         SamplerConfig(context_noise=value)
 
 
+@pytest.mark.parametrize("value", [-0.1, float("nan"), 1.0])
+def test_bad_clean_fractions_are_config_errors(value):
+    with pytest.raises(ConfigError, match=r"model.context_clean must be in \[0, 1\)"):
+        dataclasses.replace(NOISY.model, context_clean=value)
+    with pytest.raises(ConfigError, match="context_clean needs model.context_noise > 0"):
+        dataclasses.replace(PLAIN.model, context_clean=0.25)
+
+
 def test_sampling_above_the_trained_level_is_refused():
     with pytest.raises(
         ConfigError, match=r"above the context noise .* \(model.context_noise 0.0\)"
@@ -100,6 +108,20 @@ def test_training_noises_each_sample_s_context_at_its_own_level():
     assert level.std() > 0.1  # levels differ between samples (uniform on [0, 0.5]: std 0.14)
     spread = np.asarray(noised).reshape(64, -1).std(axis=1)
     np.testing.assert_allclose(spread, level, rtol=0.05, atol=1e-3)
+
+
+def test_a_clean_fraction_keeps_that_share_of_contexts_at_level_zero():
+    """model.context_clean: about that share of the samples get level exactly 0 and their frames
+    untouched; the others keep the levels the plain augmentation draws (the same key)."""
+    frames = jax.random.uniform(jax.random.key(1), (512, T, SIZE, SIZE, 3), minval=-1, maxval=1)
+    _, uniform = wt.augment_context(jax.random.key(0), frames, 0.5)
+    noised, level = wt.augment_context(jax.random.key(0), frames, 0.5, clean=0.25)
+    level, uniform = np.asarray(level), np.asarray(uniform)
+    zero = level == 0
+    assert 0.18 < zero.mean() < 0.32 and (uniform > 0).all()
+    np.testing.assert_array_equal(level[~zero], uniform[~zero])
+    np.testing.assert_array_equal(np.asarray(noised)[zero], np.asarray(frames)[zero])
+    assert (np.abs(np.asarray(noised - frames)[~zero]).reshape((~zero).sum(), -1).max(1) > 0).all()
 
 
 def test_training_with_it_feeds_the_model_noisy_context():
