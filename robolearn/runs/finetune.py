@@ -26,7 +26,8 @@ The run directory is a policy checkpoint (`robolearn eval --policy OUT` loads th
     OUT/online/                     every online episode (an episode store)
     OUT/checkpoints/<env step>/     orbax SACState (actor, critics, optimizers)
     OUT/policy/                     the actor-only export of the latest save
-    OUT/metrics.jsonl, tensorboard/ per-episode metrics at environment steps
+    OUT/metrics.jsonl, tensorboard/ per-episode metrics at environment steps (and eval/ rows at
+                                    every save with --eval-episodes)
 
 Crash-safe and resumable: episodes are committed whole, checkpoints written at episode ends
 every `save_every` steps. `--resume` restores the latest checkpoint, rebuilds the replay buffer
@@ -158,6 +159,14 @@ class FinetuneConfig:
     save_every: int = 1_000
     """checkpoint interval in environment steps (at the end of the episode that crosses it; the
     last one is always saved)"""
+    eval_episodes: int = 0
+    """at every save, the saved actor's mean actions over this many evaluation episodes in a
+    simulator of its own (the scenes of `robolearn eval --seed EVAL_SEED`; through the bridge
+    with --bridge): eval/sim_success and its 95 % interval per checkpoint in metrics.jsonl and
+    the curves, and a line at the end. For people to read: the learner never sees them, and
+    they are not online steps. Not with --ros2 (no simulator); 0: none"""
+    eval_seed: int = 0
+    """seed of the --eval-episodes scenes (`robolearn eval --seed`)"""
     replay_capacity: int | None = None
     """transitions the online buffer holds, oldest dropped first (default: all of --steps)"""
     ppo: PPOConfig = PPOConfig()
@@ -198,6 +207,13 @@ class FinetuneConfig:
         if self.no_filter and not self.bridge:
             raise ConfigError(
                 "--no-filter is for --bridge (over ROS 2: --ros-params filter_enabled:=false)"
+            )
+        if self.eval_episodes < 0:
+            raise ConfigError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        if self.eval_episodes and self.ros2:
+            raise ConfigError(
+                "--eval-episodes runs the saved policy in a simulator; over --ros2 evaluate it "
+                "with `robolearn eval` or on the arm"
             )
         if self.bridge and self.ros2:
             raise ConfigError("--bridge (simulated time) and --ros2 (real time): choose one")
@@ -278,6 +294,14 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
             f"{recent['classifier_success']:.0%}, simulator success {recent['sim_success']:.0%} "
             "(logged, never rewarded)"
         )
+    for name, rows in result["evals"].items():
+        if rows:
+            curve = ", ".join(f"{r['step']}: {r['sim_success']:.0%}" for r in rows)
+            print(
+                f"  {name}, mean actions at each save ({cfg.eval_episodes} evaluation "
+                f"episode{'s' * (cfg.eval_episodes > 1)}, seed {cfg.eval_seed}; never rewarded): "
+                f"{curve}"
+            )
     print(f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
     if cfg.backward_task:
@@ -294,7 +318,8 @@ def run_finetune(
 ) -> dict:
     """Fine-tune (or resume) into `out`; returns {"env_steps", "run_steps", "updates",
     "seconds", "updates_per_second" (compiling excluded), "recent": {task: {"episodes",
-    "classifier_success", "sim_success"}} over each task's last <= 20 episodes}.
+    "classifier_success", "sim_success"}} over each task's last <= 20 episodes, "evals": {task:
+    [{"step", "sim_success", ...}]} of this run's --eval-episodes}.
     make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.data.store import create_store, iter_episodes
@@ -340,7 +365,8 @@ def run_finetune(
         stored = [ep for _, ep in iter_episodes(store)]
         for learner in learners:
             learner.start(stored, offline if learner is forward else [])
-        return _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved)
+        evaluate = functools.partial(_evaluate, cfg, maker) if cfg.eval_episodes else None
+        return _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, evaluate)
     finally:
         task.close()
         for learner in learners:
@@ -675,10 +701,12 @@ def _transitions(
     )  # fmt: skip
 
 
-def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) -> dict:
+def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, evaluate) -> dict:
     """The online loop: episodes until cfg.steps environment steps, the active learner updated
     after every step once the warm-up is over; in reset-free practice the learners' tasks
-    alternate without a reset (one reset at the start of the run, and after a resume)."""
+    alternate without a reset (one reset at the start of the run, and after a resume).
+    evaluate(learners, env_steps) -> rows (or None): run after every save but the
+    pre-training's, each row logged under its learner's eval/ prefix."""
     import jax
 
     from robolearn.core.config import to_dict
@@ -690,7 +718,17 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
     writer = MetricsWriter(
         out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
     )
-    bar = None
+    bar, evals = None, {each.task: [] for each in learners}
+
+    def save(env_steps: int, which) -> None:
+        for each in which:
+            each.save(env_steps)
+        if evaluate is not None and which:
+            for each, row in zip(learners, evaluate(learners, env_steps), strict=True):
+                prefix = "" if each is learners[0] else BACKWARD + "/"
+                writer.write(env_steps, row, prefix=prefix + "eval/")
+                evals[each.task].append({"step": env_steps, **row})
+
     try:
         forward = learners[0]
         if cfg.offline_steps and not forward.restored:  # Cal-QL first, then a checkpoint
@@ -793,8 +831,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             if env_steps - last_saved >= cfg.save_every or (
                 env_steps >= cfg.steps and updater is None
             ):
-                for each in learners:
-                    each.save(env_steps)
+                save(env_steps, learners)
                 last_saved = env_steps
             if reset_free:
                 phase = 1 - phase
@@ -804,9 +841,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         if updater is not None:
             updater.stop()
             updates, update_seconds, lag = updater.done, updater.seconds, updater.lag
-        for each in learners:
-            if each.manager.latest_step() is None or each.manager.latest_step() < env_steps:
-                each.save(env_steps)
+        save(env_steps, [e for e in learners if (e.manager.latest_step() or -1) < env_steps])
         return {
             "env_steps": env_steps,
             "run_steps": env_steps - run_start,
@@ -815,6 +850,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
             "seconds": time.perf_counter() - start,
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
             "recent": {each.task: each.summary() for each in learners},
+            "evals": evals,
         }
     finally:
         if updater is not None:
@@ -822,6 +858,34 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved) ->
         if bar is not None:
             bar.close()
         writer.close()
+
+
+def _evaluate(cfg: FinetuneConfig, maker, learners, env_steps: int) -> list[dict]:
+    """--eval-episodes: each learner's saved actor (its export), mean actions, over the
+    evaluation scenes in a task of its own from `maker`; one row per learner: sim_success with
+    its 95 % Wilson interval. Nothing of it reaches a learner or the episode store."""
+    from robolearn import envs
+    from robolearn.core.seeds import episode_seed
+    from robolearn.core.stats import wilson_interval
+    from robolearn.policies.bc import checkpoint as policy_ckpt
+    from robolearn.runs.eval import run_episode
+
+    rows = []
+    for each in learners:
+        export = each.out / policy_ckpt.EXPORT_DIR
+        policy = policy_ckpt.load_policy(export, each.task, envs.ACTION_DIM, seed=cfg.eval_seed)
+        task = maker(each.task, image_size=each.info.image_size, max_steps=cfg.max_steps)
+        try:
+            wins = sum(
+                run_episode(task, policy, episode_seed(cfg.eval_seed, i))["success"]
+                for i in range(cfg.eval_episodes)
+            )
+        finally:
+            task.close()
+        low, high = wilson_interval(wins, cfg.eval_episodes)
+        n = cfg.eval_episodes
+        rows.append({"sim_success": wins / n, "sim_success_low": low, "sim_success_high": high})
+    return rows
 
 
 class _Updater:

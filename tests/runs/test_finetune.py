@@ -17,6 +17,7 @@ from test_refine import _train_reward
 
 from robolearn import envs
 from robolearn.cli import main
+from robolearn.core.seeds import episode_seed
 from robolearn.data.store import iter_episodes
 from robolearn.policies.bc.checkpoint import EXPORT_DIR, load_policy, read_info
 from robolearn.runs import online
@@ -277,9 +278,69 @@ def test_acting_explores_at_the_std_floor(floor):
     )
 
 
+class _Scenes:
+    """The real drawer task, recording the seed of every reset; `made` lists every one built."""
+
+    made: list = []
+
+    def __init__(self, **kwargs):
+        self.task, self.seeds, self.closed = envs.make("drawer", **kwargs), [], False
+        _Scenes.made.append(self)
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def reset(self, seed=None):
+        self.seeds.append(seed)
+        return self.task.reset(seed=seed)
+
+    def close(self):
+        self.closed = True
+        self.task.close()
+
+
+def test_eval_episodes_score_every_save_s_mean_actions_apart_from_the_learner(
+    parts, tmp_path, capsys
+):
+    """--eval-episodes: after every save the saved actor's mean actions run that many episodes
+    on `robolearn eval --seed`'s scenes in a task of their own, logged as eval/sim_success with
+    its interval and printed at the end; none of their steps reaches the store, the step count
+    or the learner; the last one is what `robolearn eval` says of the run."""
+    out = tmp_path / "ft"
+    cfg = _config(parts, _argv(parts, out, "--eval-episodes", "2", "--eval-seed", "3"))
+    _Scenes.made.clear()
+    result = run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Scenes(**k))
+    training, *evaluations = _Scenes.made
+    assert len(evaluations) == 3 and all(t.closed for t in _Scenes.made)  # saves at 5, 10, 12
+    for each in evaluations:
+        assert each.seeds == [episode_seed(3, 0), episode_seed(3, 1)]
+    assert episode_seed(3, 0) not in training.seeds
+    assert result["env_steps"] == 12
+    assert [ep.num_steps for _, ep in iter_episodes(out / "online")] == [5, 5, 2]
+    evals = [r for r in _rows(out) if "eval/sim_success" in r]
+    assert [r["step"] for r in evals] == [5, 10, 12]
+    for r in evals:
+        assert r["eval/sim_success_low"] <= r["eval/sim_success"] <= r["eval/sim_success_high"]
+    assert [e["step"] for e in result["evals"]["drawer"]] == [5, 10, 12]
+    argv = ["eval", "--task", "drawer", "--policy", str(out), "--episodes", "2", "--seed", "3"]
+    argv += ["--max-steps", "5", "--video-episodes", "0", "--out", str(tmp_path / "ev")]
+    assert main([*argv, "--quiet"]) == 0
+    final = json.loads((tmp_path / "ev" / "results.json").read_text())["success_rate"]
+    assert evals[-1]["eval/sim_success"] == final
+    # the command prints the curve
+    capsys.readouterr()
+    assert main(_argv(parts, tmp_path / "ft2", "--eval-episodes", "1", steps=5)) == 0
+    assert (
+        "mean actions at each save (1 evaluation episode, seed 0; never rewarded): 5: "
+        in capsys.readouterr().out
+    )
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
+        (["--eval-episodes", "2", "--ros2"], "--eval-episodes runs the saved policy in a simul"),
+        (["--eval-episodes", "-1"], "eval_episodes must be >= 0"),
         (["sac.cql_alpha=5"], "offline \\(Cal-QL\\) pre-training"),
         (["--data", "DATA"], "--data is used by --offline-steps or --offline-ratio"),
         (["--offline-steps", "3"], "need --data DIR"),
