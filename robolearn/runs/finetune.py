@@ -718,7 +718,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
     writer = MetricsWriter(
         out, resume_step=env_steps or None, enabled=True, wandb=wandb, config=to_dict(resolved)
     )
-    bar, evals = None, {each.task: [] for each in learners}
+    bar = None
 
     def save(env_steps: int, which) -> None:
         for each in which:
@@ -727,7 +727,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             for each, row in zip(learners, evaluate(learners, env_steps), strict=True):
                 prefix = "" if each is learners[0] else BACKWARD + "/"
                 writer.write(env_steps, row, prefix=prefix + "eval/")
-                evals[each.task].append({"step": env_steps, **row})
+                each.evals.append({"step": env_steps, **row})
 
     try:
         forward = learners[0]
@@ -850,7 +850,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             "seconds": time.perf_counter() - start,
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
             "recent": {each.task: each.summary() for each in learners},
-            "evals": evals,
+            "evals": {each.task: each.evals for each in learners},
         }
     finally:
         if updater is not None:
@@ -1048,4 +1048,6 @@ def _status(learner, metrics) -> str:
         text += f"  alpha {metrics['alpha']:.3f}" if "alpha" in metrics else "  (critics only)"
     elif "iteration" in metrics:  # ppo
         text += f"  iteration {metrics['iteration']:.0f}  kl {metrics['approx_kl']:.3f}"
+    if learner.evals:  # --eval-episodes: the last save's mean actions
+        text += f"  eval {learner.evals[-1]['sim_success']:.0%} (at {learner.evals[-1]['step']})"
     return text

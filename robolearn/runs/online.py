@@ -23,9 +23,9 @@ class Reward:
 class OnlineLearner:
     """What the loop needs of a learner beside acting and learning (_Learner: SAC; PPOLearner in
     robolearn/runs/finetune_ppo.py): `state` (with the actor's `params`), its orbax `manager`,
-    the run directory `out`, and `recent` [(classifier success, simulator success)] of its last
-    episodes. per_episode: the loop offers it an update after each episode instead of after
-    each step."""
+    the run directory `out`, `recent` [(classifier success, simulator success)] of its last
+    episodes and `evals`, this run's --eval-episodes rows of it. per_episode: the loop offers
+    it an update after each episode instead of after each step."""
 
     per_episode = False
 
@@ -45,6 +45,7 @@ class OnlineLearner:
         )
         self.manager = None
         self.recent: list[tuple[bool, bool]] = []
+        self.evals: list[dict] = []
 
     def save(self, env_steps: int) -> None:
         """The learner's state under the environment step, and the actor-only export."""

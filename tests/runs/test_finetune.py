@@ -336,6 +336,19 @@ def test_eval_episodes_score_every_save_s_mean_actions_apart_from_the_learner(
     )
 
 
+def test_the_progress_line_shows_the_last_save_s_evaluation():
+    from robolearn.runs.finetune import _status
+
+    class Learner:
+        task, evals = "drawer", [{"step": 3200, "sim_success": 0.84}]
+
+        def summary(self):
+            return {"episodes": 4, "classifier_success": 0.5, "sim_success": 0.25}
+
+    text = _status(Learner(), {})
+    assert text == "drawer  classifier success 50%  sim 25%  eval 84% (at 3200)"
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
