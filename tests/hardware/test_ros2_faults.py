@@ -246,23 +246,31 @@ def test_malformed_messages_are_rejected_with_a_log_line(tmp_path):
             timeout_s=10,
         )
         bad = list(zip(_bad_joint_states(), _bad_images(), strict=True))
-        for (joint_msg, _), (image_msg, _) in bad:
-            for _ in range(3):
+        sent = 0
+        for (joint_msg, joint_error), (image_msg, image_error) in bad:
+            lines = (
+                f"rejected joint_states message: {joint_error}",
+                f"rejected image message: {image_error}",
+            )
+            # Each kind is sent (at least three times) until both its log lines are there:
+            # best-effort delivery may drop some under load. Then the next kind waits out the
+            # throttle: each topic logs at most one rejection a second.
+            deadline, n = time.monotonic() + 15, 0
+            while n < 3 or not all(line in bridge.log() for line in lines):
+                assert time.monotonic() < deadline, f"no log line for {lines}: {bridge.log()}"
                 joint_pub.publish(joint_msg)
                 image_pub.publish(image_msg)
+                n += 1
                 time.sleep(0.1)
-            time.sleep(0.8)  # each topic logs at most one rejection a second
+            sent += n
+            time.sleep(1.1)
         t = time.monotonic()
         time.sleep(1.0)
         status = probe.status()
-        # 9 bad messages each were sent; a subscription's queue may drop some under load, but
-        # every kind must have arrived (its log line) and none may count as accepted.
+        # every kind arrived (its log line), each message counts once as rejected at most, and
+        # none as accepted
         assert set(status["rejected"]) == {"joint_states", "image"}
-        assert all(3 <= n <= 9 for n in status["rejected"].values()), status["rejected"]
-        log = bridge.log()
-        for (_, joint_error), (_, image_error) in bad:
-            assert f"rejected joint_states message: {joint_error}" in log
-            assert f"rejected image message: {image_error}" in log
+        assert all(3 <= n <= sent for n in status["rejected"].values()), (status, sent)
         # Nothing bad got through: the policy runs on, the arm keeps moving.
         assert status["mode"] == "running", status["hold_reason"]
         _, commands = probe.commands_since(t)
