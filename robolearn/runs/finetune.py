@@ -705,8 +705,8 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
     """The online loop: episodes until cfg.steps environment steps, the active learner updated
     after every step once the warm-up is over; in reset-free practice the learners' tasks
     alternate without a reset (one reset at the start of the run, and after a resume).
-    evaluate(learners, env_steps) -> rows (or None): run after every save but the
-    pre-training's, each row logged under its learner's eval/ prefix."""
+    evaluate: None, or evaluate(learners, env_steps) -> one row per learner (--eval-episodes),
+    run after every save but the pre-training's, each row logged under its learner's eval/."""
     import jax
 
     from robolearn.core.config import to_dict
@@ -841,7 +841,11 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
         if updater is not None:
             updater.stop()
             updates, update_seconds, lag = updater.done, updater.seconds, updater.lag
-        save(env_steps, [e for e in learners if (e.manager.latest_step() or -1) < env_steps])
+        latest = [e.manager.latest_step() for e in learners]
+        save(
+            env_steps,
+            [e for e, s in zip(learners, latest, strict=True) if s is None or s < env_steps],
+        )
         return {
             "env_steps": env_steps,
             "run_steps": env_steps - run_start,
