@@ -841,11 +841,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
         if updater is not None:
             updater.stop()
             updates, update_seconds, lag = updater.done, updater.seconds, updater.lag
-        latest = [e.manager.latest_step() for e in learners]
-        save(
-            env_steps,
-            [e for e, s in zip(learners, latest, strict=True) if s is None or s < env_steps],
-        )
+        save(env_steps, [e for e in learners if (e.manager.latest_step() or 0) < env_steps])
         return {
             "env_steps": env_steps,
             "run_steps": env_steps - run_start,
@@ -879,15 +875,15 @@ def _evaluate(cfg: FinetuneConfig, maker, learners, env_steps: int) -> list[dict
         export = each.out / policy_ckpt.EXPORT_DIR
         policy = policy_ckpt.load_policy(export, each.task, envs.ACTION_DIM, seed=cfg.eval_seed)
         task = maker(each.task, image_size=each.info.image_size, max_steps=cfg.max_steps)
+        n = cfg.eval_episodes
         try:
             wins = sum(
                 run_episode(task, policy, episode_seed(cfg.eval_seed, i))["success"]
-                for i in range(cfg.eval_episodes)
+                for i in range(n)
             )
         finally:
             task.close()
-        low, high = wilson_interval(wins, cfg.eval_episodes)
-        n = cfg.eval_episodes
+        low, high = wilson_interval(wins, n)
         rows.append({"sim_success": wins / n, "sim_success_low": low, "sim_success_high": high})
     return rows
 
