@@ -11,21 +11,29 @@ import yaml
 
 from robolearn import bundles
 
+LEVER = "metaworld/lever-pull-40hz"
+
 
 def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     text = bundles.listing()
-    lines = text.splitlines()
+    groups = [g.splitlines() for g in text.split("\n\n")]
     parts = bundles.list_parts()
-    assert lines[0].startswith("drawer: 5 parts") and "card.md" in lines[0]
-    assert bundles.SUMMARY_HEADER in lines[1]
-    assert len(lines) == 2 + len(parts)
-    for part, line in zip(parts, lines[2:], strict=True):
+    assert [g[0].split(":")[0] for g in groups] == ["drawer", LEVER]  # one group per task
+    assert groups[0][0].startswith("drawer: 5 parts") and "card.md" in groups[0][0]
+    assert groups[1][0].startswith(f"{LEVER}: 4 parts") and "card.md" in groups[1][0]
+    assert bundles.SUMMARY_HEADER in groups[0][1]
+    lines = [line for g in groups for line in g[2:]]
+    assert len(lines) == len(parts)
+    for group in groups:  # the columns line up under the header, the long task name included
+        what = group[1].index("what")
+        assert all(line[what - 2 : what] == "  " and line[what] != " " for line in group[2:])
+    for part, line in zip(parts, lines, strict=True):
         assert line.split()[0] == part.name
         assert f"{part.size_bytes / 1e6:.1f} MB" in line
         step = max(int(p.name) for p in (part.path / "checkpoints").iterdir() if p.name.isdigit())
-        assert f" {step} " in line and " drawer " in line
+        assert f" {step} " in line and f" {part.task} " in line
     assert "## How it was made" not in text  # the card only on request
-    by_name = {line.split()[0]: line for line in lines[2:]}
+    by_name = {line.split()[0]: line for line in lines}
     assert "BC policy, actor only, base preset" in by_name["bundle:drawer/bc"]
     assert "PPO policy, actor only: bundle:drawer/bc-3demos" in by_name["bundle:drawer/refined"]
     assert "cnn reward classifier" in by_name["bundle:drawer/reward"]
@@ -33,13 +41,23 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     wm = by_name["bundle:drawer/world-model"]
     assert "4.03M" in wm and "small preset" in wm and "3-step euler sampler" in wm
     assert "context (noise-augmented up to 0.5)" in wm
+    lever = f"bundle:{LEVER}"
+    assert f"PPO policy, actor only: {lever}/bc refined" in by_name[f"{lever}/refined"]
+    assert (
+        "3.96M" in by_name[f"{lever}/world-model"] and " 3000 " in by_name[f"{lever}/world-model"]
+    )
+    assert "threshold 0.50" in by_name[f"{lever}/reward"]
 
 
 def test_listing_of_a_task_adds_its_card_and_unknown_tasks_are_one_line():
-    text = bundles.listing("drawer")
-    assert text.startswith(bundles.listing().splitlines()[0])
-    assert text.endswith(bundles.card("drawer").rstrip())
-    with pytest.raises(bundles.BundleError, match="no bundle for task 'nowhere'; shipped: drawer"):
+    for task in ("drawer", LEVER):
+        text = bundles.listing(task)
+        own = next(g for g in bundles.listing().split("\n\n") if g.startswith(f"{task}:"))
+        assert text.startswith(own + "\n\n")
+        assert text.endswith(bundles.card(task).rstrip())
+    with pytest.raises(
+        bundles.BundleError, match=f"no bundle for task 'nowhere'; shipped: drawer, {LEVER}$"
+    ):
         bundles.listing("nowhere")
 
 

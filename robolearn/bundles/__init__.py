@@ -125,20 +125,30 @@ def listing(card: str | None = None) -> str:
     return "\n\n".join(_task_lines(task, parts) for task in sorted({p.task for p in parts}))
 
 
-SUMMARY_HEADER = f"{'size':>8}  {'steps':>9}  {'params':>7}  {'task(s)':<10}  what"
+def summary_header(tasks_width: int = 10) -> str:
+    """The column names of summary's lines, the task(s) column `tasks_width` wide."""
+    return f"{'size':>8}  {'steps':>9}  {'params':>7}  {'task(s)':<{tasks_width}}  what"
 
 
-def summary(part: BundlePart) -> str:
-    """One line on a part (without its name), in the columns of SUMMARY_HEADER: size on disk,
-    training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
+SUMMARY_HEADER = summary_header()
+
+
+def summary(part: BundlePart, tasks_width: int = 10) -> str:
+    """One line on a part (without its name), in the columns of summary_header(tasks_width): size
+    on disk, training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
     world-model preset and sampler, reward-classifier kind and threshold). Read from the marker
     JSON, config.yaml and orbax's metadata, never by loading the model."""
-    try:
-        facts = _facts(part.path)
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-        facts = _Facts(f"unreadable ({type(exc).__name__}: {exc})", "?")
+    facts = _read_facts(part)
     size = f"{part.size_bytes / 1e6:.1f} MB"
-    return f"{size:>8}  {facts.steps:>9}  {facts.params:>7}  {facts.tasks:<10}  {facts.what}"
+    tasks = f"{facts.tasks:<{tasks_width}}"
+    return f"{size:>8}  {facts.steps:>9}  {facts.params:>7}  {tasks}  {facts.what}"
+
+
+def _read_facts(part: BundlePart) -> _Facts:
+    try:
+        return _facts(part.path)
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        return _Facts(f"unreadable ({type(exc).__name__}: {exc})", "?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +166,10 @@ def _task_lines(task: str, parts: list[BundlePart]) -> str:
     head = f"{task}: {len(mine)} parts" + (
         f"; how they were made: {path}" if path.is_file() else ""
     )
-    rows = [f"  {'part':<{width}}  {SUMMARY_HEADER}"]
-    return "\n".join([head, *rows, *(f"  {p.name:<{width}}  {summary(p)}" for p in mine)])
+    # the task(s) column as wide as its longest entry (metaworld/lever-pull-40hz), at least 10
+    tasks = max([10, *(len(_read_facts(p).tasks) for p in mine)])
+    rows = [f"  {'part':<{width}}  {summary_header(tasks)}"]
+    return "\n".join([head, *rows, *(f"  {p.name:<{width}}  {summary(p, tasks)}" for p in mine)])
 
 
 def _facts(root: Path) -> _Facts:

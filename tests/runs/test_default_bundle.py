@@ -44,6 +44,42 @@ def test_drawer_bundle_parts_are_shipped_and_fit_together():
         assert needed in card
 
 
+LEVER = "metaworld/lever-pull-40hz"
+
+
+def test_the_meta_world_bundle_has_the_four_parts_of_the_recipe_and_they_fit_together():
+    parts = {p.part for p in bundles.list_parts() if p.task == LEVER}
+    assert parts == {"world-model", "bc", "reward", "refined"}
+    wm = read_info(bundles.resolve(f"bundle:{LEVER}/world-model"))
+    assert list(wm.tasks) == [LEVER] and wm.weights == "ema"
+    bc = check_compatible(bundles.resolve(f"bundle:{LEVER}/bc"), LEVER, 7)
+    refined = check_compatible(bundles.resolve(f"bundle:{LEVER}/refined"), LEVER, 7)
+    assert (refined.kind, refined.parent) == ("ppo", f"bundle:{LEVER}/bc")
+    assert (wm.image_size, wm.action_dim) == (bc.image_size, bc.action_dim)
+    reward = read_reward_info(bundles.resolve(f"bundle:{LEVER}/reward"))
+    assert list(reward.tasks) == [LEVER] and reward.image_size == wm.image_size
+    card = bundles.card(LEVER)
+    for needed in (
+        "robolearn train world-model --data",
+        "--world-model",
+        "robolearn refine",
+        "96/150",
+    ):
+        assert needed in card
+
+
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+def test_imagine_on_the_meta_world_task_uses_its_own_bundle(tmp_path, capsys):
+    out = tmp_path / "im"
+    argv = ["imagine", "--task", LEVER, "--horizon", "2", "--rollouts", "1", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["world_model"] == f"bundle:{LEVER}/world-model"
+    assert result["policy"] == f"bundle:{LEVER}/bc"
+    assert result["reward"]["classifier"] == f"bundle:{LEVER}/reward"
+    assert f"predicted reward (bundle:{LEVER}/reward" in capsys.readouterr().out
+
+
 @pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 def test_imagine_with_no_flags_but_a_short_horizon_uses_the_bundle(tmp_path, capsys):
     out = tmp_path / "im"
