@@ -61,10 +61,13 @@ def test_listing_of_a_task_adds_its_card_and_unknown_tasks_are_one_line():
         bundles.listing("nowhere")
 
 
-def test_the_card_leaves_sizes_to_the_listing():
-    card = bundles.card("drawer")
-    assert not re.search(r"\d\s*[kKM]B\b", card), "sizes belong to `robolearn bundles`"
-    assert "robolearn bundles" in card
+def test_every_card_leaves_sizes_to_the_listing():
+    tasks = sorted({p.task for p in bundles.list_parts()})
+    assert tasks == ["drawer", LEVER]
+    for task in tasks:
+        card = bundles.card(task)
+        assert not re.search(r"\d\s*[kKM]B\b", card), f"{task}: sizes belong to `robolearn bundles`"
+        assert "robolearn bundles" in card
 
 
 def test_listing_needs_no_jax():
