@@ -138,7 +138,10 @@ def summary(part: BundlePart, tasks_width: int = 10) -> str:
     on disk, training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
     world-model preset and sampler, reward-classifier kind and threshold). Read from the marker
     JSON, config.yaml and orbax's metadata, never by loading the model."""
-    facts = _read_facts(part)
+    return _summary_line(part, _read_facts(part), tasks_width)
+
+
+def _summary_line(part: BundlePart, facts: _Facts, tasks_width: int) -> str:
     size = f"{part.size_bytes / 1e6:.1f} MB"
     tasks = f"{facts.tasks:<{tasks_width}}"
     return f"{size:>8}  {facts.steps:>9}  {facts.params:>7}  {tasks}  {facts.what}"
@@ -166,10 +169,15 @@ def _task_lines(task: str, parts: list[BundlePart]) -> str:
     head = f"{task}: {len(mine)} parts" + (
         f"; how they were made: {path}" if path.is_file() else ""
     )
+    facts = [_read_facts(p) for p in mine]
     # the task(s) column as wide as its longest entry (metaworld/lever-pull-40hz), at least 10
-    tasks = max([10, *(len(_read_facts(p).tasks) for p in mine)])
+    tasks = max([10, *(len(f.tasks) for f in facts)])
     rows = [f"  {'part':<{width}}  {summary_header(tasks)}"]
-    return "\n".join([head, *rows, *(f"  {p.name:<{width}}  {summary(p, tasks)}" for p in mine)])
+    rows += [
+        f"  {p.name:<{width}}  {_summary_line(p, f, tasks)}"
+        for p, f in zip(mine, facts, strict=True)
+    ]
+    return "\n".join([head, *rows])
 
 
 def _facts(root: Path) -> _Facts:
