@@ -115,7 +115,7 @@ COMMANDS = (
              Alias("--critic-lr", "ppo.critic_optim.learning_rate", "critic Adam learning rate"),
              *(Alias("--" + f.replace("_", "-"), "ppo." + f) for f in (
                  "clip", "gamma", "gae_lambda", "target_kl", "critic_warmup", "std_floor",
-                 "entropy_coef", "bc_coef", "early_bc_coef")),
+                 "std_floor_end", "entropy_coef", "bc_coef", "early_bc_coef")),
              Alias("--reward-kind", "ppo.reward", choices=("binary", "prob")))),
     Command("finetune", "online RL from a pre-trained policy, rewarded only by a reward classifier",
             "robolearn.runs.finetune:FinetuneConfig", "robolearn.runs.finetune:main", _TRAIN,

@@ -197,8 +197,9 @@ def make_scored_rollout(
     classifier scores each imagined frame. One jitted `lax.scan`.
 
     rollout(wm_params, actor_params, reward_params, rng, frames uint8 [B, T, H, W, 3],
-            actions [B, T, A], proprio [B, T, P]) -> Trajectory (time-major, see
-            robolearn.policies.ppo.train)
+            actions [B, T, A], proprio [B, T, P], floor=None) -> Trajectory (time-major, see
+            robolearn.policies.ppo.train); `floor` (a scalar, PPOConfig.floor_at's) replaces
+            std_floor for this call
 
     The episodes start from real context windows: `start_window` of first frames, or a window
     from the middle of a recorded episode (`context_window`).
@@ -217,16 +218,17 @@ def make_scored_rollout(
     graphdef, cfg, stats = wm.graphdef, wm.sampler, wm.stats
 
     @jax.jit
-    def rollout(wm_params, actor_params, reward_params, rng, frames, actions, proprio):
+    def rollout(wm_params, actor_params, reward_params, rng, frames, actions, proprio, floor=None):
         model = nnx.merge(graphdef, wm_params)
         proprio = proprio.astype(jnp.float32)
+        floor = std_floor if floor is None else floor
 
         def body(carry, key):
             frames, actions, proprio = carry
             key_policy, key_model = jax.random.split(key)
             image, prop = frames[:, -1], proprio[:, -1]
             mean, log_std = actor_apply(actor_params, image, prop)
-            log_std = effective_log_std(log_std, std_floor)
+            log_std = effective_log_std(log_std, floor)
             action = mean + jnp.exp(log_std) * jax.random.normal(key_policy, mean.shape)
             log_prob = gaussian_log_prob(mean, log_std, action)
             frames, actions, proprio, nxt, _ = sampler.step(

@@ -1,11 +1,11 @@
 """`robolearn finetune --learner ppo`: refinement's PPO on real episodes instead of imagined ones.
 
 The learner `refine` runs inside the world model (robolearn.policies.ppo: the BC actor sampled at
-the exploration floor `ppo.std_floor`, a fresh value network, `epochs` x `minibatches`
-clipped-surrogate steps stopped at `target_kl`, the first `critic_warmup` iterations fitting the
-critic alone), fed with whole episodes of the task itself, each step rewarded by the reward
-classifier exactly as the SAC learner is. Every `ppo.rollouts` complete episodes make one update
-(at the end of the last of them);
+the exploration floor `ppo.std_floor` (or on its way to `ppo.std_floor_end`), a fresh value
+network, `epochs` x `minibatches` clipped-surrogate steps stopped at `target_kl`, the first
+`critic_warmup` iterations fitting the critic alone), fed with whole episodes of the task
+itself, each step rewarded by the reward classifier exactly as the SAC learner is. Every
+`ppo.rollouts` complete episodes make one update (at the end of the last of them);
 the run's loop, store, checkpoints and resume are finetune's (robolearn/runs/finetune.py), so
 the run directory is a policy checkpoint of kind "ppo" (its orbax state a RefineState, as a
 refine run's) with ppo.yaml beside it.
@@ -51,6 +51,8 @@ class PPOLearner(OnlineLearner):
                 )
         else:
             self.ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
+        # the run's iterations, over which ppo.std_floor_end's schedule goes
+        self.iterations = max(cfg.steps // (self.ppo.rollouts * horizon), 1)
         self._batch: list[dict[str, np.ndarray]] = []  # this iteration's complete episodes
         self._steps: list[tuple] = []  # the episode being acted
         self._sampled: tuple[np.ndarray, float] | None = None
@@ -91,21 +93,27 @@ class PPOLearner(OnlineLearner):
         self.anchor = self.state.params
         if self.restored and self.ppo.bc_coef:
             self.anchor = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)[1]
-        self._update = make_update(self.ppo, self.graphs, self.stats)
+        self._update = make_update(self.ppo, self.graphs, self.stats, self.iterations)
+        self._floor = self._iteration_floor()
         self._act = make_act_fn(self.graphs[0], self.stats)
         size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
         self._act(self.state.params, np.zeros((1, size, size, 3), np.uint8), np.zeros((1, p)))
         self.reward(np.zeros((1, size, size, 3), np.uint8))
 
+    def _iteration_floor(self) -> float:
+        """The exploration floor of the iteration the next episodes are sampled for."""
+        return float(self.ppo.floor_at(int(self.state.step), self.iterations))
+
     def act(self, obs, rng: np.random.Generator) -> np.ndarray:
-        """A sample of the current actor at std max(std, ppo.std_floor), clipped to [-1, 1];
-        the unclipped sample and its log-density are kept for the update."""
+        """A sample of the current actor at std max(std, floor), clipped to [-1, 1], the floor
+        ppo.std_floor or this iteration's on the way to ppo.std_floor_end; the unclipped sample
+        and its log-density are kept for the update."""
         from robolearn.policies.ppo.losses import gaussian_log_prob
         from robolearn.policies.ppo.train import effective_log_std
 
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
         mean = np.asarray(mean[0])
-        log_std = np.asarray(effective_log_std(log_std[0], self.ppo.std_floor))
+        log_std = np.asarray(effective_log_std(log_std[0], self._floor))
         raw = (mean + np.exp(log_std) * rng.normal(size=mean.shape)).astype(np.float32)
         self._sampled = (raw, float(gaussian_log_prob(mean, log_std, raw)))
         return np.clip(raw, -1.0, 1.0)
@@ -149,6 +157,7 @@ class PPOLearner(OnlineLearner):
         )  # fmt: skip
         state, metrics = self._update(self.state, traj, self.anchor)
         self.state = jax.block_until_ready(state)
+        self._floor = self._iteration_floor()
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         # (imagined_*: refine's names; here the episodes are real and logged one by one)
         metrics = {k: v for k, v in metrics.items() if not k.startswith(("imagined", "success_"))}

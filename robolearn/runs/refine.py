@@ -275,7 +275,7 @@ def _train(
             wandb=wandb,
             config=to_dict(resolved),
         )
-        iteration = make_iteration(ppo, parts, graphs)
+        iteration = make_iteration(ppo, parts, graphs, cfg.iterations)
         # on the device once, not transferred again every iteration
         frozen = jax.device_put(
             (parts.world_model.params, parts.reward.params, parts.policy.params, *pool, early)
@@ -346,10 +346,11 @@ def checkpoint_probe(cfg: RefineConfig, ppo: PPOConfig, parts: Parts, evals: lis
     return evaluate
 
 
-def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
+def make_iteration(ppo: PPOConfig, parts: Parts, graphs, iterations: int | None = None):
     """iteration(state, wm_params, reward_params, anchor, pool_frames, pool_actions,
     pool_proprio, early=None) -> (state, metrics): sample starts, imagine a scored batch, update
-    (early: the EarlyFrames of a run with a start step). Jitted."""
+    (early: the EarlyFrames of a run with a start step), at the exploration floor of iteration
+    state.step in a run of `iterations` (ppo.floor_at). Jitted."""
     import jax
 
     from robolearn.imagination import make_scored_rollout
@@ -365,7 +366,7 @@ def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
         reward.info.threshold,
         ppo.reward,
     )
-    update = make_update(ppo, graphs, parts.policy.stats)
+    update = make_update(ppo, graphs, parts.policy.stats, iterations)
 
     @jax.jit
     def iteration(
@@ -381,6 +382,7 @@ def make_iteration(ppo: PPOConfig, parts: Parts, graphs):
             pool_frames[idx],
             pool_actions[idx],
             pool_proprio[idx],
+            ppo.floor_at(state.step, iterations),
         )
         return update(state.replace(rng=rng), traj, anchor, early)
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from robolearn.core.config import save_yaml
+from robolearn.core.errors import ConfigError
 from robolearn.core.normalize import NormStats
 from robolearn.core.optim import OptimConfig
 from robolearn.policies.bc.config import ModelConfig, preset
@@ -73,8 +74,9 @@ TINY = dataclasses.replace(
 STATS = NormStats(np.zeros(2, np.float32), np.ones(2, np.float32))
 
 
-def _toy_rollout(graphs, ppo, horizon=5, batch=32):
-    """A toy 'imagined' task: reward 1 when action[0] > 0.3; the BC-like start acts at 0."""
+def _toy_rollout(graphs, ppo, horizon=5, batch=32, floor=None):
+    """A toy 'imagined' task: reward 1 when action[0] > 0.3; the BC-like start acts at 0.
+    Actions are sampled at std max(std, floor) (default ppo.std_floor)."""
     from flax import nnx
 
     actor_graph = graphs[0]
@@ -86,7 +88,7 @@ def _toy_rollout(graphs, ppo, horizon=5, batch=32):
         mean, log_std = nnx.merge(actor_graph, params)(
             image.reshape(-1, 8, 8, 3), proprio.reshape(-1, 2)
         )
-        log_std = effective_log_std(log_std, ppo.std_floor)
+        log_std = effective_log_std(log_std, ppo.std_floor if floor is None else floor)
         action = mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape)
         log_prob = gaussian_log_prob(mean, log_std, action)
         reward = (action[:, 0] > 0.3).astype(jnp.float32)
@@ -154,6 +156,42 @@ def test_target_kl_freezes_the_actor():
     # the first minibatch's KL is 0 (same policy), so exactly one actor step happens, then the
     # moved policy's KL exceeds the tiny target and the actor stays frozen
     assert int(metrics["actor_updates"]) == 1
+
+
+def test_std_floor_end_anneals_the_floor_over_the_run():
+    ppo = PPOConfig(std_floor=0.2, std_floor_end=0.05)
+    floors = [float(ppo.floor_at(i, 4)) for i in range(6)]
+    np.testing.assert_allclose(floors, [0.2, 0.15, 0.1, 0.05, 0.05, 0.05], rtol=1e-6)
+    assert PPOConfig(std_floor=0.2).floor_at(3, 4) == 0.2  # no end: constant
+    assert ppo.floor_at(3, None) == 0.2  # a run of unknown length: constant
+    assert float(PPOConfig(std_floor=0.2, std_floor_end=0.0).floor_at(1, 2)) == 0.0
+    with pytest.raises(ConfigError, match="std_floor_end"):
+        PPOConfig(std_floor_end=1.5)
+
+
+def test_the_update_scores_actions_at_the_floor_they_were_sampled_at():
+    """At iteration 2 of 3 the floor has gone from 1.0 to 0.8 (both above the tiny actor's own
+    std, 0.55-0.65): the update's log-probabilities are at 0.8, the rollout's, so its first
+    minibatch sees the same policy (KL 0) and takes its one step under a tiny target KL; actions
+    sampled at the starting floor do not match."""
+    ppo = PPOConfig(
+        unroll=False,
+        rollouts=32,
+        horizon=5,
+        actor_optim=OptimConfig(3e-2, grad_clip=0.5),
+        critic_warmup=0,
+        std_floor=1.0,
+        std_floor_end=0.8,
+        target_kl=1e-9,
+    )
+    graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
+    state = state.replace(step=jnp.asarray(2, state.step.dtype))
+    update = make_update(ppo, graphs, STATS, iterations=3)
+    for floor, steps in ((0.8, 1), (1.0, 0)):
+        traj, _ = _toy_rollout(graphs, ppo, floor=floor)(state.params, jax.random.key(1))
+        _, metrics = update(state, traj, state.params)
+        assert int(metrics["actor_updates"]) == steps, floor
+        np.testing.assert_allclose(metrics["std_floor"], 0.8, rtol=1e-6)
 
 
 def _free_ppo(**overrides) -> PPOConfig:

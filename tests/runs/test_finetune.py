@@ -417,22 +417,26 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
 ):
     """--learner ppo: every ppo.rollouts complete episodes make one PPO update (at the end of
     the last), on the classifier's rewards, never the simulator's; the run is a policy checkpoint of
-    kind ppo; a killed run resumes with its iterations and a fresh batch."""
+    kind ppo; a killed run resumes with its iterations and a fresh batch. The exploration floor
+    goes from ppo.std_floor to ppo.std_floor_end over the run's 3 iterations, each batch scored
+    at the floor it was sampled at."""
     from robolearn.policies.ppo.checkpoint import read_ppo_config
     from robolearn.runs import finetune_ppo
 
     monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
-    seen = []
+    seen, floors = [], []
     update = finetune_ppo.PPOLearner.update
 
     def spy(self, key):
         if len(self._batch) >= self.ppo.rollouts:
             seen.append([ep["reward"] for ep in self._batch[: self.ppo.rollouts]])
+            floors.append(self._floor)  # what the batch was sampled at
         return update(self, key)
 
     monkeypatch.setattr(finetune_ppo.PPOLearner, "update", spy)
     out = tmp_path / "ppo"
-    cfg = _config(parts, [*_ppo_argv(parts, out, 30), "--quiet"])
+    floor = ["ppo.std_floor=0.9", "ppo.std_floor_end=0.3"]
+    cfg = _config(parts, [*_ppo_argv(parts, out, 30), "--quiet", *floor])
     with pytest.raises(KeyboardInterrupt):  # killed in the 6th episode, after two iterations
         run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Lying(28, **k))
     episodes = [ep for _, ep in iter_episodes(out / "online")]
@@ -448,6 +452,8 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25]
     assert [r.get("iteration") for r in rows] == [None, 1.0, None, 2.0, None]
     assert rows[1]["actor_updates"] == 0 and rows[3]["actor_updates"] > 0  # critic warm-up 1
+    np.testing.assert_allclose(floors, [0.9, 0.6], rtol=1e-6)
+    np.testing.assert_allclose([rows[1]["std_floor"], rows[3]["std_floor"]], floors, rtol=1e-6)
     assert not any("imagined" in k or k == "q" for r in rows for k in r)
     assert read_info(out).kind == "ppo" and read_ppo_config(out).horizon == 5
     saved = yaml.safe_load((out / "finetune.yaml").read_text())

@@ -305,6 +305,20 @@ def test_the_sampler_flags_choose_how_the_world_model_imagines(parts, tmp_path, 
 
 
 @pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+def test_std_floor_end_narrows_the_exploration_over_the_run(parts, tmp_path):
+    """--std-floor-end: the floor goes linearly from --std-floor to it over --iterations, the
+    imagined actions sampled and scored at the same floor (the actor's KL to the rollout policy
+    stays ~0 at a small step; scored at another floor than sampled it would not)."""
+    out = tmp_path / "narrowing"
+    argv = ["--std-floor", "0.9", "--std-floor-end", "0.3", "--actor-lr", "1e-6"]
+    assert _refine(parts, out, *argv, iterations=2) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose([r["std_floor"] for r in rows], [0.9, 0.3], rtol=1e-6)
+    assert rows[0]["std"] >= 0.9 - 1e-6 and rows[1]["std"] >= 0.3 - 1e-6
+    assert rows[1]["actor_updates"] > 0 and rows[1]["approx_kl"] < 1e-3, rows[1]
+    assert read_ppo_config(out).std_floor_end == 0.3
+
+
 def test_imagine_shows_the_predicted_reward(parts, tmp_path, capsys):
     out = tmp_path / "im"
     argv = ["imagine", "--task", "drawer", "--world-model", str(parts["wm"])]

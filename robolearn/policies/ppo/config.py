@@ -56,6 +56,11 @@ class PPOConfig:
     std collapses to ~0.05 on clean demonstrations, too little to explore with; the world model
     saw noisy-expert actions (std 0.3), so 0.2 stays where it is reliable. The policy's log-std
     itself stays bounded <= 0 (World4RL: std <= 1)"""
+    std_floor_end: float | None = None
+    """the floor at the run's last iteration, reached linearly from std_floor over its
+    iterations (refine's --iterations; finetune's --steps in batches of rollouts episodes), so
+    the policy PPO improves in its last iterations samples close to its mean, the actions `eval`
+    and the robot run (default: std_floor throughout)"""
     entropy_coef: float = 0.0
     """entropy bonus (0: World4RL does not mention one)"""
     bc_coef: float = 0.0
@@ -99,6 +104,8 @@ class PPOConfig:
             raise ConfigError(f"clip must be in (0, 1), got {self.clip}")
         if not 0.0 <= self.std_floor <= 1.0:
             raise ConfigError(f"std_floor must be in [0, 1] (std <= 1), got {self.std_floor}")
+        if self.std_floor_end is not None and not 0.0 <= self.std_floor_end <= 1.0:
+            raise ConfigError(f"std_floor_end must be in [0, 1], got {self.std_floor_end}")
         if self.reward not in ("binary", "prob"):
             raise ConfigError(f"reward must be 'binary' or 'prob', got {self.reward!r}")
         for name in ("bc_coef", "early_bc_coef"):
@@ -106,3 +113,14 @@ class PPOConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.critic_warmup < 0 or self.target_kl <= 0:
             raise ConfigError("critic_warmup must be >= 0 and target_kl > 0")
+
+    def floor_at(self, iteration, iterations: int | None):
+        """The exploration floor of `iteration` (0-based; a Python int or a traced step) in a
+        run of `iterations`: std_floor, or with std_floor_end the linear way from one to the
+        other, held at std_floor_end after the last iteration."""
+        if self.std_floor_end is None or iterations is None:
+            return self.std_floor
+        import jax.numpy as jnp
+
+        frac = jnp.clip(jnp.asarray(iteration, jnp.float32) / max(iterations - 1, 1), 0.0, 1.0)
+        return self.std_floor + (self.std_floor_end - self.std_floor) * frac

@@ -101,17 +101,20 @@ def init_refine_state(
     return (actor_graph, critic_graph), state
 
 
-def effective_log_std(log_std: jax.Array, std_floor: float) -> jax.Array:
-    """max(log_std, log(std_floor)): the exploration std refinement samples with."""
-    if std_floor <= 0:
+def effective_log_std(log_std: jax.Array, std_floor) -> jax.Array:
+    """max(log_std, log(std_floor)): the exploration std refinement samples with (std_floor a
+    float or a traced scalar, PPOConfig.floor_at's; a floor of 0 leaves log_std as it is)."""
+    if isinstance(std_floor, int | float) and std_floor <= 0:
         return log_std
     return jnp.maximum(log_std, jnp.log(std_floor))
 
 
-def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
+def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int | None = None):
     """The jitted update described in the module doc.
 
-    update(state, traj: Trajectory, anchor_params, early=None) -> (state, metrics);
+    update(state, traj: Trajectory, anchor_params, early=None) -> (state, metrics); the actor's
+    log-probabilities are at the floor of iteration state.step in a run of `iterations`
+    (cfg.floor_at: the floor traj was sampled at);
     anchor_params are the BC actor's weights (used only when cfg.bc_coef > 0). `early` is an
     EarlyFrames pool of recorded frames that imagination does not visit, with the BC actor's mean
     actions on them: each minibatch samples cfg.early_batch of them and the actor loss adds
@@ -122,15 +125,15 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
     actor_graph, critic_graph = graphs
     actor_tx, critic_tx = make_optimizers(cfg)
 
-    def actor_out(params, image, proprio):
+    def actor_out(params, image, proprio, floor=cfg.std_floor):
         mean, log_std = nnx.merge(actor_graph, params)(image, stats.normalize(proprio))
-        return mean, effective_log_std(log_std, cfg.std_floor)
+        return mean, effective_log_std(log_std, floor)
 
     def critic_out(params, image, proprio, time_left):
         return nnx.merge(critic_graph, params)(image, stats.normalize(proprio), time_left)
 
-    def actor_loss(params, mb):
-        mean, log_std = actor_out(params, mb["image"], mb["proprio"])
+    def actor_loss(params, mb, floor):
+        mean, log_std = actor_out(params, mb["image"], mb["proprio"], floor)
         log_prob = gaussian_log_prob(mean, log_std, mb["action"])
         adv = mb["advantage"]
         if cfg.normalize_advantages:
@@ -154,7 +157,8 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
 
     def minibatch_step(carry, mb):
         state, actor_on = carry
-        (_, diag), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.params, mb)
+        floor = cfg.floor_at(state.step, iterations)
+        (_, diag), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(state.params, mb, floor)
         v_loss, c_grads = jax.value_and_grad(critic_loss)(state.critic, mb)
         c_updates, critic_opt = critic_tx.update(c_grads, state.critic_opt, state.critic)
         critic = optax.apply_updates(state.critic, c_updates)
@@ -236,6 +240,8 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats):
         }
         if early is not None:
             metrics["early_shift"] = diag["early_shift"].mean()
+        if cfg.std_floor_end is not None:
+            metrics["std_floor"] = jnp.asarray(cfg.floor_at(state.step, iterations), jnp.float32)
         return state.replace(step=state.step + 1, rng=rng), metrics
 
     return update
