@@ -139,16 +139,22 @@ def test_ppo_improves_the_return_of_a_tiny_task(warmup):
     assert means[-1] > means[0] + 0.2, means
 
 
-def test_target_kl_freezes_the_actor():
-    ppo = PPOConfig(
+def _one_step_ppo(**overrides) -> PPOConfig:
+    """A large actor step under a tiny target KL: an update takes exactly one actor step when its
+    first minibatch sees the policy that sampled the batch (KL 0), and none otherwise."""
+    return PPOConfig(
         unroll=False,
         rollouts=32,
         horizon=5,
         actor_optim=OptimConfig(3e-2, grad_clip=0.5),
         critic_warmup=0,
-        std_floor=0.3,
         target_kl=1e-9,
+        **overrides,
     )
+
+
+def test_target_kl_freezes_the_actor():
+    ppo = _one_step_ppo(std_floor=0.3)
     graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
     update = make_update(ppo, graphs, STATS)
     traj, _ = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
@@ -174,16 +180,7 @@ def test_the_update_scores_actions_at_the_floor_they_were_sampled_at():
     std, 0.55-0.65): the update's log-probabilities are at 0.8, the rollout's, so its first
     minibatch sees the same policy (KL 0) and takes its one step under a tiny target KL; actions
     sampled at the starting floor do not match."""
-    ppo = PPOConfig(
-        unroll=False,
-        rollouts=32,
-        horizon=5,
-        actor_optim=OptimConfig(3e-2, grad_clip=0.5),
-        critic_warmup=0,
-        std_floor=1.0,
-        std_floor_end=0.8,
-        target_kl=1e-9,
-    )
+    ppo = _one_step_ppo(std_floor=1.0, std_floor_end=0.8)
     graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
     state = state.replace(step=jnp.asarray(2, state.step.dtype))
     update = make_update(ppo, graphs, STATS, iterations=3)
