@@ -60,7 +60,8 @@ class PPOConfig:
     """the floor at the run's last iteration, reached linearly from std_floor over its
     iterations (refine's --iterations; finetune's --steps in batches of rollouts episodes), so
     the policy PPO improves in its last iterations samples close to its mean, the actions `eval`
-    and the robot run (default: std_floor throughout)"""
+    and the robot run; a run resumed to more iterations stretches the way over them (default:
+    std_floor throughout)"""
     entropy_coef: float = 0.0
     """entropy bonus (0: World4RL does not mention one)"""
     bc_coef: float = 0.0
