@@ -21,7 +21,7 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     assert [g[0].split(":")[0] for g in groups] == ["drawer", LEVER]  # one group per task
     assert groups[0][0].startswith("drawer: 5 parts") and "card.md" in groups[0][0]
     assert groups[1][0].startswith(f"{LEVER}: 4 parts") and "card.md" in groups[1][0]
-    assert bundles.SUMMARY_HEADER in groups[0][1]
+    assert bundles.summary_header() in groups[0][1]
     lines = [line for g in groups for line in g[2:]]
     assert len(lines) == len(parts)
     for group in groups:  # the columns line up under the header, the long task name included

@@ -125,20 +125,20 @@ def listing(card: str | None = None) -> str:
     return "\n\n".join(_task_lines(task, parts) for task in sorted({p.task for p in parts}))
 
 
-def summary_header(tasks_width: int = 10) -> str:
+TASKS_WIDTH = 10  # the task(s) column's least width
+
+
+def summary_header(tasks_width: int = TASKS_WIDTH) -> str:
     """The column names of summary's lines, the task(s) column `tasks_width` wide."""
     return f"{'size':>8}  {'steps':>9}  {'params':>7}  {'task(s)':<{tasks_width}}  what"
 
 
-SUMMARY_HEADER = summary_header()
-
-
-def summary(part: BundlePart, tasks_width: int = 10) -> str:
-    """One line on a part (without its name), in the columns of summary_header(tasks_width): size
-    on disk, training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
+def summary(part: BundlePart) -> str:
+    """One line on a part (without its name), in the columns of summary_header(): size on disk,
+    training steps (PPO: iterations), parameters, task(s), and what it is (policy kind,
     world-model preset and sampler, reward-classifier kind and threshold). Read from the marker
     JSON, config.yaml and orbax's metadata, never by loading the model."""
-    return _summary_line(part, _read_facts(part), tasks_width)
+    return _summary_line(part, _read_facts(part), TASKS_WIDTH)
 
 
 def _summary_line(part: BundlePart, facts: _Facts, tasks_width: int) -> str:
@@ -170,8 +170,8 @@ def _task_lines(task: str, parts: list[BundlePart]) -> str:
         f"; how they were made: {path}" if path.is_file() else ""
     )
     facts = [_read_facts(p) for p in mine]
-    # the task(s) column as wide as its longest entry (metaworld/lever-pull-40hz), at least 10
-    tasks = max([10, *(len(f.tasks) for f in facts)])
+    # the task(s) column as wide as its longest entry (metaworld/lever-pull-40hz)
+    tasks = max([TASKS_WIDTH, *(len(f.tasks) for f in facts)])
     rows = [f"  {'part':<{width}}  {summary_header(tasks)}"]
     rows += [
         f"  {p.name:<{width}}  {_summary_line(p, f, tasks)}"
