@@ -478,7 +478,6 @@ class _Learner(OnlineLearner):
         super().__init__(cfg, task, policy, reward, out)
         self.sac = load_config(SACConfig, out / SAC_CONFIG) if resuming else cfg.sac
         self.lock = threading.Lock()
-        self._sampling_warm = False
         self._pending: list = []  # sac.mc_bound, awr: this episode's steps, added when it ends
         self._target_entropy: float | None = None
         self._entropies: list[float] = []
@@ -517,6 +516,9 @@ class _Learner(OnlineLearner):
             _, actor_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
             rng = jax.random.key(self.cfg.seed)
             self.graphs, self.state = init_sac_state(sac, self.actor_cfg, rng, actor_params)
+        # committed to its device, as every updated state is: a state that changed how it is
+        # placed would compile each jitted function again (over ROS 2, on the arm's time)
+        self.state = jax.device_put(self.state, jax.devices()[0])
         mixed = self.cfg.offline_batch() if offline else 0
         online_batch = sac.batch_size - mixed
         example = _example(self.actor_cfg.model)
@@ -544,15 +546,29 @@ class _Learner(OnlineLearner):
         self._act = make_act_fn(self.graphs[0], self.stats)
         # compiled before the first step: over ROS 2 a step that compiles misses the bridge's
         # policy deadline
-        self._act(self.state.params, example.image, example.proprio)  # (not self.act: no
-        # blank frame's entropy in the target's mean)
+        self._policy({"image": example.image[0], "proprio": example.proprio[0]})  # (not
+        # self.act: no blank frame's entropy in the target's mean)
         self.reward(example.image)
-        if self.cfg.ros2:  # compiling the update beside a real-time actor would starve it
-            shaped = jax.tree.map(
-                lambda x: np.zeros((sac.utd, sac.batch_size, *x.shape[1:]), x.dtype), example
-            )
-            for update in (self._update, self._critic_update):  # the results are dropped
-                jax.block_until_ready(update(self.state, shaped, 0.0))
+        if self.cfg.ros2:
+            self._compile_ahead(example)
+
+    def _compile_ahead(self, example) -> None:
+        """--ros2: compile now what acting and learning run once the arm moves (adding to and
+        sampling the buffer, the critic-only and the full update). A compile then would take
+        the CPU for seconds on the arm's time (the updates' compile in the learner thread made
+        the bridge hold)."""
+        import jax
+
+        sac = self.sac
+        self.online.warm(self.buffer, example)
+        if self.offline is not None:  # (kept offline data: its sampling, beside the online's)
+            self.offline.warm(self.offline_buffer, example)
+        shaped = jax.tree.map(
+            lambda x: np.zeros((sac.utd, sac.batch_size, *x.shape[1:]), x.dtype), example
+        )
+        state = self.state  # the results are dropped; each update also from an updated state
+        for update in (self._critic_update, self._update, self._critic_update, self._update):
+            state, _ = jax.block_until_ready(update(state, shaped, 0.0))
 
     def pretrain(self, steps: int, progress: bool) -> dict:
         """Cal-QL updates on the offline episodes alone (whole batches, the CQL regularizer at
@@ -579,17 +595,21 @@ class _Learner(OnlineLearner):
             bar.close()
         return metrics
 
-    def act(self, obs, rng: np.random.Generator) -> np.ndarray:
-        """A sample of the current actor for `obs` (its std no lower than sac.std_floor),
-        clipped to [-1, 1]."""
+    def _policy(self, obs) -> tuple[np.ndarray, np.ndarray]:
+        """The current actor's mean and log std (no lower than log sac.std_floor) for `obs` [A]."""
         from robolearn.policies.ppo.train import effective_log_std
 
         mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
-        log_std = np.asarray(effective_log_std(log_std, self.sac.std_floor))
+        log_std = effective_log_std(log_std, self.sac.std_floor)
+        return np.asarray(mean)[0], np.asarray(log_std)[0]
+
+    def act(self, obs, rng: np.random.Generator) -> np.ndarray:
+        """A sample of the current actor for `obs` (its std no lower than sac.std_floor),
+        clipped to [-1, 1]."""
+        mean, log_std = self._policy(obs)
         if self._target_entropy is None:  # the starting actor's entropy, until updates begin
-            self._entropies.append(_gaussian_entropy(np.asarray(log_std[0])))
-        noise = rng.normal(size=mean.shape[1])
-        action = np.asarray(mean[0]) + np.exp(np.asarray(log_std[0])) * noise
+            self._entropies.append(_gaussian_entropy(log_std))
+        action = mean + np.exp(log_std) * rng.normal(size=mean.shape[0])
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def add(self, prev, action, reward: float, obs, terminal: bool = False) -> None:
@@ -622,18 +642,6 @@ class _Learner(OnlineLearner):
         """An episode cut short (a kill): its held-back steps are dropped, as its record is."""
         self._pending = []
 
-    def warm_sampling(self) -> None:
-        """Compile the buffer's sampling once it holds a transition, at a moment the caller
-        chooses (between episodes): compiled by the learner thread, under the buffer's lock, it
-        would keep the acting thread from adding and miss a real-time step."""
-        import jax
-
-        if self._sampling_warm or self.online.size(self.buffer) == 0:
-            return
-        with self.lock:
-            jax.block_until_ready(self.online.sample(self.buffer, jax.random.key(0)))
-        self._sampling_warm = True
-
     def target_entropy(self) -> float:
         """alpha's target: sac.target_entropy, or (default) the starting actor's mean entropy over
         the states it acted on before the first update (a sharp BC actor is held near its own
@@ -662,8 +670,10 @@ class _Learner(OnlineLearner):
             batch = jax.block_until_ready(self.online.sample(self.buffer, k1))
         if self.mixed:
             extra = self.offline.sample(self.offline_buffer, k2)
-            batch = jax.tree.map(
-                lambda a, b: np.concatenate([a, b[:, : self.mixed]], axis=1), batch, extra
+            batch = jax.tree.map(  # (in numpy: slicing a device array compiles its slice)
+                lambda a, b: np.concatenate([a, np.asarray(b)[:, : self.mixed]], axis=1),
+                batch,
+                extra,
             )
         target = self.target_entropy()
         actor = int(self.state.step) >= self.cfg.critic_warmup
@@ -761,8 +771,6 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
         phase, fresh = 0, True
         while env_steps < cfg.steps:
             learner = learners[phase]
-            if updater is not None:  # between episodes, where a compile costs no real time
-                learner.warm_sampling()
             recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}
@@ -899,7 +907,8 @@ class _Updater:
         self._key, self._learner, self._stopping = key, None, False
         self.allowed = self.done = 0
         self.metrics: dict = {}
-        self.seconds = 0.0  # in updates, the first one (compiling) excluded
+        self.seconds = 0.0  # in updates, the first one excluded (as in simulation, where it
+        # compiles)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="learner", daemon=True)
         self._thread.start()

@@ -138,9 +138,6 @@ class PPOLearner(OnlineLearner):
     def drop_episode(self) -> None:
         self._steps = []
 
-    def warm_sampling(self) -> None:
-        """(finetune's real-time path only; PPO runs in simulation)"""
-
     def update(self, key) -> dict:
         """One PPO iteration once ppo.rollouts complete episodes are in; {} before that."""
         import jax

@@ -102,6 +102,29 @@ def test_replay_is_a_ring_sampled_as_utd_minibatches():
         Replay(capacity=3, batch_size=4, utd=1, example=example)
 
 
+def test_replay_warm_compiles_add_and_sample_ahead_and_changes_nothing():
+    compiled = []
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(kwargs.get("fun_name"))
+
+    one = episode_transitions(**_episode(t=1), gamma=0.9)
+    replay = Replay(capacity=7, batch_size=2, utd=2, example=one)
+    state = replay.init()
+    replay.warm(state, one)
+    assert replay.size(state) == 0
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        for seed in range(3):  # steps added one at a time, as online acting adds them
+            state = replay.add(state, episode_transitions(**_episode(t=1, seed=seed), gamma=0.9))
+            replay.sample(state, jax.random.key(seed))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiled == []
+    assert replay.size(state) == 3
+
+
 def _bandit(rng, n):
     """One-step task from frames: bright frames want action[0] = +0.8, dark ones -0.8."""
     bright = rng.random(n) < 0.5

@@ -4,6 +4,7 @@ rewarded only by the classifier (the simulator's success flag and reward never r
 learner), updates after the warm-up, a checkpoint that eval loads as a policy, resume after a
 kill mid-episode, offline data kept RLPD-style, one-line errors."""
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -660,31 +661,81 @@ def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, mo
     # wider watchdogs than the defaults, as the end-to-end test: a loaded CI machine stalls
     wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
     extra = ["--ros2", *(a for w in wide for a in ("--ros-params", w))]
+    extra += ["--data", str(parts["data"]), "--offline-ratio", "0.5"]  # RLPD's batches too
     with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log", env) as driver:
-        assert main(_argv(parts, out, *extra, steps=12)) == 0, driver.log()
+        with _compiles_while_acting(monkeypatch) as compiled:
+            assert main(_argv(parts, out, *extra, steps=12)) == 0, driver.log()
         log = driver.log()
+    # nothing compiled from the first action to the end (a compile takes the CPU for seconds on
+    # the arm's time: the updates' first compile in the learner thread made the bridge hold)
+    assert compiled == [], compiled
     printed, logged = capfd.readouterr()
     assert "real time: the learner thread ran" in printed
+    # the actor never kept the bridge waiting, and no reset's jump was taken for a reading
+    for learners_doing in ("policy_late", "policy_error", "no policy step came", "implausible"):
+        assert learners_doing not in logged, logged
     episodes = [ep for _, ep in iter_episodes(out / "online")]
-    assert [ep.num_steps for ep in episodes] == [5, 5, 2]
+    lengths, rows = [ep.num_steps for ep in episodes], _rows(out)
+    why = "\n".join(line for line in logged.splitlines() if "ended after" in line)
+    held = [r["held"] == 1.0 for r in rows]
+    # Episodes of 5 steps (12 in all). The bridge may end one early for what is neither the
+    # learner's nor a bug: the shield (the tiny policy's random reach can meet the workspace's
+    # edge) or a loaded machine stalling the driver's inputs; that episode is recorded as held.
+    if not any(held):
+        assert lengths == [5, 5, 2], why
+    assert sum(lengths) == 12 and len(rows) == len(lengths), (lengths, why)
+    for i, (n, h) in enumerate(zip(lengths, held, strict=True)):
+        assert n == 5 or h or i == len(lengths) - 1, (lengths, held, why)
+    assert [r["step"] for r in rows] == np.cumsum(lengths).tolist()
     for ep in episodes:  # rewarded by the classifier on the frames the bridge's policy saw
         np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
         assert ep.image.shape[1:] == (64, 64, 3) and np.ptp(ep.image) > 0
     # a reset before each episode, each placing the next scene (vary_scene)
-    for seed in (4, 5, 6):
+    for seed in range(4, 4 + len(episodes)):
         assert f"reset drawer seed {seed}" in log, log
-    rows = _rows(out)
-    assert [r["step"] for r in rows] == [5, 10, 12]
-    # every command went through the bridge's filter, and the actor never kept it waiting
-    assert all(0 < r["min_tank_energy_j"] <= 5.0 and r["held"] == 0.0 for r in rows), rows
-    # the learner thread ran (its first update compiles, so it may finish after the last step)
+    # every command went through the bridge's filter
+    assert all(0 < r["min_tank_energy_j"] <= 5.0 for r in rows), rows
+    # the learner thread ran (the updates after the warm-up: it may finish after the last step)
     ran, allowed = map(int, re.search(r"thread ran (\d+) of (\d+) allowed", printed).groups())
     assert allowed == 12 - 5 and 1 <= ran <= allowed
     assert load_policy(out, "drawer").step > 0
-    # each episode ended by the learner (the last one too: the arm held while it saved)
-    assert logged.count("(robolearn finetune: episode end)") == 3, logged
-    assert "policy_late" not in logged and "policy_error" not in logged, logged
-    assert "implausible" not in logged, logged  # the resets' jumps were never taken for readings
+    # each episode the bridge did not hold was ended by the learner (the last one too: the arm
+    # held while it saved)
+    assert logged.count("(robolearn finetune: episode end)") == held.count(False), why
+
+
+@contextlib.contextmanager
+def _compiles_while_acting(monkeypatch):
+    """The XLA compiles (thread, function) from the learner's first action until the learner
+    thread stops, in any thread."""
+    import threading
+
+    from jax import monitoring
+
+    from robolearn.runs import finetune
+
+    compiled, window = [], {"open": False}
+    act, stop = finetune._Learner.act, finetune._Updater.stop
+
+    def opening(self, *args, **kwargs):
+        window["open"] = True
+        return act(self, *args, **kwargs)
+
+    def closing(self, *args, **kwargs):
+        window["open"] = False
+        return stop(self, *args, **kwargs)
+
+    def listener(event, duration, **kwargs):
+        if window["open"] and event.endswith("backend_compile_duration"):
+            compiled.append((threading.current_thread().name, kwargs.get("fun_name")))
+
+    monkeypatch.setattr(finetune._Learner, "act", opening)
+    monkeypatch.setattr(finetune._Updater, "stop", closing)
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiled
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.slow

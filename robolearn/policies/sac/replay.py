@@ -100,6 +100,15 @@ class Replay:
         once full. Its previous arrays are donated: use only the returned state."""
         return self._add(state, jax.tree.map(jnp.asarray, transitions))
 
+    def warm(self, state, transitions: Transitions) -> None:
+        """Compile add (for transitions shaped as these), sample and sample's emptiness check
+        ahead, without changing `state`: a real-time caller then compiles nothing when it adds
+        or samples (a compile on the arm's time misses its deadlines)."""
+        items = jax.tree.map(jnp.asarray, transitions)
+        self._add.lower(state, items).compile()  # (lowered only: nothing is donated)
+        self._sample.lower(state, jax.random.key(0)).compile()
+        jax.block_until_ready(self._buffer.can_sample(state))
+
     def size(self, state) -> int:
         """Transitions held."""
         return self.capacity if bool(state.is_full) else int(state.current_index)
