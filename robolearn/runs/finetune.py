@@ -566,8 +566,8 @@ class _Learner(OnlineLearner):
         shaped = jax.tree.map(
             lambda x: np.zeros((sac.utd, sac.batch_size, *x.shape[1:]), x.dtype), example
         )
-        state = self.state  # the results are dropped; each update also from an updated state
-        for update in (self._critic_update, self._update, self._critic_update, self._update):
+        state = self.state  # the results are dropped; the full update from an updated state
+        for update in (self._critic_update, self._update):
             state, _ = jax.block_until_ready(update(state, shaped, 0.0))
 
     def pretrain(self, steps: int, progress: bool) -> dict:
