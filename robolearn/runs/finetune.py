@@ -26,6 +26,8 @@ The run directory is a policy checkpoint (`robolearn eval --policy OUT` loads th
     OUT/online/                     every online episode (an episode store)
     OUT/checkpoints/<env step>/     orbax SACState (actor, critics, optimizers)
     OUT/policy/                     the actor-only export of the latest save
+    OUT/best/                       with --eval-episodes: the export of the best-evaluated save
+                                    (best.json: its step, score and scenes)
     OUT/metrics.jsonl, tensorboard/ per-episode metrics at environment steps (and eval/ rows at
                                     every save with --eval-episodes)
 
@@ -54,7 +56,7 @@ from robolearn.core.rundir import RunOptions
 from robolearn.core.tracking import WandbSettings
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.sac.config import SACConfig
-from robolearn.runs.online import OnlineLearner
+from robolearn.runs.online import BEST_DIR, OnlineLearner
 
 STORE = "online"
 SAC_CONFIG = "sac.yaml"
@@ -301,6 +303,15 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
                 f"  {name}, mean actions at each save ({cfg.eval_episodes} evaluation "
                 f"episode{'s' * (cfg.eval_episodes > 1)}, seed {cfg.eval_seed}; never rewarded): "
                 f"{curve}"
+            )
+    for name, best in result["best"].items():
+        if best is not None:
+            path = out / BEST_DIR if name == cfg.task else out / BACKWARD / BEST_DIR
+            print(
+                f"  {name}, best save: step {best['step']}, {best['sim_success']:.0%} "
+                f"({best['sim_success_low']:.0%}-{best['sim_success_high']:.0%}) -> {path} "
+                "(chosen on these scenes: judge it on others, e.g. robolearn eval --seed "
+                f"{cfg.eval_seed + 1})"
             )
     print(f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
@@ -738,6 +749,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 prefix = "" if each is learners[0] else BACKWARD + "/"
                 writer.write(env_steps, row, prefix=prefix + "eval/")
                 each.evals.append({"step": env_steps, **row})
+                each.keep_if_best(row, env_steps, cfg.eval_seed, cfg.eval_episodes)
 
     try:
         forward = learners[0]
@@ -859,6 +871,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
             "recent": {each.task: each.summary() for each in learners},
             "evals": {each.task: each.evals for each in learners},
+            "best": {each.task: each.best() for each in learners if each.evals},
         }
     finally:
         if updater is not None:

@@ -3,7 +3,15 @@ they are: the classifier's reward, and the learner's save / summary / close."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sys
+
 import numpy as np
+
+BEST_DIR = "best"
+BEST_INFO = "best.json"
 
 
 class Reward:
@@ -57,6 +65,50 @@ class OnlineLearner:
         self.manager.wait_until_finished()
         export = self.out / policy_ckpt.EXPORT_DIR
         policy_ckpt.export_actor(self.out, export, self.state.params, int(env_steps))
+
+    def keep_if_best(self, row: dict, env_steps: int, seed: int, episodes: int) -> dict | None:
+        """--eval-episodes: copy the export just evaluated (`row`, on `episodes` scenes of
+        `seed`) to OUT/best/ when it scored more than every earlier save's evaluation on the same
+        scenes (a resumed run reads the earlier best from OUT/best/best.json; an earlier best
+        judged on other scenes is replaced). Ties keep the earlier save. Returns the best's
+        record, or None when this save is not it."""
+        from robolearn.policies.bc import checkpoint as policy_ckpt
+
+        best = self.best()
+        same = best is not None and (best["eval_seed"], best["episodes"]) == (seed, episodes)
+        if same and row["sim_success"] <= best["sim_success"]:
+            return None
+        record = {"step": int(env_steps), **row, "eval_seed": seed, "episodes": episodes}
+        dst = self.out / BEST_DIR
+        tmp = dst.with_name(dst.name + ".writing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.out / policy_ckpt.EXPORT_DIR, tmp)
+        (tmp / BEST_INFO).write_text(json.dumps(record, indent=1) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)  # a reader sees the old best or the new one, never half of one
+        return record
+
+    def best(self) -> dict | None:
+        """OUT/best/'s record (step, sim_success and its interval, eval_seed, episodes), or None
+        when no save has been kept as the best."""
+        path = self.out / BEST_DIR / BEST_INFO
+        try:
+            record = json.loads(path.read_text())
+            return {
+                **record,
+                "sim_success": float(record["sim_success"]),
+                "eval_seed": int(record["eval_seed"]),
+                "episodes": int(record["episodes"]),
+            }
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as err:  # damaged: the next save replaces it
+            print(
+                f"warning: {path}: unreadable ({err}); the next evaluated save replaces it",
+                file=sys.stderr,
+            )
+            return None
 
     def summary(self) -> dict:
         recent = self.recent

@@ -328,6 +328,14 @@ def test_eval_episodes_score_every_save_s_mean_actions_apart_from_the_learner(
     assert main([*argv, "--quiet"]) == 0
     final = json.loads((tmp_path / "ev" / "results.json").read_text())["success_rate"]
     assert evals[-1]["eval/sim_success"] == final
+    # OUT/best/ is the export of the first save that scored highest, loadable as a policy
+    scores = [r["eval/sim_success"] for r in evals]
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["step"] == evals[scores.index(max(scores))]["step"]
+    assert (best["sim_success"], best["eval_seed"], best["episodes"]) == (max(scores), 3, 2)
+    assert result["best"]["drawer"] == best
+    assert read_info(out / "best").weights == "actor"
+    assert load_policy(out / "best", "drawer", envs.ACTION_DIM).step == best["step"]
     # the command prints the curve
     capsys.readouterr()
     assert main(_argv(parts, tmp_path / "ft2", "--eval-episodes", "1", steps=5)) == 0
@@ -335,6 +343,52 @@ def test_eval_episodes_score_every_save_s_mean_actions_apart_from_the_learner(
         "mean actions at each save (1 evaluation episode, seed 0; never rewarded): 5: "
         in capsys.readouterr().out
     )
+
+
+def _evaluated_save(out, step):
+    """A learner whose OUT/policy/ export stands for the save at `step` (a marker file)."""
+    learner = online.OnlineLearner.__new__(online.OnlineLearner)
+    learner.out = out
+    export = out / EXPORT_DIR
+    export.mkdir(parents=True, exist_ok=True)
+    (export / "step").write_text(str(step))
+    return learner
+
+
+@pytest.mark.parametrize(
+    "saves, kept",
+    [
+        ([(0.4, 0, True), (0.6, 0, True), (0.5, 0, False)], 2),  # the highest
+        ([(0.6, 0, True), (0.6, 0, False)], 1),  # ties keep the earlier save
+        ([(0.8, 0, True), (0.2, 1, True)], 2),  # a best judged on other scenes is no bar
+    ],
+)
+def test_the_best_evaluated_save_is_kept_and_survives_a_resume(tmp_path, saves, kept):
+    """keep_if_best copies the export to OUT/best/ only when it beats every earlier save on the
+    same scenes; the bar is read back from OUT/best/best.json, as a resumed run reads it."""
+    out = tmp_path / "ft"
+    for step, (score, seed, new_best) in enumerate(saves, start=1):
+        learner = _evaluated_save(out, step)  # a fresh learner each time: as after a resume
+        row = {"sim_success": score, "sim_success_low": 0.0, "sim_success_high": 1.0}
+        record = learner.keep_if_best(row, step, seed, 50)
+        assert record == (
+            {"step": step, **row, "eval_seed": seed, "episodes": 50} if new_best else None
+        )
+    assert (out / "best" / "step").read_text() == str(kept)
+    best = learner.best()
+    assert (best["step"], best["sim_success"]) == (kept, saves[kept - 1][0])
+    assert not (out / "best.writing").exists()
+
+
+def test_a_damaged_best_record_is_replaced_with_a_warning(tmp_path, capsys):
+    learner = _evaluated_save(tmp_path / "ft", 7)
+    (tmp_path / "ft" / "best").mkdir()
+    (tmp_path / "ft" / "best" / "best.json").write_text('{"sim_success": ')
+    assert learner.best() is None
+    assert "best.json: unreadable" in capsys.readouterr().err
+    row = {"sim_success": 0.1, "sim_success_low": 0.0, "sim_success_high": 0.3}
+    assert learner.keep_if_best(row, 7, 0, 50)["step"] == 7
+    assert learner.best()["sim_success"] == 0.1
 
 
 def test_the_progress_line_shows_the_last_save_s_evaluation():
