@@ -86,7 +86,7 @@ class OnlineLearner:
         (tmp / BEST_INFO).write_text(json.dumps(record, indent=1) + "\n")
         if dst.exists():
             shutil.rmtree(dst)
-        os.replace(tmp, dst)  # a reader sees the old best or the new one, never half of one
+        os.replace(tmp, dst)  # a reader sees the old best, the new one or none, never half of one
         return record
 
     def best(self) -> dict | None:
