@@ -24,7 +24,9 @@ the writer reserves a fresh index and links there. Then it fsyncs the directory 
 a time only.
 
 Readers list only `*.npz`, so an episode becomes visible complete or not at all; a crash loses the
-episode being written and leaves its `.partial`, which `validate` reports. Reading never trusts
+episode being written and leaves its `.partial`, which `validate` reports (a crash after the
+link and before the `.partial` name is removed leaves a second name of a published episode:
+nothing is lost, and it is not reported). Reading never trusts
 the file: the zip directory, every array's .npy header (checked against the zip entry's size
 before anything is allocated), the zip CRC of every member read, and the meta JSON's types are
 checked, and every failure is one EpisodeError line naming the file (and the key).
@@ -142,8 +144,24 @@ def list_episodes(root: str | Path) -> list[Path]:
 
 
 def list_partial(root: str | Path) -> list[Path]:
-    """Episodes whose writer never finished them (crash or kill), in index order."""
-    return [p for p in _entries(open_store(root)) if p.suffix == ".partial"]
+    """Episodes whose writer never finished them (crash or kill), in index order. A `.partial`
+    that is another name of a published `.npz` (its writer was killed between publishing it by
+    hard link and removing the `.partial` name) lost nothing and is not listed."""
+    entries = _entries(open_store(root))
+    partial = [p for p in entries if p.suffix == ".partial"]
+    if not partial:
+        return partial
+    published = {_file_id(p) for p in entries if p.suffix == ".npz"}
+    return [p for p in partial if _file_id(p) not in published | {None}]
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None once it is gone (a writer finished or gave up meanwhile)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def write_episode(root: str | Path, episode: Episode) -> Path:
