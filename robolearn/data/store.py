@@ -151,16 +151,19 @@ def list_partial(root: str | Path) -> list[Path]:
     partial = [p for p in entries if p.suffix == ".partial"]
     if not partial:
         return partial
-    published = {_file_id(p) for p in entries if p.suffix == ".npz"}
-    return [p for p in partial if _file_id(p) not in published | {None}]
+    published = {_file_id(p) for p in entries if p.suffix == ".npz"} | {None}
+    return [p for p in partial if _file_id(p) not in published]
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of `path`, None once it is gone (a writer finished or gave up meanwhile)."""
+def _file_id(path: Path) -> tuple | None:
+    """(device, inode) of `path`; None once it is gone (a writer finished or gave up meanwhile);
+    the path itself when it cannot be stat'ed (so an unreadable .partial is still reported)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    except OSError:
+        return (str(path),)
     return st.st_dev, st.st_ino
 
 
