@@ -12,15 +12,17 @@ import yaml
 from robolearn import bundles
 
 LEVER = "metaworld/lever-pull-40hz"
+TASKS = ["drawer", "drawer-close", LEVER]
 
 
 def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
     text = bundles.listing()
     groups = [g.splitlines() for g in text.split("\n\n")]
     parts = bundles.list_parts()
-    assert [g[0].split(":")[0] for g in groups] == ["drawer", LEVER]  # one group per task
+    assert [g[0].split(":")[0] for g in groups] == TASKS  # one group per task
     assert groups[0][0].startswith("drawer: 5 parts") and "card.md" in groups[0][0]
-    assert groups[1][0].startswith(f"{LEVER}: 4 parts") and "card.md" in groups[1][0]
+    assert groups[1][0].startswith("drawer-close: 2 parts") and "card.md" in groups[1][0]
+    assert groups[2][0].startswith(f"{LEVER}: 4 parts") and "card.md" in groups[2][0]
     assert bundles.summary_header() in groups[0][1]
     lines = [line for g in groups for line in g[2:]]
     assert len(lines) == len(parts)
@@ -47,23 +49,26 @@ def test_listing_has_one_line_per_part_with_its_real_size_and_steps():
         "3.96M" in by_name[f"{lever}/world-model"] and " 3000 " in by_name[f"{lever}/world-model"]
     )
     assert "threshold 0.50" in by_name[f"{lever}/reward"]
+    # the backward task's parts reset-free practice defaults to
+    assert "BC policy, actor only" in by_name["bundle:drawer-close/bc"]
+    assert "cnn reward classifier" in by_name["bundle:drawer-close/reward"]
 
 
 def test_listing_of_a_task_adds_its_card_and_unknown_tasks_are_one_line():
-    for task in ("drawer", LEVER):
+    for task in TASKS:
         text = bundles.listing(task)
         own = next(g for g in bundles.listing().split("\n\n") if g.startswith(f"{task}:"))
         assert text.startswith(own + "\n\n")
         assert text.endswith(bundles.card(task).rstrip())
     with pytest.raises(
-        bundles.BundleError, match=f"no bundle for task 'nowhere'; shipped: drawer, {LEVER}$"
+        bundles.BundleError, match=f"no bundle for task 'nowhere'; shipped: {', '.join(TASKS)}$"
     ):
         bundles.listing("nowhere")
 
 
 def test_every_card_leaves_sizes_to_the_listing():
     tasks = sorted({p.task for p in bundles.list_parts()})
-    assert tasks == ["drawer", LEVER]
+    assert tasks == TASKS
     for task in tasks:
         card = bundles.card(task)
         assert not re.search(r"\d\s*[kKM]B\b", card), f"{task}: sizes belong to `robolearn bundles`"

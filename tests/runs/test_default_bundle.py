@@ -68,6 +68,26 @@ def test_the_meta_world_bundle_has_the_four_parts_of_the_recipe_and_they_fit_tog
         assert needed in card
 
 
+def test_reset_free_practice_finds_its_backward_parts_in_the_drawer_close_bundle():
+    """`finetune --task drawer --backward-task drawer-close` with no parts named: the backward
+    policy and classifier it defaults to are shipped, fit the drawer's frames, and are made as
+    the card says."""
+    from robolearn.runs.finetune import FinetuneConfig, _specs
+
+    specs = _specs(FinetuneConfig(task="drawer", backward_task="drawer-close"))
+    assert specs["backward_policy"] == "bundle:drawer-close/bc"
+    assert specs["backward_reward"] == "bundle:drawer-close/reward"
+    forward = check_compatible(bundles.resolve(specs["policy"]), "drawer", 7)
+    backward = check_compatible(bundles.resolve(specs["backward_policy"]), "drawer-close", 7)
+    assert (backward.kind, backward.image_size) == ("bc", forward.image_size)
+    reward = read_reward_info(bundles.resolve(specs["backward_reward"]))
+    assert list(reward.tasks) == ["drawer-close"] and reward.image_size == forward.image_size
+    assert 0.0 < reward.threshold < 1.0
+    card = bundles.card("drawer-close")
+    for needed in ("robolearn train bc", "robolearn train reward", "148/150", "--backward-task"):
+        assert needed in card
+
+
 @pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 def test_imagine_on_the_meta_world_task_uses_its_own_bundle(tmp_path, capsys):
     out = tmp_path / "im"
