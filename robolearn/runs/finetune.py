@@ -117,6 +117,10 @@ class FinetuneConfig:
     drawer-close for drawer). Forward and backward episodes then alternate with no simulator
     reset between them (one at the start), each ended when its classifier rewards a frame or at
     the episode length, and a second learner fine-tunes the backward policy (OUT/backward)"""
+    exclusive_success: bool = False
+    """reset-free practice: a frame both classifiers call successful (the drawer open by one,
+    closed by the other: one of them is wrong) earns neither task a reward and ends no phase.
+    Without it such frames are only counted (`contradicted` in metrics.jsonl and at the end)"""
     backward_policy: str | None = None
     """the backward task's policy to start from (default: bundle:<backward task>/bc)"""
     backward_reward: str | None = None
@@ -229,6 +233,8 @@ class FinetuneConfig:
             raise ConfigError("--backward-task must be another task than --task")
         if (self.backward_policy or self.backward_reward) and not self.backward_task:
             raise ConfigError("--backward-policy and --backward-reward need --backward-task")
+        if self.exclusive_success and not self.backward_task:
+            raise ConfigError("--exclusive-success needs --backward-task (two classifiers)")
         if not 0.0 <= self.offline_ratio < 1.0:
             raise ConfigError(f"offline_ratio must be in [0, 1), got {self.offline_ratio}")
         if self.offline_steps < 0 or not self.offline_cql_alpha >= 0:
@@ -296,6 +302,12 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
             f"{recent['classifier_success']:.0%}, simulator success {recent['sim_success']:.0%} "
             "(logged, never rewarded)"
         )
+        if cfg.backward_task and recent["contradicted"]:
+            print(
+                f"  {name}: in {recent['contradicted']:.0%} of them both classifiers called a "
+                "frame successful, which one task's success excludes: one of them was wrong"
+                + ("" if cfg.exclusive_success else " (--exclusive-success withholds the reward)")
+            )
     for name, rows in result["evals"].items():
         if rows:
             curve = ", ".join(f"{r['step']}: {r['sim_success']:.0%}" for r in rows)
@@ -354,6 +366,9 @@ def run_finetune(
         for p, task, where in roles
     ]
     forward = learners[0]
+    if learners[1:]:  # reset-free: each classifier watches the other's verdicts
+        for one, other in ((forward, learners[1]), (learners[1], forward)):
+            one.reward.rival, one.reward.exclusive = other.reward, cfg.exclusive_success
     _check_offline(cfg, offline, forward.info)
     if learners[1:] and learners[1].info.image_size != forward.info.image_size:
         raise ConfigError(
@@ -787,14 +802,16 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             fresh = False
             rewards, sim_success, metrics, bridge = [], False, {}, {}
             (energy_so_far, tank_before), judgements = _tank(task), []
-            episode_energy, episode_drawn = 0.0, 0.0
+            episode_energy, episode_drawn, contradicted = 0.0, 0.0, 0
             try:
                 ended = False
                 while not ended and env_steps < cfg.steps:
                     action = learner.act(obs, rng)
                     prev = obs
                     obs, _, _, ended, step_info = task.step(action)  # its reward is unused
-                    judged = float(learner.reward(obs["image"][None])[0])
+                    verdict, both = learner.reward.judge(obs["image"][None])
+                    judged = float(verdict[0])
+                    contradicted += int(both[0])
                     r = judged
                     if "injected_energy_j" in step_info:  # acting through the bridge
                         injected = step_info["injected_energy_j"] - energy_so_far
@@ -831,12 +848,13 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 learner.drop_episode()
                 raise
             success = bool(np.any(np.asarray(judgements) >= learner.reward.threshold))
-            learner.recent = (learner.recent + [(success, sim_success)])[-20:]
+            learner.recent = (learner.recent + [(success, sim_success, contradicted > 0)])[-20:]
             row = {
                 "return": float(np.sum(rewards)),
                 "classifier_success": float(success),
                 "sim_success": float(sim_success),
                 "episode_steps": len(rewards),
+                **({"contradicted": float(contradicted)} if reset_free else {}),
                 "warmup": float(env_steps <= warmup),
                 **bridge,
                 **(

@@ -15,25 +15,49 @@ BEST_INFO = "best.json"
 
 
 class Reward:
-    """The classifier's reward of single frames: binary at its threshold, or its probability."""
+    """The classifier's reward of single frames: binary at its threshold, or its probability.
+
+    In reset-free practice `rival` is the other task's Reward (the task that undoes this one,
+    whose success excludes this one's: a drawer is not open and closed at once). judge() then
+    also says which frames both classifiers call successful, a contradiction that shows one of
+    them wrong; with `exclusive` such frames earn no reward and end no phase."""
 
     def __init__(self, classifier, task: str, kind: str, source: str = ""):
         self.classifier, self.task, self.kind, self.source = classifier, task, kind, source
         self.threshold = float(classifier.info.threshold)
+        self.rival: Reward | None = None
+        self.exclusive = False
+
+    def prob(self, images: np.ndarray) -> np.ndarray:
+        """The classifier's calibrated success probability of each frame, [N]."""
+        return self.classifier.prob(images, self.task)
+
+    def succeeded(self, images: np.ndarray) -> np.ndarray:
+        """This classifier's verdicts alone (its probability at its threshold), bool [N]."""
+        return self.prob(images) >= self.threshold
+
+    def judge(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(reward float32 [N], contradicted bool [N]): contradicted where the rival's classifier
+        also calls the frame successful (all False without a rival)."""
+        prob = self.prob(images)
+        reward = prob if self.kind == "prob" else (prob >= self.threshold)
+        contradicted = np.zeros(len(prob), bool)
+        if self.rival is not None:
+            contradicted = (prob >= self.threshold) & self.rival.succeeded(images)
+            if self.exclusive:
+                reward = np.where(contradicted, 0.0, reward)
+        return reward.astype(np.float32), contradicted
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        prob = self.classifier.prob(images, self.task)
-        if self.kind == "prob":
-            return prob.astype(np.float32)
-        return (prob >= self.threshold).astype(np.float32)
+        return self.judge(images)[0]
 
 
 class OnlineLearner:
     """What the loop needs of a learner beside acting and learning (_Learner: SAC; PPOLearner in
     robolearn/runs/finetune_ppo.py): `state` (with the actor's `params`), its orbax `manager`,
-    the run directory `out`, `recent` [(classifier success, simulator success)] of its last
-    episodes and `evals`, this run's --eval-episodes rows of it. per_episode: the loop offers
-    it an update after each episode instead of after each step."""
+    the run directory `out`, `recent` [(classifier success, simulator success, contradicted)]
+    of its last episodes and `evals`, this run's --eval-episodes rows of it. per_episode: the
+    loop offers it an update after each episode instead of after each step."""
 
     per_episode = False
 
@@ -52,7 +76,7 @@ class OnlineLearner:
             load_reward_model(bundles.resolve(reward), task), task, cfg.reward_kind, reward
         )
         self.manager = None
-        self.recent: list[tuple[bool, bool]] = []
+        self.recent: list[tuple[bool, bool, bool]] = []
         self.evals: list[dict] = []
 
     def save(self, env_steps: int) -> None:
@@ -111,11 +135,18 @@ class OnlineLearner:
             return None
 
     def summary(self) -> dict:
+        """Over the last episodes (`recent`: classifier success, simulator success, and whether
+        the rival classifier also called one of its frames successful)."""
         recent = self.recent
+
+        def share(i: int) -> float:
+            return float(np.mean([r[i] for r in recent])) if recent else 0.0
+
         return {
             "episodes": len(recent),
-            "classifier_success": float(np.mean([c for c, _ in recent])) if recent else 0.0,
-            "sim_success": float(np.mean([s for _, s in recent])) if recent else 0.0,
+            "classifier_success": share(0),
+            "sim_success": share(1),
+            "contradicted": share(2),
         }
 
     def close(self) -> None:

@@ -179,7 +179,7 @@ def test_end_on_success_ends_episodes_at_the_first_rewarded_frame_as_terminal(
     are cut at their first rewarded frame."""
     from robolearn.runs import finetune
 
-    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
     added, rebuilt = [], []
     one, transitions = finetune._one, finetune._transitions
 
@@ -232,7 +232,7 @@ def test_mc_bound_adds_each_episode_when_it_ends_with_its_returns(
     from robolearn.policies.sac import replay
     from robolearn.policies.sac.losses import mc_returns
 
-    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
     added = []
     add = replay.Replay.add
 
@@ -478,7 +478,7 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
     from robolearn.policies.ppo.checkpoint import read_ppo_config
     from robolearn.runs import finetune_ppo
 
-    monkeypatch.setattr(online.Reward, "__call__", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
     seen, floors = [], []
     update = finetune_ppo.PPOLearner.update
 
@@ -669,7 +669,7 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     def judged(self, images):
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(online.Reward, "__call__", judged)
+    monkeypatch.setattr(online.Reward, "prob", judged)
     out = tmp_path / "rf"
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     argv = _argv(parts, out, *pair, "--backward-reward", str(backward["reward"]), steps=14)
@@ -695,6 +695,49 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     more = [ep for _, ep in iter_episodes(out / "online")][5:]
     assert more[0].meta.task == "drawer" and more[0].meta.extra["reset"]
     assert [ep.meta.task for ep in more] == ["drawer", "drawer-close", "drawer"]
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_reset_free_counts_frames_both_classifiers_call_successful_and_can_withhold_them(
+    parts, backward, tmp_path, monkeypatch, capsys, exclusive
+):
+    """Opening and closing exclude each other, so a frame both classifiers call successful shows
+    one of them wrong (a policy that learned to fool its classifier: docs/training.md). Such
+    frames are counted per episode; with --exclusive-success they earn no reward and end no
+    phase, in both directions."""
+
+    def prob(self, images):  # the forward classifier calls every frame successful
+        return np.ones(len(images), np.float32) if self.task == "drawer" else _judge(images)
+
+    monkeypatch.setattr(online.Reward, "prob", prob)
+    out = tmp_path / "rf"
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    pair += ["--backward-reward", str(backward["reward"])]
+    argv = _argv(parts, out, *pair, *(["--exclusive-success"] * exclusive), steps=14)
+    assert main(argv) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    rows = [r for r in _rows(out) if "return" in r or "backward/return" in r]
+    assert len(rows) == len(episodes) and [ep.meta.task for ep in episodes[:2]] == [
+        "drawer", "drawer-close"
+    ]  # fmt: skip
+    total = 0
+    for ep, row in zip(episodes, rows, strict=True):
+        other = _judge(ep.image[1:]).astype(bool)
+        own = np.ones_like(other) if ep.meta.task == "drawer" else other
+        both = own & (other if ep.meta.task == "drawer" else True)
+        rewarded = own & ~both if exclusive else own
+        np.testing.assert_array_equal(ep.reward, rewarded.astype(np.float32))
+        # a phase ends at its first rewarded frame, at the episode length, or with the run
+        assert not rewarded[:-1].any()
+        assert rewarded[-1] or ep.num_steps == 5 or ep is episodes[-1]
+        prefix = "" if ep.meta.task == "drawer" else "backward/"
+        assert row[prefix + "contradicted"] == float(both.sum())
+        total += int(both.sum())
+    assert total > 0
+    printed = capsys.readouterr().out
+    assert ("both classifiers called a frame successful" in printed) and (
+        ("--exclusive-success withholds" in printed) != exclusive
+    )
 
 
 @pytest.mark.slow
@@ -841,7 +884,7 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     def judged(self, images):  # as above: backward phases end at their first step
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
-    monkeypatch.setattr(online.Reward, "__call__", judged)
+    monkeypatch.setattr(online.Reward, "prob", judged)
     domain = random.SystemRandom().randint(1, 200)
     for name, value in ros_env(domain).items():
         monkeypatch.setenv(name, value)
