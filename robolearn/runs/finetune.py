@@ -305,8 +305,13 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
         if cfg.backward_task and recent["contradicted"]:
             print(
                 f"  {name}: in {recent['contradicted']:.0%} of them both classifiers called a "
-                "frame successful, which one task's success excludes: one of them was wrong"
-                + ("" if cfg.exclusive_success else " (--exclusive-success withholds the reward)")
+                "frame successful (the two tasks' successes exclude each other: one classifier "
+                "was wrong; "
+                + (
+                    "its reward was withheld)"
+                    if cfg.exclusive_success
+                    else "--exclusive-success withholds its reward)"
+                )
             )
     for name, rows in result["evals"].items():
         if rows:

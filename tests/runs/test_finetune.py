@@ -398,7 +398,12 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
         task, evals = "drawer", [{"step": 3200, "sim_success": 0.84}]
 
         def summary(self):
-            return {"episodes": 4, "classifier_success": 0.5, "sim_success": 0.25}
+            return {
+                "episodes": 4,
+                "classifier_success": 0.5,
+                "sim_success": 0.25,
+                "contradicted": 0,
+            }
 
     text = _status(Learner(), {})
     assert text == "drawer  classifier success 50%  sim 25%  eval 84% (at 3200)"
@@ -426,6 +431,7 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
             ],
             "'push' does not share 'drawer''s scene",
         ),
+        (["--exclusive-success"], "--exclusive-success needs --backward-task"),
         (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
         (["--energy-coef", "1"], "--energy-coef needs --bridge or --ros2"),
         (["--bridge", "energy_cost=joules"], "expected one of injected, drawn"),
@@ -735,9 +741,9 @@ def test_reset_free_counts_frames_both_classifiers_call_successful_and_can_withh
         total += int(both.sum())
     assert total > 0
     printed = capsys.readouterr().out
-    assert ("both classifiers called a frame successful" in printed) and (
-        ("--exclusive-success withholds" in printed) != exclusive
-    )
+    assert "both classifiers called a frame successful" in printed
+    assert ("its reward was withheld" in printed) == exclusive
+    assert ("--exclusive-success withholds" in printed) != exclusive
 
 
 @pytest.mark.slow
