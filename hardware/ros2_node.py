@@ -151,6 +151,9 @@ class BridgeNode(Node):
         self.bridge = Bridge(policy, cfg, writer)
         self.bridge.warmup()
         self._paused = False
+        # renew_bridge(not_before_s): messages stamped earlier are from before a driver's reset
+        self._not_before_s: float | None = None
+        self.dropped_stale = 0
         self._renewing = threading.Lock()  # renew_bridge against the observation callbacks
         self._t_joint = self._t_image = None
         # Joint velocities for a driver that publishes none (over >= 10 ms, not per message).
@@ -226,8 +229,17 @@ class BridgeNode(Node):
             if not self._paused:
                 self._joint_state(msg)
 
+    def _stale(self, msg) -> bool:
+        """Stamped before the reset the bridge was renewed after (renew_bridge's not_before_s)."""
+        if self._not_before_s is None or msgs.stamp_to_s(msg.header.stamp) >= self._not_before_s:
+            return False
+        self.dropped_stale += 1
+        return True
+
     def _joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
+        if self._stale(msg):
+            return
         try:
             s = msgs.joint_state_from_msg(msg)
             qdot = s.qdot_rad_s
@@ -247,6 +259,8 @@ class BridgeNode(Node):
 
     def _image(self, msg: Image) -> None:
         now = time.monotonic()
+        if self._stale(msg):
+            return
         try:
             self.bridge.observe_image(now, msgs.image_from_msg(msg))
         except (msgs.MessageError, ObservationError) as exc:
@@ -475,12 +489,15 @@ class BridgeNode(Node):
         reading (renew_bridge, then unpause)."""
         self._paused = paused
 
-    def renew_bridge(self) -> None:
+    def renew_bridge(self, not_before_s: float | None = None) -> None:
         """A fresh bridge for the same policy (full tank, no readings): after a simulated driver
         moved the arm by a reset, which no bridge watching the joints would take for a reading.
         It commands nothing before its first joint state; inputs count as fresh only once they
-        arrive after this call."""
+        arrive after this call. not_before_s: from now on, joint states and images stamped
+        earlier (ROS time, s) are dropped: sent before the reset, they can still be arriving
+        (a late one would read as the arm jumping back and forth)."""
         with self._renewing:
+            self._not_before_s = not_before_s
             old = self.bridge
             self.bridge = Bridge(self._policy, self._cfg, self._writer)
             self._t_joint = self._t_image = None

@@ -15,7 +15,8 @@ a thread beside acting).
 
 Resets (`reset_service`, a std_srvs/Trigger): the simulated driver's `~/reset` re-places the scene
 and teleports the arm to its start pose; the node then publishes nothing (the driver keeps the
-start pose as its target), gets a fresh bridge (full tank, no readings of before the jump) and
+start pose as its target), gets a fresh bridge (full tank, no readings of before the jump: joint
+states and images stamped before the reset's answer are dropped, however late they arrive) and
 starts once joint states and a camera frame of after the reset are in. Without a reset service (a
 real arm) `reset` holds and starts again from where the arm is: practise reset-free
 (--backward-task) or reset the scene by hand while the arm holds between episodes.
@@ -43,8 +44,6 @@ from robolearn.core.spec import ACTION_NAMES
 
 FRESH_INPUTS_TIMEOUT_S = 20.0
 """How long reset waits for the driver's joint states and camera frames (and its reset)."""
-FLUSH_S = 0.1
-"""After a driver reset: time for messages sent before it to arrive before the bridge is renewed."""
 
 
 class Ros2TaskError(RobolearnError, RuntimeError):
@@ -199,8 +198,9 @@ class Ros2Task:
             self.node.pause(True)
             try:
                 self._call_reset()
-                time.sleep(FLUSH_S)
-                self.node.renew_bridge()
+                # the driver answered after its reset: what it stamped before now is older
+                # (the simulated driver runs beside this process, on the same clock)
+                self.node.renew_bridge(not_before_s=self.node.get_clock().now().nanoseconds * 1e-9)
             finally:
                 self.node.pause(False)
         self._success = False
