@@ -273,6 +273,8 @@ class Bridge:
             raise interrupt
 
     def _apply_action(self, now_s, obs, joint, action, error) -> DeploymentEpisode | None:
+        if error is None and isinstance(action, control.JointGoal):
+            return self._apply_joint_goal(now_s, action)
         act, kind = None, "policy_error"
         if error is None:
             act, kind, error = check_action(action)
@@ -288,6 +290,28 @@ class Bridge:
         self._policy_steps += 1
         self._schedule.done(now_s)
         return None
+
+    def _apply_joint_goal(self, now_s, goal) -> DeploymentEpisode | None:
+        """A step of the return to the start pose (widowx_control.JointGoal, from
+        return_to_start, not a learned policy): the joint target moves toward the goal (bounded
+        per step, within the joint limits), and ramp, shield and filter treat it as any policy
+        step's. Not recorded as a policy action; a goal that is not 6 finite joint angles
+        holds."""
+        q = np.asarray(goal.q_rad, dtype=np.float64)
+        if q.shape != (wx.NUM_JOINTS,) or not np.all(np.isfinite(q)):
+            self._last_error = f"joint goal must be {wx.NUM_JOINTS} finite angles, got {q!r:.80}"
+            self._event(now_s, "policy_nan", self._last_error)
+            return self._stop_locked(now_s, "policy_nan")
+        self._ramp.step_joints(control.JointGoal(q, goal.gripper))
+        self._last_action = None
+        self._policy_steps += 1
+        self._schedule.done(now_s)
+        return None
+
+    def joint_q(self) -> np.ndarray | None:
+        """The latest measured arm joint positions (rad) [6], or None before the first."""
+        with self._lock:
+            return None if self._joint is None else self._joint.q.copy()
 
     # -- control rate ----------------------------------------------------------------------------
 
@@ -439,3 +463,22 @@ def step_info(bridge: Bridge, task_info, step: int, success: bool) -> dict:
         "interventions": int(sum(status["interventions"].values())),
         "held": "" if status["mode"] == "running" else str(status["hold_reason"]),
     }
+
+
+def return_through(task) -> tuple[int, bool]:
+    """The scripted return to the start pose (widowx_control.return_to_start) acted by a task
+    driven through a bridge (sim_arm.BridgeTask, ros2_task.Ros2Task: step, observation_now,
+    restart, bridge) through its step(), so ramp, shield and filter gate every command of it: a
+    hold ends the move, and the bridge then restarts from the measured pose so that the episode
+    can begin. Returns (control steps taken, whether the arm got there)."""
+
+    def step(command):
+        obs, _, _, _, info = task.step(command)
+        return obs["proprio"], task.bridge.joint_q(), bool(info["held"])
+
+    steps, there = control.return_to_start(
+        step, task.observation_now()["proprio"], task.bridge.joint_q()
+    )
+    if task.bridge.mode != "running":
+        task.restart()
+    return steps, there

@@ -80,12 +80,22 @@ class SetpointRamp:
         """Move the target by a checked action [7] (check_action); False when IK failed and the
         step was skipped (the joint target stays)."""
         target, ok = control.step_target(self._target, act)
+        self._aim(target, act[6])
+        return ok
+
+    def step_joints(self, goal: control.JointGoal) -> None:
+        """Move the joint target toward goal.q_rad (widowx_control.joint_step_target: at most
+        RETURN_JOINT_STEP_RAD a joint, within the joint limits; no IK), the gripper to
+        goal.gripper: a step of the return to the start pose between reset-free phases."""
+        gripper = float(np.clip(np.nan_to_num(goal.gripper, nan=1.0), -1.0, 1.0))
+        self._aim(control.joint_step_target(self._target, goal), gripper)
+
+    def _aim(self, target: control.EETarget, gripper: float) -> None:
         self._from, self._sent = self._target.q_rad, 0
         self._target = target
         slowest = float(np.max(np.abs(target.q_rad - self._from))) / self._max_velocity
         self._len_s = min(2.0 * self._period, max(self._ramp_s, slowest))
-        self.finger_m = control.gripper_target_m(act[6])
-        return ok
+        self.finger_m = control.gripper_target_m(gripper)
 
     def setpoint(self, now_s: float) -> np.ndarray:
         """The arm joint setpoint (rad) [6] for the next control step (at now_s, s): the k-th

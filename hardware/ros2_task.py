@@ -19,7 +19,8 @@ start pose as its target), gets a fresh bridge (full tank, no readings of before
 states and images stamped before the reset's answer are dropped, however late they arrive) and
 starts once joint states and a camera frame of after the reset are in. Without a reset service (a
 real arm) `reset` holds and starts again from where the arm is: practise reset-free
-(--backward-task) or reset the scene by hand while the arm holds between episodes.
+(--backward-task, with --return-to-start to move the arm back to its start pose between phases)
+or reset the scene by hand while the arm holds between episodes.
 
 `success_topic` (std_msgs/Bool, the simulated driver's `~/success`) is recorded as the episodes'
 success for people to read, never given to a learner; without one it is always False.
@@ -35,12 +36,13 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from robolearn.hardware.bridge import step_info
+from robolearn.hardware.bridge import return_through, step_info
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from robolearn.core.errors import RobolearnError
 from robolearn.core.spec import ACTION_NAMES
+from robolearn.core.widowx_control import JointGoal
 
 FRESH_INPUTS_TIMEOUT_S = 20.0
 """How long reset waits for the driver's joint states and camera frames (and its reset)."""
@@ -96,9 +98,12 @@ class _HandOver:
             self._obs, self._action, self.active = None, None, False
             self._cv.notify_all()
 
-    def give(self, action: np.ndarray) -> None:
+    def give(self, action) -> None:
+        """The caller's action [7] (or a JointGoal of the return to the start pose, as is)."""
         with self._cv:
-            self._action = np.asarray(action, np.float32)
+            self._action = (
+                action if isinstance(action, JointGoal) else np.asarray(action, np.float32)
+            )
             self._cv.notify_all()
 
     def next_observation(self, timeout_s: float, stopped) -> dict | None:
@@ -206,14 +211,36 @@ class Ros2Task:
         self._success = False
         return self._start()
 
-    def continue_as(self, name: str):
-        """The next episode as task `name` (one of reset_free_partners), from where the arm is."""
+    def continue_as(self, name: str, return_to_start: bool = False):
+        """The next episode as task `name` (one of reset_free_partners), from where the arm is.
+        return_to_start: first the scripted return to the start pose
+        (widowx_control.return_to_start) as policy steps of the bridge node, its ramp, shield
+        and filter gating every command; info then adds `return_steps` and `at_start`."""
         if name != self.task_info.name and name not in self._partners:
             raise Ros2TaskError(f"{self.task_info.name!r} cannot continue as {name!r}")
         self._stop_episode()  # the arm holds while the next task is looked up
         self.task_info, self._partners = self._describe(name)
         self.max_steps = self._fixed_max or self.task_info.max_steps
-        return self._start()
+        obs, info = self._start()
+        if not return_to_start:
+            return obs, info
+        self.max_steps = None  # the move is not the episode: no step limit ends it
+        try:
+            moved = return_through(self)
+        finally:
+            self.max_steps = self._fixed_max or self.task_info.max_steps
+        self._t = 0
+        info = self._info()
+        info["return_steps"], info["at_start"] = moved
+        return self._obs, info
+
+    def observation_now(self) -> dict:
+        """The observation the bridge gave its policy last."""
+        return self._obs
+
+    def restart(self) -> None:
+        """Start the held bridge again from the measured pose (the episode goes on)."""
+        self._start()
 
     def reset_free_partners(self) -> tuple[str, ...]:
         return self._partners
@@ -232,7 +259,7 @@ class Ros2Task:
             info = self._info()
         if obs is not None:
             self._obs = obs
-        truncated = self._t >= self.max_steps or bool(info["held"])
+        truncated = (self.max_steps is not None and self._t >= self.max_steps) or bool(info["held"])
         if truncated:
             self._stop_episode()
         return self._obs, float(info["success"]), False, truncated, info

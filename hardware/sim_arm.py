@@ -35,6 +35,7 @@ from robolearn.hardware.recording import WriterFactory
 
 from robolearn import envs
 from robolearn.core import widowx as wx
+from robolearn.core.widowx_control import JointGoal
 from robolearn.envs.widowx.arm import TORQUE_LIMIT
 from robolearn.envs.widowx.base import WidowXTask
 
@@ -298,22 +299,40 @@ class BridgeTask:
     def reset_free_partners(self) -> tuple[str, ...]:
         return self.arm.task.reset_free_partners()
 
-    def continue_as(self, name: str):
+    def observation_now(self) -> dict[str, np.ndarray]:
+        """The observation the bridge gave its policy last."""
+        return self._obs()
+
+    def restart(self) -> None:
+        """Start a held bridge again from the measured pose (the episode goes on)."""
+        self._start_bridge()
+
+    def continue_as(self, name: str, return_to_start: bool = False):
         """The next episode as task `name` of the same scene, from where the arm is (no reset; a
-        held bridge restarts from the measured pose)."""
-        _, info = self.arm.task.continue_as(name)
+        held bridge restarts from the measured pose). return_to_start: first the scripted return
+        to the start pose (widowx_control.return_to_start) through the bridge, its ramp, shield
+        and filter gating every command; info then adds `return_steps` and `at_start`, as the
+        simulated tasks' does."""
+        from robolearn.hardware.bridge import return_through
+
+        self.arm.task.continue_as(name)
         self.task_info = self.arm.task.task_info
         self.max_steps = self._fixed_max or self.task_info.max_steps
-        self._t = 0
         if self.bridge.mode != "running":
             self._start_bridge()
-        return self._obs(), self._info()
+        moved = return_through(self) if return_to_start else None
+        self._t = 0
+        info = self._info()
+        if moved is not None:
+            info["return_steps"], info["at_start"] = moved
+        return self._obs(), info
 
     def step(self, action):
         """One policy step through the bridge: the action's ramp, shield and filter at the
         control rate until the next policy step; obs, reward (1.0 on success), terminated
         (never), truncated (the episode length, or a hold), info."""
-        self._action = np.asarray(action)
+        # (a JointGoal of the return to the start pose goes to the bridge as it is)
+        self._action = action if isinstance(action, JointGoal) else np.asarray(action)
         now = self._now()
         self.bridge.mark_success(self.arm.success())
         self.bridge.run_policy(now)

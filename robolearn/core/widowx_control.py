@@ -101,3 +101,69 @@ def gripper_target_m(command: float) -> float:
     """Finger joint target (m) for an absolute gripper command in [-1, 1] (+1 open)."""
     frac = (np.clip(command, -1.0, 1.0) + 1.0) / 2.0
     return wx.FINGER_LOWER_M + frac * (wx.FINGER_UPPER_M - wx.FINGER_LOWER_M)
+
+
+# -- the return to the start pose between reset-free phases ---------------------------------
+RETURN_TOLERANCE_RAD = 0.05  # every arm joint within this of the start pose's: there
+RETURN_LIFT_M = 0.03  # a tip more than this below the start height rises first
+RETURN_JOINT_STEP_RAD = MAX_JOINT_STEP_RAD / 2  # per joint and control step: pi/2 rad/s
+RETURN_MAX_STEPS = 30  # 6 s at 5 Hz: the return gives up after this many control steps
+
+
+@dataclasses.dataclass(frozen=True)
+class JointGoal:
+    """A control step toward the joint positions q_rad [6] (rad), each joint moving at most
+    RETURN_JOINT_STEP_RAD, with the gripper command `gripper` (+1 open): what return_to_start
+    gives where an action [7] would go. It needs no IK: an arm in a branch of the IK that
+    end-effector steps cannot leave (the waist turned past 1.9 rad, reaching back over the
+    base) still gets out."""
+
+    q_rad: np.ndarray
+    gripper: float = 1.0
+
+
+def joint_step_target(target: EETarget, goal: JointGoal) -> EETarget:
+    """The next EETarget on the way to `goal`: the joint target moved toward goal.q_rad by at
+    most RETURN_JOINT_STEP_RAD per joint, within the joint limits; the pose is its FK."""
+    q = target.q_rad + np.clip(
+        np.asarray(goal.q_rad, float) - target.q_rad, -RETURN_JOINT_STEP_RAD, RETURN_JOINT_STEP_RAD
+    )
+    q = wx.clip_to_limits(q)
+    pose = wx.fk(q)
+    return EETarget(pose[:3, 3], wx.mat_to_rpy(pose[:3, :3]), q)
+
+
+def return_to_start(
+    step, proprio: np.ndarray, q_rad: np.ndarray, max_steps: int = RETURN_MAX_STEPS
+):
+    """Drive the arm back to the episodes' start pose (start_target()), one control step at a
+    time, as a robot's operator would script it between reset-free phases: the gripper opens in
+    place (letting go of a handle), a tip more than RETURN_LIFT_M below the start height rises
+    straight up while rising works (clear of what it held), then the joints move straight to the
+    start pose's (JointGoal). step(command) -> (proprio [7], arm q [6], stop), command an action
+    [7] or a JointGoal; stop when whatever acts can act no more (a bridge that held). Returns
+    (control steps taken, whether every joint got within RETURN_TOLERANCE_RAD); (0, True) for an
+    arm already there with its gripper open."""
+    goal = JointGoal(start_target().q_rad)
+
+    def there(q):
+        return bool(np.abs(np.asarray(q) - goal.q_rad).max() < RETURN_TOLERANCE_RAD)
+
+    if there(q_rad) and proprio[6] >= 0.9:
+        return 0, True
+    open_in_place = np.zeros(7)
+    open_in_place[6] = 1.0
+    proprio, q_rad, stop = step(open_in_place)
+    taken = 1
+    while not stop and taken < max_steps and START_POS_M[2] - proprio[2] > RETURN_LIFT_M:
+        z = proprio[2]
+        lift = open_in_place.copy()
+        lift[2] = min(1.0, (START_POS_M[2] - z) / POS_SCALE_M)
+        proprio, q_rad, stop = step(lift)
+        taken += 1
+        if proprio[2] - z < 0.005:  # it did not rise (a skipped IK step, or blocked)
+            break
+    while not stop and taken < max_steps and not there(q_rad):
+        proprio, q_rad, stop = step(goal)
+        taken += 1
+    return taken, there(q_rad)

@@ -6,7 +6,7 @@ Contract (Gymnasium-compatible):
     step(action[7]) -> obs, reward, terminated, truncated, info
     render() -> uint8 [H, W, 3]
     close()
-    continue_as(name) -> obs, info     (reset-free practice: tasks that share a scene only)
+    continue_as(name, return_to_start=False) -> obs, info   (reset-free practice: one scene)
 
     obs = {"image": uint8 [H, W, 3], "proprio": float32 [7], "state": float64 [S]}
     info = {"success": bool, "instruction": str, "task": str, "step": int}
@@ -140,11 +140,19 @@ class Task(gym.Env, abc.ABC):
         reward = 1.0 if info["success"] else 0.0
         return obs, reward, False, self._t >= self.max_steps, info
 
-    def continue_as(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def continue_as(
+        self, name: str, return_to_start: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start a new episode of task `name` from the current simulator state, without a reset:
         the reset-free practice of RoboFuME, a forward task and its backward task (e.g. drawer and
         drawer-close) alternating in one scene. Returns the episode's first obs and info, like
-        reset. A one-line ConfigError for a task that does not share this one's scene."""
+        reset. A one-line ConfigError for a task that does not share this one's scene.
+
+        return_to_start: first the arm moves back to the pose episodes start from, the scene
+        left as it is (the scripted move of a robot's operator, in real physics: it can nudge
+        what it passes); info then adds `return_steps` (control steps the move took, not
+        counted in the episode) and `at_start` (whether it got there). Tasks without such a move
+        say so in a ConfigError."""
         partners = self.reset_free_partners()
         if name != self.task_info.name and name not in partners:
             known = ", ".join(partners) or "none"
@@ -155,8 +163,19 @@ class Task(gym.Env, abc.ABC):
         if name != self.task_info.name:
             self._become(name)
             self.max_steps = self.config.max_steps or self.task_info.max_steps
+        moved = self._return_to_start() if return_to_start else None
         self._t = 0
-        return self._observe(), self._info()
+        info = self._info()
+        if moved is not None:
+            info["return_steps"], info["at_start"] = moved
+        return self._observe(), info
+
+    def _return_to_start(self) -> tuple[int, bool]:
+        """Move the arm back to its start pose through the task's own control (continue_as's
+        return_to_start); (control steps, whether it got there)."""
+        raise ConfigError(
+            f"task {self.task_info.name!r} cannot move its arm back to the start pose"
+        )
 
     def reset_free_partners(self) -> tuple[str, ...]:
         """Tasks this one can continue as without a reset (continue_as); none by default."""

@@ -121,6 +121,14 @@ class FinetuneConfig:
     """reset-free practice: a frame both classifiers call successful (the drawer open by one,
     closed by the other: one of them is wrong) earns neither task a reward and ends no phase.
     Without it such frames are only counted (`contradicted` in metrics.jsonl and at the end)"""
+    return_to_start: bool = False
+    """reset-free practice: before each phase the arm moves back to the pose episodes start
+    from, the scene left as it is (what a robot's operator scripts: the gripper opens, the tip
+    rises clear, then the joints move straight to the start pose's;
+    robolearn.core.widowx_control.return_to_start), so each policy starts where its
+    demonstrations started, not where the other one stopped. Through --bridge or --ros2 the move
+    goes through the bridge (ramp, shield, filter) like any action. Its control steps are not
+    online steps: they are counted apart (`return_steps` in metrics.jsonl, a line at the end)"""
     backward_policy: str | None = None
     """the backward task's policy to start from (default: bundle:<backward task>/bc)"""
     backward_reward: str | None = None
@@ -235,6 +243,11 @@ class FinetuneConfig:
             raise ConfigError("--backward-policy and --backward-reward need --backward-task")
         if self.exclusive_success and not self.backward_task:
             raise ConfigError("--exclusive-success needs --backward-task (two classifiers)")
+        if self.return_to_start and not self.backward_task:
+            raise ConfigError(
+                "--return-to-start moves the arm between reset-free phases: it needs "
+                "--backward-task"
+            )
         if not 0.0 <= self.offline_ratio < 1.0:
             raise ConfigError(f"offline_ratio must be in [0, 1), got {self.offline_ratio}")
         if self.offline_steps < 0 or not self.offline_cql_alpha >= 0:
@@ -330,6 +343,16 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
                 "(chosen on these scenes: judge it on others, e.g. robolearn eval --seed "
                 f"{cfg.eval_seed + 1})"
             )
+    moves = result["returns"]
+    if moves["phases"]:
+        from robolearn.envs import task_info
+
+        hz = task_info(cfg.task).control_hz
+        print(
+            f"  --return-to-start: the arm moved back to its start pose before "
+            f"{moves['phases']} phases in {moves['steps']} control steps ({moves['steps'] / hz:.0f}"
+            f" s at {hz:g} Hz, not online steps); {moves['missed']} of the moves stopped short"
+        )
     print(f"policy checkpoint: {out}")
     print(f"evaluate it: robolearn eval --task {cfg.task} --policy {out}")
     if cfg.backward_task:
@@ -347,7 +370,8 @@ def run_finetune(
     """Fine-tune (or resume) into `out`; returns {"env_steps", "run_steps", "updates",
     "seconds", "updates_per_second" (compiling excluded), "recent": {task: {"episodes",
     "classifier_success", "sim_success"}} over each task's last <= 20 episodes, "evals": {task:
-    [{"step", "sim_success", ...}]} of this run's --eval-episodes}.
+    [{"step", "sim_success", ...}]} of this run's --eval-episodes, "returns": {"phases",
+    "steps", "missed"} of this run's --return-to-start moves}.
     make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.data.store import create_store, iter_episodes
@@ -801,10 +825,18 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
         # the simulator is reset at the run's start (and after a resume: its state was not
         # kept), then the forward task comes first
         phase, fresh = 0, True
+        returns = {"phases": 0, "steps": 0, "missed": 0}  # --return-to-start's moves, this run
         while env_steps < cfg.steps:
             learner = learners[phase]
-            recorder, obs, rng = _begin(cfg, task, store, learner, fresh or not reset_free)
+            recorder, obs, rng, first = _begin(cfg, task, store, learner, fresh or not reset_free)
             fresh = False
+            moved = {}
+            if "return_steps" in first:  # --return-to-start moved the arm before this phase
+                moved = {"return_steps": float(first["return_steps"]),
+                         "at_start": float(first["at_start"])}  # fmt: skip
+                returns["phases"] += 1
+                returns["steps"] += int(first["return_steps"])
+                returns["missed"] += int(not first["at_start"])
             rewards, sim_success, metrics, bridge = [], False, {}, {}
             (energy_so_far, tank_before), judgements = _tank(task), []
             episode_energy, episode_drawn, contradicted = 0.0, 0.0, 0
@@ -860,6 +892,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 "sim_success": float(sim_success),
                 "episode_steps": len(rewards),
                 **({"contradicted": float(contradicted)} if reset_free else {}),
+                **moved,
                 "warmup": float(env_steps <= warmup),
                 **bridge,
                 **(
@@ -895,6 +928,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             "recent": {each.task: each.summary() for each in learners},
             "evals": {each.task: each.evals for each in learners},
             "best": {each.task: each.best() for each in learners if each.evals},
+            "returns": returns,
         }
     finally:
         if updater is not None:
@@ -1040,8 +1074,8 @@ def _one(prev, action, r, obs, gamma: float, terminal: bool = False):
 
 def _begin(cfg, task, store, learner, reset: bool):
     """A new online episode of the learner's task: its recorder (the meta says which classifier
-    rewarded it, and whether it continued the previous one without a reset), the first
-    observation, the sampling noise's generator."""
+    rewarded it, whether it continued the previous one without a reset, and --return-to-start's move
+    before it), the first observation, the sampling noise's generator, the first step's info."""
     from robolearn.core.seeds import episode_seed
     from robolearn.core.spec import ACTION_NAMES
     from robolearn.data.episode import EpisodeMeta
@@ -1070,16 +1104,20 @@ def _begin(cfg, task, store, learner, reset: bool):
                 task.continue_as(learner.task)
             obs, step_info = task.reset(seed=seed)
         else:
-            obs, step_info = task.continue_as(learner.task)
+            obs, step_info = task.continue_as(learner.task, return_to_start=cfg.return_to_start)
+        extra = recorder.meta.extra
+        if "return_steps" in step_info:
+            extra = {**extra, "return_steps": int(step_info["return_steps"]),
+                     "at_start": bool(step_info["at_start"])}  # fmt: skip
         recorder.meta = dataclasses.replace(
-            recorder.meta, seed=seed if reset else None,
+            recorder.meta, seed=seed if reset else None, extra=extra,
             layout=tuple(float(x) for x in task.layout()),
         )  # fmt: skip
         recorder.add_first(obs, bool(step_info["success"]))
     except BaseException:
         recorder.abort()
         raise
-    return recorder, obs, np.random.default_rng(seed)
+    return recorder, obs, np.random.default_rng(seed), step_info
 
 
 def _status(learner, metrics) -> str:

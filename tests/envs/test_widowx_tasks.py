@@ -253,3 +253,132 @@ def test_drawer_and_drawer_close_continue_as_each_other_without_a_reset():
         assert push.continue_as("push")[1]["step"] == 0  # its own task: a new episode in place
     finally:
         push.close()
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_continue_as_returning_to_start_leaves_the_opened_drawer_as_it_was(seed):
+    """From where the opening expert's arm holds the handle of the drawer it opened (gripper
+    closed), the return gets the arm back to the start pose with its gripper open, in real
+    physics, without dragging the drawer along; its steps are not the new episode's."""
+    task = envs.make("drawer", image_size=32, max_steps=40)
+    try:
+        task.reset(seed=seed)
+        for _ in range(40):  # until the drawer opens: the gripper still holds the handle
+            obs, *_, info = task.step(task.expert_action())
+            if info["success"]:
+                break
+        assert info["success"] and obs["proprio"][6] < 0.9
+        assert np.linalg.norm(obs["proprio"][:3] - control.START_POS_M) > 0.1
+        opening = task.drawer_opening_m()
+        obs, info = task.continue_as("drawer-close", return_to_start=True)
+        assert info["at_start"] and 3 <= info["return_steps"] <= control.RETURN_MAX_STEPS
+        assert info["task"] == "drawer-close" and info["step"] == 0 and not info["success"]
+        q = task.data.qpos[task._arm_qadr]
+        assert np.abs(q - control.start_target().q_rad).max() < control.RETURN_TOLERANCE_RAD
+        assert np.linalg.norm(obs["proprio"][:3] - control.START_POS_M) < 0.015
+        assert obs["proprio"][6] > 0.9
+        assert abs(task.drawer_opening_m() - opening) < 0.01
+        # already there with the gripper open: nothing to do
+        assert task.continue_as("drawer", return_to_start=True)[1]["return_steps"] == 0
+        assert "return_steps" not in task.continue_as("drawer-close")[1]  # without it
+    finally:
+        task.close()
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        [-3.09, 0.08, 1.56, -2.89, -1.31, -0.07],  # the waist turned back, over the base
+        [0.27, -0.76, 0.8, -2.51, -0.13, 2.51],  # the wrist flipped (forearm roll, rotate)
+    ],
+)
+def test_the_return_gets_out_of_ik_branches_end_effector_steps_cannot_leave(q):
+    """Poses fine-tuning runs left the arm in (runs/ft-sac-rfh-*, 2026-12-06): from there
+    end-effector steps straight toward the start pose are all skipped (the IK, seeded where the
+    arm is, finds no nearby solution), so a return made of actions never arrives; the joint
+    steps of the return do, each joint at most RETURN_JOINT_STEP_RAD a step."""
+    import mujoco
+
+    task = envs.make("drawer", image_size=32)
+    try:
+        task.reset(seed=0)
+        q = np.array(q)
+        task.data.qpos[task._arm_qadr] = task.data.ctrl[task._arm_act] = q
+        pose = wx.fk(q)
+        task.target = control.EETarget(pose[:3, 3], wx.mat_to_rpy(pose[:3, :3]), q.copy())
+        mujoco.mj_forward(task.model, task.data)
+        before = task.tip_pos().copy()
+        for _ in range(5):  # straight toward the start pose: nothing moves
+            p = task._proprio()
+            action = np.zeros(7)
+            action[:3] = np.clip((control.START_POS_M - p[:3]) / control.POS_SCALE_M, -1, 1)
+            action[3:6] = np.clip((control.START_RPY_RAD - p[3:6]) / control.ROT_SCALE_RAD, -1, 1)
+            task.step(action)
+        assert np.linalg.norm(task.tip_pos() - before) < 0.005
+        path, plain = [], control.joint_step_target
+
+        def recorded(target, goal):
+            path.append(target.q_rad.copy())
+            return plain(target, goal)
+
+        control.joint_step_target = recorded
+        try:
+            obs, info = task.continue_as("drawer-close", return_to_start=True)
+        finally:
+            control.joint_step_target = plain
+        assert info["at_start"] and info["return_steps"] <= control.RETURN_MAX_STEPS
+        assert np.linalg.norm(obs["proprio"][:3] - control.START_POS_M) < 0.015
+        assert len(path) >= 5
+        assert np.abs(np.diff(path, axis=0)).max() <= control.RETURN_JOINT_STEP_RAD + 1e-9
+    finally:
+        task.close()
+
+
+def test_return_to_start_opens_rises_while_it_can_then_steps_the_joints():
+    """The scripted order, on a stand-in arm that reports what each command did: open in place,
+    rise while rising works, then joint goals until every joint is there; a stop (a bridge that
+    held) ends it."""
+    start_q = control.start_target().q_rad
+    low = np.concatenate([[0.3, 0.0, 0.07], control.START_RPY_RAD, [0.2]])
+    commands = []
+
+    def arm(rises: int, stop_at: int | None = None):
+        """step(command) of an arm that rises 5 cm for its first `rises` lift commands."""
+        p, q, lifts = low.copy(), start_q + 0.4, []
+
+        def step(command):
+            commands.append(command)
+            if isinstance(command, control.JointGoal):
+                q[:] = q + np.clip(command.q_rad - q, -0.2, 0.2)
+            else:
+                if command[2] > 0:
+                    lifts.append(command)
+                    p[2] += 0.05 if len(lifts) <= rises else 0.0
+                p[6] = 1.0 if command[6] > 0 else p[6]
+            return p.copy(), q.copy(), stop_at is not None and len(commands) == stop_at
+
+        return step
+
+    step = arm(rises=10)
+    taken, there = control.return_to_start(step, low, start_q + 0.4)
+    kinds = [
+        "J" if isinstance(c, control.JointGoal) else ("L" if c[2] > 0 else "O") for c in commands
+    ]
+    # 7 cm -> 12 -> 17 cm: within RETURN_LIFT_M of the start height, so on to the joints
+    assert kinds == ["O", "L", "L", "J", "J"] and there and taken == 5
+    assert commands[0][6] == 1.0 and not commands[0][:6].any()
+    assert all(np.array_equal(c.q_rad, start_q) and c.gripper == 1.0 for c in commands[3:])
+
+    commands.clear()  # rising stops working after one step: on to the joints
+    step = arm(rises=1)
+    taken, there = control.return_to_start(step, low, start_q + 0.4)
+    kinds = [
+        "J" if isinstance(c, control.JointGoal) else ("L" if c[2] > 0 else "O") for c in commands
+    ]
+    assert kinds == ["O", "L", "L", "J", "J"] and there
+
+    commands.clear()
+    step = arm(rises=10, stop_at=2)
+    assert control.return_to_start(step, low, start_q + 0.4) == (2, False)
+    at_start = np.concatenate([control.START_POS_M, control.START_RPY_RAD, [1.0]])
+    assert control.return_to_start(step, at_start, start_q) == (0, True)

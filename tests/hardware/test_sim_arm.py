@@ -147,3 +147,53 @@ def test_bridge_task_ends_the_episode_held_on_an_implausible_reading():
         assert task.bridge.mode == "running" and not info["held"]
     finally:
         task.close()
+
+
+def test_bridge_task_returns_the_arm_to_start_through_the_bridge_between_reset_free_phases():
+    """continue_as(return_to_start=True) through the bridge: every command of the move is a
+    bridge policy step (ramp, shield, filter), the arm ends at its start pose with the drawer
+    left open; a hold during the move ends it with the bridge started again for the next
+    phase; a joint goal that is not 6 finite angles holds like a NaN action."""
+    from robolearn.hardware.policy_loader import load_policy
+    from robolearn.hardware.sim_arm import BridgeTask
+
+    policy = load_policy("bundle:drawer/bc", "drawer")
+    task = BridgeTask("drawer", max_steps=30)
+    try:
+        obs, info = task.reset(seed=0)
+        for _ in range(30):
+            obs, _, _, _, info = task.step(policy(obs))
+            if info["success"]:
+                break
+        assert info["success"]
+        opening, before = task.arm.task.drawer_opening_m(), task.bridge.status()["policy_steps"]
+        obs, info = task.continue_as("drawer-close", return_to_start=True)
+        assert info["at_start"] and info["return_steps"] >= 3 and info["step"] == 0
+        assert task.bridge.status()["policy_steps"] - before == info["return_steps"]
+        assert not info["held"] and task.bridge.mode == "running"
+        start_q = control.start_target().q_rad
+        assert np.abs(task.bridge.joint_q() - start_q).max() < control.RETURN_TOLERANCE_RAD
+        assert np.linalg.norm(obs["proprio"][:3] - control.START_POS_M) < 0.015
+        assert abs(task.arm.task.drawer_opening_m() - opening) < 0.015
+        assert info["task"] == "drawer-close" and not info["success"]
+
+        obs, _, _, _, info = task.step(np.array([0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0]))
+        plain_step, calls = task.step, []
+
+        def held_at_the_second(command):
+            calls.append(command)
+            if len(calls) == 2:
+                task.bridge.hold(task._now(), "operator")
+            return plain_step(command)
+
+        task.step = held_at_the_second
+        obs, info = task.continue_as("drawer", return_to_start=True)
+        assert info["return_steps"] == 2 and not info["at_start"]
+        assert task.bridge.mode == "running" and not info["held"] and info["step"] == 0
+        task.step = plain_step
+
+        bad = control.JointGoal(np.array([0.0, np.nan, 0.0, 0.0, 0.0, 0.0]))
+        *_, truncated, info = task.step(bad)
+        assert truncated and info["held"] == "policy_nan" and task.bridge.mode == "hold"
+    finally:
+        task.close()

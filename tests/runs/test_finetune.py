@@ -432,6 +432,7 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
             "'push' does not share 'drawer''s scene",
         ),
         (["--exclusive-success"], "--exclusive-success needs --backward-task"),
+        (["--return-to-start"], "--return-to-start moves the arm between reset-free phases"),
         (["--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
         (["--energy-coef", "1"], "--energy-coef needs --bridge or --ros2"),
         (["--bridge", "energy_cost=joules"], "expected one of injected, drawn"),
@@ -703,6 +704,45 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     assert [ep.meta.task for ep in more] == ["drawer", "drawer-close", "drawer"]
 
 
+@pytest.mark.parametrize("through", [[], ["--bridge"]])
+def test_return_to_start_moves_the_arm_back_before_every_reset_free_phase(
+    parts, backward, tmp_path, monkeypatch, capsys, through
+):
+    """--return-to-start: every phase after the first starts with the arm at its start pose
+    (the move acted in the simulator, or through the bridge), the drawer as the last phase left
+    it; the move's control steps are counted apart, not as online steps."""
+    from robolearn.core import widowx_control as control
+
+    def judged(self, images):  # backward phases end at their first step, as above
+        return np.full(len(images), float(self.task == "drawer-close"), np.float32)
+
+    monkeypatch.setattr(online.Reward, "prob", judged)
+    out = tmp_path / "rf"
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    pair += ["--backward-reward", str(backward["reward"]), "--return-to-start", *through]
+    assert main(_argv(parts, out, *pair, steps=14)) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
+        ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
+    ]  # fmt: skip
+    assert "return_steps" not in episodes[0].meta.extra  # the run's start is a reset
+    moves = [ep.meta.extra["return_steps"] for ep in episodes[1:]]
+    assert all(0 <= m <= control.RETURN_MAX_STEPS for m in moves) and sum(moves) > 0
+    scene = envs.make("drawer", image_size=16)
+    slide = int(scene.model.joint("drawer").qposadr[0])  # the drawer's opening in `state`
+    scene.close()
+    for before, ep in zip(episodes, episodes[1:], strict=False):
+        assert ep.meta.extra["at_start"] and not ep.meta.extra["reset"]
+        tip = ep.proprio[0][:3]
+        assert np.linalg.norm(tip - control.START_POS_M) < 0.015, tip
+        assert abs(ep.state[0][slide] - before.state[-1][slide]) < 0.015  # the scene as left
+    rows = [r for r in _rows(out) if "return" in r or "backward/return" in r]
+    got = [r.get("return_steps", r.get("backward/return_steps")) for r in rows]
+    assert got == [None, *map(float, moves)]
+    printed = capsys.readouterr().out
+    assert f"start pose before 4 phases in {sum(moves)} control steps" in printed
+
+
 @pytest.mark.parametrize("exclusive", [False, True])
 def test_reset_free_counts_frames_both_classifiers_call_successful_and_can_withhold_them(
     parts, backward, tmp_path, monkeypatch, capsys, exclusive
@@ -878,11 +918,13 @@ def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("back", [False, True])
 def test_over_ros2_reset_free_practice_resets_the_driver_once(
-    parts, backward, tmp_path, monkeypatch
+    parts, backward, tmp_path, monkeypatch, back
 ):
     # Forward and backward phases over ROS 2: the driver is reset at the start only, each phase
-    # continues from where the arm is (the bridge restarts from the measured pose).
+    # continues from where the arm is (the bridge restarts from the measured pose); with
+    # --return-to-start the arm first moves back to its start pose as bridge policy steps.
     import random
 
     from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
@@ -899,7 +941,7 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     pair += ["--backward-reward", str(backward["reward"]), "--ros2"]
-    pair += [a for w in wide for a in ("--ros-params", w)]
+    pair += [a for w in wide for a in ("--ros-params", w)] + ["--return-to-start"] * back
     with NodeProcess(DRIVER_MODULE, {"task": "drawer"}, domain, tmp_path / "driver.log") as driver:
         assert main(_argv(parts, out, *pair, steps=12)) == 0, driver.log()
         log = driver.log()
@@ -911,3 +953,12 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     assert log.count("reset drawer seed") == 1, log
     held = [v for r in _rows(out) for k, v in r.items() if k in ("held", "backward/held")]
     assert held == [0.0] * 4  # no phase ended by a hold
+    if back:
+        from robolearn.core import widowx_control as control
+
+        for ep in episodes[1:]:
+            assert ep.meta.extra["at_start"] and ep.meta.extra["return_steps"] >= 0
+            assert np.linalg.norm(ep.proprio[0][:3] - control.START_POS_M) < 0.015
+        assert sum(ep.meta.extra["return_steps"] for ep in episodes[1:]) > 0
+    else:
+        assert all("return_steps" not in ep.meta.extra for ep in episodes)

@@ -95,7 +95,12 @@ class WidowXTask(Task):
     def _apply_action(self, action: np.ndarray) -> None:
         q_prev = self.target.q_rad
         self.target, _ = control.step_target(self.target, action)
-        self.data.ctrl[self._finger_act] = control.gripper_target_m(action[6])
+        self._drive(q_prev, action[6])
+
+    def _drive(self, q_prev: np.ndarray, gripper: float) -> None:
+        """One control step's physics from joint target q_prev to self.target's, the gripper
+        command `gripper` absolute."""
+        self.data.ctrl[self._finger_act] = control.gripper_target_m(gripper)
         per_chunk = control.SUBSTEPS // control.INTERP_CHUNKS
         # (fraction of the way to the new joint target, physics steps): the ramp, then the hold
         chunks = [
@@ -118,6 +123,22 @@ class WidowXTask(Task):
             else:
                 self.advance(n)
             done += n
+
+    def _return_to_start(self) -> tuple[int, bool]:
+        """The scripted return to the start pose (widowx_control.return_to_start) in this task's
+        control steps; the step counter is left for continue_as to restart."""
+
+        def step(command):
+            if isinstance(command, control.JointGoal):
+                q_prev = self.target.q_rad
+                self.target = control.joint_step_target(self.target, command)
+                self._drive(q_prev, command.gripper)
+                obs = self._observe()
+            else:
+                obs = self.step(command)[0]
+            return obs["proprio"], self.data.qpos[self._arm_qadr].copy(), False
+
+        return control.return_to_start(step, self._proprio(), self.data.qpos[self._arm_qadr].copy())
 
     def _timing_draws(self) -> tuple[int, int]:
         """(extra hold, camera lag) of this step in physics steps, drawn from the episode's rng
