@@ -115,8 +115,8 @@ class JointGoal:
     """A control step toward the joint positions q_rad [6] (rad), each joint moving at most
     RETURN_JOINT_STEP_RAD, with the gripper command `gripper` (+1 open): what return_to_start
     gives where an action [7] would go. It needs no IK: an arm in a branch of the IK that
-    end-effector steps cannot leave (the waist turned past 1.9 rad, reaching back over the
-    base) still gets out."""
+    end-effector steps cannot leave (the waist turned back over the base, the wrist flipped)
+    still gets out."""
 
     q_rad: np.ndarray
     gripper: float = 1.0
