@@ -99,6 +99,7 @@ class Task(gym.Env, abc.ABC):
     render_mode = "rgb_array"
 
     SUPPORTS_TIMING = False  # TaskConfig.camera_lag_max_s and step_dwell_max_s
+    RETURNS_TO_START = False  # continue_as(return_to_start=True): _return_to_start
 
     def __init__(self, info: TaskInfo, config: TaskConfig, state_dim: int):
         for name in ("camera_lag_max_s", "step_dwell_max_s"):
@@ -153,6 +154,10 @@ class Task(gym.Env, abc.ABC):
         what it passes); info then adds `return_steps` (control steps the move took, not
         counted in the episode) and `at_start` (whether it got there). Tasks without such a move
         say so in a ConfigError."""
+        if return_to_start and not self.RETURNS_TO_START:
+            raise ConfigError(
+                f"task {self.task_info.name!r} cannot move its arm back to the start pose"
+            )
         partners = self.reset_free_partners()
         if name != self.task_info.name and name not in partners:
             known = ", ".join(partners) or "none"
@@ -172,10 +177,8 @@ class Task(gym.Env, abc.ABC):
 
     def _return_to_start(self) -> tuple[int, bool]:
         """Move the arm back to its start pose through the task's own control (continue_as's
-        return_to_start); (control steps, whether it got there)."""
-        raise ConfigError(
-            f"task {self.task_info.name!r} cannot move its arm back to the start pose"
-        )
+        return_to_start; tasks with RETURNS_TO_START); (control steps, whether it got there)."""
+        raise TypeError(f"{type(self).__name__} sets RETURNS_TO_START but not _return_to_start")
 
     def reset_free_partners(self) -> tuple[str, ...]:
         """Tasks this one can continue as without a reset (continue_as); none by default."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from robolearn import envs
-from robolearn.core.errors import ActionError, UnknownTaskError
+from robolearn.core.errors import ActionError, ConfigError, UnknownTaskError
 
 SUITE_MARKS = {"metaworld": [pytest.mark.metaworld], "robosuite": [pytest.mark.robosuite]}
 
@@ -44,6 +44,15 @@ def test_task_resets_steps_and_renders(name):
         assert np.all(np.isfinite(obs["proprio"])) and np.all(np.isfinite(obs["state"]))
         expert = np.asarray(task.expert_action())
         assert expert.shape == (7,) and np.all(np.abs(expert) <= 1.0)
+        # the return to the start pose of reset-free practice: WidowX arms only, refused
+        # before anything changes elsewhere
+        if task.RETURNS_TO_START:
+            obs, info = task.continue_as(name, return_to_start=True)
+            assert info["at_start"] and info["step"] == 0 and info["return_steps"] >= 1
+        else:
+            with pytest.raises(ConfigError, match="cannot move its arm back to the start pose"):
+                task.continue_as(name, return_to_start=True)
+            assert task.task_info.name == name and task.step(np.zeros(7))[4]["step"] == 3
     finally:
         task.close()
 

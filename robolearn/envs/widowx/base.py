@@ -34,6 +34,7 @@ class WidowXTask(Task):
     """
 
     SUPPORTS_TIMING = True
+    RETURNS_TO_START = True
 
     def __init__(self, info: TaskInfo, config: TaskConfig):
         self._lagged_image: np.ndarray | None = None  # this step's image, taken before its end
