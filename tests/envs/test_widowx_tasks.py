@@ -292,7 +292,7 @@ def test_continue_as_returning_to_start_leaves_the_opened_drawer_as_it_was(seed)
         [0.27, -0.76, 0.8, -2.51, -0.13, 2.51],  # the wrist flipped (forearm roll, rotate)
     ],
 )
-def test_the_return_gets_out_of_ik_branches_end_effector_steps_cannot_leave(q):
+def test_the_return_gets_out_of_ik_branches_end_effector_steps_cannot_leave(q, monkeypatch):
     """Poses fine-tuning runs left the arm in (runs/ft-sac-rfh-*, 2026-12-06): from there
     end-effector steps straight toward the start pose are all skipped (the IK, seeded where the
     arm is, finds no nearby solution), so a return made of actions never arrives; the joint
@@ -321,11 +321,8 @@ def test_the_return_gets_out_of_ik_branches_end_effector_steps_cannot_leave(q):
             path.append(target.q_rad.copy())
             return plain(target, goal)
 
-        control.joint_step_target = recorded
-        try:
-            obs, info = task.continue_as("drawer-close", return_to_start=True)
-        finally:
-            control.joint_step_target = plain
+        monkeypatch.setattr(control, "joint_step_target", recorded)
+        obs, info = task.continue_as("drawer-close", return_to_start=True)
         assert info["at_start"] and info["return_steps"] <= control.RETURN_MAX_STEPS
         assert np.linalg.norm(obs["proprio"][:3] - control.START_POS_M) < 0.015
         assert len(path) >= 5
