@@ -11,7 +11,9 @@ its calibrated threshold, or its probability); the simulator's success flag is r
 episodes and logged (`sim_success`) for people to read, never given to the learner.
 
 --learner ppo runs refinement's on-policy PPO on whole real episodes instead (one update per batch
-of them; robolearn/runs/finetune_ppo.py), through the same loop, store and checkpoints.
+of them; robolearn/runs/finetune_ppo.py), and --learner filtered-bc success-filtered BC (the actor
+imitates its own episodes the classifier rewarded; robolearn/runs/finetune_fbc.py), through the
+same loop, store and checkpoints.
 
 Offline episodes (--data, rewarded by the same classifier) serve two ways: --offline-steps
 pre-trains the learner on them with Cal-QL before it acts (CQL with the policy actions' Q clamped
@@ -54,6 +56,7 @@ from robolearn.core.errors import ConfigError
 from robolearn.core.flags import flag
 from robolearn.core.rundir import RunOptions
 from robolearn.core.tracking import WandbSettings
+from robolearn.policies.bc.config import FilteredBCConfig
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.sac.config import SACConfig
 from robolearn.runs.online import BEST_DIR, OnlineLearner
@@ -80,7 +83,8 @@ class FinetuneConfig:
     probability itself"""
     data: tuple[str, ...] = dataclasses.field(default=(), metadata=flag(metavar="DIR"))
     """offline episode stores (repeatable), rewarded by the same classifier, for
-    --offline-steps and --offline-ratio"""
+    --offline-steps and --offline-ratio (sac), or imitated from the start where it calls them
+    successful (filtered-bc)"""
     offline_steps: int = 0
     """Cal-QL pre-training updates on the --data episodes before the first step (0: none; the
     learner then starts from the actor alone)"""
@@ -91,14 +95,17 @@ class FinetuneConfig:
     WSRL)"""
     steps: int = 30_000
     """online environment steps in all, warm-up included (a resumed run continues up to this)"""
-    learner: Literal["sac", "ppo"] = "sac"
+    learner: Literal["sac", "ppo", "filtered-bc"] = "sac"
     """sac: the off-policy learner (WSRL: SAC over replayed transitions, one update per step,
     settings in `sac`); ppo: refinement's on-policy PPO over whole real episodes, one update per
     `ppo.rollouts` of them (settings in `ppo`; simulation only, episodes of one length:
-    robolearn/runs/finetune_ppo.py)"""
+    robolearn/runs/finetune_ppo.py); filtered-bc: the actor imitates its own episodes the
+    classifier rewarded (cut at that step) and the --data episodes it calls successful, one BC
+    update per `filtered_bc.rollouts` episodes (settings in `filtered_bc`;
+    robolearn/runs/finetune_fbc.py)"""
     warmup: int | None = None
     """first environment steps acted by the pre-trained policy alone, no updates (WSRL; default
-    5000 for sac, 0 for ppo, whose batches are its own)"""
+    5000 for sac, 0 for ppo and filtered-bc, whose batches are their own)"""
     critic_warmup: int = 500
     """the learner's first updates fit the critics alone, the actor and alpha waiting (Cal-QL
     pre-training's count): fresh critics' action gradients are noise, and a sharp BC actor
@@ -186,6 +193,9 @@ class FinetuneConfig:
     ppo: PPOConfig = PPOConfig()
     """--learner ppo's settings (robolearn.policies.ppo.config, refine's; ppo.horizon is the
     episode length), e.g. ppo.rollouts=16. A resumed run keeps its checkpoint's (ppo.yaml)"""
+    filtered_bc: FilteredBCConfig = FilteredBCConfig()
+    """--learner filtered-bc's settings (robolearn.policies.bc.config.FilteredBCConfig), e.g.
+    filtered_bc.std_floor=0.2. A resumed run keeps its checkpoint's (filtered_bc.yaml)"""
     sac: SACConfig = SACConfig(init_temperature=1e-4)
     """the learner's settings (robolearn.policies.sac.config); flags such as --utd set its fields.
     A resumed run keeps its checkpoint's (sac.yaml). The entropy temperature starts at 1e-4, not
@@ -201,6 +211,8 @@ class FinetuneConfig:
             raise ConfigError("warmup and critic_warmup must be >= 0")
         if self.learner == "ppo":
             self._check_ppo()
+        if self.learner == "filtered-bc":
+            self._check_filtered_bc()
         if self.replay_capacity is not None and self.replay_capacity < self.sac.batch_size:
             raise ConfigError(
                 f"replay_capacity ({self.replay_capacity}) must hold at least one batch "
@@ -253,7 +265,7 @@ class FinetuneConfig:
         if self.offline_steps < 0 or not self.offline_cql_alpha >= 0:
             raise ConfigError("offline_steps and offline_cql_alpha must be >= 0")
         uses = self.offline_steps > 0 or self.offline_ratio > 0
-        if bool(self.data) != uses:
+        if self.learner != "filtered-bc" and bool(self.data) != uses:  # (it imitates --data)
             raise ConfigError(
                 "--data is used by --offline-steps or --offline-ratio: give both or neither"
                 if self.data
@@ -270,7 +282,7 @@ class FinetuneConfig:
         """--warmup, or its learner's default."""
         if self.warmup is not None:
             return self.warmup
-        return 0 if self.learner == "ppo" else 5_000
+        return 5_000 if self.learner == "sac" else 0
 
     def _check_ppo(self) -> None:
         """--learner ppo learns from whole episodes of one length in simulation."""
@@ -286,6 +298,24 @@ class FinetuneConfig:
                 )
         if self.warmup_steps:
             raise ConfigError("--warmup is the sac learner's: ppo learns from its first batch")
+
+    def _check_filtered_bc(self) -> None:
+        """--learner filtered-bc imitates the classifier's successes; it has no reward to shape,
+        no critic to pre-train and, so far, no learner thread for real time."""
+        refused = {
+            "--ros2": self.ros2, "--energy-coef": self.energy_coef,
+            "--offline-steps": self.offline_steps, "--offline-ratio": self.offline_ratio,
+        }  # fmt: skip
+        for name, value in refused.items():
+            if value:
+                raise ConfigError(
+                    f"{name} is not for --learner filtered-bc: it imitates the episodes the "
+                    "classifier rewarded, in simulation or --bridge"
+                )
+        if self.warmup_steps:
+            raise ConfigError(
+                "--warmup is the sac learner's: filtered-bc learns from its first batch"
+            )
 
     def offline_batch(self) -> int:
         """Offline transitions in every online batch (--offline-ratio of the batch)."""
@@ -388,6 +418,8 @@ def run_finetune(
         roles.append((BACKWARD + "_", cfg.backward_task, out / BACKWARD))
     if cfg.learner == "ppo":
         from robolearn.runs.finetune_ppo import PPOLearner as make
+    elif cfg.learner == "filtered-bc":
+        from robolearn.runs.finetune_fbc import FilteredBCLearner as make
     else:
         make = _Learner
     learners = [
@@ -1131,6 +1163,8 @@ def _status(learner, metrics) -> str:
         text += f"  alpha {metrics['alpha']:.3f}" if "alpha" in metrics else "  (critics only)"
     elif "iteration" in metrics:  # ppo
         text += f"  iteration {metrics['iteration']:.0f}  kl {metrics['approx_kl']:.3f}"
+    elif "kept_episodes" in metrics:  # filtered-bc
+        text += f"  kept {metrics['kept_episodes']:.0f} episodes  nll {metrics['bc_nll']:.2f}"
     if learner.evals:  # --eval-episodes: the last save's mean actions
         text += f"  eval {learner.evals[-1]['sim_success']:.0%} (at {learner.evals[-1]['step']})"
     return text

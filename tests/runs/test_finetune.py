@@ -446,6 +446,13 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
         (["--learner", "ppo", "--warmup", "0", "--bridge"], "--bridge is for the sac learner"),
         (["--learner", "ppo", "--warmup", "0", "ppo.horizon=7"], "ppo.horizon 7: it is the"),
         (["--learner", "ppo", "--warmup", "0", "ppo.minibatches=3"], "divisible by minibatches"),
+        (["--learner", "filtered-bc"], "--warmup is the sac learner's: filtered-bc"),
+        (["--learner", "filtered-bc", "--warmup", "0", "--ros2"], "--ros2 is not for --learner"),
+        (
+            ["--learner", "filtered-bc", "--warmup", "0", "--offline-ratio", "0.5"],
+            "--offline-ratio",
+        ),
+        (["--learner", "filtered-bc", "--warmup", "0", "filtered_bc.std_floor=2"], "in \\[0, 1\\]"),
     ],
 )
 def test_bad_settings_are_one_line_errors(parts, tmp_path, capsys, extra, message):
@@ -532,6 +539,116 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
     from robolearn.core import checkpoint as ckpt_io
 
     assert ckpt_io.make_manager(out).latest_step() == 30
+
+
+def _fbc_argv(parts, out, steps, *extra):
+    argv = ["finetune", "--task", "drawer", "--policy", str(parts["bc"]), "--reward"]
+    argv += [str(parts["reward"]), "--learner", "filtered-bc", "--steps", str(steps)]
+    argv += ["--max-steps", "5", "--save-every", "10", "filtered_bc.rollouts=2"]
+    argv += ["filtered_bc.grad_steps=3", "filtered_bc.batch_size=4"]
+    return [*argv, "--out", str(out), *extra]
+
+
+def _first_rewarded(rewards) -> int | None:
+    hits = np.flatnonzero(np.asarray(rewards) >= 0.5)
+    return int(hits[0]) if len(hits) else None
+
+
+def test_filtered_bc_imitates_the_episodes_the_classifier_rewarded(parts, tmp_path, monkeypatch):
+    """--learner filtered-bc: every filtered_bc.rollouts episodes the actor takes grad_steps BC
+    steps on the online episodes the classifier rewarded (never the simulator: it calls every
+    step a success here), each cut after its first rewarded step, and on the --data episodes the
+    classifier calls successful (cut alike); the run is a BC-kind policy checkpoint; a killed
+    run resumes with the same kept episodes, rebuilt from the store."""
+    from robolearn.policies.bc.config import FilteredBCConfig
+    from robolearn.runs import finetune_fbc
+
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
+    seen = []
+    update = finetune_fbc.FilteredBCLearner.update
+
+    def spy(self, key):
+        if self._episodes >= self.fbc.rollouts:
+            seen.append([image.copy() for image, _, _ in self._kept])
+        return update(self, key)
+
+    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "update", spy)
+    out = tmp_path / "fbc"
+    argv = _fbc_argv(parts, out, 30, "--data", str(parts["data"]), "--quiet")
+    cfg = _config(parts, argv)
+    with pytest.raises(KeyboardInterrupt):  # killed in the 6th episode, after two updates
+        run_finetune(cfg, out, progress=False, make_task=lambda *a, **k: _Lying(28, **k))
+    offline = [ep for _, ep in iter_episodes(parts["data"])]
+    online_eps = [ep for _, ep in iter_episodes(out / "online")]
+    assert [ep.num_steps for ep in online_eps] == [5, 5, 5, 5, 5]
+
+    def kept(episodes, rewards):
+        return [ep.image[: k + 1] for ep, r in zip(episodes, rewards, strict=True)
+                if (k := _first_rewarded(r)) is not None]  # fmt: skip
+
+    demos = kept(offline, [_judge(ep.image[1:]) for ep in offline])
+    assert demos and sum(map(len, demos)) < sum(ep.num_steps for ep in offline)  # cut short
+    for ep in online_eps:
+        assert ep.success[1:].all()  # the lying simulator, recorded ...
+        np.testing.assert_array_equal(ep.reward, _judge(ep.image[1:]))  # ... never imitated on
+    assert len(seen) == 2  # after episodes 2 and 4
+    for pool, n in zip(seen, (2, 4), strict=True):
+        expected = demos + kept(online_eps[:n], [ep.reward for ep in online_eps[:n]])
+        assert len(pool) == len(expected)
+        for got, want in zip(pool, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25]
+    assert [r.get("grad_steps") for r in rows] == [None, 3.0, None, 6.0, None]
+    assert np.isfinite(rows[3]["bc_nll"]) and rows[3]["kept_episodes"] == len(seen[1])
+    info = read_info(out)
+    assert info.kind == "bc" and info.parent == str(parts["bc"])
+    saved = yaml.safe_load((out / "finetune.yaml").read_text())
+    assert saved["learner"] == "filtered-bc" and saved["warmup"] == 0
+    assert saved["filtered_bc"]["grad_steps"] == 3
+    assert load_policy(out, "drawer").step == 6  # saved at step 20, after the second update
+    # resumed: the kept episodes come back from the store (recorded rewards) and the --data
+    cfg = _config(parts, [*argv, "--resume"])
+    learners = []
+    start = finetune_fbc.FilteredBCLearner.start
+
+    def remember(self, stored, offline):
+        start(self, stored, offline)
+        learners.append(self)
+
+    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "start", remember)
+    result = run_finetune(
+        cfg, out, resume=True, progress=False, make_task=lambda *a, **k: _Lying(None, **k)
+    )
+    assert result["env_steps"] == 30 and result["updates"] == 0  # a fresh batch of one
+    expected = kept(online_eps, [ep.reward for ep in online_eps])
+    assert int(learners[0].state.step) == 6
+    assert len(learners[0]._kept) == len(demos) + len(expected)
+    assert FilteredBCConfig(grad_steps=3, rollouts=2, batch_size=4) == learners[0].fbc
+
+
+def test_filtered_bc_acts_at_its_std_floor():
+    """filtered_bc.std_floor: a sharp actor (std e^-5) samples at max(std, floor), clipped."""
+    from types import SimpleNamespace
+
+    from robolearn.policies.bc.config import FilteredBCConfig
+    from robolearn.runs.finetune_fbc import FilteredBCLearner
+
+    learner = object.__new__(FilteredBCLearner)
+    learner.fbc = FilteredBCConfig(std_floor=0.3)
+    learner.state = SimpleNamespace(params=None)
+    learner._act = lambda params, image, proprio: (np.full((1, 7), 0.9), np.full((1, 7), -5.0))
+    obs = {"image": np.zeros((8, 8, 3), np.uint8), "proprio": np.zeros(7, np.float32)}
+    rng = np.random.default_rng(0)
+    actions = np.stack([learner.act(obs, rng) for _ in range(400)])
+    assert actions.max() <= 1.0 and (actions == 1.0).mean() > 0.2  # clipped, as the task sees
+    import math
+
+    d = (1.0 - 0.9) / 0.3  # E[min(X, 1)] for X ~ N(0.9, 0.3^2)
+    tail = math.exp(-d * d / 2) / math.sqrt(2 * math.pi) - d * 0.5 * math.erfc(d / math.sqrt(2))
+    assert actions.mean() == pytest.approx(0.9 - 0.3 * tail, abs=0.02)
+    assert actions[actions < 1.0].std() > 0.15  # the floor's spread, not e^-5
 
 
 def _cached(parts, name, make):

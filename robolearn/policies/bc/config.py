@@ -130,3 +130,36 @@ def preset(name: str, **model_overrides) -> BCConfig:
     action_dim from the data)."""
     cfg = load_preset(BCConfig, name)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_overrides))
+
+
+@dataclasses.dataclass(frozen=True)
+class FilteredBCConfig:
+    """`robolearn finetune --learner filtered-bc`: the actor keeps imitating, and what it imitates
+    is its own episodes that the reward classifier called successful (success-filtered BC,
+    self-imitation; the same NLL step as `robolearn train bc`).
+
+    rollouts: episodes acted between two updates.
+    grad_steps: BC steps of each update, on batches of `batch_size` transitions drawn uniformly
+        from every kept episode (each cut after the step whose frame the classifier first
+        rewarded: what came after success is not what made it).
+    learning_rate: AdamW's constant rate (the BC's weight decay and gradient clip).
+    std_floor: acting samples the actor at std max(std, std_floor): a sharp BC (std ~0.05) whose
+        samples all follow its mean finds no success its mean does not already have.
+    """
+
+    rollouts: int = 16
+    grad_steps: int = 200
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    std_floor: float = 0.1
+
+    def __post_init__(self):
+        for name in ("rollouts", "grad_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"filtered_bc.{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(
+                f"filtered_bc.learning_rate must be finite and > 0, got {self.learning_rate}"
+            )
+        if not 0.0 <= self.std_floor <= 1.0:
+            raise ConfigError(f"filtered_bc.std_floor must be in [0, 1], got {self.std_floor}")
