@@ -821,6 +821,46 @@ def test_reset_free_practice_alternates_forward_and_backward_without_resets(
     assert [ep.meta.task for ep in more] == ["drawer", "drawer-close", "drawer"]
 
 
+def test_reset_free_filtered_bc_each_policy_imitates_its_own_task_s_successes(
+    parts, backward, tmp_path, monkeypatch
+):
+    """Reset-free practice with --learner filtered-bc: the backward classifier rewards at once
+    (its phases end after one step and are all kept), the forward one never (nothing kept); each
+    learner keeps only its own task's episodes, also when a resumed run rebuilds them."""
+    from robolearn.runs import finetune_fbc
+
+    def judged(self, images):
+        return np.full(len(images), float(self.task == "drawer-close"), np.float32)
+
+    monkeypatch.setattr(online.Reward, "prob", judged)
+    learners = []
+    start = finetune_fbc.FilteredBCLearner.start
+
+    def remember(self, stored, offline):
+        start(self, stored, offline)
+        learners.append(self)
+
+    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "start", remember)
+    out = tmp_path / "rf-fbc"
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    pair += ["--backward-reward", str(backward["reward"]), "--quiet"]
+    argv = [*_fbc_argv(parts, out, 14), *pair, "filtered_bc.rollouts=1"]
+    assert main(argv) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
+        ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
+    ]  # fmt: skip
+    forward, back = learners
+    assert forward._kept == [] and int(forward.state.step) == 0  # nothing to imitate
+    assert len(back._kept) == 2 and int(back.state.step) == 2 * 3  # one update per phase
+    assert read_info(out / "backward").kind == "bc"
+    assert load_policy(out / "backward", "drawer-close").step == 6
+    learners.clear()
+    argv[argv.index("--steps") + 1] = "15"
+    assert main([*argv, "--resume"]) == 0
+    assert learners[0]._kept == [] and len(learners[1]._kept) == 2
+
+
 @pytest.mark.parametrize("through", [[], ["--bridge"]])
 def test_return_to_start_moves_the_arm_back_before_every_reset_free_phase(
     parts, backward, tmp_path, monkeypatch, capsys, through
