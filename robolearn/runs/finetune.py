@@ -328,10 +328,11 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
     result = run_finetune(
         cfg, out, resume=options.resume, progress=options.progress, wandb=options.tracking()
     )
+    rate = result["updates_per_second"]  # (ppo's and filtered-bc's updates take seconds)
+    pace = f"{rate:.1f} updates/s" if rate >= 1 or not rate else f"{1 / rate:.1f} s an update"
     print(
         f"finetune {cfg.task}: {result['env_steps']} environment steps ({result['run_steps']} "
-        f"this run, {result['seconds']:.0f} s, {result['updates']} updates, "
-        f"{result['updates_per_second']:.1f} updates/s)"
+        f"this run, {result['seconds']:.0f} s, {result['updates']} updates, {pace})"
     )
     if cfg.ros2:
         print(
