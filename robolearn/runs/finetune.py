@@ -286,35 +286,38 @@ class FinetuneConfig:
 
     def _check_ppo(self) -> None:
         """--learner ppo learns from whole episodes of one length in simulation."""
-        refused = {
-            "--bridge": self.bridge, "--ros2": self.ros2, "--backward-task": self.backward_task,
-            "--end-on-success": self.end_on_success, "--data": self.data,
-        }  # fmt: skip
-        for name, value in refused.items():
-            if value:
-                raise ConfigError(
-                    f"{name} is for the sac learner: --learner ppo learns from whole episodes "
-                    "of one length, in simulation"
-                )
-        if self.warmup_steps:
-            raise ConfigError("--warmup is the sac learner's: ppo learns from its first batch")
+        self._refuse(
+            {
+                "--bridge": self.bridge, "--ros2": self.ros2,
+                "--backward-task": self.backward_task, "--end-on-success": self.end_on_success,
+                "--data": self.data,
+            },
+            "{} is for the sac learner: --learner ppo learns from whole episodes of one length, "
+            "in simulation",
+        )  # fmt: skip
 
     def _check_filtered_bc(self) -> None:
         """--learner filtered-bc imitates the classifier's successes; it has no reward to shape,
         no critic to pre-train and, so far, no learner thread for real time."""
-        refused = {
-            "--ros2": self.ros2, "--energy-coef": self.energy_coef,
-            "--offline-steps": self.offline_steps, "--offline-ratio": self.offline_ratio,
-        }  # fmt: skip
+        self._refuse(
+            {
+                "--ros2": self.ros2, "--energy-coef": self.energy_coef,
+                "--offline-steps": self.offline_steps, "--offline-ratio": self.offline_ratio,
+            },
+            "{} is not for --learner filtered-bc: it imitates the episodes the classifier "
+            "rewarded, in simulation or --bridge",
+        )  # fmt: skip
+
+    def _refuse(self, refused: dict, message: str) -> None:
+        """A one-line error (`message` with the flag's name) for the first of `refused` that is
+        set, or for a warm-up: it is the sac learner's; the others learn from their first
+        batch."""
         for name, value in refused.items():
             if value:
-                raise ConfigError(
-                    f"{name} is not for --learner filtered-bc: it imitates the episodes the "
-                    "classifier rewarded, in simulation or --bridge"
-                )
+                raise ConfigError(message.format(name))
         if self.warmup_steps:
             raise ConfigError(
-                "--warmup is the sac learner's: filtered-bc learns from its first batch"
+                f"--warmup is the sac learner's: {self.learner} learns from its first batch"
             )
 
     def offline_batch(self) -> int:

@@ -441,7 +441,7 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
         (["--ros-params", "output_mode:=joint_trajectory"], "they need --ros2"),
         (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
         (["--task", "metaworld/lever-pull-40hz", "--ros2"], "--ros2 drives the WidowX"),
-        (["--learner", "ppo"], "--warmup is the sac learner's"),
+        (["--learner", "ppo"], "--warmup is the sac learner's: ppo learns"),
         (["--learner", "ppo", "--warmup", "0", "--end-on-success"], "--end-on-success is for"),
         (["--learner", "ppo", "--warmup", "0", "--bridge"], "--bridge is for the sac learner"),
         (["--learner", "ppo", "--warmup", "0", "ppo.horizon=7"], "ppo.horizon 7: it is the"),
@@ -549,6 +549,20 @@ def _fbc_argv(parts, out, steps, *extra):
     return [*argv, "--out", str(out), *extra]
 
 
+def _started_learners(monkeypatch) -> list:
+    """The filtered-bc learners a run starts, in order, once they have started."""
+    from robolearn.runs import finetune_fbc
+
+    learners, start = [], finetune_fbc.FilteredBCLearner.start
+
+    def remember(self, stored, offline):
+        start(self, stored, offline)
+        learners.append(self)
+
+    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "start", remember)
+    return learners
+
+
 def _first_rewarded(rewards) -> int | None:
     hits = np.flatnonzero(np.asarray(rewards) >= 0.5)
     return int(hits[0]) if len(hits) else None
@@ -610,14 +624,7 @@ def test_filtered_bc_imitates_the_episodes_the_classifier_rewarded(parts, tmp_pa
     assert load_policy(out, "drawer").step == 6  # saved at step 20, after the second update
     # resumed: the kept episodes come back from the store (recorded rewards) and the --data
     cfg = _config(parts, [*argv, "--resume"])
-    learners = []
-    start = finetune_fbc.FilteredBCLearner.start
-
-    def remember(self, stored, offline):
-        start(self, stored, offline)
-        learners.append(self)
-
-    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "start", remember)
+    learners = _started_learners(monkeypatch)
     result = run_finetune(
         cfg, out, resume=True, progress=False, make_task=lambda *a, **k: _Lying(None, **k)
     )
@@ -827,20 +834,12 @@ def test_reset_free_filtered_bc_each_policy_imitates_its_own_task_s_successes(
     """Reset-free practice with --learner filtered-bc: the backward classifier rewards at once
     (its phases end after one step and are all kept), the forward one never (nothing kept); each
     learner keeps only its own task's episodes, also when a resumed run rebuilds them."""
-    from robolearn.runs import finetune_fbc
 
     def judged(self, images):
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
     monkeypatch.setattr(online.Reward, "prob", judged)
-    learners = []
-    start = finetune_fbc.FilteredBCLearner.start
-
-    def remember(self, stored, offline):
-        start(self, stored, offline)
-        learners.append(self)
-
-    monkeypatch.setattr(finetune_fbc.FilteredBCLearner, "start", remember)
+    learners = _started_learners(monkeypatch)
     out = tmp_path / "rf-fbc"
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     pair += ["--backward-reward", str(backward["reward"]), "--quiet"]
