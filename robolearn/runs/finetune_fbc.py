@@ -44,7 +44,6 @@ class FilteredBCLearner(OnlineLearner):
         self._pool: tuple[np.ndarray, ...] | None = None  # _kept concatenated, made when needed
         self._episodes = 0  # acted since the last update
         self._steps: list[tuple] = []  # the episode being acted
-        self._offline_kept = 0
 
     def resolved(self) -> dict:
         """This learner's settings for finetune.yaml."""
@@ -100,9 +99,7 @@ class FilteredBCLearner(OnlineLearner):
             if ep.meta.task == self.task:
                 self._keep(ep.image[:-1], ep.proprio[:-1], ep.action, ep.reward)
         for ep in offline:
-            self._offline_kept += self._keep(
-                ep.image[:-1], ep.proprio[:-1], ep.action, self.reward(ep.image[1:])
-            )
+            self._keep(ep.image[:-1], ep.proprio[:-1], ep.action, self.reward(ep.image[1:]))
         self._step = make_train_step(bc_cfg, graphdef, self.stats)
         self._act = make_act_fn(graphdef, self.stats)
         size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
