@@ -677,6 +677,28 @@ def test_acting_through_the_bridge_on_the_simulated_arm(parts, tmp_path):
         np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
 
 
+def test_filtered_bc_through_the_bridge_imitates_what_the_bridge_executed(
+    parts, tmp_path, monkeypatch
+):
+    """--learner filtered-bc --bridge: episodes go through the bridge's filter like any learner's,
+    and a rewarded one is kept with the actions the policy gave (the bridge's ramp is its own)."""
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
+    learners = _started_learners(monkeypatch)
+    out = tmp_path / "fbc-bridge"
+    assert main(_fbc_argv(parts, out, 10, "--bridge", "--quiet")) == 0
+    rows = _rows(out)
+    assert all(0 < r["min_tank_energy_j"] <= 5.0 for r in rows)  # through the filter
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    expected = [ep for ep in episodes if _first_rewarded(ep.reward) is not None]
+    assert expected and len(learners[0]._kept) == len(expected)
+    for (image, _, action), ep in zip(learners[0]._kept, expected, strict=True):
+        k = _first_rewarded(ep.reward)
+        np.testing.assert_array_equal(image, ep.image[: k + 1])
+        np.testing.assert_allclose(action, ep.action[: k + 1], atol=1e-6)
+    assert load_policy(out, "drawer").step == 3 * (len(episodes) // 2)
+
+
 @pytest.mark.parametrize("cost", ["injected", "drawn"])
 def test_energy_cost_comes_off_every_reward_through_the_bridge(parts, tmp_path, cost):
     out = tmp_path / "energy"
