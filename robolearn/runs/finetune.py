@@ -98,11 +98,11 @@ class FinetuneConfig:
     learner: Literal["sac", "ppo", "filtered-bc"] = "sac"
     """sac: the off-policy learner (WSRL: SAC over replayed transitions, one update per step,
     settings in `sac`); ppo: refinement's on-policy PPO over whole real episodes, one update per
-    `ppo.rollouts` of them (settings in `ppo`; simulation only, episodes of one length:
-    robolearn/runs/finetune_ppo.py); filtered-bc: the actor imitates its own episodes the
-    classifier rewarded (cut at that step) and the --data episodes it calls successful, one BC
-    update per `filtered_bc.rollouts` episodes (settings in `filtered_bc`;
-    robolearn/runs/finetune_fbc.py)"""
+    `ppo.rollouts` of them (settings in `ppo`; an episode that ends early, on success or a
+    bridge hold, counts as over: robolearn/runs/finetune_ppo.py); filtered-bc: the actor
+    imitates its own episodes the classifier rewarded (cut at that step) and the --data
+    episodes it calls successful, one BC update per `filtered_bc.rollouts` episodes (settings
+    in `filtered_bc`; robolearn/runs/finetune_fbc.py)"""
     warmup: int | None = None
     """first environment steps acted by the pre-trained policy alone, no updates (WSRL; default
     5000 for sac, 0 for ppo and filtered-bc, whose batches are their own)"""
@@ -147,9 +147,10 @@ class FinetuneConfig:
     ros2: bool = False
     """act over ROS 2 in real time: the robot bridge node runs in this process with the learner's
     actor as its policy, against the arm's driver on the ROS 2 graph (the real WidowX's, or the
-    simulated one: python -m robolearn.hardware.ros2_sim_driver); the learner updates in a thread
-    beside the 5 Hz policy, so the arm never waits for it (robolearn.hardware.ros2_task). Needs
-    rclpy (a ROS 2 install); WidowX tasks only"""
+    simulated one: python -m robolearn.hardware.ros2_sim_driver); the sac learner updates in a
+    thread beside the 5 Hz policy, so the arm never waits for it (robolearn.hardware.ros2_task);
+    ppo and filtered-bc update between episodes, the arm holding. Needs rclpy (a ROS 2 install);
+    WidowX tasks only"""
     ros_params: tuple[str, ...] = dataclasses.field(
         default=(), metadata=flag(metavar="NAME:=VALUE")
     )
@@ -285,27 +286,23 @@ class FinetuneConfig:
         return 5_000 if self.learner == "sac" else 0
 
     def _check_ppo(self) -> None:
-        """--learner ppo learns from whole episodes of one length in simulation."""
+        """--learner ppo learns on-policy from its own episodes: no offline data."""
         self._refuse(
-            {
-                "--bridge": self.bridge, "--ros2": self.ros2,
-                "--backward-task": self.backward_task, "--end-on-success": self.end_on_success,
-                "--data": self.data,
-            },
-            "{} is for the sac learner: --learner ppo learns from whole episodes of one length, "
-            "in simulation",
-        )  # fmt: skip
+            {"--data": self.data},
+            "{} is for the sac and filtered-bc learners: --learner ppo learns on-policy from "
+            "the episodes it acts",
+        )
 
     def _check_filtered_bc(self) -> None:
-        """--learner filtered-bc imitates the classifier's successes; it has no reward to shape,
-        no critic to pre-train and, so far, no learner thread for real time."""
+        """--learner filtered-bc imitates the classifier's successes; it has no reward to shape
+        and no critic to pre-train."""
         self._refuse(
             {
-                "--ros2": self.ros2, "--energy-coef": self.energy_coef,
-                "--offline-steps": self.offline_steps, "--offline-ratio": self.offline_ratio,
+                "--energy-coef": self.energy_coef, "--offline-steps": self.offline_steps,
+                "--offline-ratio": self.offline_ratio,
             },
             "{} is not for --learner filtered-bc: it imitates the episodes the classifier "
-            "rewarded, in simulation or --bridge",
+            "rewarded",
         )  # fmt: skip
 
     def _refuse(self, refused: dict, message: str) -> None:
@@ -337,12 +334,14 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
         f"finetune {cfg.task}: {result['env_steps']} environment steps ({result['run_steps']} "
         f"this run, {result['seconds']:.0f} s, {result['updates']} updates, {pace})"
     )
-    if cfg.ros2:
+    if cfg.ros2 and result["update_thread"]:
         print(
             f"  real time: the learner thread ran {result['updates']} of "
             f"{result['updates'] + result['update_lag']} allowed updates (one per step after the "
             "warm-up)"
         )
+    elif cfg.ros2:
+        print(f"  real time: the {result['updates']} updates ran between episodes, the arm holding")
     for name, recent in result["recent"].items():
         print(
             f"  {name}, last {recent['episodes']} episodes: classifier success "
@@ -402,10 +401,11 @@ def run_finetune(
     make_task=None,
 ) -> dict:
     """Fine-tune (or resume) into `out`; returns {"env_steps", "run_steps", "updates",
-    "seconds", "updates_per_second" (compiling excluded), "recent": {task: {"episodes",
-    "classifier_success", "sim_success"}} over each task's last <= 20 episodes, "evals": {task:
-    [{"step", "sim_success", ...}]} of this run's --eval-episodes, "returns": {"phases",
-    "steps", "missed"} of this run's --return-to-start moves}.
+    "update_lag" and "update_thread" (whether the updates ran in a thread beside acting: sac
+    over --ros2), "seconds", "updates_per_second" (compiling excluded), "recent": {task:
+    {"episodes", "classifier_success", "sim_success"}} over each task's last <= 20 episodes,
+    "evals": {task: [{"step", "sim_success", ...}]} of this run's --eval-episodes, "returns":
+    {"phases", "steps", "missed"} of this run's --return-to-start moves}.
     make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.data.store import create_store, iter_episodes
@@ -713,8 +713,9 @@ class _Learner(OnlineLearner):
         with self.lock:  # the buffer's arrays are donated by add: never sampled meanwhile
             self.buffer = self.online.add(self.buffer, one)
 
-    def end_episode(self) -> None:
-        """The episode's steps held back by add (sac.mc_bound, awr), now with their returns."""
+    def end_episode(self, ended: bool = True) -> None:
+        """The episode's steps held back by add (sac.mc_bound, awr), now with their returns (its
+        last step terminal as add said, whether the episode `ended` or the run did)."""
         from robolearn.policies.sac.replay import episode_transitions
 
         steps, self._pending = self._pending, []
@@ -855,8 +856,10 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 updates += 1
             return done
 
-        # in real time (--ros2) the updates run in a thread beside acting
-        updater = _Updater(key) if cfg.ros2 else None
+        # in real time (--ros2) the updates run in a thread beside acting; a learner that
+        # updates once per batch of episodes (ppo, filtered-bc) does so between episodes, the
+        # arm holding
+        updater = _Updater(key) if cfg.ros2 and not forward.per_episode else None
         reset_free = len(learners) > 1
         # the simulator is reset at the run's start (and after a resume: its state was not
         # kept), then the forward task comes first
@@ -912,8 +915,10 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                     # reset-free: the phase ends once its classifier sees success
                     ended = ended or ((reset_free or cfg.end_on_success) and reached)
                     bar.update(env_steps, _status(learner, metrics))
+                if hasattr(task, "hold"):  # a real-time arm holds between episodes (not
+                    task.hold()  # the policy's deadline passing while the run saves or learns)
                 recorder.finish()
-                learner.end_episode()
+                learner.end_episode(ended=ended)
                 if learner.per_episode and env_steps > warmup:
                     metrics = learn(learner) or metrics
             except BaseException:
@@ -959,6 +964,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             "run_steps": env_steps - run_start,
             "updates": updates,
             "update_lag": lag,
+            "update_thread": updater is not None,
             "seconds": time.perf_counter() - start,
             "updates_per_second": (updates - 1) / update_seconds if update_seconds else 0.0,
             "recent": {each.task: each.summary() for each in learners},

@@ -134,8 +134,9 @@ class FilteredBCLearner(OnlineLearner):
         """The step's frame and proprio (what the action was chosen on), action and reward."""
         self._steps.append((prev["image"], prev["proprio"], action, float(reward)))
 
-    def end_episode(self) -> None:
-        """Keep the episode if the classifier rewarded one of its frames; count it."""
+    def end_episode(self, ended: bool = True) -> None:
+        """Keep the episode if the classifier rewarded one of its frames, whether it ended or
+        was cut short by the end of the run; count it."""
         steps, self._steps = self._steps, []
         if steps:
             image, proprio, action, reward = zip(*steps, strict=True)

@@ -10,9 +10,19 @@ the run's loop, store, checkpoints and resume are finetune's (robolearn/runs/fin
 the run directory is a policy checkpoint of kind "ppo" (its orbax state a RefineState, as a
 refine run's) with ppo.yaml beside it.
 
-On-policy, it needs whole episodes of one length acted by the current actor: simulation only
-(no --bridge, --ros2 or --backward-task), no --end-on-success, no offline data. A resumed run
+On-policy, it learns from whole episodes acted by the current actor, `horizon` (--max-steps)
+steps long or ended before: an episode that ends early (the classifier's success with
+--end-on-success, a reset-free phase's switch with --backward-task, a hold of the bridge with
+--bridge or --ros2: the shield, a NaN action, a late step) is padded to the horizon as over, its
+padding earning and weighing nothing (robolearn.policies.ppo.train.Trajectory.valid): after a
+hold the policy gets no more reward, so it learns to avoid what made the bridge hold. An episode
+cut short by the end of the run's steps (or by a kill) is dropped; no offline data. A resumed run
 starts a fresh batch: the episodes of the iteration cut short stay in the store, unused.
+
+Over --ros2 the update runs between episodes while the arm holds (finetune's loop holds it at
+every episode's end), not in a thread beside acting: acting is one forward pass of the actor and
+the classifier per 5 Hz step, and the policy the next episodes act with is the updated one, as
+PPO needs.
 """
 
 from __future__ import annotations
@@ -51,8 +61,11 @@ class PPOLearner(OnlineLearner):
                 )
         else:
             self.ppo = dataclasses.replace(cfg.ppo, horizon=horizon)
-        # the run's iterations, over which ppo.std_floor_end's schedule goes
-        self.iterations = max(cfg.steps // (self.ppo.rollouts * horizon), 1)
+        # the run's iterations, over which ppo.std_floor_end's schedule goes (in reset-free
+        # practice each learner gets about half the steps; episodes that end early make more
+        # iterations than this, the last ones at std_floor_end)
+        learners = 2 if cfg.backward_task else 1
+        self.iterations = max(cfg.steps // (learners * self.ppo.rollouts * horizon), 1)
         self._batch: list[dict[str, np.ndarray]] = []  # this iteration's complete episodes
         self._steps: list[tuple] = []  # the episode being acted
         self._sampled: tuple[np.ndarray, float] | None = None
@@ -123,16 +136,21 @@ class PPOLearner(OnlineLearner):
         raw, log_prob = self._sampled
         self._steps.append((prev["image"], prev["proprio"], raw, log_prob, float(reward)))
 
-    def end_episode(self) -> None:
-        """A complete episode joins the iteration's batch (one cut short by the end of the run's
-        steps is dropped)."""
+    def end_episode(self, ended: bool = True) -> None:
+        """The episode joins the iteration's batch: `horizon` steps, or fewer when it `ended`
+        early, padded to the horizon with its last step repeated at reward 0 and valid 0. One
+        that did not end (cut short by the end of the run's steps) is dropped."""
         steps, self._steps = self._steps, []
-        if len(steps) != self.ppo.horizon:
+        if not steps or not ended or len(steps) > self.ppo.horizon:
             return
         image, proprio, action, log_prob, reward = (np.stack(x) for x in zip(*steps, strict=True))
+        pad = self.ppo.horizon - len(steps)
+        again = lambda x: np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
         self._batch.append(
-            {"image": image, "proprio": proprio.astype(np.float32), "action": action,
-             "log_prob": log_prob.astype(np.float32), "reward": reward.astype(np.float32)}
+            {"image": again(image), "proprio": again(proprio).astype(np.float32),
+             "action": again(action), "log_prob": again(log_prob).astype(np.float32),
+             "reward": np.pad(reward.astype(np.float32), (0, pad)),
+             "valid": np.pad(np.ones(len(steps), np.float32), (0, pad))}
         )  # fmt: skip
 
     def drop_episode(self) -> None:
@@ -150,7 +168,7 @@ class PPOLearner(OnlineLearner):
         stack = {k: np.stack([ep[k] for ep in batch], axis=1) for k in batch[0]}  # [T, B, ...]
         traj = Trajectory(
             stack["image"], stack["proprio"], stack["action"], stack["log_prob"],
-            stack["reward"], stack["reward"],
+            stack["reward"], stack["reward"], stack["valid"],
         )  # fmt: skip
         state, metrics = self._update(self.state, traj, self.anchor)
         self.state = jax.block_until_ready(state)
@@ -158,4 +176,5 @@ class PPOLearner(OnlineLearner):
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         # (imagined_*: refine's names; here the episodes are real and logged one by one)
         metrics = {k: v for k, v in metrics.items() if not k.startswith(("imagined", "success_"))}
-        return {**metrics, "iteration": float(self.state.step)}
+        steps = float(stack["valid"].sum())  # the batch's acted steps (early ends padded)
+        return {**metrics, "iteration": float(self.state.step), "batch_steps": steps}

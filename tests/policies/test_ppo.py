@@ -39,6 +39,24 @@ def test_gae_matches_a_hand_computation():
     np.testing.assert_allclose(ret[:, 0], [a0 + 0.5, a1 + 1.0, a2 + 0.25], rtol=1e-6)
 
 
+def test_gae_of_an_episode_that_ended_early_is_the_episode_s_own():
+    """An episode padded after its last step (valid 0) gets the advantages it would get alone,
+    ending there: its padding's rewards and values reach nothing, and have no advantage."""
+    rng = np.random.default_rng(0)
+    rewards = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+    valid = jnp.asarray([[1, 1], [1, 1], [1, 1], [1, 0], [1, 0], [1, 0]], jnp.float32)
+    adv, ret = gae(rewards, values, 0.9, 0.8, valid)
+    alone, alone_ret = gae(rewards[:3, 1:], values[:3, 1:], 0.9, 0.8)
+    np.testing.assert_allclose(adv[:3, 1], alone[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(ret[:3, 1], alone_ret[:, 0], rtol=1e-5)
+    np.testing.assert_array_equal(adv[3:, 1], 0.0)
+    full, _ = gae(rewards[:, :1], values[:, :1], 0.9, 0.8)  # the whole episode: as without
+    np.testing.assert_allclose(adv[:, 0], full[:, 0], rtol=1e-6)
+    changed, _ = gae(rewards, values, 0.9, 0.8)  # the padding read as steps: not the same
+    assert not np.allclose(changed[:3, 1], alone[:, 0])
+
+
 def test_clipped_surrogate_by_hand():
     old = jnp.zeros(3)
     new = jnp.log(jnp.array([1.5, 0.5, 1.1]))
@@ -137,6 +155,53 @@ def test_ppo_improves_the_return_of_a_tiny_task(warmup):
     assert int(state.step) == 12
     assert np.mean(returns[-3:]) > np.mean(returns[:2]) + 1.0, returns
     assert means[-1] > means[0] + 0.2, means
+
+
+def test_the_padding_of_episodes_that_ended_early_weighs_nothing_in_the_update():
+    """finetune's real episodes end early (success, a bridge hold) and are padded to the horizon
+    with valid 0: whatever the padding holds (frames, actions, log-probabilities far from the
+    policy's, rewards), the update's state and metrics are the same; read as steps, it is not."""
+    ppo = PPOConfig(
+        unroll=False, rollouts=32, horizon=5, critic_warmup=0, target_kl=10.0,
+        actor_optim=OptimConfig(3e-3, grad_clip=0.5),
+    )  # fmt: skip
+    graphs, state = init_refine_state(ppo, TINY, jax.random.key(0))
+    update = make_update(ppo, graphs, STATS)
+    traj, _ = _toy_rollout(graphs, ppo)(state.params, jax.random.key(1))
+    rng = np.random.default_rng(0)
+    ends = rng.integers(1, 6, size=32)  # steps each episode had
+    valid = (np.arange(5)[:, None] < ends[None, :]).astype(np.float32)
+    pad = valid == 0
+    assert pad.any() and not pad.all()
+
+    def padded(seed):
+        noise = np.random.default_rng(seed)
+        fill = lambda x, junk: jnp.where(pad.reshape(pad.shape + (1,) * (x.ndim - 2)), junk, x)
+        return traj._replace(
+            image=fill(traj.image, noise.integers(0, 255, traj.image.shape, dtype=np.uint8)),
+            proprio=fill(traj.proprio, noise.normal(size=traj.proprio.shape) * 5),
+            action=fill(traj.action, noise.normal(size=traj.action.shape) * 5),
+            log_prob=fill(traj.log_prob, noise.normal(size=traj.log_prob.shape) * 300),
+            reward=fill(traj.reward, noise.normal(size=traj.reward.shape)),
+            prob=fill(traj.prob, noise.uniform(size=traj.prob.shape)),
+            valid=jnp.asarray(valid),
+        )
+
+    (one, m1), (two, m2) = (
+        update(state, padded(1), state.params),
+        update(state, padded(2), state.params),
+    )
+    learned = lambda st: (st.params, st.critic, st.actor_opt, st.critic_opt)
+    close = lambda a, b: np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    same = jax.tree.map(close, learned(one), learned(two))
+    assert all(jax.tree.leaves(same))
+    for name in ("value_loss", "approx_kl", "clip_fraction", "entropy", "actor_updates"):
+        np.testing.assert_allclose(m1[name], m2[name], rtol=1e-5, atol=1e-6)
+    assert int(m1["actor_updates"]) > 0
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(one.params))
+    as_steps, _ = update(state, padded(1)._replace(valid=None), state.params)
+    moved = jax.tree.map(close, one.params, as_steps.params)
+    assert not all(jax.tree.leaves(moved))
 
 
 def _one_step_ppo(**overrides) -> PPOConfig:

@@ -442,12 +442,14 @@ def test_the_progress_line_shows_the_last_save_s_evaluation():
         (["--ros2", "--ros-params", "output_mode=joint_trajectory"], "expected NAME:=VALUE"),
         (["--task", "metaworld/lever-pull-40hz", "--ros2"], "--ros2 drives the WidowX"),
         (["--learner", "ppo"], "--warmup is the sac learner's: ppo learns"),
-        (["--learner", "ppo", "--warmup", "0", "--end-on-success"], "--end-on-success is for"),
-        (["--learner", "ppo", "--warmup", "0", "--bridge"], "--bridge is for the sac learner"),
+        (["--learner", "ppo", "--warmup", "0", "--data", "DATA"], "--data is for the sac and"),
         (["--learner", "ppo", "--warmup", "0", "ppo.horizon=7"], "ppo.horizon 7: it is the"),
         (["--learner", "ppo", "--warmup", "0", "ppo.minibatches=3"], "divisible by minibatches"),
         (["--learner", "filtered-bc"], "--warmup is the sac learner's: filtered-bc"),
-        (["--learner", "filtered-bc", "--warmup", "0", "--ros2"], "--ros2 is not for --learner"),
+        (
+            ["--learner", "filtered-bc", "--warmup", "0", "--bridge", "--energy-coef", "1"],
+            "--energy-coef is not for --learner filtered-bc",
+        ),
         (
             ["--learner", "filtered-bc", "--warmup", "0", "--offline-ratio", "0.5"],
             "--offline-ratio",
@@ -539,6 +541,91 @@ def test_ppo_learns_from_whole_real_episodes_rewarded_by_the_classifier(
     from robolearn.core import checkpoint as ckpt_io
 
     assert ckpt_io.make_manager(out).latest_step() == 30
+
+
+def _ppo_batches(monkeypatch, task="drawer") -> list:
+    """The batches `task`'s PPO learner updates on: per update, [(reward, valid)] of its
+    episodes."""
+    from robolearn.runs import finetune_ppo
+
+    seen, update = [], finetune_ppo.PPOLearner.update
+
+    def spy(self, key):
+        if len(self._batch) >= self.ppo.rollouts and self.task == task:
+            seen.append([(ep["reward"], ep["valid"]) for ep in self._batch[: self.ppo.rollouts]])
+        return update(self, key)
+
+    monkeypatch.setattr(finetune_ppo.PPOLearner, "update", spy)
+    return seen
+
+
+def _padded_as_over(batch, episodes, horizon=5):
+    """Each episode in the batch as its recorded one: its rewards, then zeros to the horizon,
+    valid for the steps it had."""
+    for (reward, valid), ep in zip(batch, episodes, strict=True):
+        n = ep.num_steps
+        np.testing.assert_array_equal(reward, np.pad(ep.reward, (0, horizon - n)))
+        np.testing.assert_array_equal(valid, (np.arange(horizon) < n).astype(np.float32))
+
+
+def test_ppo_episodes_that_end_on_success_are_padded_as_over(parts, tmp_path, monkeypatch):
+    """--learner ppo --end-on-success: an episode ends at the step the classifier rewards; it
+    joins the batch padded to the horizon as over (reward 0, valid 0), and the update learns."""
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
+    seen = _ppo_batches(monkeypatch)
+    out = tmp_path / "ppo-eos"
+    argv = [*_ppo_argv(parts, out, 20), "--end-on-success", "--quiet"]
+    assert main(argv) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    for ep in episodes:  # ended at the first rewarded step, or at the horizon
+        first = _first_rewarded(ep.reward)
+        assert ep.num_steps == (5 if first is None else first + 1) or ep is episodes[-1]
+    short = [ep for ep in episodes[:-1] if ep.num_steps < 5]
+    assert short, [ep.num_steps for ep in episodes]  # (the stand-in rewards one frame in three)
+    assert len(seen) >= 2
+    for k, batch in enumerate(seen):
+        _padded_as_over(batch, episodes[2 * k : 2 * k + 2])
+    rows = [r for r in _rows(out) if "iteration" in r]
+    assert [r["iteration"] for r in rows] == list(range(1, len(seen) + 1))
+    for row, batch in zip(rows, seen, strict=True):
+        assert row["batch_steps"] == sum(v.sum() for _, v in batch)
+        assert np.isfinite(row["value_loss"]) and np.isfinite(row["approx_kl"])
+
+
+def test_ppo_through_the_bridge_a_held_episode_is_over(parts, tmp_path, monkeypatch):
+    """--learner ppo --bridge: every command goes through the bridge's filter; when the bridge
+    holds (here told to at the third step, as the shield would) the episode ends there, and PPO
+    learns it as over (no reward after it, padded)."""
+    from robolearn.runs.finetune import _task_maker
+
+    monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
+    monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
+    seen = _ppo_batches(monkeypatch)
+
+    class HeldAtThird:
+        def __init__(self, *args, **kwargs):
+            self.task, self.steps = _task_maker(cfg)(*args, **kwargs), 0
+
+        def __getattr__(self, name):
+            return getattr(self.task, name)
+
+        def step(self, action):
+            self.steps += 1
+            if self.steps == 3:
+                self.task.bridge.hold(self.task._now(), "test: as the shield would")
+            return self.task.step(action)
+
+    out = tmp_path / "ppo-bridge"
+    cfg = _config(parts, [*_ppo_argv(parts, out, 12), "--bridge", "--quiet"])
+    run_finetune(cfg, out, progress=False, make_task=HeldAtThird)
+    rows = _rows(out)
+    assert [(r["episode_steps"], r["held"]) for r in rows] == [(3, 1.0), (5, 0.0), (4, 0.0)]
+    assert all(0 < r["min_tank_energy_j"] <= 5.0 for r in rows)  # through the filter
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert len(seen) == 1  # the first two episodes; the third, cut by the run's end, unused
+    _padded_as_over(seen[0], episodes[:2])
+    assert rows[1]["iteration"] == 1.0 and rows[1]["batch_steps"] == 8.0
 
 
 def _fbc_argv(parts, out, steps, *extra):
@@ -882,6 +969,34 @@ def test_reset_free_filtered_bc_each_policy_imitates_its_own_task_s_successes(
     assert learners[0]._kept == [] and len(learners[1]._kept) == 2
 
 
+def test_reset_free_ppo_each_learner_learns_its_own_phases(parts, backward, tmp_path, monkeypatch):
+    """Reset-free practice with --learner ppo: a backward phase the classifier ends after one
+    step joins the backward learner's batch as over (padded); the forward phases, to the
+    episode length, the forward learner's. Each learner updates on its own task's episodes."""
+
+    def judged(self, images):  # backward phases end at their first step
+        return np.full(len(images), float(self.task == "drawer-close"), np.float32)
+
+    monkeypatch.setattr(online.Reward, "prob", judged)
+    forward_seen = _ppo_batches(monkeypatch)
+    back_seen = _ppo_batches(monkeypatch, "drawer-close")
+    out = tmp_path / "rf-ppo"
+    pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
+    pair += ["--backward-reward", str(backward["reward"]), "--quiet"]
+    assert main([*_ppo_argv(parts, out, 14), *pair]) == 0
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
+        ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
+    ]  # fmt: skip
+    assert len(forward_seen) == 1 and len(back_seen) == 1
+    _padded_as_over(forward_seen[0], [episodes[0], episodes[2]])
+    _padded_as_over(back_seen[0], [episodes[1], episodes[3]])
+    assert back_seen[0][0][0].tolist() == [1, 0, 0, 0, 0]  # rewarded at once, then over
+    assert read_info(out / "backward").kind == "ppo"
+    assert load_policy(out / "backward", "drawer-close").step == 1
+    assert load_policy(out, "drawer").step == 1
+
+
 @pytest.mark.parametrize("through", [[], ["--bridge"]])
 def test_return_to_start_moves_the_arm_back_before_every_reset_free_phase(
     parts, backward, tmp_path, monkeypatch, capsys, through
@@ -1023,6 +1138,48 @@ def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, mo
     # each episode the bridge did not hold was ended by the learner (the last one too: the arm
     # held while it saved)
     assert logged.count("(robolearn finetune: episode end)") == held.count(False), why
+
+
+@pytest.mark.slow
+def test_over_ros2_ppo_updates_between_episodes_while_the_arm_holds(
+    parts, tmp_path, monkeypatch, capfd
+):
+    # --learner ppo --ros2 against the simulated driver: acting is the actor's forward pass at
+    # 5 Hz; the update (its first one compiling) runs after the batch's last episode, the arm
+    # held, and the next episode acts with the updated actor after the driver's reset.
+    import random
+
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+
+    seen = _ppo_batches(monkeypatch)
+    domain = random.SystemRandom().randint(1, 200)
+    for name, value in ros_env(domain).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    out = tmp_path / "ppo-ros2"
+    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
+    extra = ["--ros2", "--quiet", *(a for w in wide for a in ("--ros-params", w))]
+    params = {"task": "drawer", "seed": 3, "vary_scene": True}
+    with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log") as driver:
+        assert main([*_ppo_argv(parts, out, 15), *extra]) == 0, driver.log()
+        log = driver.log()
+    printed, logged = capfd.readouterr()
+    for learners_doing in ("policy_late", "policy_error", "no policy step came"):
+        assert learners_doing not in logged, logged
+    assert "updates ran between episodes, the arm holding" in printed  # no learner thread
+    episodes = [ep for _, ep in iter_episodes(out / "online")]
+    rows = _rows(out)
+    assert sum(ep.num_steps for ep in episodes) == 15 and len(rows) == len(episodes)
+    for ep, row in zip(episodes, rows, strict=True):  # 5 steps, or fewer where the bridge held
+        assert ep.num_steps == 5 or row["held"] == 1.0, rows
+        np.testing.assert_array_equal(ep.reward, _classifier_rewards(parts, ep))
+    assert len(seen) >= 1
+    _padded_as_over(seen[0], episodes[:2])
+    assert rows[1]["iteration"] == 1.0
+    for seed in range(4, 4 + len(episodes)):  # a reset before each episode
+        assert f"reset drawer seed {seed}" in log, log
+    # the policy that acted after the update is the updated one: saved at step 10, then 15
+    assert load_policy(out, "drawer").step >= 1
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from robolearn.policies.ppo.losses import (
     gae,
     gaussian_entropy,
     gaussian_log_prob,
+    weighted_mean,
 )
 from robolearn.policies.ppo.model import Critic
 
@@ -36,7 +37,10 @@ class Trajectory(NamedTuple):
     proprio float32 [T, B, P] (raw units); action float32 [T, B, A]: the sampled action before
     clipping to [-1, 1] (the world model got the clipped one); log_prob [T, B] of that action
     under the rollout policy; reward [T, B] for the frame after action t; prob [T, B]: the
-    classifier's calibrated success probability of that frame.
+    classifier's calibrated success probability of that frame. valid [T, B] (optional, 1/0):
+    an episode that ended before T (finetune's real episodes: success with --end-on-success, a
+    reset-free phase, a bridge hold) is padded after its last step with valid 0 (its last step
+    repeated, reward 0): the padding earns, bootstraps and weighs nothing in the update.
     """
 
     image: jax.Array
@@ -45,6 +49,7 @@ class Trajectory(NamedTuple):
     log_prob: jax.Array
     reward: jax.Array
     prob: jax.Array
+    valid: jax.Array | None = None
 
 
 class EarlyFrames(NamedTuple):
@@ -135,14 +140,15 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
     def actor_loss(params, mb, floor):
         mean, log_std = actor_out(params, mb["image"], mb["proprio"], floor)
         log_prob = gaussian_log_prob(mean, log_std, mb["action"])
-        adv = mb["advantage"]
+        adv, w = mb["advantage"], mb.get("valid")
         if cfg.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        loss, diag = clipped_surrogate(log_prob, mb["log_prob"], adv, cfg.clip)
-        entropy = gaussian_entropy(log_std).mean()
+            centred = adv - weighted_mean(adv, w)
+            adv = centred / (jnp.sqrt(weighted_mean(centred**2, w)) + 1e-8)
+        loss, diag = clipped_surrogate(log_prob, mb["log_prob"], adv, cfg.clip, w)
+        entropy = weighted_mean(gaussian_entropy(log_std), w)
         loss = loss - cfg.entropy_coef * entropy
         if cfg.bc_coef:
-            loss = loss + cfg.bc_coef * jnp.mean(jnp.sum((mean - mb["anchor"]) ** 2, -1))
+            loss = loss + cfg.bc_coef * weighted_mean(jnp.sum((mean - mb["anchor"]) ** 2, -1), w)
         diag = {**diag, "entropy": entropy, "std": jnp.exp(log_std).mean()}
         if "early_image" in mb:
             early_mean, _ = actor_out(params, mb["early_image"], mb["early_proprio"])
@@ -153,7 +159,7 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
 
     def critic_loss(params, mb):
         value = critic_out(params, mb["image"], mb["proprio"], mb["time_left"])
-        return jnp.mean((value - mb["return"]) ** 2)
+        return weighted_mean((value - mb["return"]) ** 2, mb.get("valid"))
 
     def minibatch_step(carry, mb):
         state, actor_on = carry
@@ -186,7 +192,7 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
             lambda xs: critic_out(state.critic, *xs),
             (traj.image, traj.proprio, time_left),
         )
-        advantage, returns = gae(traj.reward, values, cfg.gamma, cfg.gae_lambda)
+        advantage, returns = gae(traj.reward, values, cfg.gamma, cfg.gae_lambda, traj.valid)
         data = {
             "image": flat(traj.image),
             "proprio": flat(traj.proprio),
@@ -196,6 +202,8 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
             "return": flat(returns),
             "time_left": flat(time_left),
         }
+        if traj.valid is not None:
+            data["valid"] = flat(traj.valid)
         if cfg.bc_coef:
             anchor = jax.lax.map(
                 lambda xs: actor_out(anchor_params, *xs)[0], (traj.image, traj.proprio)
@@ -223,15 +231,20 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
         (state, _), diag = jax.lax.scan(
             minibatch_step, (state, actor_on), batches, unroll=cfg.unroll
         )
-        var = jnp.var(returns)
+        w = traj.valid  # (explained variance over the steps episodes had)
+        var_of = lambda x: weighted_mean((x - weighted_mean(x, w)) ** 2, w)
+        var = var_of(returns)
+        reward, prob = traj.reward, traj.prob
+        if w is not None:
+            reward, prob = reward * w, prob * w
         metrics = {
-            "imagined_return": traj.reward.sum(0).mean(),
-            "imagined_success": (traj.reward.max(0) > 0.5).mean()
+            "imagined_return": reward.sum(0).mean(),
+            "imagined_success": (reward.max(0) > 0.5).mean()
             if cfg.reward == "binary"
-            else (traj.prob.max(0) > 0.5).mean(),
-            "success_prob_max": traj.prob.max(0).mean(),
+            else (prob.max(0) > 0.5).mean(),
+            "success_prob_max": prob.max(0).mean(),
             "value_loss": diag["value_loss"].mean(),
-            "explained_variance": 1.0 - jnp.var(returns - values) / jnp.maximum(var, 1e-8),
+            "explained_variance": 1.0 - var_of(returns - values) / jnp.maximum(var, 1e-8),
             "approx_kl": diag["approx_kl"].mean(),
             "clip_fraction": diag["clip_fraction"].mean(),
             "entropy": diag["entropy"].mean(),
