@@ -95,6 +95,9 @@ class FilteredBCLearner(OnlineLearner):
             self.state = TrainState(
                 jnp.zeros((), jnp.int32), params, opt_state, jax.random.key(self.cfg.seed)
             )
+        # committed to its device, as every updated state is (else the second BC step compiles
+        # again)
+        self.state = jax.device_put(self.state, jax.devices()[0])
         for ep in stored:
             if ep.meta.task == self.task:
                 self._keep(ep.image[:-1], ep.proprio[:-1], ep.action, ep.reward)

@@ -568,15 +568,37 @@ def _padded_as_over(batch, episodes, horizon=5):
         np.testing.assert_array_equal(valid, (np.arange(horizon) < n).astype(np.float32))
 
 
+@contextlib.contextmanager
+def _compiled():
+    """The names of the functions XLA compiles inside the block."""
+    from jax import monitoring
+
+    names = []
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            names.append(kwargs.get("fun_name"))
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+
+
 def test_ppo_episodes_that_end_on_success_are_padded_as_over(parts, tmp_path, monkeypatch):
     """--learner ppo --end-on-success: an episode ends at the step the classifier rewards; it
-    joins the batch padded to the horizon as over (reward 0, valid 0), and the update learns."""
+    joins the batch padded to the horizon as over (reward 0, valid 0), and the update learns,
+    compiled once (a state placed otherwise at the first update compiled it again, 46 s over
+    ROS 2 with the arm holding)."""
     monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
     monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
     seen = _ppo_batches(monkeypatch)
     out = tmp_path / "ppo-eos"
     argv = [*_ppo_argv(parts, out, 20), "--end-on-success", "--quiet"]
-    assert main(argv) == 0
+    with _compiled() as names:
+        assert main(argv) == 0
+    assert names.count("jit(update)") == 1, names
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     for ep in episodes:  # ended at the first rewarded step, or at the horizon
         first = _first_rewarded(ep.reward)
@@ -953,7 +975,9 @@ def test_reset_free_filtered_bc_each_policy_imitates_its_own_task_s_successes(
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     pair += ["--backward-reward", str(backward["reward"]), "--quiet"]
     argv = [*_fbc_argv(parts, out, 14), *pair, "filtered_bc.rollouts=1"]
-    assert main(argv) == 0
+    with _compiled() as names:
+        assert main(argv) == 0
+    assert names.count("jit(train_step)") == 1, names  # (the two learners' actors: one shape)
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
         ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
