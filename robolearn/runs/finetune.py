@@ -41,9 +41,11 @@ episodes after the last checkpoint are not redone; their transitions are in the 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
+import re
 import threading
 import time
 from pathlib import Path
@@ -342,6 +344,12 @@ def main(cfg: FinetuneConfig, options: RunOptions) -> None:
         )
     elif cfg.ros2:
         print(f"  real time: the {result['updates']} updates ran between episodes, the arm holding")
+    if result["holds"]:  # --bridge or --ros2
+        why = ", ".join(f"{kind} {n}" for kind, n in result["holds"].most_common())
+        print(
+            f"  the bridge held {sum(result['holds'].values())} of this run's episodes ({why}; "
+            "each held episode's `held` in its metadata says why)"
+        )
     for name, recent in result["recent"].items():
         print(
             f"  {name}, last {recent['episodes']} episodes: classifier success "
@@ -865,6 +873,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
         # kept), then the forward task comes first
         phase, fresh = 0, True
         returns = {"phases": 0, "steps": 0, "missed": 0}  # --return-to-start's moves, this run
+        holds = collections.Counter()  # this run's episodes the bridge held, by kind of reason
         while env_steps < cfg.steps:
             learner = learners[phase]
             recorder, obs, rng, first = _begin(cfg, task, store, learner, fresh or not reset_free)
@@ -876,7 +885,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 returns["phases"] += 1
                 returns["steps"] += int(first["return_steps"])
                 returns["missed"] += int(not first["at_start"])
-            rewards, sim_success, metrics, bridge = [], False, {}, {}
+            rewards, sim_success, metrics, bridge, held = [], False, {}, {}, ""
             (energy_so_far, tank_before), judgements = _tank(task), []
             episode_energy, episode_drawn, contradicted = 0.0, 0.0, 0
             try:
@@ -904,6 +913,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                     judgements.append(judged)
                     if "tank_energy_j" in step_info:  # acting through the bridge
                         bridge = _bridge_metrics(bridge, step_info)
+                        held = str(step_info["held"])  # why it held ("" while it runs)
                     reached = judged >= learner.reward.threshold
                     learner.add(prev, action, r, obs, terminal=cfg.end_on_success and reached)
                     env_steps += 1
@@ -917,6 +927,10 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                     bar.update(env_steps, _status(learner, metrics))
                 if hasattr(task, "hold"):  # a real-time arm holds between episodes (not
                     task.hold()  # the policy's deadline passing while the run saves or learns)
+                if held:  # the episode says why the bridge ended it
+                    extra = {**recorder.meta.extra, "held": held}
+                    recorder.meta = dataclasses.replace(recorder.meta, extra=extra)
+                    holds[re.split(r":| \(", held, maxsplit=1)[0]] += 1
                 recorder.finish()
                 learner.end_episode(ended=ended)
                 if learner.per_episode and env_steps > warmup:
@@ -971,6 +985,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
             "evals": {each.task: each.evals for each in learners},
             "best": {each.task: each.best() for each in learners if each.evals},
             "returns": returns,
+            "holds": holds,
         }
     finally:
         if updater is not None:

@@ -640,11 +640,18 @@ def test_ppo_through_the_bridge_a_held_episode_is_over(parts, tmp_path, monkeypa
 
     out = tmp_path / "ppo-bridge"
     cfg = _config(parts, [*_ppo_argv(parts, out, 12), "--bridge", "--quiet"])
-    run_finetune(cfg, out, progress=False, make_task=HeldAtThird)
+    result = run_finetune(cfg, out, progress=False, make_task=HeldAtThird)
     rows = _rows(out)
     assert [(r["episode_steps"], r["held"]) for r in rows] == [(3, 1.0), (5, 0.0), (4, 0.0)]
     assert all(0 < r["min_tank_energy_j"] <= 5.0 for r in rows)  # through the filter
     episodes = [ep for _, ep in iter_episodes(out / "online")]
+    # why the bridge held: in the held episode's metadata, and counted by kind for the run
+    assert [ep.meta.extra.get("held") for ep in episodes] == [
+        "test: as the shield would",
+        None,
+        None,
+    ]
+    assert result["holds"] == {"test": 1}
     assert len(seen) == 1  # the first two episodes; the third, cut by the run's end, unused
     _padded_as_over(seen[0], episodes[:2])
     assert rows[1]["iteration"] == 1.0 and rows[1]["batch_steps"] == 8.0
@@ -1274,6 +1281,8 @@ def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_pat
     assert all(r["held"] == 0.0 for r in rows[1:]), rows
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     assert [ep.num_steps for ep in episodes] == [2, 4]
+    assert episodes[0].meta.extra["held"] == "policy_late"  # why, kept with the episode
+    assert "held" not in episodes[1].meta.extra
 
 
 @pytest.mark.slow
