@@ -105,9 +105,7 @@ class FilteredBCLearner(OnlineLearner):
             self._keep(ep.image[:-1], ep.proprio[:-1], ep.action, self.reward(ep.image[1:]))
         self._step = make_train_step(bc_cfg, graphdef, self.stats)
         self._act = make_act_fn(graphdef, self.stats)
-        size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
-        self._act(self.state.params, np.zeros((1, size, size, 3), np.uint8), np.zeros((1, p)))
-        self.reward(np.zeros((1, size, size, 3), np.uint8))
+        self.warm_up_acting()
 
     def _keep(self, image, proprio, action, reward) -> bool:
         """Keep an episode's steps up to the first the classifier rewarded; False when it
@@ -128,7 +126,8 @@ class FilteredBCLearner(OnlineLearner):
         [-1, 1] (the action the task gets and a kept episode imitates)."""
         from robolearn.policies.ppo.train import effective_log_std
 
-        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        proprio = np.asarray(obs["proprio"], np.float32)[None]  # (the warmed-up dtype)
+        mean, log_std = self._act(self.state.params, obs["image"][None], proprio)
         mean = np.asarray(mean[0])
         std = np.exp(np.asarray(effective_log_std(log_std[0], self.fbc.std_floor)))
         return np.clip(mean + std * rng.normal(size=mean.shape), -1.0, 1.0).astype(np.float32)

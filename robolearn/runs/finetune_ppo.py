@@ -113,9 +113,8 @@ class PPOLearner(OnlineLearner):
         self._update = make_update(self.ppo, self.graphs, self.stats, self.iterations)
         self._floor = self._iteration_floor()
         self._act = make_act_fn(self.graphs[0], self.stats)
-        size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
-        self._act(self.state.params, np.zeros((1, size, size, 3), np.uint8), np.zeros((1, p)))
-        self.reward(np.zeros((1, size, size, 3), np.uint8))
+        self.warm_up_acting()
+        self._sampled = None
 
     def _iteration_floor(self) -> float:
         """The exploration floor of the iteration the next episodes are sampled for."""
@@ -128,7 +127,8 @@ class PPOLearner(OnlineLearner):
         from robolearn.policies.ppo.losses import gaussian_log_prob
         from robolearn.policies.ppo.train import effective_log_std
 
-        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
+        proprio = np.asarray(obs["proprio"], np.float32)[None]  # (the warmed-up dtype)
+        mean, log_std = self._act(self.state.params, obs["image"][None], proprio)
         mean = np.asarray(mean[0])
         log_std = np.asarray(effective_log_std(log_std[0], self._floor))
         raw = (mean + np.exp(log_std) * rng.normal(size=mean.shape)).astype(np.float32)

@@ -79,6 +79,16 @@ class OnlineLearner:
         self.recent: list[tuple[bool, bool, bool]] = []
         self.evals: list[dict] = []
 
+    def warm_up_acting(self) -> None:
+        """Act and judge once on a blank observation of the policy's shapes and dtypes, so that
+        nothing compiles once the arm moves: over ROS 2 a compile at the first step missed the
+        bridge's 0.4 s policy deadline (PPO's first action compiled the small operations of its
+        sampling and log-density after a warm-up of the actor alone: the first episode held)."""
+        size, p = self.actor_cfg.model.image_size, self.actor_cfg.model.proprio_dim
+        blank = {"image": np.zeros((size, size, 3), np.uint8), "proprio": np.zeros(p, np.float32)}
+        self.act(blank, np.random.default_rng(0))
+        self.reward(blank["image"][None])
+
     def save(self, env_steps: int) -> None:
         """The learner's state under the environment step, and the actor-only export."""
         import orbax.checkpoint as ocp

@@ -586,19 +586,61 @@ def _compiled():
         monitoring.unregister_event_duration_listener(listener)
 
 
+@contextlib.contextmanager
+def _compiled_in_episodes(monkeypatch, learner_cls):
+    """The functions XLA compiles while a `learner_cls` episode runs (from an action to the
+    episode's end, where over ROS 2 the arm moves on the robot's clock)."""
+    from jax import monitoring
+
+    names, window = [], {"open": False, "starting": False}
+    act, end, start = learner_cls.act, learner_cls.end_episode, learner_cls.start
+
+    def opening(self, *args, **kwargs):
+        window["open"] = not window["starting"]  # (start's warm-up acts: not an episode)
+        return act(self, *args, **kwargs)
+
+    def starting(self, *args, **kwargs):
+        window["starting"] = True
+        try:
+            return start(self, *args, **kwargs)
+        finally:
+            window["starting"] = False
+
+    def closing(self, *args, **kwargs):
+        window["open"] = False
+        return end(self, *args, **kwargs)
+
+    def listener(event, duration, **kwargs):
+        if window["open"] and event.endswith("backend_compile_duration"):
+            names.append(kwargs.get("fun_name"))
+
+    monkeypatch.setattr(learner_cls, "act", opening)
+    monkeypatch.setattr(learner_cls, "end_episode", closing)
+    monkeypatch.setattr(learner_cls, "start", starting)
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+
+
 def test_ppo_episodes_that_end_on_success_are_padded_as_over(parts, tmp_path, monkeypatch):
     """--learner ppo --end-on-success: an episode ends at the step the classifier rewards; it
     joins the batch padded to the horizon as over (reward 0, valid 0), and the update learns,
     compiled once (a state placed otherwise at the first update compiled it again, 46 s over
-    ROS 2 with the arm holding)."""
+    ROS 2 with the arm holding); nothing compiles while an episode runs (the first action did:
+    the first episode over ROS 2 held)."""
+    from robolearn.runs.finetune_ppo import PPOLearner
+
     monkeypatch.setattr(online.Reward, "prob", lambda self, images: _judge(images))
     monkeypatch.setattr(online.Reward, "threshold", 0.5, raising=False)
     seen = _ppo_batches(monkeypatch)
     out = tmp_path / "ppo-eos"
     argv = [*_ppo_argv(parts, out, 20), "--end-on-success", "--quiet"]
-    with _compiled() as names:
+    with _compiled() as names, _compiled_in_episodes(monkeypatch, PPOLearner) as acting:
         assert main(argv) == 0
     assert names.count("jit(update)") == 1, names
+    assert acting == [], acting
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     for ep in episodes:  # ended at the first rewarded step, or at the horizon
         first = _first_rewarded(ep.reward)
@@ -982,9 +1024,12 @@ def test_reset_free_filtered_bc_each_policy_imitates_its_own_task_s_successes(
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     pair += ["--backward-reward", str(backward["reward"]), "--quiet"]
     argv = [*_fbc_argv(parts, out, 14), *pair, "filtered_bc.rollouts=1"]
-    with _compiled() as names:
+    from robolearn.runs.finetune_fbc import FilteredBCLearner
+
+    with _compiled() as names, _compiled_in_episodes(monkeypatch, FilteredBCLearner) as acting:
         assert main(argv) == 0
     assert names.count("jit(train_step)") == 1, names  # (the two learners' actors: one shape)
+    assert acting == [], acting
     episodes = [ep for _, ep in iter_episodes(out / "online")]
     assert [(ep.meta.task, ep.num_steps) for ep in episodes] == [
         ("drawer", 5), ("drawer-close", 1), ("drawer", 5), ("drawer-close", 1), ("drawer", 2)
@@ -1191,9 +1236,13 @@ def test_over_ros2_ppo_updates_between_episodes_while_the_arm_holds(
     wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
     extra = ["--ros2", "--quiet", *(a for w in wide for a in ("--ros-params", w))]
     params = {"task": "drawer", "seed": 3, "vary_scene": True}
+    from robolearn.runs.finetune_ppo import PPOLearner
+
     with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log") as driver:
-        assert main([*_ppo_argv(parts, out, 15), *extra]) == 0, driver.log()
+        with _compiled_in_episodes(monkeypatch, PPOLearner) as acting:
+            assert main([*_ppo_argv(parts, out, 15), *extra]) == 0, driver.log()
         log = driver.log()
+    assert acting == [], acting  # nothing compiled on the arm's time
     printed, logged = capfd.readouterr()
     for learners_doing in ("policy_late", "policy_error", "no policy step came"):
         assert learners_doing not in logged, logged
