@@ -40,6 +40,12 @@ class EvalConfig:
     """how many of the first episodes to film into video.mp4 (0: none)"""
     noise_std: float = 0.3
     """action noise std of the noisy expert, in normalized units"""
+    bridge: bool = False
+    """act through the robot bridge on the simulated arm, as the policy runs on the WidowX
+    (robolearn.hardware.sim_arm.BridgeTask: setpoint ramp, shield and passivity filter at
+    100 Hz, in simulated time); WidowX tasks and policy checkpoints only. A hold (the shield,
+    a NaN action) ends the episode; each episode's record says why (`held`) and the results
+    count them"""
 
     def __post_init__(self):
         if not self.task:
@@ -59,7 +65,16 @@ def check_run_config(cfg) -> None:
     output directory is created (each failure is a one-line error)."""
     from robolearn import envs
 
-    envs.task_info(cfg.task)
+    info = envs.task_info(cfg.task)
+    if getattr(cfg, "bridge", False) and info.suite != "widowx":
+        raise ConfigError(
+            f"--bridge drives the simulated WidowX; {cfg.task!r} is not a WidowX task"
+        )
+    if getattr(cfg, "bridge", False) and cfg.policy in SCRIPTED:
+        raise ConfigError(
+            f"--bridge evaluates a policy checkpoint; the scripted {cfg.policy!r} acts from the "
+            "simulator's state, not through the bridge"
+        )
     envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
     check_policy(cfg, cfg.task, envs.ACTION_DIM)
 
@@ -74,6 +89,7 @@ def main(cfg: EvalConfig, options: RunOptions) -> None:
         f"{cfg.task} / {cfg.policy}: success {result['successes']}/{result['episodes']} "
         f"= {result['success_rate']:.0%} (95% CI {low:.0%}-{high:.0%}), "
         f"{result['steps_per_second']:.1f} env steps/s"
+        + (f", through the bridge ({result['held']} held)" if cfg.bridge else "")
     )
     print(f"results: {out / 'results.json'}")
     if "video" in result:
@@ -121,7 +137,8 @@ def make_policy(task, cfg: EvalConfig):
 
 
 def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label: str = "") -> dict:
-    """One episode: success (at any step), success at the end, first success step, return."""
+    """One episode: success (at any step), success at the end, first success step, return
+    (and, through the bridge, why it held: `held`, "" when it did not)."""
     obs, info = task.reset(seed=seed)
     policy.reset(seed)
     first_success, ret, steps = None, 0.0, 0
@@ -144,6 +161,7 @@ def run_episode(task, policy, seed: int, video: VideoWriter | None = None, label
         "first_success_step": first_success,
         "return": ret,
         "steps": steps,
+        **({"held": str(info["held"])} if "held" in info else {}),
     }
 
 
@@ -154,7 +172,12 @@ def run_eval(cfg: EvalConfig, out_dir: Path, progress: bool = True) -> dict:
     """
     from robolearn import envs
 
-    task = envs.make(cfg.task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+    if cfg.bridge:
+        from robolearn.hardware.sim_arm import BridgeTask
+
+        task = BridgeTask(cfg.task, image_size=cfg.image_size, max_steps=cfg.max_steps)
+    else:
+        task = envs.make(cfg.task, image_size=cfg.image_size, max_steps=cfg.max_steps)
     policy = make_policy(task, cfg)
     save_yaml(cfg, out_dir / "config.yaml")
     video = None
@@ -196,5 +219,6 @@ def summarize(cfg: EvalConfig, episodes: list[dict], seconds: float) -> dict:
         "env_steps": steps,
         "seconds": seconds,
         "steps_per_second": steps / max(seconds, 1e-9),
+        **({"held": sum(bool(e["held"]) for e in episodes)} if "held" in episodes[0] else {}),
         "per_episode": episodes,
     }

@@ -74,6 +74,8 @@ def test_cli_eval_prints_the_summary(tmp_path, capsys):
         (["eval", "--task", "drawer", "--policy", "nope"], "unknown policy 'nope'"),
         (["eval", "--task", "drawer", "--episodes", "0"], "episodes must be >= 1"),
         (["eval", "--task", "drawer", "--image-size", "1000"], "image_size must be an integer"),
+        (["eval", "--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
+        (["eval", "--task", "drawer", "--bridge"], "--bridge evaluates a policy checkpoint"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, capsys, tmp_path):
@@ -94,3 +96,22 @@ def test_tasks_command_through_the_console_script():
     labels = [line.split(":")[0] for line in out.splitlines() if line.startswith("  ")]
     assert len(labels) == len(set(labels)), labels  # no two action lines with the same label
     assert "  metaworld at 40 Hz" in labels
+
+
+def test_eval_through_the_bridge_acts_as_on_the_arm(tmp_path, capsys):
+    """--bridge: the policy's actions go through the bridge on the simulated arm; the results say
+    how many episodes the bridge held and each episode why (the direct simulator has no bridge
+    to hold)."""
+    from robolearn.bundles import resolve
+
+    policy = resolve("bundle:drawer/bc-3demos")
+    argv = ["eval", "--task", "drawer", "--policy", str(policy), "--episodes", "2"]
+    argv += ["--max-steps", "4", "--video-episodes", "0", "--quiet"]
+    assert main([*argv, "--bridge", "--out", str(tmp_path / "b")]) == 0
+    assert "through the bridge (0 held)" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "d")]) == 0
+    bridged = json.loads((tmp_path / "b" / "results.json").read_text())
+    direct = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert bridged["held"] == 0 and [e["held"] for e in bridged["per_episode"]] == ["", ""]
+    assert "held" not in direct and "held" not in direct["per_episode"][0]
+    assert [e["steps"] for e in bridged["per_episode"]] == [4, 4]

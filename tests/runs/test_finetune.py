@@ -1155,25 +1155,33 @@ def test_reset_free_counts_frames_both_classifiers_call_successful_and_can_withh
     assert ("--exclusive-success withholds" in printed) != exclusive
 
 
-@pytest.mark.slow
-def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, monkeypatch, capfd):
-    # The simulated driver in its own process (real time, real DDS); the bridge node and the
-    # learner in this one, as `robolearn finetune --ros2` runs on the robot PC.
+def _ros_graph(monkeypatch, tmp_path) -> tuple[int, list[str]]:
+    """A ROS 2 domain of the test's own on this machine (its logs under tmp_path), and the
+    bridge node's watchdogs wider than the defaults as --ros-params, as the end-to-end test's (a
+    loaded CI machine stalls)."""
     import random
 
-    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from bench.ros2_probe import ros_env
 
     domain = random.SystemRandom().randint(1, 200)
     for name, value in ros_env(domain).items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
+    return domain, [arg for w in wide for arg in ("--ros-params", w)]
+
+
+@pytest.mark.slow
+def test_over_ros2_against_the_simulated_driver_in_real_time(parts, tmp_path, monkeypatch, capfd):
+    # The simulated driver in its own process (real time, real DDS); the bridge node and the
+    # learner in this one, as `robolearn finetune --ros2` runs on the robot PC.
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess
+
+    domain, wide = _ros_graph(monkeypatch, tmp_path)
     env = {"ROS_LOG_DIR": str(tmp_path / "ros_log")}
-    monkeypatch.setenv("ROS_LOG_DIR", env["ROS_LOG_DIR"])
     params = {"task": "drawer", "seed": 3, "vary_scene": True}
     out = tmp_path / "ros2"
-    # wider watchdogs than the defaults, as the end-to-end test: a loaded CI machine stalls
-    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
-    extra = ["--ros2", *(a for w in wide for a in ("--ros-params", w))]
-    extra += ["--data", str(parts["data"]), "--offline-ratio", "0.5"]  # RLPD's batches too
+    extra = ["--ros2", *wide, "--data", str(parts["data"]), "--offline-ratio", "0.5"]  # (RLPD)
     with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log", env) as driver:
         with _compiles_while_acting(monkeypatch) as compiled:
             assert main(_argv(parts, out, *extra, steps=12)) == 0, driver.log()
@@ -1223,20 +1231,14 @@ def test_over_ros2_ppo_updates_between_episodes_while_the_arm_holds(
     # --learner ppo --ros2 against the simulated driver: acting is the actor's forward pass at
     # 5 Hz; the update (its first one compiling) runs after the batch's last episode, the arm
     # held, and the next episode acts with the updated actor after the driver's reset.
-    import random
-
-    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess
+    from robolearn.runs.finetune_ppo import PPOLearner
 
     seen = _ppo_batches(monkeypatch)
-    domain = random.SystemRandom().randint(1, 200)
-    for name, value in ros_env(domain).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    domain, wide = _ros_graph(monkeypatch, tmp_path)
     out = tmp_path / "ppo-ros2"
-    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
-    extra = ["--ros2", "--quiet", *(a for w in wide for a in ("--ros-params", w))]
+    extra = ["--ros2", "--quiet", *wide]
     params = {"task": "drawer", "seed": 3, "vary_scene": True}
-    from robolearn.runs.finetune_ppo import PPOLearner
 
     with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log") as driver:
         with _compiled_in_episodes(monkeypatch, PPOLearner) as acting:
@@ -1300,16 +1302,12 @@ def _compiles_while_acting(monkeypatch):
 def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_path, monkeypatch):
     # The learner's actor stalls on the second step of the first episode, past the bridge's
     # policy deadline: the bridge holds the arm, the episode ends there, the next one resets.
-    import random
     import time
 
-    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess
     from robolearn.runs import finetune
 
-    domain = random.SystemRandom().randint(1, 200)
-    for name, value in ros_env(domain).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    domain, wide = _ros_graph(monkeypatch, tmp_path)
     act, calls = finetune._Learner.act, []
 
     def stalling(self, obs, rng):
@@ -1320,8 +1318,7 @@ def test_over_ros2_an_actor_later_than_the_deadline_holds_the_arm(parts, tmp_pat
 
     monkeypatch.setattr(finetune._Learner, "act", stalling)
     out = tmp_path / "late"
-    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
-    extra = ["--ros2", *(a for w in wide for a in ("--ros-params", w))]
+    extra = ["--ros2", *wide]
     params = {"task": "drawer", "seed": 0}
     with NodeProcess(DRIVER_MODULE, params, domain, tmp_path / "driver.log") as driver:
         assert main(_argv(parts, out, *extra, steps=6)) == 0, driver.log()
@@ -1342,23 +1339,17 @@ def test_over_ros2_reset_free_practice_resets_the_driver_once(
     # Forward and backward phases over ROS 2: the driver is reset at the start only, each phase
     # continues from where the arm is (the bridge restarts from the measured pose); with
     # --return-to-start the arm first moves back to its start pose as bridge policy steps.
-    import random
-
-    from bench.ros2_probe import DRIVER_MODULE, NodeProcess, ros_env
+    from bench.ros2_probe import DRIVER_MODULE, NodeProcess
 
     def judged(self, images):  # as above: backward phases end at their first step
         return np.full(len(images), float(self.task == "drawer-close"), np.float32)
 
     monkeypatch.setattr(online.Reward, "prob", judged)
-    domain = random.SystemRandom().randint(1, 200)
-    for name, value in ros_env(domain).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
+    domain, wide = _ros_graph(monkeypatch, tmp_path)
     out = tmp_path / "rf"
-    wide = ["joint_state_timeout_s:=0.5", "image_timeout_s:=1.0", "policy_timeout_s:=1.0"]
     pair = ["--backward-task", "drawer-close", "--backward-policy", str(backward["bc"])]
     pair += ["--backward-reward", str(backward["reward"]), "--ros2"]
-    pair += [a for w in wide for a in ("--ros-params", w)] + ["--return-to-start"] * back
+    pair += wide + ["--return-to-start"] * back
     with NodeProcess(DRIVER_MODULE, {"task": "drawer"}, domain, tmp_path / "driver.log") as driver:
         assert main(_argv(parts, out, *pair, steps=12)) == 0, driver.log()
         log = driver.log()
