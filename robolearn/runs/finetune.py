@@ -413,7 +413,8 @@ def run_finetune(
     over --ros2), "seconds", "updates_per_second" (compiling excluded), "recent": {task:
     {"episodes", "classifier_success", "sim_success"}} over each task's last <= 20 episodes,
     "evals": {task: [{"step", "sim_success", ...}]} of this run's --eval-episodes, "returns":
-    {"phases", "steps", "missed"} of this run's --return-to-start moves}.
+    {"phases", "steps", "missed"} of this run's --return-to-start moves, "holds": a Counter of
+    this run's episodes the bridge held, by the kind of its reason}.
     make_task(name, image_size=, max_steps=) builds the task (default: robolearn.envs.make)."""
     from robolearn.core import checkpoint as ckpt_io
     from robolearn.data.store import create_store, iter_episodes
