@@ -61,7 +61,7 @@ from robolearn.core.tracking import WandbSettings
 from robolearn.policies.bc.config import FilteredBCConfig
 from robolearn.policies.ppo.config import PPOConfig
 from robolearn.policies.sac.config import SACConfig
-from robolearn.runs.online import BEST_DIR, OnlineLearner
+from robolearn.runs.online import BEST_DIR, OnlineLearner, on_device
 
 STORE = "online"
 SAC_CONFIG = "sac.yaml"
@@ -616,9 +616,7 @@ class _Learner(OnlineLearner):
             _, actor_params, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
             rng = jax.random.key(self.cfg.seed)
             self.graphs, self.state = init_sac_state(sac, self.actor_cfg, rng, actor_params)
-        # committed to its device, as every updated state is: a state that changed how it is
-        # placed would compile each jitted function again (over ROS 2, on the arm's time)
-        self.state = jax.device_put(self.state, jax.devices()[0])
+        self.state = on_device(self.state)
         mixed = self.cfg.offline_batch() if offline else 0
         online_batch = sac.batch_size - mixed
         example = _example(self.actor_cfg.model)
@@ -967,9 +965,7 @@ def _loop(cfg, out, store, stored, task, learners, progress, wandb, resolved, ev
                 last_saved = env_steps
             if reset_free:
                 phase = 1 - phase
-        if hasattr(task, "hold"):  # a real-time arm holds while the learner finishes and saves
-            task.hold()
-        lag = 0
+        lag = 0  # (a real-time arm already holds: every episode's end held it)
         if updater is not None:
             updater.stop()
             updates, update_seconds, lag = updater.done, updater.seconds, updater.lag

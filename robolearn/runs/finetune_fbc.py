@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robolearn.runs.online import OnlineLearner
+from robolearn.runs.online import OnlineLearner, on_device
 
 CONFIG = "filtered_bc.yaml"
 
@@ -95,9 +95,7 @@ class FilteredBCLearner(OnlineLearner):
             self.state = TrainState(
                 jnp.zeros((), jnp.int32), params, opt_state, jax.random.key(self.cfg.seed)
             )
-        # committed to its device, as every updated state is (else the second BC step compiles
-        # again)
-        self.state = jax.device_put(self.state, jax.devices()[0])
+        self.state = on_device(self.state)
         for ep in stored:
             if ep.meta.task == self.task:
                 self._keep(ep.image[:-1], ep.proprio[:-1], ep.action, ep.reward)
@@ -126,8 +124,7 @@ class FilteredBCLearner(OnlineLearner):
         [-1, 1] (the action the task gets and a kept episode imitates)."""
         from robolearn.policies.ppo.train import effective_log_std
 
-        proprio = np.asarray(obs["proprio"], np.float32)[None]  # (the warmed-up dtype)
-        mean, log_std = self._act(self.state.params, obs["image"][None], proprio)
+        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
         mean = np.asarray(mean[0])
         std = np.exp(np.asarray(effective_log_std(log_std[0], self.fbc.std_floor)))
         return np.clip(mean + std * rng.normal(size=mean.shape), -1.0, 1.0).astype(np.float32)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robolearn.runs.online import OnlineLearner
+from robolearn.runs.online import OnlineLearner, on_device
 
 
 class PPOLearner(OnlineLearner):
@@ -102,14 +102,11 @@ class PPOLearner(OnlineLearner):
             _, start, _ = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)
             rng = jax.random.key(self.cfg.seed)
             self.graphs, self.state = init_refine_state(self.ppo, self.actor_cfg, rng, start)
-        # committed to its device, as every updated state is: placed otherwise, the second
-        # update compiled again (46 s of a 16-episode batch over ROS 2, the arm holding)
-        self.state = jax.device_put(self.state, jax.devices()[0])
+        self.state = on_device(self.state)
         # ppo.bc_coef's pull is toward the starting policy (read again only where it is used)
         self.anchor = self.state.params
         if self.restored and self.ppo.bc_coef:
-            anchor = policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)[1]
-            self.anchor = jax.device_put(anchor, jax.devices()[0])
+            self.anchor = on_device(policy_ckpt.restore_actor(self.policy_path, self.actor_cfg)[1])
         self._update = make_update(self.ppo, self.graphs, self.stats, self.iterations)
         self._floor = self._iteration_floor()
         self._act = make_act_fn(self.graphs[0], self.stats)
@@ -127,8 +124,7 @@ class PPOLearner(OnlineLearner):
         from robolearn.policies.ppo.losses import gaussian_log_prob
         from robolearn.policies.ppo.train import effective_log_std
 
-        proprio = np.asarray(obs["proprio"], np.float32)[None]  # (the warmed-up dtype)
-        mean, log_std = self._act(self.state.params, obs["image"][None], proprio)
+        mean, log_std = self._act(self.state.params, obs["image"][None], obs["proprio"][None])
         mean = np.asarray(mean[0])
         log_std = np.asarray(effective_log_std(log_std[0], self._floor))
         raw = (mean + np.exp(log_std) * rng.normal(size=mean.shape)).astype(np.float32)

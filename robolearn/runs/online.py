@@ -14,6 +14,15 @@ BEST_DIR = "best"
 BEST_INFO = "best.json"
 
 
+def on_device(tree):
+    """`tree` committed to the default device, as every state a jitted update returns is: a
+    learner's starting state placed otherwise made its second update compile again (over ROS 2
+    on the arm's time, or 46 s with the arm holding for PPO)."""
+    import jax
+
+    return jax.device_put(tree, jax.devices()[0])
+
+
 class Reward:
     """The classifier's reward of single frames: binary at its threshold, or its probability.
 

@@ -60,6 +60,11 @@ def weighted_mean(x: jax.Array, weight: jax.Array | None = None) -> jax.Array:
     return jnp.sum(weight * x) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
+def weighted_var(x: jax.Array, weight: jax.Array | None = None) -> jax.Array:
+    """Variance of x (population), or over the steps `weight` picks."""
+    return weighted_mean((x - weighted_mean(x, weight)) ** 2, weight)
+
+
 def clipped_surrogate(
     log_prob: jax.Array,
     old_log_prob: jax.Array,

@@ -26,6 +26,7 @@ from robolearn.policies.ppo.losses import (
     gaussian_entropy,
     gaussian_log_prob,
     weighted_mean,
+    weighted_var,
 )
 from robolearn.policies.ppo.model import Critic
 
@@ -142,8 +143,7 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
         log_prob = gaussian_log_prob(mean, log_std, mb["action"])
         adv, w = mb["advantage"], mb.get("valid")
         if cfg.normalize_advantages:
-            centred = adv - weighted_mean(adv, w)
-            adv = centred / (jnp.sqrt(weighted_mean(centred**2, w)) + 1e-8)
+            adv = (adv - weighted_mean(adv, w)) / (jnp.sqrt(weighted_var(adv, w)) + 1e-8)
         loss, diag = clipped_surrogate(log_prob, mb["log_prob"], adv, cfg.clip, w)
         entropy = weighted_mean(gaussian_entropy(log_std), w)
         loss = loss - cfg.entropy_coef * entropy
@@ -232,8 +232,7 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
             minibatch_step, (state, actor_on), batches, unroll=cfg.unroll
         )
         w = traj.valid  # (explained variance over the steps episodes had)
-        var_of = lambda x: weighted_mean((x - weighted_mean(x, w)) ** 2, w)
-        var = var_of(returns)
+        var = weighted_var(returns, w)
         reward, prob = traj.reward, traj.prob
         if w is not None:
             reward, prob = reward * w, prob * w
@@ -244,7 +243,7 @@ def make_update(cfg: PPOConfig, graphs: tuple, stats: NormStats, iterations: int
             else (prob.max(0) > 0.5).mean(),
             "success_prob_max": prob.max(0).mean(),
             "value_loss": diag["value_loss"].mean(),
-            "explained_variance": 1.0 - var_of(returns - values) / jnp.maximum(var, 1e-8),
+            "explained_variance": 1.0 - weighted_var(returns - values, w) / jnp.maximum(var, 1e-8),
             "approx_kl": diag["approx_kl"].mean(),
             "clip_fraction": diag["clip_fraction"].mean(),
             "entropy": diag["entropy"].mean(),
