@@ -167,6 +167,7 @@ class BridgeNode(Node):
         self._autostarted = not p["autostart"]
         self._gate = RampGate(round(p["control_rate"] / p["policy_rate"]))
         self._episode_start: tuple[float, int] | None = None  # (time, policy steps) at start
+        self._episodes_before = 0  # episodes of the bridges renew_bridge replaced
         self._registers = "unset"  # interbotix: unset | pending | set (per driver lifetime)
         self._gripper_cmd: float | None = None
         self._make_interfaces()
@@ -293,6 +294,10 @@ class BridgeNode(Node):
                     self._registers = "unset"  # a restarted driver has its default profile
             self._last_mode = mode
 
+    def _episodes(self) -> int:
+        """Episodes started since the node started, across renewed bridges."""
+        return self._episodes_before + self.bridge.status()["episodes"]
+
     def _log_episode_end(self, now: float, reason: str) -> None:
         """One line for the end of a run: its length, policy steps and why it ended; a WARNING
         when anything but the operator (~/hold, a restart, shutdown) stopped it."""
@@ -302,7 +307,7 @@ class BridgeNode(Node):
         self._episode_start = None
         status = self.bridge.status()
         text = (
-            f"episode {status['episodes']} ended after {now - t0:.1f} s "
+            f"episode {self._episodes()} ended after {now - t0:.1f} s "
             f"({status['policy_steps'] - steps0} policy steps): {reason or 'hold'}"
         )
         by_operator = reason.startswith(("operator", "restart", "closed"))
@@ -392,7 +397,7 @@ class BridgeNode(Node):
         self._gate.started()
         self._episode_start = (now, self.bridge.status()["policy_steps"])
         self._last_mode = self.bridge.mode
-        episode = self.bridge.status()["episodes"]
+        episode = self._episodes()
         self.get_logger().info(f"episode {episode} started ({how}): {self.p['checkpoint']}")
         return True, "started"
 
@@ -442,6 +447,7 @@ class BridgeNode(Node):
         jitter = np.abs(periods - nominal_ms) if periods.size else np.zeros(1)
         return {
             **self.bridge.status(),
+            "episodes": self._episodes(),
             "ready": self._inputs_problem(now) is None,
             "inputs_problem": self._inputs_problem(now) or "",
             "output_mode": self.p["output_mode"],
@@ -499,6 +505,7 @@ class BridgeNode(Node):
         with self._renewing:
             self._not_before_s = not_before_s
             old = self.bridge
+            self._episodes_before += old.status()["episodes"]
             self.bridge = Bridge(self._policy, self._cfg, self._writer)
             self._t_joint = self._t_image = None
             self._differenced = DifferencedVelocity()

@@ -58,6 +58,19 @@ def test_a_bridge_renewed_after_a_reset_drops_what_was_stamped_before_it(
         ok, message = node.start("test")
         assert ok, message
         assert node.bridge.mode == "running"
+        assert node.status()["episodes"] == 1
+        # the next episode, on a bridge renewed again: the node counts on from the last one (its
+        # log and status say episode 2, not the fresh bridge's 1)
+        node.hold("test: episode end")
+        node.pause(True)
+        node.renew_bridge(not_before_s=30.0)
+        node.pause(False)
+        for k in range(3):
+            joints(30.01 + 0.01 * k, after)
+        node._on_image(msgs.image_msg(image, 30.04))
+        ok, message = node.start("test")
+        assert ok, message
+        assert node.status()["episodes"] == 2 and node.bridge.status()["episodes"] == 1
     finally:
         node.shutdown()
         node.destroy_node()
