@@ -43,7 +43,8 @@ class EvalConfig:
     bridge: bool = False
     """act through the robot bridge on the simulated arm, as the policy runs on the WidowX
     (robolearn.hardware.sim_arm.BridgeTask: setpoint ramp, shield and passivity filter at
-    100 Hz, in simulated time); WidowX tasks and policy checkpoints only. A hold (the shield,
+    100 Hz, in simulated time); WidowX tasks, policy checkpoints and random actions (the
+    scripted experts steer the simulator's own end-effector target). A hold (the shield,
     a NaN action) ends the episode; each episode's record says why (`held`) and the results
     count them"""
 
@@ -70,10 +71,13 @@ def check_run_config(cfg) -> None:
         raise ConfigError(
             f"--bridge drives the simulated WidowX; {cfg.task!r} is not a WidowX task"
         )
-    if getattr(cfg, "bridge", False) and cfg.policy in SCRIPTED:
+    if getattr(cfg, "bridge", False) and cfg.policy in ("expert", "noisy"):
+        # its steps are relative to the simulator's own end-effector target, which the bridge
+        # (driving the joints) never moves: it would steer from the reset's pose all episode
         raise ConfigError(
-            f"--bridge evaluates a policy checkpoint; the scripted {cfg.policy!r} acts from the "
-            "simulator's state, not through the bridge"
+            f"--bridge evaluates a policy checkpoint or random actions; the scripted "
+            f"{cfg.policy!r} steers the simulator's own end-effector target, which the bridge "
+            "does not use"
         )
     envs.TaskConfig(image_size=cfg.image_size, max_steps=cfg.max_steps)
     check_policy(cfg, cfg.task, envs.ACTION_DIM)

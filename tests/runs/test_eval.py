@@ -75,7 +75,8 @@ def test_cli_eval_prints_the_summary(tmp_path, capsys):
         (["eval", "--task", "drawer", "--episodes", "0"], "episodes must be >= 1"),
         (["eval", "--task", "drawer", "--image-size", "1000"], "image_size must be an integer"),
         (["eval", "--task", "metaworld/lever-pull-40hz", "--bridge"], "not a WidowX task"),
-        (["eval", "--task", "drawer", "--bridge"], "--bridge evaluates a policy checkpoint"),
+        (["eval", "--task", "drawer", "--bridge"], "steers the simulator's own end-effector"),
+        (["eval", "--task", "drawer", "--policy", "noisy", "--bridge"], "the scripted 'noisy'"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, capsys, tmp_path):
@@ -115,3 +116,9 @@ def test_eval_through_the_bridge_acts_as_on_the_arm(tmp_path, capsys):
     assert bridged["held"] == 0 and [e["held"] for e in bridged["per_episode"]] == ["", ""]
     assert "held" not in direct and "held" not in direct["per_episode"][0]
     assert [e["steps"] for e in bridged["per_episode"]] == [4, 4]
+    # random actions need no simulator state: they go through the bridge too (the shield and the
+    # filter see them; an episode may hold)
+    argv[argv.index("--policy") + 1] = "random"
+    assert main([*argv, "--bridge", "--out", str(tmp_path / "r")]) == 0
+    randomly = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert len(randomly["per_episode"]) == 2 and "held" in randomly["per_episode"][0]
