@@ -398,7 +398,8 @@ class BridgeNode(Node):
         self._episode_start = (now, self.bridge.status()["policy_steps"])
         self._last_mode = self.bridge.mode
         episode = self._episodes()
-        self.get_logger().info(f"episode {episode} started ({how}): {self.p['checkpoint']}")
+        source = self.p["checkpoint"] or "the policy given in process"
+        self.get_logger().info(f"episode {episode} started ({how}): {source}")
         return True, "started"
 
     def _set_profile_registers(self) -> None:
