@@ -46,6 +46,10 @@ from robolearn.core.widowx_control import JointGoal
 
 FRESH_INPUTS_TIMEOUT_S = 20.0
 """How long reset waits for the driver's joint states and camera frames (and its reset)."""
+START_TRIES = 5
+"""How many times an episode's start is tried when the bridge refuses it or holds before its first
+policy step (a driver's reading that came late on a loaded machine): each try starts from the
+measured pose and commands nothing before the policy's first action."""
 
 
 class Ros2TaskError(RobolearnError, RuntimeError):
@@ -289,7 +293,25 @@ class Ros2Task:
             raise Ros2TaskError(f"the driver's reset ({client.srv_name}) failed or did not answer")
 
     def _start(self):
-        """Start the bridge once its inputs are fresh; the first observation and info."""
+        """Start the bridge once its inputs are fresh; the first observation and info. A start
+        the bridge refuses or holds before its first policy step (its inputs went stale for a
+        moment, a reading it could not take) is tried again, START_TRIES times in all: one late
+        joint state must not end a run of hours."""
+        why = ""
+        for _ in range(START_TRIES):
+            obs, why = self._start_once()
+            if obs is not None:
+                self._obs = obs
+                return obs, self._info()
+            self.node.get_logger().warning(
+                f"the bridge took no first policy step ({why}); starting again"
+            )
+            time.sleep(0.2)
+        raise Ros2TaskError(f"the bridge took no first policy step in {START_TRIES} starts: {why}")
+
+    def _start_once(self) -> tuple[dict | None, str]:
+        """One start: (the first observation, "") or (None, why it did not come). Raises when
+        the driver's inputs stay missing or stale for FRESH_INPUTS_TIMEOUT_S."""
         deadline = time.monotonic() + FRESH_INPUTS_TIMEOUT_S
         while (problem := self.node.inputs_problem()) is not None:
             if time.monotonic() > deadline:
@@ -299,7 +321,7 @@ class Ros2Task:
         ok, message = self.node.start("robolearn finetune")
         if not ok:
             self._hand.end()
-            raise Ros2TaskError(f"the bridge cannot start: {message}")
+            return None, message
         self._t = 0
         obs = self._hand.next_observation(
             FRESH_INPUTS_TIMEOUT_S, lambda: self.node.bridge.mode != "running"
@@ -307,11 +329,8 @@ class Ros2Task:
         if obs is None:
             status = self.node.bridge.status()
             self._stop_episode()
-            raise Ros2TaskError(
-                f"the bridge took no first policy step: {status['hold_reason'] or status['mode']}"
-            )
-        self._obs = obs
-        return obs, self._info()
+            return None, status["hold_reason"] or status["mode"]
+        return obs, ""
 
     def _stop_episode(self) -> None:
         self._hand.end()
