@@ -67,11 +67,12 @@ def check_run_config(cfg) -> None:
     from robolearn import envs
 
     info = envs.task_info(cfg.task)
-    if getattr(cfg, "bridge", False) and info.suite != "widowx":
+    bridge = getattr(cfg, "bridge", False)  # (configs without --bridge share this check)
+    if bridge and info.suite != "widowx":
         raise ConfigError(
             f"--bridge drives the simulated WidowX; {cfg.task!r} is not a WidowX task"
         )
-    if getattr(cfg, "bridge", False) and cfg.policy in ("expert", "noisy"):
+    if bridge and cfg.policy in ("expert", "noisy"):
         # its steps are relative to the simulator's own end-effector target, which the bridge
         # (driving the joints) never moves: it would steer from the reset's pose all episode
         raise ConfigError(
